@@ -1,0 +1,52 @@
+/**
+ * Every error kube-nftproxy raises carries a stable `code`. Callers test codes with the
+ * predicates below, never message text (STYLE.md, habit 7).
+ */
+export const ErrorCodes = {
+  /** `nft` is not installed or not on PATH. */
+  NFT_NOT_FOUND: 'NFT_NOT_FOUND',
+  /** nft ran but lacks CAP_NET_ADMIN (operation not permitted). */
+  NFT_PERMISSION: 'NFT_PERMISSION',
+  /** nft rejected the transaction (syntax, missing object, kernel refusal). */
+  NFT_REJECTED: 'NFT_REJECTED',
+  /** nft is older than we support or its version could not be read. */
+  NFT_VERSION: 'NFT_VERSION',
+  /** A transaction object failed validation while it was queued. */
+  NFT_INVALID_OBJECT: 'NFT_INVALID_OBJECT',
+  /** The Fake found a goto/jump/@set reference to an object that does not exist. */
+  NFT_DANGLING_REFERENCE: 'NFT_DANGLING_REFERENCE',
+  /** The object does not exist (delete of a missing element, chain, ...). */
+  NFT_NOT_EXIST: 'NFT_NOT_EXIST',
+  /** The object exists already (create of an existing object). */
+  NFT_EXISTS: 'NFT_EXISTS',
+  /** A command-line flag or config field is invalid. */
+  CONFIG_INVALID: 'CONFIG_INVALID',
+  /** The --source path cannot be read. */
+  SOURCE_UNREADABLE: 'SOURCE_UNREADABLE',
+  /** A Kubernetes object failed validation; it is skipped. */
+  OBJECT_INVALID: 'OBJECT_INVALID',
+  /** No usable API server credentials. */
+  KUBECONFIG_INVALID: 'KUBECONFIG_INVALID',
+  /** Not running as root / without CAP_NET_ADMIN where it is needed. */
+  NO_PRIVILEGE: 'NO_PRIVILEGE',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class ProxyError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = 'ProxyError';
+  }
+}
+
+export function hasCode(err: unknown, code: ErrorCode): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+export const isNotFound = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NOT_EXIST);
+export const isExists = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_EXISTS);
+export const isNftMissing = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NOT_FOUND);
+export const isPermission = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_PERMISSION);

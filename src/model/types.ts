@@ -1,0 +1,84 @@
+/**
+ * ProxyState: the node-local view of every service port, as plain data. One pure function
+ * (build-state.ts) makes it from Services, EndpointSlices, the Node and the config; every
+ * backend (nftables, userspace) and the debug endpoints read it. Nothing here does I/O.
+ */
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export type Family = 'ipv4' | 'ipv6';
+export type LbAlgorithm = 'random' | 'maglev';
+
+/** One endpoint address and the port the service port resolves to on it. */
+export interface Endpoint {
+  ip: string;
+  port: number;
+  /** The node it runs on, when the EndpointSlice says. */
+  nodeName?: string;
+  zone?: string;
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+  /** Runs on this node (nodeName equals ours). */
+  local: boolean;
+}
+
+/** A service port in one address family: the unit the proxy programs. */
+export interface ServicePort {
+  /** `namespace/name:port-name/PROTO/family`: unique, stable, sortable. */
+  key: string;
+  /** `namespace/name`. */
+  service: string;
+  namespace: string;
+  name: string;
+  /** The ServicePort's name ('' when the Service has one unnamed port). */
+  portName: string;
+  family: Family;
+  protocol: Protocol;
+  /** The ClusterIP of this family, or undefined (e.g. a NodePort-only view never occurs; headless is skipped). */
+  clusterIP: string | undefined;
+  port: number;
+  /** 0 when none. */
+  nodePort: number;
+  externalIPs: string[];
+  /** LoadBalancer ingress IPs of this family (ipMode Proxy ones are left out). */
+  loadBalancerIPs: string[];
+  /** loadBalancerSourceRanges of this family, normalised CIDRs; empty means any. */
+  sourceRanges: string[];
+  externalPolicyLocal: boolean;
+  internalPolicyLocal: boolean;
+  /** sessionAffinity ClientIP timeout in seconds; 0 when there is no affinity. */
+  affinitySeconds: number;
+  /** 0 when none. */
+  healthCheckNodePort: number;
+  lbAlgorithm: LbAlgorithm;
+  /** Every endpoint of this port and family from the Service's slices, sorted by ip then port. */
+  allEndpoints: Endpoint[];
+  /** Endpoints for cluster-wide traffic (ready, else serving+terminating; topology applied). */
+  clusterEndpoints: Endpoint[];
+  /** Endpoints for traffic policy Local (local ready, else local serving+terminating). */
+  localEndpoints: Endpoint[];
+}
+
+/** An object the model did not use, with the reason; shown on /debug/services and logged once. */
+export interface Skipped {
+  kind: 'Service' | 'EndpointSlice' | 'Node' | 'File';
+  /** `namespace/name`, or the file path for unparseable files. */
+  name: string;
+  reason: string;
+}
+
+export interface NodeInfo {
+  name: string;
+  /** This node's IPs (both families), used for NodePorts, hairpin and local traffic. */
+  ips: string[];
+  /** topology.kubernetes.io/zone label, if any. */
+  zone?: string;
+  labels: Record<string, string>;
+}
+
+export interface ProxyState {
+  node: NodeInfo;
+  /** Sorted by key. */
+  ports: ServicePort[];
+  skipped: Skipped[];
+}

@@ -1,0 +1,83 @@
+/**
+ * nftables objects as plain data, after knftables' types.go. Each object renders to exactly
+ * one `nft -f` line (render.ts), so a Transaction's text is exactly what nft reads.
+ * Every object names its own family and table: one transaction may span `ip` and `ip6`.
+ */
+
+export type NftFamily = 'ip' | 'ip6' | 'inet';
+
+interface Base {
+  family: NftFamily;
+  table: string;
+}
+
+export interface Table extends Base {
+  kind: 'table';
+  comment?: string;
+}
+
+export type Hook = 'prerouting' | 'input' | 'forward' | 'output' | 'postrouting';
+
+export interface Chain extends Base {
+  kind: 'chain';
+  name: string;
+  /** Base chains only: all three of type, hook and priority. */
+  type?: 'filter' | 'nat' | 'route';
+  hook?: Hook;
+  /** A number or a standard name with offset: 'dstnat', 'srcnat', 'filter - 10'. */
+  priority?: string | number;
+  comment?: string;
+}
+
+export interface Rule extends Base {
+  kind: 'rule';
+  chain: string;
+  /** The rule's statements, in nft syntax. References (`goto x`, `jump x`, `@set`) are checked by the Fake. */
+  rule: string;
+  comment?: string;
+}
+
+/** A set (no value) or a map (with `value`/`valueTypeof`). */
+interface SetLike extends Base {
+  name: string;
+  /** `type` key spec, e.g. ['ipv4_addr', 'inet_proto', 'inet_service']; or use `typeof`. */
+  type?: string[];
+  /** `typeof` key spec, e.g. 'ip daddr . meta l4proto . th dport'. */
+  typeof?: string;
+  flags?: Array<'constant' | 'interval' | 'timeout' | 'dynamic'>;
+  /** Default element timeout, e.g. '3h' or '10800s'. */
+  timeout?: string;
+  comment?: string;
+}
+
+export interface NftSet extends SetLike {
+  kind: 'set';
+}
+
+export interface NftMap extends SetLike {
+  kind: 'map';
+  /** Value type, e.g. 'verdict' or ['ipv4_addr', 'inet_service']. */
+  valueType?: string[];
+  /** Value typeof, e.g. 'ip daddr . th dport'. */
+  valueTypeof?: string;
+}
+
+export interface Element extends Base {
+  kind: 'element';
+  /** The set or map the element belongs to. */
+  set: string;
+  /** Key fields, joined with ' . '. */
+  key: string[];
+  /** Map value fields (verdicts like 'goto x' are one field); absent for sets. */
+  value?: string[];
+  comment?: string;
+}
+
+export type NftObject = Table | Chain | Rule | NftSet | NftMap | Element;
+
+export type Verb = 'add' | 'create' | 'flush' | 'delete' | 'destroy';
+
+export interface Operation {
+  verb: Verb;
+  object: NftObject;
+}

@@ -1,0 +1,32 @@
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+
+/** The kinds of object a source delivers. */
+export type Kind = 'Service' | 'EndpointSlice' | 'Node';
+
+export interface KindMap {
+  Service: V1Service;
+  EndpointSlice: V1EndpointSlice;
+  Node: V1Node;
+}
+
+export type KubeObject = V1Service | V1EndpointSlice | V1Node;
+
+/**
+ * What a source tells its consumer (the ChangeTracker). Sources of both kinds (kube informers,
+ * files) speak this one interface, so everything downstream is the same.
+ */
+export interface SourceHandler {
+  /** An object was added or changed. */
+  upsert<K extends Kind>(kind: K, object: KindMap[K]): void;
+  /** An object is gone. `namespace` is '' for cluster-scoped kinds (Node). */
+  remove(kind: Kind, namespace: string, name: string): void;
+  /** Every kind has been listed once: syncing may begin. Called once per source start. */
+  synced(): void;
+  /** A source-level problem worth a log line that does not stop the source (bad file, watch restart). */
+  problem?(what: string, err: unknown): void;
+}
+
+export interface Source {
+  start(handler: SourceHandler): Promise<void>;
+  stop(): Promise<void>;
+}
