@@ -57,6 +57,10 @@ export interface ServicePort {
   clusterEndpoints: Endpoint[];
   /** Endpoints for traffic policy Local (local ready, else local serving+terminating). */
   localEndpoints: Endpoint[];
+  /** Some endpoint anywhere is usable (ready, or serving and terminating): decides DROP versus REJECT. */
+  hasEndpoints: boolean;
+  /** The Service is reachable from outside: a NodePort, an external IP or a load balancer IP. */
+  externallyAccessible: boolean;
 }
 
 /** An object the model did not use, with the reason; shown on /debug/services and logged once. */
@@ -65,6 +69,8 @@ export interface Skipped {
   /** `namespace/name`, or the file path for unparseable files. */
   name: string;
   reason: string;
+  /** Ignored by design (headless, ExternalName, another proxy's), not malformed: logged at debug only. */
+  ignored?: boolean;
 }
 
 export interface NodeInfo {

@@ -1,0 +1,108 @@
+import { isIPv4, isIPv6 } from 'node:net';
+import type { Family } from './types.js';
+
+/** The family of an IP literal, or undefined when it is not one. */
+export function ipFamily(ip: string): Family | undefined {
+  if (isIPv4(ip)) return 'ipv4';
+  if (isIPv6(ip)) return 'ipv6';
+  return undefined;
+}
+
+/** An IP as a bigint, for range checks; v4 and v6 kept apart by the caller. */
+export function ipToBigInt(ip: string): bigint {
+  if (isIPv4(ip)) return ip.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+  const [head = '', tail] = ip.split('::') as [string, string | undefined];
+  const parse = (s: string): string[] => (s === '' ? [] : s.split(':'));
+  let groups = parse(head);
+  let tailGroups = tail === undefined ? [] : parse(tail);
+  // An embedded IPv4 tail (::ffff:1.2.3.4) counts as two groups.
+  const fix = (gs: string[]): string[] =>
+    gs.flatMap((g) => {
+      if (!g.includes('.')) return [g];
+      const v = ipToBigInt(g);
+      return [(v >> 16n).toString(16), (v & 0xffffn).toString(16)];
+    });
+  groups = fix(groups);
+  tailGroups = fix(tailGroups);
+  const fill = tail === undefined ? [] : new Array<string>(8 - groups.length - tailGroups.length).fill('0');
+  return [...groups, ...fill, ...tailGroups].reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+function bigIntToIp(v: bigint, family: Family): string {
+  if (family === 'ipv4') return [24n, 16n, 8n, 0n].map((s) => Number((v >> s) & 0xffn)).join('.');
+  const groups: string[] = [];
+  for (let s = 112n; s >= 0n; s -= 16n) groups.push(((v >> s) & 0xffffn).toString(16));
+  // Canonical compression of the longest run of zero groups (RFC 5952).
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
+/** The canonical text of an IP (IPv6 compressed and lower case), or undefined when invalid. */
+export function canonicalIp(ip: string): string | undefined {
+  const family = ipFamily(ip);
+  if (!family) return undefined;
+  if (family === 'ipv4') {
+    // node accepts no leading zeros in IPv4 already; keep the text
+    return ip;
+  }
+  return bigIntToIp(ipToBigInt(ip), family);
+}
+
+export interface Cidr {
+  family: Family;
+  /** Network address (host bits cleared). */
+  base: bigint;
+  prefix: number;
+  /** Canonical text, `10.0.0.0/8`. */
+  text: string;
+}
+
+/** Parse `addr/prefix` (stray whitespace tolerated); host bits are cleared. Undefined when invalid. */
+export function parseCidr(raw: string): Cidr | undefined {
+  const s = raw.trim();
+  const slash = s.indexOf('/');
+  const addr = slash < 0 ? s : s.slice(0, slash);
+  const family = ipFamily(addr);
+  if (!family) return undefined;
+  const bits = family === 'ipv4' ? 32 : 128;
+  const prefixText = slash < 0 ? String(bits) : s.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(prefixText)) return undefined;
+  const prefix = Number(prefixText);
+  if (prefix > bits) return undefined;
+  const mask = prefix === 0 ? 0n : ((1n << BigInt(prefix)) - 1n) << BigInt(bits - prefix);
+  const base = ipToBigInt(addr) & mask;
+  return { family, base, prefix, text: `${bigIntToIp(base, family)}/${prefix}` };
+}
+
+export function cidrContains(cidr: Cidr, ip: string): boolean {
+  const family = ipFamily(ip);
+  if (family !== cidr.family) return false;
+  const bits = family === 'ipv4' ? 32 : 128;
+  const shift = BigInt(bits - cidr.prefix);
+  return ipToBigInt(ip) >> shift === cidr.base >> shift;
+}
+
+/** Sort IPs numerically within a family, v4 before v6: deterministic and readable. */
+export function compareIps(a: string, b: string): number {
+  const fa = ipFamily(a) === 'ipv4' ? 0 : 1;
+  const fb = ipFamily(b) === 'ipv4' ? 0 : 1;
+  if (fa !== fb) return fa - fb;
+  const va = ipToBigInt(a);
+  const vb = ipToBigInt(b);
+  return va < vb ? -1 : va > vb ? 1 : 0;
+}

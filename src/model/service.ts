@@ -1,0 +1,164 @@
+import type { V1Service } from '@kubernetes/client-node';
+import { canonicalIp, ipFamily, parseCidr } from './ip.js';
+import type { Family, LbAlgorithm, Protocol } from './types.js';
+
+/** A Service after validation: what the model needs, nothing else. */
+export interface ServiceInfo {
+  namespace: string;
+  name: string;
+  /** ClusterIPs by family (from spec.clusterIPs, else spec.clusterIP). */
+  clusterIPs: Partial<Record<Family, string>>;
+  ports: Array<{ name: string; protocol: Protocol; port: number; nodePort: number }>;
+  externalIPs: string[];
+  loadBalancerIPs: string[];
+  sourceRanges: string[];
+  externallyAccessible: boolean;
+  externalPolicyLocal: boolean;
+  internalPolicyLocal: boolean;
+  affinitySeconds: number;
+  healthCheckNodePort: number;
+  lbAlgorithm: LbAlgorithm | undefined;
+  /** Non-fatal problems (an invalid external IP, a defaulted timeout): one log line each. */
+  warnings: string[];
+}
+
+export type ServiceResult =
+  { ok: true; service: ServiceInfo } | { ok: false; ignored: boolean; reason: string };
+
+export const LB_ALGORITHM_ANNOTATION = 'kube-nftproxy.io/lb-algorithm';
+export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
+const DEFAULT_AFFINITY_SECONDS = 10800;
+const MAX_AFFINITY_SECONDS = 86400;
+const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
+
+const fail = (reason: string): ServiceResult => ({ ok: false, ignored: false, reason });
+const ignore = (reason: string): ServiceResult => ({ ok: false, ignored: true, reason });
+
+function isPort(v: unknown, allowZero = false): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= (allowZero ? 0 : 1) && v <= 65535;
+}
+
+/**
+ * Validate a Service as kube-proxy reads it. Fatal problems skip the Service (with the reason);
+ * problems kube-proxy tolerates (an invalid external IP or source range, an out-of-range
+ * affinity timeout) are dropped or defaulted and reported as warnings.
+ */
+export function parseService(svc: V1Service): ServiceResult {
+  const name = svc.metadata?.name;
+  if (!name) return fail('missing metadata.name');
+  const spec = svc.spec;
+  if (!spec) return fail('missing spec');
+  if (svc.metadata?.labels?.[SERVICE_PROXY_NAME_LABEL] !== undefined)
+    return ignore(`left to the proxy named by ${SERVICE_PROXY_NAME_LABEL}`);
+  const type = spec.type ?? 'ClusterIP';
+  if (type === 'ExternalName') return ignore('ExternalName Service');
+  if (!['ClusterIP', 'NodePort', 'LoadBalancer'].includes(type))
+    return fail(`unknown spec.type ${JSON.stringify(type)}`);
+  const rawIPs = spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : [];
+  if (rawIPs.length === 0) return fail('missing spec.clusterIP');
+  if (rawIPs[0] === 'None') return ignore('headless Service');
+  const clusterIPs: Partial<Record<Family, string>> = {};
+  for (const raw of rawIPs) {
+    const ip = typeof raw === 'string' ? canonicalIp(raw) : undefined;
+    const family = ip ? ipFamily(ip) : undefined;
+    if (!ip || !family) return fail(`invalid clusterIP ${JSON.stringify(raw)}`);
+    if (clusterIPs[family]) return fail(`two clusterIPs of family ${family}`);
+    clusterIPs[family] = ip;
+  }
+
+  if (!Array.isArray(spec.ports) || spec.ports.length === 0) return fail('no spec.ports');
+  const ports: ServiceInfo['ports'] = [];
+  const seen = new Set<string>();
+  const usesNodePorts = type === 'NodePort' || type === 'LoadBalancer';
+  for (const [i, p] of spec.ports.entries()) {
+    const protocol = p.protocol ?? 'TCP';
+    if (!PROTOCOLS.has(protocol))
+      return fail(`spec.ports[${i}]: unknown protocol ${JSON.stringify(protocol)}`);
+    if (!isPort(p.port)) return fail(`spec.ports[${i}]: invalid port ${JSON.stringify(p.port)}`);
+    if (p.nodePort !== undefined && p.nodePort !== null && !isPort(p.nodePort, true))
+      return fail(`spec.ports[${i}]: invalid nodePort ${JSON.stringify(p.nodePort)}`);
+    const portName = p.name ?? '';
+    if (seen.has(portName)) return fail(`spec.ports[${i}]: duplicate port name ${JSON.stringify(portName)}`);
+    seen.add(portName);
+    ports.push({
+      name: portName,
+      protocol: protocol as Protocol,
+      port: p.port,
+      nodePort: usesNodePorts ? (p.nodePort ?? 0) : 0,
+    });
+  }
+
+  const warnings: string[] = [];
+  const externalIPs: string[] = [];
+  for (const raw of spec.externalIPs ?? []) {
+    const ip = canonicalIp(String(raw).trim());
+    if (ip) externalIPs.push(ip);
+    else warnings.push(`ignoring invalid externalIP ${JSON.stringify(raw)}`);
+  }
+  const loadBalancerIPs: string[] = [];
+  if (type === 'LoadBalancer') {
+    for (const ingress of svc.status?.loadBalancer?.ingress ?? []) {
+      // ipMode Proxy: the load balancer proxies to the node itself, kube-proxy must not short-circuit.
+      if (!ingress.ip || ingress.ipMode === 'Proxy') continue;
+      const ip = canonicalIp(ingress.ip.trim());
+      if (ip) loadBalancerIPs.push(ip);
+      else warnings.push(`ignoring invalid load balancer ingress IP ${JSON.stringify(ingress.ip)}`);
+    }
+  }
+  const sourceRanges: string[] = [];
+  if (type === 'LoadBalancer') {
+    for (const raw of spec.loadBalancerSourceRanges ?? []) {
+      const cidr = parseCidr(String(raw));
+      if (cidr) sourceRanges.push(cidr.text);
+      else warnings.push(`ignoring invalid loadBalancerSourceRange ${JSON.stringify(raw)}`);
+    }
+  }
+
+  let affinitySeconds = 0;
+  if (spec.sessionAffinity === 'ClientIP') {
+    const t = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds;
+    if (t === undefined || t === null) affinitySeconds = DEFAULT_AFFINITY_SECONDS;
+    else if (Number.isInteger(t) && t > 0 && t <= MAX_AFFINITY_SECONDS) affinitySeconds = t;
+    else {
+      affinitySeconds = DEFAULT_AFFINITY_SECONDS;
+      warnings.push(
+        `sessionAffinity timeoutSeconds ${JSON.stringify(t)} out of range 1..${MAX_AFFINITY_SECONDS}: using ${DEFAULT_AFFINITY_SECONDS}`,
+      );
+    }
+  } else if (spec.sessionAffinity !== undefined && spec.sessionAffinity !== 'None') {
+    warnings.push(`unknown sessionAffinity ${JSON.stringify(spec.sessionAffinity)}: using None`);
+  }
+
+  const externallyAccessible =
+    usesNodePorts && ports.some((p) => p.nodePort > 0)
+      ? true
+      : externalIPs.length > 0 || loadBalancerIPs.length > 0;
+  const annotation = svc.metadata?.annotations?.[LB_ALGORITHM_ANNOTATION];
+  let lbAlgorithm: LbAlgorithm | undefined;
+  if (annotation === 'random' || annotation === 'maglev') lbAlgorithm = annotation;
+  else if (annotation !== undefined)
+    warnings.push(`unknown ${LB_ALGORITHM_ANNOTATION} ${JSON.stringify(annotation)}: using the default`);
+
+  return {
+    ok: true,
+    service: {
+      namespace: svc.metadata?.namespace || 'default',
+      name,
+      clusterIPs,
+      ports,
+      externalIPs,
+      loadBalancerIPs,
+      sourceRanges,
+      externallyAccessible,
+      externalPolicyLocal: externallyAccessible && spec.externalTrafficPolicy === 'Local',
+      internalPolicyLocal: spec.internalTrafficPolicy === 'Local',
+      affinitySeconds,
+      healthCheckNodePort:
+        type === 'LoadBalancer' && spec.externalTrafficPolicy === 'Local' && isPort(spec.healthCheckNodePort)
+          ? spec.healthCheckNodePort
+          : 0,
+      lbAlgorithm,
+      warnings,
+    },
+  };
+}

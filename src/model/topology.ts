@@ -1,0 +1,89 @@
+import type { Endpoint } from './types.js';
+
+/** An endpoint with the topology hints its slice gave it. */
+export interface HintedEndpoint extends Endpoint {
+  zoneHints: string[];
+  nodeHints: string[];
+}
+
+export interface PolicyInput {
+  internalPolicyLocal: boolean;
+  externalPolicyLocal: boolean;
+  externallyAccessible: boolean;
+}
+
+export interface Categorized {
+  clusterEndpoints: Endpoint[];
+  localEndpoints: Endpoint[];
+  /** 'kubernetes.io/hostname', 'topology.kubernetes.io/zone' or '' when topology is not in use. */
+  topologyMode: string;
+  /** Some endpoint anywhere is ready, or serving and terminating. */
+  hasEndpoints: boolean;
+}
+
+const strip = ({ zoneHints: _z, nodeHints: _n, ...ep }: HintedEndpoint): Endpoint => ep;
+
+/**
+ * Which hints kube-proxy obeys: same-node hints when every ready endpoint has some and one
+ * names this node; else zone hints when every ready endpoint has some and one names our zone;
+ * else none (all endpoints). Mirrors kube-proxy's topologyModeFromHints.
+ */
+export function topologyMode(
+  endpoints: HintedEndpoint[],
+  nodeName: string,
+  zone: string | undefined,
+): string {
+  let allNodeHints = true;
+  let forNode = false;
+  let allZoneHints = true;
+  let forZone = false;
+  for (const ep of endpoints) {
+    if (!ep.ready) continue;
+    if (ep.nodeHints.length === 0) allNodeHints = false;
+    else if (ep.nodeHints.includes(nodeName)) forNode = true;
+    if (ep.zoneHints.length === 0) allZoneHints = false;
+    else if (zone && ep.zoneHints.includes(zone)) forZone = true;
+  }
+  if (allNodeHints && forNode) return 'kubernetes.io/hostname';
+  if (allZoneHints && forZone) return 'topology.kubernetes.io/zone';
+  return '';
+}
+
+/**
+ * kube-proxy's CategorizeEndpoints: the endpoints for cluster-wide traffic (ready ones the
+ * topology allows, else every serving+terminating one) and for Local traffic policy (local
+ * ready ones, else local serving+terminating ones). A policy that is not in use gets [].
+ */
+export function categorizeEndpoints(
+  endpoints: HintedEndpoint[],
+  policy: PolicyInput,
+  nodeName: string,
+  zone: string | undefined,
+): Categorized {
+  const usesCluster =
+    !policy.internalPolicyLocal || (policy.externallyAccessible && !policy.externalPolicyLocal);
+  const usesLocal = policy.internalPolicyLocal || (policy.externallyAccessible && policy.externalPolicyLocal);
+  let clusterEndpoints: Endpoint[] = [];
+  let mode = '';
+  if (usesCluster) {
+    mode = topologyMode(endpoints, nodeName, zone);
+    const allowed = (ep: HintedEndpoint): boolean =>
+      mode === 'kubernetes.io/hostname'
+        ? ep.nodeHints.includes(nodeName)
+        : mode === 'topology.kubernetes.io/zone'
+          ? zone !== undefined && ep.zoneHints.includes(zone)
+          : true;
+    clusterEndpoints = endpoints.filter((ep) => ep.ready && allowed(ep)).map(strip);
+    if (clusterEndpoints.length === 0)
+      clusterEndpoints = endpoints.filter((ep) => ep.serving && ep.terminating).map(strip);
+  }
+  let localEndpoints: Endpoint[] = [];
+  if (usesLocal) {
+    localEndpoints = endpoints.filter((ep) => ep.local && ep.ready).map(strip);
+    if (localEndpoints.length === 0)
+      localEndpoints = endpoints.filter((ep) => ep.local && ep.serving && ep.terminating).map(strip);
+  }
+  const hasEndpoints =
+    clusterEndpoints.length > 0 || endpoints.some((ep) => ep.ready || (ep.serving && ep.terminating));
+  return { clusterEndpoints, localEndpoints, topologyMode: mode, hasEndpoints };
+}

@@ -1,0 +1,291 @@
+import { frontendsOf, type Frontend } from '../model/frontends.js';
+import { cidrContains, ipFamily, parseCidr } from '../model/ip.js';
+import type { Endpoint, Family, ProxyState, ServicePort } from '../model/types.js';
+import type { Chain, Element, NftFamily, NftMap, NftSet, Rule } from './nft/types.js';
+import { setId, type Ruleset } from './ruleset.js';
+
+/** What the compiler needs beyond the state: the parts of the config that shape rules. */
+export interface CompileConfig {
+  table: string;
+  /** Pod networks: traffic to a ClusterIP from outside them is masqueraded; pods short-circuit eTP Local. */
+  clusterCIDRs: string[];
+  masqueradeAll: boolean;
+  /** ClusterIP ranges: unallocated IPs in them are dropped. */
+  serviceCIDRs: string[];
+  /** Local addresses that accept NodePorts, by family (resolved by the caller; never loopback). */
+  nodePortIPs: Record<Family, string[]>;
+}
+
+/** The masquerade bit, kube-proxy's default (--masquerade-bit 14). */
+export const MASQ_MARK = '0x00004000';
+
+interface FamilySyntax {
+  nft: NftFamily;
+  /** `ip` or `ip6`: the payload keyword. */
+  x: string;
+  addr: string;
+}
+const SYNTAX: Record<Family, FamilySyntax> = {
+  ipv4: { nft: 'ip', x: 'ip', addr: 'ipv4_addr' },
+  ipv6: { nft: 'ip6', x: 'ip6', addr: 'ipv6_addr' },
+};
+
+/** Chain names by role; the number is how many endpoints the chain chooses among. */
+export const chainNames = {
+  clusterIP: (n: number) => `clusterip-${n}`,
+  external: (n: number) => `external-${n}`,
+  externalLocal: (n: number) => `external-local-${n}`,
+  shortCircuit: (n: number) => `shortcircuit-${n}`,
+} as const;
+
+const proto = (sp: ServicePort): string => sp.protocol.toLowerCase();
+
+/**
+ * ProxyState → desired nftables objects, a pure function. The layout (DESIGN.md): static
+ * chains, one per (role, endpoint count), and data in maps keyed by frontend
+ * (ip . proto . port) plus a slot, so that a change of endpoints is element operations.
+ *
+ * Packet path, for a frontend F with endpoints:
+ *   nat-prerouting/nat-output → services: F vmap @service-ips → goto <role>-N
+ *   <role>-N: masquerade decision, then dnat to F . numgen random mod N map @backends
+ * and without endpoints: filter hooks → endpoints-check: F vmap @no-endpoint-services →
+ * reject (none anywhere) or drop (none for this traffic policy).
+ */
+export function compile(state: ProxyState, config: CompileConfig): Ruleset {
+  const rs: Ruleset = { tables: [], chains: [], sets: [], elements: new Map() };
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    compileFamily(
+      rs,
+      state.ports.filter((sp) => sp.family === family),
+      family,
+      config,
+    );
+  }
+  return rs;
+}
+
+function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config: CompileConfig): void {
+  const { nft, x, addr } = SYNTAX[family];
+  const table = config.table;
+  const base = { family: nft, table };
+  rs.tables.push({ ...base, kind: 'table', comment: 'rules for kube-nftproxy' });
+
+  const chain = (name: string, rules: string[], hook?: Pick<Chain, 'type' | 'hook' | 'priority'>): void => {
+    rs.chains.push({
+      chain: { ...base, kind: 'chain', name, ...(hook ?? {}) },
+      rules: rules.map((rule): Rule => ({ ...base, kind: 'rule', chain: name, rule })),
+    });
+  };
+  const set = (name: string, type: string[], extra: Partial<NftSet> = {}): void => {
+    rs.sets.push({ ...base, kind: 'set', name, type, ...extra });
+  };
+  const map = (name: string, spec: Omit<NftMap, 'kind' | 'family' | 'table' | 'name'>): void => {
+    rs.sets.push({ ...base, kind: 'map', name, ...spec });
+  };
+  const elements = new Map<string, Map<string, Element>>();
+  const element = (setName: string, key: string[], value?: string[]): void => {
+    const id = setId(nft, table, setName);
+    let m = elements.get(id);
+    if (!m) {
+      m = new Map();
+      elements.set(id, m);
+    }
+    const el: Element = { ...base, kind: 'element', set: setName, key, ...(value ? { value } : {}) };
+    m.set(key.join(' . '), el);
+  };
+
+  const cidrs = (list: string[]): string[] =>
+    list
+      .map((c) => parseCidr(c))
+      .filter((c) => c !== undefined && c.family === family)
+      .map((c) => c!.text);
+  const podCIDRs = cidrs(config.clusterCIDRs);
+  const serviceCIDRs = cidrs(config.serviceCIDRs);
+  const anon = (list: string[]): string => `{ ${list.join(', ')} }`;
+  const frontendKey = `${x} daddr . meta l4proto . th dport`;
+  const pick = (n: number, mapName: string): string =>
+    `dnat ${x} to ${frontendKey} . numgen random mod ${n} map @${mapName}`;
+
+  // --- hooks, in kube-proxy's priorities: filtering sees pre-DNAT addresses, except the
+  // endpoint checks for locally generated traffic, which must see the short-circuit's DNAT.
+  chain('filter-prerouting', ['ct state new jump firewall-check'], {
+    type: 'filter',
+    hook: 'prerouting',
+    priority: -110,
+  });
+  chain('filter-output', ['ct state new jump firewall-check'], {
+    type: 'filter',
+    hook: 'output',
+    priority: -110,
+  });
+  chain('filter-input', ['ct state new jump endpoints-check'], {
+    type: 'filter',
+    hook: 'input',
+    priority: -110,
+  });
+  chain('filter-forward', ['ct state new jump endpoints-check', 'ct state new jump cluster-ips-check'], {
+    type: 'filter',
+    hook: 'forward',
+    priority: -110,
+  });
+  chain(
+    'filter-output-post-dnat',
+    ['ct state new jump endpoints-check', 'ct state new jump cluster-ips-check'],
+    {
+      type: 'filter',
+      hook: 'output',
+      priority: -90,
+    },
+  );
+  chain('nat-prerouting', ['jump services'], { type: 'nat', hook: 'prerouting', priority: -100 });
+  chain('nat-output', ['jump services'], { type: 'nat', hook: 'output', priority: -100 });
+  chain('nat-postrouting', ['jump masquerading'], { type: 'nat', hook: 'postrouting', priority: 100 });
+
+  // --- static regular chains
+  chain('firewall-check', [
+    `${frontendKey} @firewall-ips ${frontendKey} . ${x} saddr != @firewall-allow drop`,
+  ]);
+  chain('endpoints-check', [`${frontendKey} vmap @no-endpoint-services`]);
+  chain('cluster-ips-check', [
+    `${x} daddr @cluster-ips goto reject-chain`,
+    ...(serviceCIDRs.length ? [`${x} daddr ${anon(serviceCIDRs)} drop`] : []),
+  ]);
+  // IPv6 TCP ignores the ICMPv6 a plain reject sends (the client waits for its timeout): reset it.
+  chain('reject-chain', ['meta l4proto tcp reject with tcp reset', 'reject']);
+  chain('services', [`${frontendKey} vmap @service-ips`]);
+  chain('shortcircuit', [`${frontendKey} vmap @shortcircuit-ips`]);
+  chain('mark-for-masquerade', [`meta mark set meta mark | ${MASQ_MARK}`]);
+  chain('masquerading', [
+    // A pod that reached itself through a Service must see the reply come from elsewhere.
+    `ct status dnat ${x} saddr . ${x} daddr @hairpin masquerade fully-random`,
+    `meta mark & ${MASQ_MARK} == 0 return`,
+    `meta mark set meta mark ^ ${MASQ_MARK}`,
+    'masquerade fully-random',
+  ]);
+
+  const verdictMap = { type: [addr, 'inet_proto', 'inet_service'], valueType: ['verdict'] };
+  const backendMap = {
+    typeof: `${frontendKey} . numgen random mod 1`,
+    valueTypeof: `${x} daddr . th dport`,
+  };
+  map('service-ips', { ...verdictMap, comment: 'frontends with endpoints: goto the chain that picks one' });
+  map('no-endpoint-services', { ...verdictMap, comment: 'frontends without endpoints: reject or drop' });
+  map('shortcircuit-ips', {
+    ...verdictMap,
+    comment: 'eTP Local frontends: pods and the node use every endpoint',
+  });
+  map('backends', { ...backendMap, comment: 'frontend . slot: the endpoint for this traffic policy' });
+  map('cluster-backends', { ...backendMap, comment: 'eTP Local frontend . slot: cluster-wide endpoints' });
+  set('cluster-ips', [addr], { comment: 'active ClusterIPs' });
+  set('firewall-ips', [addr, 'inet_proto', 'inet_service'], {
+    comment: 'frontends with loadBalancerSourceRanges',
+  });
+  set('firewall-allow', [addr, 'inet_proto', 'inet_service', addr], {
+    flags: ['interval'],
+    comment: 'frontend . allowed source range',
+  });
+  set('hairpin', [addr, addr], { comment: 'local endpoint . itself' });
+
+  // --- per-N chains, created for the counts in use
+  const used = {
+    clusterIP: new Set<number>(),
+    external: new Set<number>(),
+    externalLocal: new Set<number>(),
+    shortCircuit: new Set<number>(),
+  };
+
+  const putBackends = (mapName: string, fe: Frontend, sp: ServicePort, eps: Endpoint[]): void => {
+    eps.forEach((ep, slot) =>
+      element(mapName, [fe.ip, proto(sp), String(fe.port), String(slot)], [ep.ip, String(ep.port)]),
+    );
+  };
+  const noEndpoints = (fe: Frontend, sp: ServicePort): void =>
+    element(
+      'no-endpoint-services',
+      [fe.ip, proto(sp), String(fe.port)],
+      [sp.hasEndpoints ? 'drop' : 'goto reject-chain'],
+    );
+  const hairpin = new Set<string>();
+
+  for (const sp of ports) {
+    const key = (fe: Frontend): string[] => [fe.ip, proto(sp), String(fe.port)];
+    for (const ep of [...sp.clusterEndpoints, ...sp.localEndpoints])
+      if (ep.local && ipFamily(ep.ip) === family) hairpin.add(ep.ip);
+    for (const fe of frontendsOf(sp, config.nodePortIPs)) {
+      if (fe.kind === 'clusterIP') {
+        element('cluster-ips', [fe.ip]);
+        const eps = sp.internalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints;
+        if (eps.length === 0) {
+          noEndpoints(fe, sp);
+          continue;
+        }
+        used.clusterIP.add(eps.length);
+        element('service-ips', key(fe), [`goto ${chainNames.clusterIP(eps.length)}`]);
+        putBackends('backends', fe, sp, eps);
+        continue;
+      }
+      if (fe.kind === 'loadBalancer' && sp.sourceRanges.length > 0) {
+        element('firewall-ips', key(fe));
+        for (const range of sp.sourceRanges) element('firewall-allow', [...key(fe), range]);
+      }
+      if (!sp.externalPolicyLocal) {
+        if (sp.clusterEndpoints.length === 0) {
+          noEndpoints(fe, sp);
+          continue;
+        }
+        used.external.add(sp.clusterEndpoints.length);
+        element('service-ips', key(fe), [`goto ${chainNames.external(sp.clusterEndpoints.length)}`]);
+        putBackends('backends', fe, sp, sp.clusterEndpoints);
+        continue;
+      }
+      // externalTrafficPolicy Local: outside clients keep their address and reach only local
+      // endpoints; pods and the node itself short-circuit to every endpoint.
+      if (!sp.hasEndpoints) {
+        noEndpoints(fe, sp);
+        continue;
+      }
+      const local = sp.localEndpoints.length;
+      used.externalLocal.add(local);
+      element('service-ips', key(fe), [`goto ${chainNames.externalLocal(local)}`]);
+      if (local > 0) putBackends('backends', fe, sp, sp.localEndpoints);
+      else noEndpoints(fe, sp);
+      if (sp.clusterEndpoints.length > 0) {
+        used.shortCircuit.add(sp.clusterEndpoints.length);
+        element('shortcircuit-ips', key(fe), [`goto ${chainNames.shortCircuit(sp.clusterEndpoints.length)}`]);
+        putBackends('cluster-backends', fe, sp, sp.clusterEndpoints);
+      }
+    }
+  }
+  // Source ranges that admit the node's own address also admit the LB IPs themselves: a node
+  // reaching a VIP that is local loops back with the VIP as source (kube-proxy does the same).
+  for (const sp of ports) {
+    if (sp.sourceRanges.length === 0) continue;
+    const ranges = sp.sourceRanges.map((c) => parseCidr(c)!);
+    const nodeAllowed = config.nodePortIPs[family].some((ip) => ranges.some((r) => cidrContains(r, ip)));
+    if (!nodeAllowed) continue;
+    for (const lb of sp.loadBalancerIPs)
+      for (const src of sp.loadBalancerIPs) element('firewall-allow', [lb, proto(sp), String(sp.port), src]);
+  }
+  for (const ip of hairpin) element('hairpin', [ip, ip]);
+
+  const masq = config.masqueradeAll
+    ? ['jump mark-for-masquerade']
+    : podCIDRs.length
+      ? [`${x} saddr != ${anon(podCIDRs)} jump mark-for-masquerade`]
+      : [];
+  const sorted = (s: Set<number>): number[] => [...s].sort((a, b) => a - b);
+  for (const n of sorted(used.clusterIP)) chain(chainNames.clusterIP(n), [...masq, pick(n, 'backends')]);
+  for (const n of sorted(used.external))
+    chain(chainNames.external(n), ['jump mark-for-masquerade', pick(n, 'backends')]);
+  for (const n of sorted(used.externalLocal))
+    chain(chainNames.externalLocal(n), [
+      ...(podCIDRs.length ? [`${x} saddr ${anon(podCIDRs)} goto shortcircuit`] : []),
+      'fib saddr type local jump mark-for-masquerade',
+      'fib saddr type local goto shortcircuit',
+      ...(n > 0 ? [pick(n, 'backends')] : []),
+    ]);
+  for (const n of sorted(used.shortCircuit)) chain(chainNames.shortCircuit(n), [pick(n, 'cluster-backends')]);
+
+  for (const [id, m] of elements)
+    rs.elements.set(id, new Map([...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+}

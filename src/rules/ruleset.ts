@@ -1,0 +1,34 @@
+import type { Chain, Element, NftFamily, NftMap, NftSet, Rule, Table } from './nft/types.js';
+
+/**
+ * The desired nftables state as data: what compile() returns and what the applier diffs.
+ * `static` objects (tables, chains with their rules, sets and maps) change rarely; elements
+ * carry the services and change with them.
+ */
+export interface Ruleset {
+  tables: Table[];
+  /** Chains with their rules, in creation order. */
+  chains: Array<{ chain: Chain; rules: Rule[] }>;
+  sets: Array<NftSet | NftMap>;
+  /** Elements by set id (`family table set`), each by key text. */
+  elements: Map<string, Map<string, Element>>;
+}
+
+export const setId = (family: NftFamily, table: string, set: string): string => `${family} ${table} ${set}`;
+export const chainId = (family: NftFamily, table: string, chain: string): string =>
+  `${family} ${table} ${chain}`;
+export const keyText = (el: Pick<Element, 'key'>): string => el.key.join(' . ');
+export const valueText = (el: Pick<Element, 'value'>): string => (el.value ?? []).join(' . ');
+
+export function emptyRuleset(): Ruleset {
+  return { tables: [], chains: [], sets: [], elements: new Map() };
+}
+
+/** Count of objects, for logs and metrics. */
+export function rulesetSize(rs: Ruleset): { chains: number; rules: number; sets: number; elements: number } {
+  let rules = 0;
+  for (const c of rs.chains) rules += c.rules.length;
+  let elements = 0;
+  for (const m of rs.elements.values()) elements += m.size;
+  return { chains: rs.chains.length, rules, sets: rs.sets.length, elements };
+}
