@@ -1,0 +1,173 @@
+/**
+ * Runs the real `nft` binary, after knftables' exec.go and error.go: transactions go to
+ * `nft -f -` on stdin, and nft's stderr is mapped to error codes from src/errors.ts.
+ */
+import { spawn } from 'node:child_process';
+import { ErrorCodes, ProxyError, type ErrorCode } from '../../errors.js';
+import type { Transaction } from './transaction.js';
+import type { NftFamily } from './types.js';
+
+/** What one nft invocation produced. */
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** Exit status; a process killed by a signal reports -1. */
+  code: number;
+}
+
+/**
+ * Runs nft with `args` (without the program name), feeding `stdin` if given. Rejects only
+ * when the program cannot be started (the error carries Node's errno `code`, e.g. ENOENT).
+ */
+export interface Exec {
+  (args: string[], stdin?: string): Promise<ExecResult>;
+}
+
+/** The nft operations the rest of the proxy needs; the Fake implements the same interface. */
+export interface Nft {
+  /** Applies the transaction atomically (`nft -f -`); rejects with `tx.err` without running if set. */
+  run(tx: Transaction): Promise<void>;
+  /** Parses and validates the transaction in the kernel without committing it (`nft -c -f -`). */
+  check(tx: Transaction): Promise<void>;
+  /** `nft list table family table`; '' when the table does not exist. */
+  list(family: NftFamily, table: string): Promise<string>;
+  /** nft's version, e.g. '1.0.6' (read once, then cached). */
+  version(): Promise<string>;
+}
+
+export interface NftOptions {
+  /** Runs nft; defaults to spawning `nftPath` (inside `netns` if given). */
+  exec?: Exec;
+  /** Run every nft command inside this network namespace (`ip netns exec NAME nft ...`). */
+  netns?: string;
+  /** The nft binary; default 'nft' from PATH. */
+  nftPath?: string;
+}
+
+/** Spawns nft (through `ip netns exec` when `netns` is set) with LC_ALL=C so messages are stable. */
+export function spawnExec(opts: { netns?: string; nftPath?: string } = {}): Exec {
+  const nft = opts.nftPath ?? 'nft';
+  const [program, prefix] = opts.netns === undefined ? [nft, []] : ['ip', ['netns', 'exec', opts.netns, nft]];
+  return (args, stdin) =>
+    new Promise<ExecResult>((resolve, reject) => {
+      const child = spawn(program, [...prefix, ...args], {
+        env: { ...process.env, LC_ALL: 'C' },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.stderr.on('data', (b: Buffer) => err.push(b));
+      // nft may exit before reading all of stdin (a parse error on line 1); its exit status says why.
+      child.stdin.on('error', () => undefined);
+      child.on('error', reject);
+      child.on('close', (code) =>
+        resolve({
+          stdout: Buffer.concat(out).toString('utf8'),
+          stderr: Buffer.concat(err).toString('utf8'),
+          code: code ?? -1,
+        }),
+      );
+      child.stdin.end(stdin ?? '');
+    });
+}
+
+/** How many stderr lines an error message keeps: two errors with their source line and carets. */
+const MAX_STDERR_LINES = 6;
+
+/** Maps nft's stderr to an error code; the first error line decides (nft prints one per failure). */
+export function classifyStderr(stderr: string): ErrorCode {
+  // `ip netns exec` reports a missing nft itself, before nft could say anything.
+  if (/exec of ".*" failed: No such file or directory/.test(stderr)) return ErrorCodes.NFT_NOT_FOUND;
+  if (/Operation not permitted|you must be root/.test(stderr)) return ErrorCodes.NFT_PERMISSION;
+  const first = stderr.split('\n').find((l) => l.includes('Error:')) ?? stderr;
+  if (first.includes('No such file or directory')) return ErrorCodes.NFT_NOT_EXIST;
+  if (first.includes('File exists')) return ErrorCodes.NFT_EXISTS;
+  return ErrorCodes.NFT_REJECTED;
+}
+
+/** Builds the error for a failed nft command: the code from stderr, the first few lines as message. */
+export function nftError(args: string[], result: ExecResult): ProxyError {
+  const code = classifyStderr(result.stderr);
+  const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
+  let detail = lines.slice(0, MAX_STDERR_LINES).join('\n');
+  if (lines.length > MAX_STDERR_LINES) detail += `\n(${lines.length - MAX_STDERR_LINES} more lines)`;
+  if (detail === '') detail = `exit status ${result.code}`;
+  let message = `nft ${args.join(' ')} failed: ${detail}`;
+  if (code === ErrorCodes.NFT_PERMISSION) message = `nft needs CAP_NET_ADMIN: run as root (${detail})`;
+  if (code === ErrorCodes.NFT_NOT_FOUND) message = `nft not found: install the nftables package (${detail})`;
+  return new ProxyError(code, message);
+}
+
+function spawnFailure(err: unknown, nftPath: string): ProxyError {
+  if ((err as { code?: unknown }).code === 'ENOENT') {
+    return new ProxyError(
+      ErrorCodes.NFT_NOT_FOUND,
+      `nft not found: install the nftables package (${nftPath})`,
+      {
+        cause: err,
+      },
+    );
+  }
+  return new ProxyError(ErrorCodes.NFT_REJECTED, `cannot run ${nftPath}: ${String(err)}`, { cause: err });
+}
+
+/** Reads `1.0.6` out of `nftables v1.0.6 (Lester Gooch #5)`. */
+export function parseVersion(text: string): string | undefined {
+  return /\bv?(\d+\.\d+(?:\.\d+)?)\b/.exec(text)?.[1];
+}
+
+/** Creates the real Nft. Nothing runs until a method is called; see probeNft for the start-up check. */
+export function createNft(opts: NftOptions = {}): Nft {
+  const nftPath = opts.nftPath ?? 'nft';
+  const exec = opts.exec ?? spawnExec({ netns: opts.netns, nftPath });
+  let version: Promise<string> | undefined;
+
+  async function call(args: string[], stdin?: string): Promise<ExecResult> {
+    try {
+      return await exec(args, stdin);
+    } catch (err) {
+      throw spawnFailure(err, nftPath);
+    }
+  }
+
+  async function apply(args: string[], tx: Transaction): Promise<void> {
+    if (tx.err !== undefined) throw tx.err;
+    if (tx.size === 0) return;
+    const result = await call(args, tx.toString());
+    if (result.code !== 0) throw nftError(args, result);
+  }
+
+  return {
+    run: (tx) => apply(['-f', '-'], tx),
+    check: (tx) => apply(['-c', '-f', '-'], tx),
+    async list(family, table) {
+      const args = ['list', 'table', family, table];
+      const result = await call(args);
+      if (result.code === 0) return result.stdout;
+      const err = nftError(args, result);
+      if (err.code === ErrorCodes.NFT_NOT_EXIST) return '';
+      throw err;
+    },
+    version() {
+      version ??= (async () => {
+        const args = ['--version'];
+        const result = await call(args);
+        if (result.code !== 0) throw nftError(args, result);
+        const parsed = parseVersion(result.stdout);
+        if (parsed === undefined) {
+          throw new ProxyError(
+            ErrorCodes.NFT_VERSION,
+            `cannot read nft's version from ${JSON.stringify(result.stdout)}`,
+          );
+        }
+        return parsed;
+      })();
+      // A failed read (nft missing) is retried next time rather than cached forever.
+      version.catch(() => {
+        version = undefined;
+      });
+      return version;
+    },
+  };
+}

@@ -1,0 +1,394 @@
+/**
+ * An in-memory nft, after knftables' fake.go: it applies a transaction to a copy of its
+ * tables and commits all or nothing, with the kernel's answers to the mistakes a compiler
+ * can make (missing objects, duplicates, dangling goto/jump/@set references). `dump()` is a
+ * sorted, canonical `nft -f` script of the whole state that tests compare as text, and that
+ * real nft loads as it is.
+ */
+import { ErrorCodes, ProxyError, type ErrorCode } from '../../errors.js';
+import type { Nft } from './exec.js';
+import {
+  renderChain,
+  renderElement,
+  renderKey,
+  renderOperation,
+  renderPriority,
+  renderRule,
+  renderSet,
+  renderTable,
+} from './render.js';
+import type { Transaction } from './transaction.js';
+import type { Chain, Element, NftFamily, NftMap, NftSet, Operation, Rule, Table } from './types.js';
+
+interface FakeChain {
+  spec: Chain;
+  rules: Rule[];
+}
+
+interface FakeSet {
+  spec: NftSet | NftMap;
+  /** Keyed by the rendered key, which is how nft tells elements apart. */
+  elements: Map<string, Element>;
+}
+
+interface FakeTable {
+  spec: Table;
+  chains: Map<string, FakeChain>;
+  /** Sets and maps share one namespace in nft (a map is a set with data). */
+  sets: Map<string, FakeSet>;
+}
+
+type State = Map<string, FakeTable>;
+
+const tableKey = (family: NftFamily, name: string): string => `${family} ${name}`;
+
+function clone(state: State): State {
+  const copy: State = new Map();
+  for (const [key, t] of state) {
+    const chains = new Map<string, FakeChain>();
+    for (const [name, c] of t.chains) chains.set(name, { spec: c.spec, rules: [...c.rules] });
+    const sets = new Map<string, FakeSet>();
+    for (const [name, s] of t.sets) sets.set(name, { spec: s.spec, elements: new Map(s.elements) });
+    copy.set(key, { spec: t.spec, chains, sets });
+  }
+  return copy;
+}
+
+const NAME = '[A-Za-z_][A-Za-z0-9_.-]*';
+
+/** The chains and sets a rule or a map value names. Quoted strings (interface names) are skipped. */
+export function references(text: string): { chains: string[]; sets: string[] } {
+  const bare = text.replace(/"[^"]*"/g, '""');
+  const chains = [...bare.matchAll(new RegExp(`\\b(?:goto|jump)\\s+(${NAME})`, 'g'))].map((m) => m[1] ?? '');
+  const sets = [...bare.matchAll(new RegExp(`@(${NAME})`, 'g'))].map((m) => m[1] ?? '');
+  return { chains, sets };
+}
+
+/** What distinguishes two definitions of the same set: re-adding it with another spec fails. */
+function setSpec(s: NftSet | NftMap): string {
+  const value = s.kind === 'map' ? `: ${s.valueTypeof ?? ''}|${(s.valueType ?? []).join('.')}` : '';
+  const flags = [...(s.flags ?? [])].sort().join(',');
+  return `${s.kind} ${s.typeof ?? ''}|${(s.type ?? []).join('.')} ${value} ${flags} ${s.timeout ?? ''}`;
+}
+
+function chainSpec(c: Chain): string {
+  return c.hook === undefined ? '' : `${c.type} ${c.hook} ${renderPriority(c.priority ?? '')}`;
+}
+
+/** How many fields a key or value spec has, counting concatenation at the top level. */
+function arity(types: string[] | undefined, typeofExpr: string | undefined): number | undefined {
+  if (types !== undefined) return types.length;
+  if (typeofExpr !== undefined) return typeofExpr.split(' . ').length;
+  return undefined;
+}
+
+/** Applies one operation to a state, throwing the error nft would report. */
+class Applier {
+  constructor(private readonly state: State) {}
+
+  fail(code: ErrorCode, why: string): never {
+    throw new ProxyError(code, why);
+  }
+
+  table(family: NftFamily, name: string): FakeTable {
+    return (
+      this.state.get(tableKey(family, name)) ??
+      this.fail(ErrorCodes.NFT_NOT_EXIST, `table ${family} ${name} does not exist`)
+    );
+  }
+
+  chain(t: FakeTable, name: string): FakeChain {
+    return t.chains.get(name) ?? this.fail(ErrorCodes.NFT_NOT_EXIST, `chain ${name} does not exist`);
+  }
+
+  set(t: FakeTable, name: string, kind?: 'set' | 'map'): FakeSet {
+    const s = t.sets.get(name);
+    // `flush set` on a map is "No such file or directory" in nft: the kind is part of the name.
+    if (s === undefined || (kind !== undefined && s.spec.kind !== kind)) {
+      this.fail(ErrorCodes.NFT_NOT_EXIST, `${kind ?? 'set'} ${name} does not exist`);
+    }
+    return s;
+  }
+
+  /** Rules and map values must name chains and sets that exist already: nft resolves them in order. */
+  checkRefs(t: FakeTable, text: string, what: string): void {
+    const refs = references(text);
+    for (const c of refs.chains) {
+      if (!t.chains.has(c))
+        this.fail(ErrorCodes.NFT_DANGLING_REFERENCE, `${what} jumps to missing chain ${c}`);
+    }
+    for (const s of refs.sets) {
+      if (!t.sets.has(s))
+        this.fail(ErrorCodes.NFT_DANGLING_REFERENCE, `${what} uses missing set or map @${s}`);
+    }
+  }
+
+  /** Who in the table refers to chain or set `name`, for the kernel's "Device or resource busy". */
+  referrer(t: FakeTable, name: string, kind: 'chains' | 'sets'): string | undefined {
+    for (const [chainName, c] of t.chains) {
+      if (c.rules.some((r) => references(r.rule)[kind].includes(name))) return `a rule in chain ${chainName}`;
+    }
+    if (kind === 'chains') {
+      for (const [setName, s] of t.sets) {
+        if (s.spec.kind !== 'map') continue;
+        for (const e of s.elements.values()) {
+          if (references((e.value ?? []).join(' ')).chains.includes(name))
+            return `an element of map ${setName}`;
+        }
+      }
+    }
+    return undefined;
+  }
+
+  apply(op: Operation): void {
+    const { verb, object: o } = op;
+    const key = tableKey(o.family, o.table);
+    if (o.kind === 'table') {
+      const exists = this.state.has(key);
+      if (verb === 'add' || verb === 'create') {
+        if (exists && verb === 'create') this.fail(ErrorCodes.NFT_EXISTS, `table ${key} exists`);
+        if (!exists) this.state.set(key, { spec: o, chains: new Map(), sets: new Map() });
+      } else if (verb === 'delete' || verb === 'destroy') {
+        if (!exists && verb === 'delete') this.fail(ErrorCodes.NFT_NOT_EXIST, `table ${key} does not exist`);
+        this.state.delete(key);
+      }
+      return;
+    }
+    const t = this.table(o.family, o.table);
+    switch (o.kind) {
+      case 'chain':
+        return this.applyChain(verb, t, o);
+      case 'rule':
+        this.checkRefs(t, o.rule, `rule in chain ${o.chain}`);
+        this.chain(t, o.chain).rules.push(o);
+        return;
+      case 'set':
+      case 'map':
+        return this.applySet(verb, t, o);
+      case 'element':
+        return this.applyElement(verb, t, o);
+    }
+  }
+
+  applyChain(verb: Operation['verb'], t: FakeTable, o: Chain): void {
+    const existing = t.chains.get(o.name);
+    switch (verb) {
+      case 'add':
+      case 'create':
+        if (existing === undefined) {
+          t.chains.set(o.name, { spec: o, rules: [] });
+        } else if (verb === 'create') {
+          this.fail(ErrorCodes.NFT_EXISTS, `chain ${o.name} exists`);
+        } else if (o.hook !== undefined && chainSpec(o) !== chainSpec(existing.spec)) {
+          this.fail(ErrorCodes.NFT_EXISTS, `chain ${o.name} exists with another type, hook or priority`);
+        }
+        return;
+      case 'flush':
+        this.chain(t, o.name).rules = [];
+        return;
+      case 'delete':
+      case 'destroy': {
+        if (existing === undefined) {
+          if (verb === 'delete') this.fail(ErrorCodes.NFT_NOT_EXIST, `chain ${o.name} does not exist`);
+          return;
+        }
+        if (existing.rules.length > 0)
+          this.fail(ErrorCodes.NFT_REJECTED, `chain ${o.name} is busy: it has rules`);
+        const by = this.referrer(t, o.name, 'chains');
+        if (by !== undefined)
+          this.fail(ErrorCodes.NFT_REJECTED, `chain ${o.name} is busy: ${by} jumps to it`);
+        t.chains.delete(o.name);
+        return;
+      }
+    }
+  }
+
+  applySet(verb: Operation['verb'], t: FakeTable, o: NftSet | NftMap): void {
+    const existing = t.sets.get(o.name);
+    switch (verb) {
+      case 'add':
+      case 'create':
+        if (existing === undefined) {
+          t.sets.set(o.name, { spec: o, elements: new Map() });
+        } else if (verb === 'create') {
+          this.fail(ErrorCodes.NFT_EXISTS, `${existing.spec.kind} ${o.name} exists`);
+        } else if (setSpec(o) !== setSpec(existing.spec)) {
+          this.fail(ErrorCodes.NFT_EXISTS, `${existing.spec.kind} ${o.name} exists with another definition`);
+        }
+        return;
+      case 'flush':
+        this.set(t, o.name, o.kind).elements = new Map();
+        return;
+      case 'delete':
+      case 'destroy': {
+        if (existing === undefined) {
+          if (verb === 'delete') this.fail(ErrorCodes.NFT_NOT_EXIST, `${o.kind} ${o.name} does not exist`);
+          return;
+        }
+        if (verb === 'delete' && existing.spec.kind !== o.kind) {
+          this.fail(ErrorCodes.NFT_NOT_EXIST, `${o.kind} ${o.name} does not exist`);
+        }
+        // destroy is rendered `add` + `delete`: the add fails on another definition of the name.
+        if (verb === 'destroy' && setSpec(o) !== setSpec(existing.spec)) {
+          this.fail(ErrorCodes.NFT_EXISTS, `${existing.spec.kind} ${o.name} exists with another definition`);
+        }
+        const by = this.referrer(t, o.name, 'sets');
+        if (by !== undefined)
+          this.fail(ErrorCodes.NFT_REJECTED, `${o.kind} ${o.name} is busy: ${by} uses it`);
+        t.sets.delete(o.name);
+        return;
+      }
+    }
+  }
+
+  applyElement(verb: Operation['verb'], t: FakeTable, o: Element): void {
+    const s = this.set(t, o.set);
+    const k = renderKey(o);
+    const existing = s.elements.get(k);
+    if (verb === 'delete') {
+      if (existing === undefined)
+        this.fail(ErrorCodes.NFT_NOT_EXIST, `element { ${k} } of ${o.set} does not exist`);
+      s.elements.delete(k);
+      return;
+    }
+    const spec = s.spec;
+    const keyArity = arity(spec.type, spec.typeof);
+    if (keyArity !== undefined && o.key.length !== keyArity) {
+      this.fail(
+        ErrorCodes.NFT_REJECTED,
+        `element { ${k} } has ${o.key.length} key fields, ${o.set} has ${keyArity}`,
+      );
+    }
+    if (spec.kind === 'map') {
+      if (o.value === undefined)
+        this.fail(ErrorCodes.NFT_REJECTED, `element { ${k} } of map ${o.set} has no value`);
+      const valueArity = arity(spec.valueType, spec.valueTypeof);
+      // A verdict such as `goto x` is one field however many words it has.
+      if (valueArity !== undefined && spec.valueType?.[0] !== 'verdict' && o.value.length !== valueArity) {
+        this.fail(
+          ErrorCodes.NFT_REJECTED,
+          `element { ${k} } has ${o.value.length} value fields, ${o.set} has ${valueArity}`,
+        );
+      }
+      this.checkRefs(t, o.value.join(' '), `element { ${k} } of map ${o.set}`);
+    } else if (o.value !== undefined) {
+      this.fail(ErrorCodes.NFT_REJECTED, `element { ${k} } of set ${o.set} has a value`);
+    }
+    if (existing === undefined) {
+      s.elements.set(k, o);
+      return;
+    }
+    if (verb === 'create') this.fail(ErrorCodes.NFT_EXISTS, `element { ${k} } of ${o.set} exists`);
+    // The kernel (6.x) answers "File exists" when an add would change an element's value.
+    if ((existing.value ?? []).join(' . ') !== (o.value ?? []).join(' . ')) {
+      this.fail(ErrorCodes.NFT_EXISTS, `element { ${k} } of ${o.set} exists with another value`);
+    }
+  }
+
+  /** After the whole transaction: nothing may point at a chain or set that is gone. */
+  checkAll(): void {
+    for (const t of this.state.values()) {
+      for (const [name, c] of t.chains) {
+        for (const r of c.rules) this.checkRefs(t, r.rule, `rule in chain ${name}`);
+      }
+      for (const [name, s] of t.sets) {
+        if (s.spec.kind !== 'map') continue;
+        for (const e of s.elements.values())
+          this.checkRefs(t, (e.value ?? []).join(' '), `element of map ${name}`);
+      }
+    }
+  }
+}
+
+const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+function dumpTable(t: FakeTable): string {
+  const lines = [renderTable('add', t.spec)];
+  const chains = [...t.chains.keys()].sort(byString);
+  const sets = [...t.sets.keys()].sort(byString);
+  // Definitions first, then rules and elements, so that the dump loads with `nft -f` as it is.
+  for (const name of chains) lines.push(renderChain('add', t.chains.get(name)!.spec));
+  for (const name of sets) lines.push(renderSet('add', t.sets.get(name)!.spec));
+  for (const name of chains) for (const r of t.chains.get(name)!.rules) lines.push(renderRule('add', r));
+  for (const name of sets) {
+    const elements = t.sets.get(name)!.elements;
+    for (const k of [...elements.keys()].sort(byString)) lines.push(renderElement('add', elements.get(k)!));
+  }
+  return lines.map((l) => `${l}\n`).join('');
+}
+
+/** Options for FakeNft. */
+export interface FakeNftOptions {
+  /** What `version()` reports; default '1.0.6'. */
+  version?: string;
+}
+
+/** An Nft that keeps its tables in memory; see the file comment for the semantics. */
+export class FakeNft implements Nft {
+  #state: State = new Map();
+  #failNext: ProxyError | undefined;
+  readonly #version: string;
+  /** Every transaction passed to `run` (valid ones, whether they committed or not), in order. */
+  readonly transactions: Transaction[] = [];
+
+  constructor(opts: FakeNftOptions = {}) {
+    this.#version = opts.version ?? '1.0.6';
+  }
+
+  /** Makes the next `run` fail with `err` and change nothing, as a kernel refusal would. */
+  failNext(err: ProxyError = new ProxyError(ErrorCodes.NFT_REJECTED, 'injected failure')): void {
+    this.#failNext = err;
+  }
+
+  async run(tx: Transaction): Promise<void> {
+    if (tx.err !== undefined) throw tx.err;
+    this.transactions.push(tx);
+    if (this.#failNext !== undefined) {
+      const err = this.#failNext;
+      this.#failNext = undefined;
+      throw err;
+    }
+    this.#state = this.#apply(tx);
+  }
+
+  async check(tx: Transaction): Promise<void> {
+    if (tx.err !== undefined) throw tx.err;
+    this.#apply(tx);
+  }
+
+  async list(family: NftFamily, table: string): Promise<string> {
+    const t = this.#state.get(tableKey(family, table));
+    return t === undefined ? '' : dumpTable(t);
+  }
+
+  async version(): Promise<string> {
+    return this.#version;
+  }
+
+  /** The whole state as a canonical script: tables by family and name, objects by name, elements by key. */
+  dump(): string {
+    return [...this.#state.keys()]
+      .sort(byString)
+      .map((k) => dumpTable(this.#state.get(k)!))
+      .join('');
+  }
+
+  /** Applies tx to a copy and returns it; the live state is untouched if anything fails. */
+  #apply(tx: Transaction): State {
+    const next = clone(this.#state);
+    const applier = new Applier(next);
+    let line = 1;
+    for (const op of tx.operations) {
+      try {
+        applier.apply(op);
+      } catch (err) {
+        if (!(err instanceof ProxyError)) throw err;
+        const text = renderOperation(op).join(' / ');
+        throw new ProxyError(err.code, `line ${line}: ${text}: ${err.message}`);
+      }
+      line += op.verb === 'destroy' ? 2 : 1;
+    }
+    applier.checkAll();
+    return next;
+  }
+}

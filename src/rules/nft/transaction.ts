@@ -1,0 +1,87 @@
+/**
+ * A Transaction is only data: an ordered list of (verb, object) operations that nft applies
+ * atomically, after knftables' transaction.go. Queueing never throws; the first invalid
+ * object is kept as `err`, and `Nft.run` rejects with it without running nft.
+ */
+import { ErrorCodes, ProxyError } from '../../errors.js';
+import { renderOperation } from './render.js';
+import type { NftObject, Operation, Verb } from './types.js';
+import { validateOperation } from './validate.js';
+
+/** Copies the object so that a caller reusing its arrays cannot change what was queued. */
+function snapshot(obj: NftObject): NftObject {
+  const copy = { ...obj } as NftObject & Record<string, unknown>;
+  for (const field of ['key', 'value', 'type', 'valueType', 'flags'] as const) {
+    const v = copy[field];
+    if (Array.isArray(v)) copy[field] = [...v];
+  }
+  return Object.freeze(copy) as NftObject;
+}
+
+export class Transaction {
+  readonly #operations: Operation[] = [];
+  #err: ProxyError | undefined;
+
+  /** The queued operations, in order. */
+  get operations(): readonly Operation[] {
+    return this.#operations;
+  }
+
+  /** The number of queued operations (destroy counts once, though it renders two lines). */
+  get size(): number {
+    return this.#operations.length;
+  }
+
+  /**
+   * The first validation error (code NFT_INVALID_OBJECT), if any. Operations queued after it
+   * are dropped, as knftables does: the transaction can no longer run.
+   */
+  get err(): ProxyError | undefined {
+    return this.#err;
+  }
+
+  /** `add`: creates the object, or does nothing if an identical one exists. */
+  add(obj: NftObject): this {
+    return this.#queue('add', obj);
+  }
+
+  /** `create`: like add, but fails with "File exists" if the object exists. */
+  create(obj: NftObject): this {
+    return this.#queue('create', obj);
+  }
+
+  /** `flush`: removes a chain's rules or a set's or map's elements. */
+  flush(obj: NftObject): this {
+    return this.#queue('flush', obj);
+  }
+
+  /** `delete`: removes the object; fails if it does not exist. */
+  delete(obj: NftObject): this {
+    return this.#queue('delete', obj);
+  }
+
+  /** `destroy`: removes the object if it exists (tables, chains, sets and maps only). */
+  destroy(obj: NftObject): this {
+    return this.#queue('destroy', obj);
+  }
+
+  #queue(verb: Verb, obj: NftObject): this {
+    if (this.#err !== undefined) return this;
+    const why = validateOperation(verb, obj);
+    if (why !== undefined) {
+      this.#err = new ProxyError(ErrorCodes.NFT_INVALID_OBJECT, `invalid ${verb} operation: ${why}`);
+      return this;
+    }
+    this.#operations.push({ verb, object: snapshot(obj) });
+    return this;
+  }
+
+  /** Exactly what `nft -f -` reads: one line per operation, each ending in a newline. */
+  toString(): string {
+    let out = '';
+    for (const op of this.#operations) {
+      for (const line of renderOperation(op)) out += `${line}\n`;
+    }
+    return out;
+  }
+}
