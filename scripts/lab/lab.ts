@@ -59,7 +59,7 @@ export interface ProbeOptions {
   srcPort?: number;
   /** Bind every attempt to this source address. */
   srcAddr?: string;
-  /** Per attempt; default 1500 ms. An attempt that gets nothing back in time is `timedOut`. */
+  /** Per attempt; default 2000 ms. An attempt that gets nothing back in time is `timedOut`. */
   timeoutMs?: number;
 }
 
@@ -392,7 +392,7 @@ export class Lab {
       port: opts.port,
       proto: opts.proto,
       count: opts.count ?? 30,
-      timeoutMs: opts.timeoutMs ?? 1500,
+      timeoutMs: opts.timeoutMs ?? 2000,
       ...(opts.srcPort !== undefined ? { srcPort: opts.srcPort } : {}),
       ...(opts.srcAddr !== undefined ? { srcAddr: opts.srcAddr } : {}),
     };
