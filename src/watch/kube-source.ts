@@ -1,0 +1,131 @@
+import {
+  CoreV1Api,
+  DiscoveryV1Api,
+  type KubeConfig,
+  type KubernetesObject,
+  type V1EndpointSlice,
+  type V1Node,
+  type V1Service,
+} from '@kubernetes/client-node';
+import { systemClock, type Clock } from '../clock.js';
+import { ErrorCodes, ProxyError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { BackoffOptions } from './backoff.js';
+import type { Kind, KindMap, Source, SourceHandler } from './source.js';
+import { SupervisedInformer, type InformerSpec } from './supervised-informer.js';
+
+/**
+ * kube-proxy's selector for Services and EndpointSlices alike: skip objects that ask for another
+ * service proxy, and the endpoints of headless Services (kube-proxy's noProxyName and
+ * noHeadlessEndpoints requirements, in the order labels.Selector prints them).
+ */
+export const PROXY_LABEL_SELECTOR =
+  '!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name';
+
+export interface KubeSourceOptions {
+  kubeConfig: KubeConfig;
+  /** This node's name: its Node object is the only one watched. */
+  nodeName: string;
+  log: Logger;
+  clock?: Clock;
+  /**
+   * Restart a watch that has sent nothing, not even a bookmark, for this long. API servers send
+   * bookmarks about once a minute; 0 disables the watchdog.
+   */
+  watchdogMs?: number;
+  /** Delay between restarts of one informer: doubles from initialMs up to maxMs. */
+  backoff?: BackoffOptions;
+}
+
+export const KUBE_SOURCE_DEFAULTS = {
+  watchdogMs: 3 * 60_000,
+  backoff: { initialMs: 500, maxMs: 30_000 },
+} as const;
+
+/**
+ * The API server as a Source: client-node informers on Services and EndpointSlices (with
+ * kube-proxy's label selector) and on this node's Node, each supervised (restart with backoff,
+ * watchdog, relist without loss or repeats). `synced()` follows the first full list of all three.
+ */
+export function createKubeSource(opts: KubeSourceOptions): Source {
+  if (!opts.nodeName) {
+    throw new ProxyError(
+      ErrorCodes.CONFIG_INVALID,
+      'the kube source needs this node name (--hostname-override)',
+    );
+  }
+  const log = opts.log.child({ component: 'kube-source' });
+  const clock = opts.clock ?? systemClock;
+  const supervisor = {
+    kubeConfig: opts.kubeConfig,
+    clock,
+    watchdogMs: opts.watchdogMs ?? KUBE_SOURCE_DEFAULTS.watchdogMs,
+    backoff: opts.backoff ?? KUBE_SOURCE_DEFAULTS.backoff,
+  };
+  let informers: Array<SupervisedInformer<KubernetesObject>> = [];
+
+  return {
+    async start(handler: SourceHandler): Promise<void> {
+      if (informers.length > 0) throw new Error('kube source started twice');
+      const core = opts.kubeConfig.makeApiClient(CoreV1Api);
+      const discovery = opts.kubeConfig.makeApiClient(DiscoveryV1Api);
+      const listed = new Set<Kind>();
+      let synced = false;
+
+      const inform = <K extends Kind>(kind: K, spec: Omit<InformerSpec<KindMap[K]>, 'kind'>): void => {
+        const informer = new SupervisedInformer<KindMap[K]>(
+          { ...spec, kind },
+          {
+            upsert: (obj) => handler.upsert(kind, obj),
+            remove: (namespace, name) => handler.remove(kind, namespace, name),
+            listed: () => {
+              listed.add(kind);
+              if (!synced && listed.size === 3) {
+                synced = true;
+                log.info({ kinds: [...listed] }, 'synced');
+                handler.synced();
+              }
+            },
+            problem: (what, err) => {
+              log.warn({ kind, err }, what);
+              handler.problem?.(what, err);
+            },
+          },
+          supervisor,
+        );
+        informers.push(informer as unknown as SupervisedInformer<KubernetesObject>);
+      };
+
+      inform('Service', {
+        apiVersion: 'v1',
+        path: '/api/v1/services',
+        modelType: 'V1Service',
+        labelSelector: PROXY_LABEL_SELECTOR,
+        list: () => core.listServiceForAllNamespaces({ labelSelector: PROXY_LABEL_SELECTOR }),
+      } satisfies Omit<InformerSpec<V1Service>, 'kind'>);
+      inform('EndpointSlice', {
+        apiVersion: 'discovery.k8s.io/v1',
+        path: '/apis/discovery.k8s.io/v1/endpointslices',
+        modelType: 'V1EndpointSlice',
+        labelSelector: PROXY_LABEL_SELECTOR,
+        list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: PROXY_LABEL_SELECTOR }),
+      } satisfies Omit<InformerSpec<V1EndpointSlice>, 'kind'>);
+      const nodeSelector = `metadata.name=${opts.nodeName}`;
+      inform('Node', {
+        apiVersion: 'v1',
+        path: '/api/v1/nodes',
+        modelType: 'V1Node',
+        fieldSelector: nodeSelector,
+        list: () => core.listNode({ fieldSelector: nodeSelector }),
+      } satisfies Omit<InformerSpec<V1Node>, 'kind'>);
+
+      log.info({ server: opts.kubeConfig.getCurrentCluster()?.server, node: opts.nodeName }, 'watching');
+      for (const informer of informers) informer.start();
+    },
+
+    async stop(): Promise<void> {
+      for (const informer of informers) informer.stop();
+      informers = [];
+    },
+  };
+}

@@ -1,0 +1,87 @@
+import { Watch, type KubeConfig } from '@kubernetes/client-node';
+// 1.4 does not re-export its ObjectSerializer from the package root; the package has no
+// "exports" map, so the file is reachable, and ~1.4.0 pins its place.
+import { ObjectSerializer } from '@kubernetes/client-node/dist/serializer.js';
+
+export interface WatchObserver {
+  /** A watch request is about to be sent (the informer has listed and now watches). */
+  onWatchStart(): void;
+  /** Every line the server sent, BOOKMARK and ERROR included, before the informer sees it. */
+  onLine(type: string, object: unknown): void;
+}
+
+/** The watch ended cleanly without sending a single line. */
+export class EmptyWatchError extends Error {
+  constructor() {
+    super('watch closed by the server before any event or bookmark');
+    this.name = 'EmptyWatchError';
+  }
+}
+
+/**
+ * client-node 1.4's Watch, with what its ListWatch needs to be supervised:
+ * - it asks for bookmarks, so a quiet but healthy watch still shows signs of life (1.4 never
+ *   sets allowWatchBookmarks);
+ * - it reports every line to an observer: ListWatch swallows BOOKMARK and ERROR events, and a
+ *   watchdog needs to see them;
+ * - close() ends it at any time. Watch.watch() hands out its AbortController only once the
+ *   response headers have arrived, so ListWatch.stop() before that leaves the watch running;
+ * - watch objects are deserialized into the same typed models the list calls return (1.4 passes
+ *   the raw JSON), so a consumer sees one shape whichever way an object arrived;
+ * - a watch that ends cleanly without a line is reported as an error: ListWatch would reconnect
+ *   at once, and a server that keeps doing that would be hammered without backoff.
+ */
+export class ObservedWatch extends Watch {
+  private closed = false;
+  private readonly controllers = new Set<AbortController>();
+
+  constructor(
+    config: KubeConfig,
+    private readonly modelType: string,
+    private readonly observer: WatchObserver,
+  ) {
+    super(config);
+  }
+
+  override async watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    // A list that finished after close(): the informer is over, never call back.
+    if (this.closed) return new AbortController();
+    this.observer.onWatchStart();
+    let lines = 0;
+    let finished = false;
+    const onLine = (phase: string, obj: unknown, raw?: unknown): void => {
+      if (this.closed) return;
+      lines++;
+      this.observer.onLine(phase, obj);
+      const typed =
+        phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED'
+          ? (ObjectSerializer.deserialize(obj, this.modelType) as unknown)
+          : obj;
+      callback(phase, typed, raw);
+    };
+    const onDone = (err: unknown): void => {
+      finished = true;
+      if (this.closed) return;
+      done(err ?? (lines === 0 ? new EmptyWatchError() : null));
+    };
+    const controller = await super.watch(path, { ...queryParams, allowWatchBookmarks: true }, onLine, onDone);
+    if (this.closed) controller.abort();
+    else if (!finished) {
+      this.controllers.add(controller);
+      controller.signal.addEventListener('abort', () => this.controllers.delete(controller), { once: true });
+    }
+    return controller;
+  }
+
+  /** End every connection now and any this watch would open later; no callback runs after this. */
+  close(): void {
+    this.closed = true;
+    for (const c of this.controllers) c.abort();
+    this.controllers.clear();
+  }
+}

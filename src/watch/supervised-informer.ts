@@ -1,0 +1,243 @@
+import {
+  ListWatch,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
+import type { Clock, ClockTimer } from '../clock.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { DeliveredObjects } from './delivered-objects.js';
+import { ObservedWatch } from './observed-watch.js';
+
+/** What to inform on: one kind, one API path, its selectors and its list call. */
+export interface InformerSpec<T extends KubernetesObject> {
+  /** The kind delivered (also the informer's name in logs). */
+  kind: string;
+  /** apiVersion stamped on delivered objects (list items come without one). */
+  apiVersion: string;
+  /** Watch path, e.g. `/api/v1/services`. */
+  path: string;
+  /** client-node model name for deserializing watch objects, e.g. `V1Service`. */
+  modelType: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+  /** The list call, with the same selectors as the watch. */
+  list(): Promise<KubernetesListObject<T>>;
+}
+
+/** Where a supervised informer delivers; every call is already deduplicated. */
+export interface InformerSink<T extends KubernetesObject> {
+  upsert(obj: T): void;
+  remove(namespace: string, name: string): void;
+  /** A (re)list has been delivered in full. */
+  listed(): void;
+  /** A restart or relist worth one log line. */
+  problem(what: string, err: unknown): void;
+}
+
+export interface SupervisorOptions {
+  kubeConfig: KubeConfig;
+  clock: Clock;
+  /** Restart a watch that has sent nothing (no event, no bookmark) for this long; 0 disables. */
+  watchdogMs: number;
+  backoff: BackoffOptions;
+}
+
+/** A list may legitimately take long on a big cluster: it gets at least this before the watchdog bites. */
+const LIST_PATIENCE_MS = 60_000;
+
+interface Run {
+  listWatch: ListWatch<KubernetesObject>;
+  watch: ObservedWatch;
+  phase: 'listing' | 'watching';
+  lastActivity: number;
+  /** The backoff is reset on the first sign of a working watch. */
+  healthy: boolean;
+}
+
+/**
+ * One client-node ListWatch, kept alive. In 1.4 the informer stops for good on any error but
+ * 410 Gone and has neither backoff nor watchdog, so this wraps it: on an error, or a watch that
+ * goes silent, the informer is thrown away and a fresh one relists after an exponential backoff
+ * (one restart at a time). Every delivery goes through a DeliveredObjects map, so a relist tells
+ * the sink exactly what changed while we were away: upserts for new or changed objects, removes
+ * for vanished ones, nothing twice.
+ */
+export class SupervisedInformer<T extends KubernetesObject> {
+  private readonly delivered = new DeliveredObjects();
+  private readonly backoff: Backoff;
+  private state: 'idle' | 'running' | 'waiting' | 'stopped' = 'idle';
+  private run: Run | undefined;
+  private retryTimer: ClockTimer | undefined;
+  private watchdogTimer: ClockTimer | undefined;
+  private restartCount = 0;
+
+  constructor(
+    private readonly spec: InformerSpec<T>,
+    private readonly sink: InformerSink<T>,
+    private readonly opts: SupervisorOptions,
+  ) {
+    this.backoff = new Backoff(opts.backoff);
+  }
+
+  /** Restarts so far (errors, silent watches). */
+  get restarts(): number {
+    return this.restartCount;
+  }
+
+  start(): void {
+    if (this.state !== 'idle') return;
+    this.state = 'running';
+    this.launch();
+  }
+
+  /** End the informer, its connections and timers. Idempotent. */
+  stop(): void {
+    this.state = 'stopped';
+    if (this.retryTimer !== undefined) this.opts.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.teardown();
+  }
+
+  private launch(): void {
+    const watch = new ObservedWatch(this.opts.kubeConfig, this.spec.modelType, {
+      onWatchStart: () => {
+        if (this.run !== run) return;
+        run.phase = 'watching';
+        run.lastActivity = this.opts.clock.now();
+        // The timer may be set for the list's longer patience: start counting silence now.
+        this.armWatchdog(run);
+      },
+      onLine: (type, obj) => this.onLine(run, type, obj),
+    });
+    const listWatch = new ListWatch<KubernetesObject>(
+      this.spec.path,
+      watch,
+      () => this.list(run),
+      false,
+      this.spec.labelSelector,
+      this.spec.fieldSelector,
+    );
+    const run: Run = {
+      listWatch,
+      watch,
+      phase: 'listing',
+      lastActivity: this.opts.clock.now(),
+      healthy: false,
+    };
+    this.run = run;
+    const current = (): boolean => this.run === run;
+    listWatch.on('add', (o) => current() && this.deliverUpsert(o as T));
+    listWatch.on('update', (o) => current() && this.deliverUpsert(o as T));
+    listWatch.on(
+      'delete',
+      (o) => current() && this.deliverRemove(o.metadata?.namespace ?? '', o.metadata?.name ?? ''),
+    );
+    listWatch.on('error', (err) => current() && this.restart(describe(err), err));
+    this.armWatchdog(run);
+    listWatch.start().catch((err: unknown) => current() && this.restart(describe(err), err));
+  }
+
+  private async list(run: Run): Promise<KubernetesListObject<KubernetesObject>> {
+    run.phase = 'listing';
+    run.lastActivity = this.opts.clock.now();
+    const list = await this.spec.list();
+    if (this.run === run) {
+      run.lastActivity = this.opts.clock.now();
+      // Upserts before removes: an endpoint moving from a vanished slice to a new one is never
+      // missing in between.
+      for (const item of list.items) this.deliverUpsert(item);
+      for (const [ns, name] of this.delivered.vanished(list.items)) this.deliverRemove(ns, name);
+      this.sink.listed();
+    }
+    // ListWatch replays these as add/update callbacks; the delivered map drops the repeats.
+    return list;
+  }
+
+  private onLine(run: Run, type: string, obj: unknown): void {
+    if (this.run !== run) return;
+    run.lastActivity = this.opts.clock.now();
+    if (!run.healthy) {
+      run.healthy = true;
+      this.backoff.reset();
+    }
+    if (type !== 'ERROR') return;
+    const code = (obj as { code?: unknown } | undefined)?.code;
+    if (code === 410) {
+      // ListWatch relists by itself once the server closes this watch; list() reconciles.
+      this.sink.problem(`${this.spec.kind} watch expired (410 Gone): relisting`, obj);
+    } else {
+      this.restart(`watch error event ${String(code ?? '')}`.trim(), obj);
+    }
+  }
+
+  private deliverUpsert(obj: T): void {
+    if (!this.delivered.upsert(obj)) return;
+    this.sink.upsert({ ...obj, kind: this.spec.kind, apiVersion: this.spec.apiVersion });
+  }
+
+  private deliverRemove(namespace: string, name: string): void {
+    if (this.delivered.remove(namespace, name)) this.sink.remove(namespace, name);
+  }
+
+  /** Throw the informer away and start a fresh one after the backoff; one restart at a time. */
+  private restart(reason: string, err: unknown): void {
+    if (this.state !== 'running') return;
+    this.state = 'waiting';
+    this.restartCount++;
+    const delayMs = this.backoff.next();
+    this.teardown();
+    this.sink.problem(`${this.spec.kind} informer restarts in ${delayMs} ms: ${reason}`, err);
+    this.retryTimer = this.opts.clock.setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.state !== 'waiting') return;
+      this.state = 'running';
+      this.launch();
+    }, delayMs);
+  }
+
+  private teardown(): void {
+    if (this.watchdogTimer !== undefined) this.opts.clock.clearTimeout(this.watchdogTimer);
+    this.watchdogTimer = undefined;
+    const run = this.run;
+    this.run = undefined;
+    if (!run) return;
+    run.watch.close();
+    void run.listWatch.stop();
+  }
+
+  private armWatchdog(run: Run, ms = this.limit(run)): void {
+    if (this.opts.watchdogMs <= 0) return;
+    if (this.watchdogTimer !== undefined) this.opts.clock.clearTimeout(this.watchdogTimer);
+    this.watchdogTimer = this.opts.clock.setTimeout(() => {
+      this.watchdogTimer = undefined;
+      if (this.run !== run) return;
+      const idle = this.opts.clock.now() - run.lastActivity;
+      const limit = this.limit(run);
+      if (idle >= limit) {
+        this.restart(
+          `${run.phase === 'listing' ? 'list' : 'watch'} silent for ${Math.round(idle)} ms`,
+          undefined,
+        );
+      } else {
+        this.armWatchdog(run, limit - idle);
+      }
+    }, ms);
+  }
+
+  private limit(run: Run): number {
+    return run.phase === 'listing' ? Math.max(this.opts.watchdogMs, LIST_PATIENCE_MS) : this.opts.watchdogMs;
+  }
+}
+
+/** A short reason for a log line: HTTP status, socket error code, or the first line of the message. */
+export function describe(err: unknown): string {
+  if (typeof err !== 'object' || err === null) return String(err);
+  const e = err as { statusCode?: unknown; code?: unknown; message?: unknown; name?: unknown };
+  if (typeof e.statusCode === 'number') return `HTTP ${e.statusCode}`;
+  // ApiException (list calls) carries the HTTP status as a numeric code; system errors a string one.
+  if (typeof e.code === 'number') return `HTTP ${e.code}`;
+  const message = typeof e.message === 'string' ? (e.message.split('\n')[0] ?? '') : '';
+  if (typeof e.code === 'string') return message ? `${e.code}: ${message}` : e.code;
+  return message || String(e.name ?? 'unknown error');
+}

@@ -1,0 +1,515 @@
+/**
+ * A test Kubernetes API server: the real list/watch protocol over HTTP for Services,
+ * EndpointSlices and Nodes, plus knobs that make it misbehave the way real API servers and
+ * networks do (expired resource versions, 5xx, dropped and stalled connections, restarts).
+ *
+ * The client under test is the real `@kubernetes/client-node`; nothing of it is mocked.
+ */
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+
+export type ApiKind = 'Service' | 'EndpointSlice' | 'Node';
+
+/** Any object the server stores: only `metadata` matters to it. */
+export interface StoredObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    uid?: string;
+    creationTimestamp?: string | Date;
+    [k: string]: unknown;
+  };
+  [k: string]: unknown;
+}
+
+type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+interface HistoryEvent {
+  rv: number;
+  kind: ApiKind;
+  type: EventType;
+  /** The object before the change (undefined for ADDED). */
+  prev: StoredObject | undefined;
+  /** The object after the change; for DELETED the last state with the deletion's resourceVersion. */
+  object: StoredObject;
+}
+
+interface OpenWatch {
+  kind: ApiKind;
+  matches: (o: StoredObject) => boolean;
+  bookmarks: boolean;
+  /** Every history event up to this resourceVersion has been considered for this watch. */
+  cursor: number;
+  res: http.ServerResponse;
+  closed: boolean;
+}
+
+interface KindInfo {
+  apiVersion: string;
+  namespaced: boolean;
+  plural: string;
+}
+
+const KINDS: Record<ApiKind, KindInfo> = {
+  Service: { apiVersion: 'v1', namespaced: true, plural: 'services' },
+  EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', namespaced: true, plural: 'endpointslices' },
+  Node: { apiVersion: 'v1', namespaced: false, plural: 'nodes' },
+};
+
+export interface TestApiServerOptions {
+  /** How often open watches that asked for bookmarks receive one. */
+  bookmarkIntervalMs?: number;
+}
+
+interface PlannedFailure {
+  kind: ApiKind | undefined;
+  status: number;
+}
+
+export class TestApiServer {
+  /** Requests served (failed ones included), per kind. */
+  readonly counters = {
+    list: { Service: 0, EndpointSlice: 0, Node: 0 } as Record<ApiKind, number>,
+    watch: { Service: 0, EndpointSlice: 0, Node: 0 } as Record<ApiKind, number>,
+  };
+
+  private readonly server: http.Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly store: Record<ApiKind, Map<string, StoredObject>> = {
+    Service: new Map(),
+    EndpointSlice: new Map(),
+    Node: new Map(),
+  };
+  private history: HistoryEvent[] = [];
+  private rv = 1;
+  /** Watches from a resourceVersion older than this get 410 Gone. */
+  private compactedRv = 0;
+  private readonly watches = new Set<OpenWatch>();
+  private readonly failures: PlannedFailure[] = [];
+  private silenced = false;
+  private bookmarkTimer: NodeJS.Timeout | undefined;
+  private port = 0;
+  private readonly bookmarkIntervalMs: number;
+
+  private constructor(opts: TestApiServerOptions) {
+    this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 100;
+    this.server = http.createServer((req, res) => this.handle(req, res));
+    this.server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+  }
+
+  static async create(opts: TestApiServerOptions = {}): Promise<TestApiServer> {
+    const s = new TestApiServer(opts);
+    await s.start();
+    return s;
+  }
+
+  /** Base URL, e.g. http://127.0.0.1:41234. Stable across stop()/start(). */
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** A KubeConfig that points the real client at this server (plain HTTP, no auth). */
+  kubeConfig(): KubeConfig {
+    const kc = new KubeConfig();
+    // client-node 1.4 refuses http:// servers unless skipTLSVerify is set.
+    kc.loadFromClusterAndUser({ name: 'test', server: this.url, skipTLSVerify: true }, { name: 'test-user' });
+    return kc;
+  }
+
+  /** Listen (again, on the same port after stop()). */
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.port, '127.0.0.1', () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    this.port = (this.server.address() as AddressInfo).port;
+    this.bookmarkTimer = setInterval(() => this.sendBookmarks(), this.bookmarkIntervalMs);
+  }
+
+  /** Kill the server: close the listener and every connection. Stored objects stay. */
+  async stop(): Promise<void> {
+    clearInterval(this.bookmarkTimer);
+    this.bookmarkTimer = undefined;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const w of this.watches) w.closed = true;
+    this.watches.clear();
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  /** The current resourceVersion (the last one handed out). */
+  get resourceVersion(): string {
+    return String(this.rv);
+  }
+
+  create(kind: ApiKind, obj: StoredObject): StoredObject {
+    const key = keyOf(obj);
+    if (this.store[kind].has(key)) throw new Error(`${kind} ${key} exists`);
+    return this.write(kind, obj);
+  }
+
+  update(kind: ApiKind, obj: StoredObject): StoredObject {
+    const key = keyOf(obj);
+    if (!this.store[kind].has(key)) throw new Error(`${kind} ${key} does not exist`);
+    return this.write(kind, obj);
+  }
+
+  /** Create or update. */
+  apply(kind: ApiKind, obj: StoredObject): StoredObject {
+    return this.write(kind, obj);
+  }
+
+  delete(kind: ApiKind, namespace: string, name: string): void {
+    const key = namespace ? `${namespace}/${name}` : name;
+    const prev = this.store[kind].get(key);
+    if (!prev) throw new Error(`${kind} ${key} does not exist`);
+    this.store[kind].delete(key);
+    const rv = ++this.rv;
+    const object = structuredClone(prev);
+    object.metadata = { ...object.metadata, resourceVersion: String(rv) };
+    this.record({ rv, kind, type: 'DELETED', prev, object });
+  }
+
+  /** The objects stored now, sorted by namespace/name (copies). */
+  objects(kind: ApiKind): StoredObject[] {
+    return [...this.store[kind].entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, o]) => structuredClone(o));
+  }
+
+  /**
+   * Forget the event history (etcd compaction): a watch from an older resourceVersion gets an
+   * ERROR event with a 410 Status and is closed, including open watches that have not been sent
+   * everything yet (silenced ones). Up-to-date open watches carry on.
+   */
+  expire(): void {
+    this.compactedRv = this.rv;
+    this.history = [];
+    for (const w of this.watches) {
+      if (w.cursor < this.compactedRv) this.gone(w);
+    }
+  }
+
+  /** The next matching request (list or watch; of `kind`, or any) fails with `status`. */
+  failNext(kind?: ApiKind, status = 500, times = 1): void {
+    for (let i = 0; i < times; i++) this.failures.push({ kind, status });
+  }
+
+  /** Destroy every watch connection abruptly (no clean end of the chunked response). */
+  dropWatches(): void {
+    for (const w of this.watches) {
+      w.closed = true;
+      w.res.socket?.destroy();
+    }
+    this.watches.clear();
+  }
+
+  /**
+   * Stall every watch, open and future: connections stay open but receive nothing, not even
+   * bookmarks, while changes keep being stored. `silence(false)` resumes them where they stopped.
+   */
+  silence(on = true): void {
+    this.silenced = on;
+    if (!on) for (const w of this.watches) this.pump(w);
+  }
+
+  /** Open watch connections now. */
+  get openWatches(): number {
+    return this.watches.size;
+  }
+
+  /** Stop for good (end of a test). */
+  async close(): Promise<void> {
+    if (this.server.listening) await this.stop();
+  }
+
+  private write(kind: ApiKind, input: StoredObject): StoredObject {
+    const key = keyOf(input);
+    const prev = this.store[kind].get(key);
+    const rv = ++this.rv;
+    const info = KINDS[kind];
+    const object: StoredObject = structuredClone(input);
+    object.apiVersion = info.apiVersion;
+    object.kind = kind;
+    object.metadata = {
+      ...object.metadata,
+      resourceVersion: String(rv),
+      uid: prev?.metadata?.uid ?? `uid-${kind}-${key}-${rv}`,
+      creationTimestamp:
+        prev?.metadata?.creationTimestamp ?? new Date(1_700_000_000_000 + rv * 1000).toISOString(),
+    };
+    this.store[kind].set(key, object);
+    this.record({ rv, kind, type: prev ? 'MODIFIED' : 'ADDED', prev, object });
+    return structuredClone(object);
+  }
+
+  private record(ev: HistoryEvent): void {
+    this.history.push(ev);
+    for (const w of this.watches) this.pump(w);
+  }
+
+  /** Send a watch every stored event after its cursor, translated through its selectors. */
+  private pump(w: OpenWatch): void {
+    if (this.silenced || w.closed) return;
+    for (const ev of this.history) {
+      if (ev.rv <= w.cursor) continue;
+      w.cursor = ev.rv;
+      if (ev.kind !== w.kind) continue;
+      const type = translate(ev, w.matches);
+      if (type) send(w, type, ev.object);
+    }
+    w.cursor = Math.max(w.cursor, this.rv);
+  }
+
+  private sendBookmarks(): void {
+    if (this.silenced) return;
+    for (const w of this.watches) {
+      if (!w.bookmarks || w.closed) continue;
+      const info = KINDS[w.kind];
+      send(w, 'BOOKMARK', {
+        kind: w.kind,
+        apiVersion: info.apiVersion,
+        metadata: { resourceVersion: String(w.cursor) },
+      });
+    }
+  }
+
+  private gone(w: OpenWatch): void {
+    send(w, 'ERROR', status(410, 'Expired', 'too old resource version'));
+    this.endWatch(w);
+  }
+
+  private endWatch(w: OpenWatch): void {
+    w.closed = true;
+    this.watches.delete(w);
+    w.res.end();
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'GET')
+      return reply(res, 405, status(405, 'MethodNotAllowed', 'read-only test server'));
+    if (url.pathname === '/version') {
+      return reply(res, 200, {
+        major: '1',
+        minor: '31',
+        gitVersion: 'v1.31.0-test',
+        platform: 'linux/amd64',
+      });
+    }
+    if (url.pathname === '/api') {
+      return reply(res, 200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] });
+    }
+    if (url.pathname === '/apis') {
+      const gv = { groupVersion: 'discovery.k8s.io/v1', version: 'v1' };
+      return reply(res, 200, {
+        kind: 'APIGroupList',
+        apiVersion: 'v1',
+        groups: [{ name: 'discovery.k8s.io', versions: [gv], preferredVersion: gv }],
+      });
+    }
+    const route = parseRoute(url.pathname);
+    if (!route) return reply(res, 404, status(404, 'NotFound', `no route for ${url.pathname}`));
+    const watching = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
+    this.counters[watching ? 'watch' : 'list'][route.kind]++;
+
+    const failure = this.failures.findIndex((f) => f.kind === undefined || f.kind === route.kind);
+    if (failure >= 0) {
+      const [f] = this.failures.splice(failure, 1);
+      const code = f?.status ?? 500;
+      return reply(res, code, status(code, 'InternalError', 'planned failure'));
+    }
+
+    let matches: (o: StoredObject) => boolean;
+    try {
+      const labels = parseLabelSelector(url.searchParams.get('labelSelector') ?? '');
+      const fields = parseFieldSelector(url.searchParams.get('fieldSelector') ?? '');
+      const name = route.name;
+      matches = (o) =>
+        (route.namespace === undefined || o.metadata?.namespace === route.namespace) &&
+        (name === undefined || o.metadata?.name === name) &&
+        labels(o.metadata?.labels ?? {}) &&
+        fields(o);
+    } catch (err) {
+      return reply(res, 400, status(400, 'BadRequest', (err as Error).message));
+    }
+
+    if (watching) return this.serveWatch(route.kind, matches, url.searchParams, res);
+    if (route.name !== undefined && url.searchParams.get('watch') === null) {
+      const found = [...this.store[route.kind].values()].find(matches);
+      if (!found) return reply(res, 404, status(404, 'NotFound', `${route.kind} ${route.name} not found`));
+      return reply(res, 200, found);
+    }
+    const items = this.objects(route.kind)
+      .filter(matches)
+      .map((o) => {
+        // A real API server leaves kind and apiVersion off list items.
+        const { kind: _k, apiVersion: _a, ...rest } = o;
+        return rest;
+      });
+    return reply(res, 200, {
+      kind: `${route.kind}List`,
+      apiVersion: KINDS[route.kind].apiVersion,
+      metadata: { resourceVersion: String(this.rv) },
+      items,
+    });
+  }
+
+  private serveWatch(
+    kind: ApiKind,
+    matches: (o: StoredObject) => boolean,
+    params: URLSearchParams,
+    res: http.ServerResponse,
+  ): void {
+    const rvParam = params.get('resourceVersion') ?? '';
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders();
+    const w: OpenWatch = {
+      kind,
+      matches,
+      bookmarks: params.get('allowWatchBookmarks') === 'true',
+      cursor: 0,
+      res,
+      closed: false,
+    };
+    res.on('close', () => {
+      w.closed = true;
+      this.watches.delete(w);
+    });
+    if (rvParam === '' || rvParam === '0') {
+      // "Any" resourceVersion: the current state as synthetic ADDED events, then changes.
+      for (const o of this.objects(kind).filter(matches)) send(w, 'ADDED', o);
+      w.cursor = this.rv;
+    } else {
+      const from = Number(rvParam);
+      if (!Number.isInteger(from) || from < this.compactedRv) {
+        send(
+          w,
+          'ERROR',
+          status(410, 'Expired', `too old resource version: ${rvParam} (${this.compactedRv})`),
+        );
+        res.end();
+        return;
+      }
+      w.cursor = from;
+    }
+    this.watches.add(w);
+    this.pump(w);
+  }
+}
+
+function keyOf(o: StoredObject): string {
+  const name = o.metadata?.name;
+  if (!name) throw new Error('object without metadata.name');
+  const ns = o.metadata?.namespace;
+  return ns ? `${ns}/${name}` : name;
+}
+
+/** What a watch with this filter sees of a change: an object leaving the selection is DELETED. */
+function translate(ev: HistoryEvent, matches: (o: StoredObject) => boolean): EventType | undefined {
+  const before = ev.prev !== undefined && matches(ev.prev);
+  const after = ev.type !== 'DELETED' && matches(ev.object);
+  if (ev.type === 'DELETED') return before ? 'DELETED' : undefined;
+  if (before && after) return 'MODIFIED';
+  if (after) return 'ADDED';
+  if (before) return 'DELETED';
+  return undefined;
+}
+
+function send(w: OpenWatch, type: string, object: unknown): void {
+  if (w.closed) return;
+  w.res.write(JSON.stringify({ type, object }) + '\n');
+}
+
+function reply(res: http.ServerResponse, code: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function status(code: number, reason: string, message: string): object {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}
+
+interface Route {
+  kind: ApiKind;
+  namespace: string | undefined;
+  name: string | undefined;
+}
+
+function parseRoute(pathname: string): Route | undefined {
+  const parts = pathname.split('/').filter((p) => p !== '');
+  let rest: string[];
+  if (parts[0] === 'api' && parts[1] === 'v1') rest = parts.slice(2);
+  else if (parts[0] === 'apis' && parts[1] === 'discovery.k8s.io' && parts[2] === 'v1') rest = parts.slice(3);
+  else return undefined;
+  const group = parts[0] === 'api' ? 'v1' : 'discovery.k8s.io/v1';
+  let namespace: string | undefined;
+  if (rest[0] === 'namespaces' && rest.length >= 3) {
+    namespace = rest[1];
+    rest = rest.slice(2);
+  }
+  const kind = (Object.keys(KINDS) as ApiKind[]).find(
+    (k) => KINDS[k].plural === rest[0] && KINDS[k].apiVersion === group,
+  );
+  if (!kind || rest.length > 2) return undefined;
+  if (namespace !== undefined && !KINDS[kind].namespaced) return undefined;
+  return { kind, namespace, name: rest[1] };
+}
+
+/** `!key`, `key`, `key=value`, `key==value`, `key!=value`, comma-joined (all must hold). */
+export function parseLabelSelector(selector: string): (labels: Record<string, string>) => boolean {
+  const terms = selector
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '')
+    .map((term): ((l: Record<string, string>) => boolean) => {
+      let m: RegExpExecArray | null;
+      if ((m = /^!\s*([\w./-]+)$/.exec(term))) {
+        const key = m[1] as string;
+        return (l) => !(key in l);
+      }
+      if ((m = /^([\w./-]+)\s*!=\s*([\w.-]*)$/.exec(term))) {
+        const [, key, value] = m as unknown as [string, string, string];
+        return (l) => l[key] !== value;
+      }
+      if ((m = /^([\w./-]+)\s*==?\s*([\w.-]*)$/.exec(term))) {
+        const [, key, value] = m as unknown as [string, string, string];
+        return (l) => l[key] === value;
+      }
+      if ((m = /^([\w./-]+)$/.exec(term))) {
+        const key = m[1] as string;
+        return (l) => key in l;
+      }
+      throw new Error(`unsupported label selector term: ${term}`);
+    });
+  return (labels) => terms.every((t) => t(labels));
+}
+
+/** `metadata.name=X`, `metadata.namespace=X` (and `!=`), comma-joined. */
+function parseFieldSelector(selector: string): (o: StoredObject) => boolean {
+  const terms = selector
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '')
+    .map((term): ((o: StoredObject) => boolean) => {
+      const m = /^(metadata\.name|metadata\.namespace)\s*(!=|==|=)\s*(.*)$/.exec(term);
+      if (!m) throw new Error(`unsupported field selector term: ${term}`);
+      const [, field, op, value] = m as unknown as [string, string, string, string];
+      const get = (o: StoredObject): string =>
+        (field === 'metadata.name' ? o.metadata?.name : o.metadata?.namespace) ?? '';
+      return op === '!=' ? (o) => get(o) !== value : (o) => get(o) === value;
+    });
+  return (o) => terms.every((t) => t(o));
+}
