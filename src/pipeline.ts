@@ -1,0 +1,49 @@
+import type { ProxyConfig } from './config-types.js';
+import { buildState } from './model/build-state.js';
+import type { ProxyState } from './model/types.js';
+import { nodePortIPs } from './node-addresses.js';
+import { compile, type CompileConfig } from './rules/compile.js';
+import type { Ruleset } from './rules/ruleset.js';
+import type { ObjectStore } from './watch/object-store.js';
+
+/** Everything the pure stages need from the outside world, gathered once per sync. */
+export interface Environment {
+  /** This host's own addresses (node IP fallback, --nodeport-addresses CIDRs). */
+  localAddresses: string[];
+}
+
+/** Objects → ProxyState: pure. */
+export function stateFrom(store: ObjectStore, config: ProxyConfig, env: Environment): ProxyState {
+  const state = buildState(
+    {
+      services: [...store.services.values()],
+      slices: [...store.slices.values()],
+      ...(store.nodes.get(config.hostnameOverride)
+        ? { node: store.nodes.get(config.hostnameOverride)! }
+        : {}),
+    },
+    {
+      nodeName: config.hostnameOverride,
+      nodeIPs: config.nodeIPs,
+      hostIPs: env.localAddresses,
+      lbAlgorithm: config.lbAlgorithm,
+    },
+  );
+  for (const p of store.problems) state.skipped.push({ kind: 'File', name: p.what, reason: p.reason });
+  return state;
+}
+
+export function compileConfig(state: ProxyState, config: ProxyConfig, env: Environment): CompileConfig {
+  return {
+    table: config.tableName,
+    clusterCIDRs: config.clusterCIDRs,
+    masqueradeAll: config.masqueradeAll,
+    serviceCIDRs: config.serviceCIDRs,
+    nodePortIPs: nodePortIPs(state.node, config.nodePortAddresses, env.localAddresses),
+  };
+}
+
+/** ProxyState → Ruleset: pure. */
+export function rulesFor(state: ProxyState, config: ProxyConfig, env: Environment): Ruleset {
+  return compile(state, compileConfig(state, config, env));
+}

@@ -1,0 +1,168 @@
+import type { Logger } from '../log.js';
+import type { Nft } from './nft/exec.js';
+import { Transaction } from './nft/transaction.js';
+import type { NftFamily, Table } from './nft/types.js';
+import { chainId, setId, valueText, type Ruleset } from './ruleset.js';
+
+/**
+ * Everything in `rs`, from nothing: what a full sync sends after wiping our tables. With
+ * `replace`, each table is first destroyed in the same transaction, so a restart or a
+ * recovery replaces the old rules atomically: no packet ever sees a missing rule, and
+ * conntrack keeps established flows on their endpoints.
+ */
+export function fullTransaction(rs: Ruleset, opts: { replace: boolean } = { replace: true }): Transaction {
+  const tx = new Transaction();
+  for (const t of rs.tables) {
+    if (opts.replace) tx.destroy({ kind: 'table', family: t.family, table: t.table });
+    tx.add(t);
+  }
+  // Declarations before references: nft resolves goto/@set while it reads.
+  for (const c of rs.chains) tx.add(c.chain);
+  for (const s of rs.sets) tx.add(s);
+  for (const c of rs.chains) for (const r of c.rules) tx.add(r);
+  for (const m of rs.elements.values()) for (const el of m.values()) tx.add(el);
+  return tx;
+}
+
+const sameRules = (a: Ruleset['chains'][number], b: Ruleset['chains'][number]): boolean =>
+  a.rules.length === b.rules.length &&
+  a.rules.every((r, i) => r.rule === b.rules[i]!.rule && r.comment === b.rules[i]!.comment);
+
+const setDefinition = (s: Ruleset['sets'][number]): string => JSON.stringify({ ...s, comment: undefined });
+
+/**
+ * Only what changed from `prev` to `next`: element adds and deletes, chains whose rules
+ * changed flushed and refilled, new chains and sets added, stale ones deleted last (after
+ * the elements that referenced them are gone, in the same transaction).
+ */
+export function partialTransaction(prev: Ruleset, next: Ruleset): Transaction {
+  const tx = new Transaction();
+  const prevTables = new Set(prev.tables.map((t) => `${t.family} ${t.table}`));
+  for (const t of next.tables) if (!prevTables.has(`${t.family} ${t.table}`)) tx.add(t);
+
+  const prevChains = new Map(
+    prev.chains.map((c) => [chainId(c.chain.family, c.chain.table, c.chain.name), c]),
+  );
+  const nextChains = new Map(
+    next.chains.map((c) => [chainId(c.chain.family, c.chain.table, c.chain.name), c]),
+  );
+  const refill: Ruleset['chains'] = [];
+  for (const [id, c] of nextChains) {
+    const old = prevChains.get(id);
+    if (!old) {
+      tx.add(c.chain);
+      refill.push(c);
+    } else if (!sameRules(old, c)) {
+      tx.flush(c.chain);
+      refill.push(c);
+    }
+  }
+  const prevSets = new Map(prev.sets.map((s) => [setId(s.family, s.table, s.name), s]));
+  const nextSets = new Map(next.sets.map((s) => [setId(s.family, s.table, s.name), s]));
+  const recreated = new Set<string>();
+  for (const [id, s] of nextSets) {
+    const old = prevSets.get(id);
+    if (old && setDefinition(old) !== setDefinition(s)) {
+      tx.delete(old);
+      recreated.add(id);
+    }
+    if (!old || recreated.has(id)) tx.add(s);
+  }
+
+  for (const [id, nextEls] of next.elements) {
+    const prevEls = recreated.has(id) ? undefined : prev.elements.get(id);
+    if (prevEls) {
+      for (const [key, el] of prevEls) {
+        const now = nextEls.get(key);
+        // A map element's value cannot be changed in place (the kernel says EBUSY): delete, then add.
+        if (!now || valueText(now) !== valueText(el)) tx.delete(el);
+      }
+    }
+    for (const [key, el] of nextEls) {
+      const before = prevEls?.get(key);
+      if (!before || valueText(before) !== valueText(el)) tx.add(el);
+    }
+  }
+  for (const [id, prevEls] of prev.elements) {
+    if (next.elements.has(id) || !nextSets.has(id)) continue;
+    for (const el of prevEls.values()) tx.delete(el);
+  }
+
+  for (const c of refill) for (const r of c.rules) tx.add(r);
+  for (const [id, c] of prevChains) {
+    if (nextChains.has(id)) continue;
+    tx.flush(c.chain);
+    tx.delete(c.chain);
+  }
+  for (const [id, s] of prevSets) if (!nextSets.has(id)) tx.delete(s);
+  const nextTables = new Set(next.tables.map((t) => `${t.family} ${t.table}`));
+  for (const t of prev.tables) if (!nextTables.has(`${t.family} ${t.table}`)) tx.delete(t);
+  return tx;
+}
+
+export interface SyncResult {
+  full: boolean;
+  /** Operations sent (0: nothing changed, nothing run). */
+  operations: number;
+}
+
+/**
+ * The only code that changes the kernel. Keeps the ruleset it last applied; a sync sends
+ * the difference, or everything when asked, at start, or after any failure (the kernel
+ * state is then unknown to us, though nft's transaction left it as it was).
+ */
+export class NftApplier {
+  readonly #nft: Nft;
+  readonly #log: Logger;
+  #applied: Ruleset | undefined;
+  #lastText = '';
+
+  constructor(opts: { nft: Nft; log: Logger }) {
+    this.#nft = opts.nft;
+    this.#log = opts.log;
+  }
+
+  /** The ruleset as last applied, or undefined before the first success. */
+  get applied(): Ruleset | undefined {
+    return this.#applied;
+  }
+
+  /** The text of the last transaction sent (successful or not), for /debug. */
+  get lastTransaction(): string {
+    return this.#lastText;
+  }
+
+  async sync(desired: Ruleset, opts: { full?: boolean } = {}): Promise<SyncResult> {
+    const full = opts.full === true || this.#applied === undefined;
+    const tx = full ? fullTransaction(desired) : partialTransaction(this.#applied!, desired);
+    if (tx.size === 0) return { full, operations: 0 };
+    this.#lastText = tx.toString();
+    try {
+      await this.#nft.run(tx);
+    } catch (err) {
+      this.#applied = undefined;
+      throw err;
+    }
+    this.#applied = desired;
+    this.#log.debug({ full, operations: tx.size }, 'nft transaction applied');
+    return { full, operations: tx.size };
+  }
+
+  /** Forget what was applied: the next sync is a full one. */
+  invalidate(): void {
+    this.#applied = undefined;
+  }
+}
+
+/** Delete our tables (and nothing else); missing tables are fine. */
+export async function cleanupTables(nft: Nft, table: string): Promise<void> {
+  const tx = new Transaction();
+  for (const family of ['ip', 'ip6'] as NftFamily[])
+    tx.destroy({ kind: 'table', family, table } satisfies Table);
+  await nft.run(tx);
+}
+
+/** The whole ruleset in `nft -f` syntax, as /debug/rules and --dry-run show it. */
+export function renderRuleset(rs: Ruleset): string {
+  return fullTransaction(rs, { replace: false }).toString();
+}
