@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { buildConfig, usage } from './config.js';
-import type { ProxyConfig } from './config-types.js';
 import { ErrorCodes, hasCode, ProxyError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import type { Skipped } from './model/types.js';

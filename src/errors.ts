@@ -29,6 +29,8 @@ export const ErrorCodes = {
   KUBECONFIG_INVALID: 'KUBECONFIG_INVALID',
   /** Not running as root / without CAP_NET_ADMIN where it is needed. */
   NO_PRIVILEGE: 'NO_PRIVILEGE',
+  /** The userspace proxy could not listen on a frontend (address in use, not local, ...). */
+  USERSPACE_LISTEN_FAILED: 'USERSPACE_LISTEN_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
