@@ -1,0 +1,218 @@
+/**
+ * Endpoint pickers for the userspace proxy: which endpoint a new connection (TCP) or session
+ * (UDP) goes to. A picker owns its endpoint list; `update` swaps the list in place so state
+ * that should survive an endpoint change (round-robin position, affinity entries) does, and
+ * open connections are never touched (they hold their endpoint, not the picker).
+ */
+import { buildMaglevTable, endpointName, flowHash, maglevSize, sortedBackends } from './maglev.js';
+import type { LbAlgorithm } from '../model/types.js';
+
+/** What a picker needs of an endpoint. */
+export interface Target {
+  ip: string;
+  port: number;
+}
+
+/** The client side of a flow. */
+export interface Flow {
+  ip: string;
+  port: number;
+}
+
+/**
+ * Milliseconds on a monotonic scale; injected by tests. The structural subset of
+ * src/clock.ts's Clock that the load balancer needs, so either can be passed.
+ */
+export interface Clock {
+  now(): number;
+}
+
+export const monotonicClock: Clock = { now: () => performance.now() };
+
+export interface Picker<T extends Target = Target> {
+  /**
+   * The endpoint for a new flow, or undefined when there is none. `avoid` holds endpoints
+   * that already failed for this flow (connect refused), so a retry goes elsewhere.
+   */
+  pick(flow: Flow, avoid?: ReadonlySet<T>): T | undefined;
+  /** Replaces the endpoint list. */
+  update(endpoints: readonly T[]): void;
+  readonly size: number;
+}
+
+/** Uniform random choice per flow: kube-proxy's default. */
+export class RandomPicker<T extends Target = Target> implements Picker<T> {
+  private eps: readonly T[] = [];
+  constructor(
+    endpoints: readonly T[],
+    private readonly random: () => number = Math.random,
+  ) {
+    this.update(endpoints);
+  }
+  get size(): number {
+    return this.eps.length;
+  }
+  update(endpoints: readonly T[]): void {
+    this.eps = [...endpoints];
+  }
+  pick(_flow: Flow, avoid?: ReadonlySet<T>): T | undefined {
+    const n = this.eps.length;
+    if (n === 0) return undefined;
+    const start = Math.floor(this.random() * n) % n;
+    return firstAllowed(this.eps, start, avoid);
+  }
+}
+
+/** Each new flow to the next endpoint in turn. */
+export class RoundRobinPicker<T extends Target = Target> implements Picker<T> {
+  private eps: readonly T[] = [];
+  private next = 0;
+  constructor(endpoints: readonly T[]) {
+    this.update(endpoints);
+  }
+  get size(): number {
+    return this.eps.length;
+  }
+  update(endpoints: readonly T[]): void {
+    this.eps = [...endpoints];
+  }
+  pick(_flow: Flow, avoid?: ReadonlySet<T>): T | undefined {
+    const n = this.eps.length;
+    if (n === 0) return undefined;
+    const start = this.next % n;
+    this.next = (start + 1) % n;
+    return firstAllowed(this.eps, start, avoid);
+  }
+}
+
+/**
+ * Maglev: the flow hash of (client ip, client port) indexes the slot table built from the
+ * endpoint names (`maglev.ts`), so every node sends a flow to the same endpoint. A retry
+ * walks the following slots, which keeps the fallback deterministic too.
+ */
+export class MaglevPicker<T extends Target = Target> implements Picker<T> {
+  private byIndex: T[] = [];
+  private table: Int32Array = new Int32Array(0);
+  constructor(
+    endpoints: readonly T[],
+    private readonly seed: number,
+  ) {
+    this.update(endpoints);
+  }
+  get size(): number {
+    return this.byIndex.length;
+  }
+  update(endpoints: readonly T[]): void {
+    const byName = new Map<string, T>();
+    for (const ep of endpoints) if (!byName.has(endpointName(ep))) byName.set(endpointName(ep), ep);
+    const names = sortedBackends([...byName.keys()]);
+    this.byIndex = names.map((n) => byName.get(n)!);
+    this.table =
+      names.length === 0 ? new Int32Array(0) : buildMaglevTable(names, maglevSize(names.length), this.seed);
+  }
+  pick(flow: Flow, avoid?: ReadonlySet<T>): T | undefined {
+    const m = this.table.length;
+    if (m === 0) return undefined;
+    const slot = flowHash(flow.ip, flow.port, this.seed) % m;
+    const ep = this.byIndex[this.table[slot]!]!;
+    if (!avoid || !avoid.has(ep)) return ep;
+    if (avoid.size >= this.byIndex.length) return undefined;
+    for (let i = 1; i < m; i++) {
+      const alt = this.byIndex[this.table[(slot + i) % m]!]!;
+      if (!avoid.has(alt)) return alt;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Session affinity by client IP (Service `sessionAffinity: ClientIP`): a client keeps its
+ * endpoint until it has been idle for `timeoutMs` (each pick refreshes it, like the
+ * `recent` match kube-proxy uses) or the endpoint vanished from the list.
+ */
+export class AffinityPicker<T extends Target = Target> implements Picker<T> {
+  private readonly entries = new Map<string, { name: string; last: number }>();
+  private byName = new Map<string, T>();
+  private lastSweep: number;
+  constructor(
+    private readonly inner: Picker<T>,
+    endpoints: readonly T[],
+    private readonly timeoutMs: number,
+    private readonly clock: Clock = monotonicClock,
+  ) {
+    this.lastSweep = clock.now();
+    this.update(endpoints);
+  }
+  get size(): number {
+    return this.inner.size;
+  }
+  /** Clients currently pinned (for tests and debugging). */
+  get clients(): number {
+    return this.entries.size;
+  }
+  update(endpoints: readonly T[]): void {
+    this.inner.update(endpoints);
+    this.byName = new Map(endpoints.map((ep) => [endpointName(ep), ep]));
+    for (const [client, e] of this.entries) if (!this.byName.has(e.name)) this.entries.delete(client);
+  }
+  pick(flow: Flow, avoid?: ReadonlySet<T>): T | undefined {
+    const now = this.clock.now();
+    // Expired entries are dropped in one pass per timeout period, not per pick.
+    if (now - this.lastSweep >= this.timeoutMs) this.sweep(now);
+    const e = this.entries.get(flow.ip);
+    if (e && now - e.last < this.timeoutMs) {
+      const ep = this.byName.get(e.name);
+      if (ep && (!avoid || !avoid.has(ep))) {
+        e.last = now;
+        return ep;
+      }
+    }
+    const ep = this.inner.pick(flow, avoid);
+    if (ep) this.entries.set(flow.ip, { name: endpointName(ep), last: now });
+    else this.entries.delete(flow.ip);
+    return ep;
+  }
+  private sweep(now: number): void {
+    this.lastSweep = now;
+    for (const [client, e] of this.entries) if (now - e.last >= this.timeoutMs) this.entries.delete(client);
+  }
+}
+
+/** How a service port picks: what `createPicker` builds, compared to decide whether to rebuild. */
+export interface PickerSpec {
+  algorithm: LbAlgorithm | 'round-robin';
+  /** 0: no affinity. */
+  affinitySeconds: number;
+  /** Maglev seed, the same on every node. */
+  seed: number;
+}
+
+export function samePickerSpec(a: PickerSpec, b: PickerSpec): boolean {
+  return a.algorithm === b.algorithm && a.affinitySeconds === b.affinitySeconds && a.seed === b.seed;
+}
+
+export function createPicker<T extends Target>(
+  spec: PickerSpec,
+  endpoints: readonly T[],
+  opts: { clock?: Clock; random?: () => number } = {},
+): Picker<T> {
+  const inner: Picker<T> =
+    spec.algorithm === 'maglev'
+      ? new MaglevPicker(endpoints, spec.seed)
+      : spec.algorithm === 'round-robin'
+        ? new RoundRobinPicker(endpoints)
+        : new RandomPicker(endpoints, opts.random);
+  if (spec.affinitySeconds > 0)
+    return new AffinityPicker(inner, endpoints, spec.affinitySeconds * 1000, opts.clock);
+  return inner;
+}
+
+function firstAllowed<T>(eps: readonly T[], start: number, avoid: ReadonlySet<T> | undefined): T | undefined {
+  if (!avoid || avoid.size === 0) return eps[start];
+  const n = eps.length;
+  for (let i = 0; i < n; i++) {
+    const ep = eps[(start + i) % n]!;
+    if (!avoid.has(ep)) return ep;
+  }
+  return undefined;
+}
