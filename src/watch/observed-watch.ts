@@ -58,24 +58,39 @@ export class ObservedWatch extends Watch {
       if (this.closed) return;
       lines++;
       this.observer.onLine(phase, obj);
-      const typed =
-        phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED'
-          ? (ObjectSerializer.deserialize(obj, this.modelType) as unknown)
-          : obj;
-      callback(phase, typed, raw);
+      callback(phase, this.typed(phase, obj), raw);
     };
     const onDone = (err: unknown): void => {
       finished = true;
       if (this.closed) return;
       done(err ?? (lines === 0 ? new EmptyWatchError() : null));
     };
-    const controller = await super.watch(path, { ...queryParams, allowWatchBookmarks: true }, onLine, onDone);
+    let controller: AbortController;
+    try {
+      controller = await super.watch(path, { ...queryParams, allowWatchBookmarks: true }, onLine, onDone);
+    } catch (err) {
+      // Watch.watch throws before its own error handling when the config has no cluster or the
+      // credentials fail (a token file gone missing). ListWatch calls watch() from a callback
+      // nobody awaits, so a throw would be an unhandled rejection: report it as the watch's end.
+      onDone(err);
+      return new AbortController();
+    }
     if (this.closed) controller.abort();
     else if (!finished) {
       this.controllers.add(controller);
       controller.signal.addEventListener('abort', () => this.controllers.delete(controller), { once: true });
     }
     return controller;
+  }
+
+  private typed(phase: string, obj: unknown): unknown {
+    if (phase !== 'ADDED' && phase !== 'MODIFIED' && phase !== 'DELETED') return obj;
+    try {
+      return ObjectSerializer.deserialize(obj, this.modelType) as unknown;
+    } catch {
+      // Watch swallows whatever its callback throws: better the raw object than a lost event.
+      return obj;
+    }
   }
 
   /** End every connection now and any this watch would open later; no callback runs after this. */

@@ -173,11 +173,28 @@ export class SupervisedInformer<T extends KubernetesObject> {
 
   private deliverUpsert(obj: T): void {
     if (!this.delivered.upsert(obj)) return;
-    this.sink.upsert({ ...obj, kind: this.spec.kind, apiVersion: this.spec.apiVersion });
+    const name = `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+    this.guarded(name, () =>
+      this.sink.upsert({ ...obj, kind: this.spec.kind, apiVersion: this.spec.apiVersion }),
+    );
   }
 
   private deliverRemove(namespace: string, name: string): void {
-    if (this.delivered.remove(namespace, name)) this.sink.remove(namespace, name);
+    if (this.delivered.remove(namespace, name))
+      this.guarded(`${namespace}/${name}`, () => this.sink.remove(namespace, name));
+  }
+
+  /**
+   * A consumer that throws must not go unnoticed: client-node's Watch swallows whatever its
+   * callbacks throw (it takes it for a JSON parse error), and on the list path it would pass for
+   * a list failure and restart the informer forever.
+   */
+  private guarded(name: string, deliver: () => void): void {
+    try {
+      deliver();
+    } catch (err) {
+      this.sink.problem(`${this.spec.kind} ${name}: the consumer failed on it`, err);
+    }
   }
 
   /** Throw the informer away and start a fresh one after the backoff; one restart at a time. */

@@ -307,6 +307,7 @@ describe('kube source (real client-node against a test API server)', function ()
     server.delete('EndpointSlice', 'default', 'web-abc');
     server.update('Service', service('default', 'api', {}, 90));
     await assertConverged(h, server);
+    if (process.env.DEBUG_KUBE_SOURCE) console.log(h.problems);
     // Converged may come from a relist; the watch follows it.
     await waitFor(() => server.counters.watch.Service > watchesBefore, { what: 'a new Service watch' });
   });
@@ -379,6 +380,27 @@ describe('kube source (real client-node against a test API server)', function ()
     const otherProxy = h.calls.filter((c) => c.includes('other-proxy'));
     assert.equal(otherProxy.length, 1, 'delivered only once it left the other proxy');
     assert.ok(h.calls.includes('remove Service default/api'));
+  });
+
+  it('reports a consumer that throws, and keeps delivering', async function () {
+    const upsert = h.upsert.bind(h);
+    h.upsert = (kind, object) => {
+      if (object.metadata?.name === 'poison') throw new Error('consumer bug');
+      upsert(kind, object);
+    };
+    server.create('Service', service('default', 'poison'));
+    await startSource();
+    await waitFor(() => h.syncedCount > 0, { what: 'synced' });
+    server.update('Service', service('default', 'poison', {}, 81));
+    server.create('Service', service('default', 'after-poison'));
+    await waitFor(() => h.view.Service.has('default/after-poison'), { what: 'later objects' });
+    await waitFor(
+      () => h.problems.filter((p) => p.includes('default/poison: the consumer failed')).length === 2,
+      {
+        what: 'both failures reported',
+      },
+    );
+    assert.ok(!h.problems.some((p) => p.includes('restarts')), h.problems.join('\n'));
   });
 
   it('stop() closes every watch and leaves no timer behind, even mid-backoff', async function () {
