@@ -82,9 +82,30 @@ function arity(types: string[] | undefined, typeofExpr: string | undefined): num
   return undefined;
 }
 
+/**
+ * One of nft 1.0.6's known failures: it fails to add a rule that uses a data map whose value `typeof` mentions `th`
+ * (e.g. `: ip daddr . th dport`) once that map exists in the kernel: it rebuilds the typeof
+ * from the kernel's copy and answers "internal:0:0-0: Error: conflicting protocols specified:
+ * ip vs. th". The same rule is fine in the transaction that creates the map, and a value
+ * typeof of `ip daddr . tcp dport` (the same data types) is fine always.
+ */
+function hitsThValueQuirk(s: FakeSet): boolean {
+  return (
+    s.spec.kind === 'map' && s.spec.valueTypeof !== undefined && /(^|[\s.])th\s/.test(s.spec.valueTypeof)
+  );
+}
+
 /** Applies one operation to a state, throwing the error nft would report. */
 class Applier {
-  constructor(private readonly state: State) {}
+  /** Maps as they were before the transaction: what nft 1.0.6 reads back from the kernel. */
+  private readonly preexisting = new Set<FakeSet>();
+
+  constructor(
+    private readonly state: State,
+    private readonly quirks: boolean,
+  ) {
+    for (const t of state.values()) for (const s of t.sets.values()) this.preexisting.add(s);
+  }
 
   fail(code: ErrorCode, why: string): never {
     throw new ProxyError(code, why);
@@ -120,6 +141,19 @@ class Applier {
     for (const s of refs.sets) {
       if (!t.sets.has(s))
         this.fail(ErrorCodes.NFT_DANGLING_REFERENCE, `${what} uses missing set or map @${s}`);
+    }
+  }
+
+  checkThValueQuirk(t: FakeTable, rule: Rule): void {
+    for (const name of references(rule.rule).sets) {
+      const s = t.sets.get(name);
+      if (s !== undefined && this.preexisting.has(s) && hitsThValueQuirk(s)) {
+        this.fail(
+          ErrorCodes.NFT_REJECTED,
+          `nft 1.0.6 cannot add a rule using map ${name} (value typeof mentions th) once the map exists: ` +
+            'conflicting protocols specified; create the map in the same transaction, or type its value with tcp dport',
+        );
+      }
     }
   }
 
@@ -160,6 +194,7 @@ class Applier {
         return this.applyChain(verb, t, o);
       case 'rule':
         this.checkRefs(t, o.rule, `rule in chain ${o.chain}`);
+        if (this.quirks) this.checkThValueQuirk(t, o);
         this.chain(t, o.chain).rules.push(o);
         return;
       case 'set':
@@ -274,6 +309,14 @@ class Applier {
     } else if (o.value !== undefined) {
       this.fail(ErrorCodes.NFT_REJECTED, `element { ${k} } of set ${o.set} has a value`);
     }
+    // nft 1.0.6 answers "File exists" to any `create element` into an interval set created in
+    // the same transaction (its implicit interval ends collide); into an older set it works.
+    if (this.quirks && verb === 'create' && spec.flags?.includes('interval') && !this.preexisting.has(s)) {
+      this.fail(
+        ErrorCodes.NFT_EXISTS,
+        `nft 1.0.6 cannot create elements in interval set ${o.set} created in the same transaction`,
+      );
+    }
     if (existing === undefined) {
       s.elements.set(k, o);
       return;
@@ -321,6 +364,11 @@ function dumpTable(t: FakeTable): string {
 export interface FakeNftOptions {
   /** What `version()` reports; default '1.0.6'. */
   version?: string;
+  /**
+   * Reproduce nft 1.0.6's known failures (see hitsThValueQuirk), so that code tested
+   * against the Fake does not fail on this machine's nft; default true.
+   */
+  nft106Quirks?: boolean;
 }
 
 /** An Nft that keeps its tables in memory; see the file comment for the semantics. */
@@ -328,11 +376,13 @@ export class FakeNft implements Nft {
   #state: State = new Map();
   #failNext: ProxyError | undefined;
   readonly #version: string;
+  readonly #quirks: boolean;
   /** Every transaction passed to `run` (valid ones, whether they committed or not), in order. */
   readonly transactions: Transaction[] = [];
 
   constructor(opts: FakeNftOptions = {}) {
     this.#version = opts.version ?? '1.0.6';
+    this.#quirks = opts.nft106Quirks ?? true;
   }
 
   /** Makes the next `run` fail with `err` and change nothing, as a kernel refusal would. */
@@ -376,7 +426,7 @@ export class FakeNft implements Nft {
   /** Applies tx to a copy and returns it; the live state is untouched if anything fails. */
   #apply(tx: Transaction): State {
     const next = clone(this.#state);
-    const applier = new Applier(next);
+    const applier = new Applier(next, this.#quirks);
     let line = 1;
     for (const op of tx.operations) {
       try {

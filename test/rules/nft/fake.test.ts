@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { ErrorCodes, hasCode, type ErrorCode } from '../../../src/errors.js';
 import { FakeNft, references } from '../../../src/rules/nft/fake.js';
 import { Transaction } from '../../../src/rules/nft/transaction.js';
+import type { Element } from '../../../src/rules/nft/types.js';
 
 const at = { family: 'ip', table: 'kube-nftproxy' } as const;
 
@@ -463,5 +464,59 @@ describe('FakeNft', () => {
         sets: ['a'],
       },
     );
+  });
+});
+
+describe('FakeNft: nft 1.0.6 quirks', () => {
+  const KEY = 'ip daddr . meta l4proto . th dport . numgen random mod 2';
+  const setup = (value: string): Transaction =>
+    new Transaction()
+      .add({ kind: 'table', ...at })
+      .add({ kind: 'chain', ...at, name: 'lb-2' })
+      .add({ kind: 'map', ...at, name: 'backends', typeof: KEY, valueTypeof: value })
+      .add({ kind: 'rule', ...at, chain: 'lb-2', rule: `dnat ip to ${KEY} map @backends` });
+  const readd = (): Transaction =>
+    new Transaction()
+      .flush({ kind: 'chain', ...at, name: 'lb-2' })
+      .add({ kind: 'rule', ...at, chain: 'lb-2', rule: `dnat ip to ${KEY} map @backends` });
+
+  it('refuses a rule using an existing map whose value typeof mentions th', async () => {
+    const nft = new FakeNft();
+    await nft.run(setup('ip daddr . th dport'));
+    const dump = nft.dump();
+    await rejects(nft.run(readd()), ErrorCodes.NFT_REJECTED);
+    assert.equal(nft.dump(), dump);
+  });
+
+  it('accepts it when the map is recreated in the same transaction', async () => {
+    const nft = new FakeNft();
+    await nft.run(setup('ip daddr . th dport'));
+    await nft.run(new Transaction().destroy({ kind: 'table', ...at }));
+    await nft.run(setup('ip daddr . th dport'));
+  });
+
+  it('accepts it with a value typeof of ip daddr . tcp dport, or with quirks off', async () => {
+    const tcp = new FakeNft();
+    await tcp.run(setup('ip daddr . tcp dport'));
+    await tcp.run(readd());
+    const lax = new FakeNft({ nft106Quirks: false });
+    await lax.run(setup('ip daddr . th dport'));
+    await lax.run(readd());
+  });
+});
+
+describe('FakeNft: create element into a new interval set (nft 1.0.6)', () => {
+  it('fails in the transaction that creates the set, works later', async () => {
+    const nft = new FakeNft();
+    const set = new Transaction()
+      .add({ kind: 'table', ...at })
+      .add({ kind: 'set', ...at, name: 'ranges', type: ['ipv4_addr'], flags: ['interval'] });
+    const create: Element = { kind: 'element', ...at, set: 'ranges', key: ['10.0.0.0/8'] };
+    await rejects(
+      nft.run(new Transaction().add(set.operations[0]!.object).add(set.operations[1]!.object).create(create)),
+      ErrorCodes.NFT_EXISTS,
+    );
+    await nft.run(set);
+    await nft.run(new Transaction().create(create));
   });
 });

@@ -173,9 +173,14 @@ export const RENDER_CASES: Array<{ verb: Verb; object: NftObject; lines: string[
     lines: ['add element ip kube-nftproxy cluster-ips { 10.96.0.10 }'],
   },
   {
-    verb: 'create',
+    verb: 'add',
     object: { kind: 'element', ...at, set: 'cluster-ips', key: ['10.97.0.0/16'], comment: 'range' },
-    lines: ['create element ip kube-nftproxy cluster-ips { 10.97.0.0/16 comment "range" }'],
+    lines: ['add element ip kube-nftproxy cluster-ips { 10.97.0.0/16 comment "range" }'],
+  },
+  {
+    verb: 'create',
+    object: { kind: 'element', ...at, set: 'affinity', key: ['10.1.2.3'], comment: 'client' },
+    lines: ['create element ip kube-nftproxy affinity { 10.1.2.3 comment "client" }'],
   },
   {
     verb: 'delete',

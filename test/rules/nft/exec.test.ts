@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict';
+import { ErrorCodes, hasCode, type ErrorCode } from '../../../src/errors.js';
+import {
+  classifyStderr,
+  createNft,
+  parseVersion,
+  spawnExec,
+  type Exec,
+  type ExecResult,
+} from '../../../src/rules/nft/exec.js';
+import { Transaction } from '../../../src/rules/nft/transaction.js';
+
+/** An Exec that records its calls and answers from a script. */
+function scripted(answer: (args: string[], stdin?: string) => ExecResult | Error): {
+  exec: Exec;
+  calls: Array<{ args: string[]; stdin?: string }>;
+} {
+  const calls: Array<{ args: string[]; stdin?: string }> = [];
+  const exec: Exec = async (args, stdin) => {
+    calls.push({ args, stdin });
+    const a = answer(args, stdin);
+    if (a instanceof Error) throw a;
+    return a;
+  };
+  return { exec, calls };
+}
+
+const ok: ExecResult = { stdout: '', stderr: '', code: 0 };
+const tx = (): Transaction => new Transaction().add({ kind: 'table', family: 'ip', table: 't' });
+
+async function rejects(p: Promise<unknown>, code: ErrorCode, message?: RegExp): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(hasCode(err, code), `expected ${code}, got ${String(err)}`);
+    if (message) assert.match((err as Error).message, message);
+    return true;
+  });
+}
+
+describe('nft exec: createNft with an injected exec', () => {
+  it('run sends the transaction text to nft -f - on stdin', async () => {
+    const { exec, calls } = scripted(() => ok);
+    await createNft({ exec }).run(tx());
+    assert.deepEqual(calls, [{ args: ['-f', '-'], stdin: 'add table ip t\n' }]);
+  });
+
+  it('check uses nft -c -f -', async () => {
+    const { exec, calls } = scripted(() => ok);
+    await createNft({ exec }).check(tx());
+    assert.deepEqual(calls[0]?.args, ['-c', '-f', '-']);
+  });
+
+  it('rejects a transaction with a validation error without running nft', async () => {
+    const { exec, calls } = scripted(() => ok);
+    const bad = new Transaction().add({ kind: 'table', family: 'ip', table: 'bad name' });
+    await rejects(createNft({ exec }).run(bad), ErrorCodes.NFT_INVALID_OBJECT);
+    assert.equal(calls.length, 0);
+  });
+
+  it('does not run nft for an empty transaction', async () => {
+    const { exec, calls } = scripted(() => ok);
+    await createNft({ exec }).run(new Transaction());
+    assert.equal(calls.length, 0);
+  });
+
+  it('maps a missing program to NFT_NOT_FOUND with what to do', async () => {
+    const { exec } = scripted(() => Object.assign(new Error('spawn nft ENOENT'), { code: 'ENOENT' }));
+    await rejects(createNft({ exec }).run(tx()), ErrorCodes.NFT_NOT_FOUND, /install the nftables package/);
+    await rejects(createNft({ exec }).version(), ErrorCodes.NFT_NOT_FOUND);
+  });
+
+  it('maps permission errors to NFT_PERMISSION with what to do', async () => {
+    const stderr =
+      '/dev/stdin:1:1-15: Error: Could not process rule: Operation not permitted\nadd table ip t\n^^^^^^^^^^^^^^^\n';
+    const { exec } = scripted(() => ({ stdout: '', stderr, code: 1 }));
+    await rejects(createNft({ exec }).run(tx()), ErrorCodes.NFT_PERMISSION, /CAP_NET_ADMIN: run as root/);
+  });
+
+  it('keeps the first few stderr lines, carets included', async () => {
+    const block = (n: number): string =>
+      `/dev/stdin:${n}:19-19: Error: Could not process rule: Device or resource busy\ndelete chain ip t c\n                  ^\n`;
+    const { exec } = scripted(() => ({ stdout: '', stderr: block(1) + block(2) + block(3), code: 1 }));
+    await assert.rejects(createNft({ exec }).run(tx()), (err: unknown) => {
+      assert.ok(hasCode(err, ErrorCodes.NFT_REJECTED));
+      const message = (err as Error).message;
+      assert.match(message, /\/dev\/stdin:1:19-19: Error: Could not process rule: Device or resource busy/);
+      assert.match(message, /\n {18}\^/);
+      assert.match(message, /\/dev\/stdin:2:/);
+      assert.doesNotMatch(message, /\/dev\/stdin:3:/);
+      assert.match(message, /\(3 more lines\)/);
+      return true;
+    });
+  });
+
+  it('list returns the table text, and "" when the table does not exist', async () => {
+    const { exec, calls } = scripted((args) =>
+      args[3] === 't'
+        ? { stdout: 'table ip t {\n}\n', stderr: '', code: 0 }
+        : {
+            stdout: '',
+            stderr: 'Error: No such file or directory\nlist table ip nope\n              ^^^^\n',
+            code: 1,
+          },
+    );
+    const nft = createNft({ exec });
+    assert.equal(await nft.list('ip', 't'), 'table ip t {\n}\n');
+    assert.equal(await nft.list('ip', 'nope'), '');
+    assert.deepEqual(calls[0]?.args, ['list', 'table', 'ip', 't']);
+  });
+
+  it('list still fails on other errors', async () => {
+    const { exec } = scripted(() => ({
+      stdout: '',
+      stderr: 'netlink: Error: cache initialization failed: Operation not permitted\n',
+      code: 1,
+    }));
+    await rejects(createNft({ exec }).list('ip', 't'), ErrorCodes.NFT_PERMISSION);
+  });
+
+  it('reads the version once', async () => {
+    const { exec, calls } = scripted(() => ({
+      stdout: 'nftables v1.0.6 (Lester Gooch #5)\n',
+      stderr: '',
+      code: 0,
+    }));
+    const nft = createNft({ exec });
+    assert.equal(await nft.version(), '1.0.6');
+    assert.equal(await nft.version(), '1.0.6');
+    assert.equal(calls.length, 1);
+  });
+
+  it('fails with NFT_VERSION when the version cannot be read', async () => {
+    const { exec } = scripted(() => ({ stdout: 'something else\n', stderr: '', code: 0 }));
+    await rejects(createNft({ exec }).version(), ErrorCodes.NFT_VERSION);
+  });
+});
+
+describe('nft exec: stderr classification', () => {
+  const cases: Array<[string, ErrorCode]> = [
+    ['/dev/stdin:1:1-15: Error: Could not process rule: Operation not permitted', 'NFT_PERMISSION'],
+    ['Operation not permitted (you must be root)', 'NFT_PERMISSION'],
+    ['/dev/stdin:1:22-25: Error: Could not process rule: No such file or directory', 'NFT_NOT_EXIST'],
+    [
+      '/dev/stdin:1:19-20: Error: No such file or directory; did you mean chain ‘b’ in table ip ‘t’?',
+      'NFT_NOT_EXIST',
+    ],
+    ['/dev/stdin:1:25-31: Error: Could not process rule: File exists', 'NFT_EXISTS'],
+    ['/dev/stdin:1:19-19: Error: Could not process rule: Device or resource busy', 'NFT_REJECTED'],
+    ['/dev/stdin:1:17-19: Error: No symbol type information', 'NFT_REJECTED'],
+    ['exec of "nft" failed: No such file or directory', 'NFT_NOT_FOUND'],
+    // The first error decides, as it is the one nft stopped at.
+    [
+      'x:1:1: Error: Could not process rule: File exists\nadd x\n^\nx:2:1: Error: Could not process rule: No such file or directory',
+      'NFT_EXISTS',
+    ],
+  ];
+  for (const [stderr, code] of cases) {
+    it(`${code}: ${stderr.split('\n')[0]}`, () => assert.equal(classifyStderr(stderr), code));
+  }
+
+  it('parses versions', () => {
+    assert.equal(parseVersion('nftables v1.0.6 (Lester Gooch #5)'), '1.0.6');
+    assert.equal(parseVersion('nftables v1.1 (x)'), '1.1');
+    assert.equal(parseVersion('nope'), undefined);
+  });
+});
+
+describe('nft exec: spawnExec', () => {
+  it('passes args and stdin to the program and reports its output and status', async () => {
+    // `sh` stands in for nft: this checks the plumbing, the kernel tests check nft itself.
+    const exec = spawnExec({ nftPath: 'sh' });
+    const r = await exec(['-c', 'cat; echo "$LC_ALL" >&2; exit 3'], 'hello\n');
+    assert.deepEqual(r, { stdout: 'hello\n', stderr: 'C\n', code: 3 });
+  });
+
+  it('rejects with ENOENT when the program does not exist', async () => {
+    const exec = spawnExec({ nftPath: '/nonexistent/nft' });
+    await assert.rejects(
+      exec(['--version']),
+      (err: unknown) => (err as { code?: unknown }).code === 'ENOENT',
+    );
+    await rejects(createNft({ nftPath: '/nonexistent/nft' }).version(), ErrorCodes.NFT_NOT_FOUND);
+  });
+
+  it('survives a program that exits without reading a large stdin', async () => {
+    const exec = spawnExec({ nftPath: 'sh' });
+    const r = await exec(['-c', 'exit 1'], 'x'.repeat(4 << 20));
+    assert.equal(r.code, 1);
+  });
+});

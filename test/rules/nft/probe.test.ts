@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { ErrorCodes, ProxyError, hasCode } from '../../../src/errors.js';
+import { FakeNft } from '../../../src/rules/nft/fake.js';
+import { compareVersions, probeNft, probeTransaction } from '../../../src/rules/nft/probe.js';
+
+describe('nft probe', () => {
+  it('passes on a capable nft and commits nothing', async () => {
+    const nft = new FakeNft();
+    assert.deepEqual(await probeNft(nft), { version: '1.0.6' });
+    assert.equal(nft.dump(), '');
+    assert.equal(nft.transactions.length, 0);
+  });
+
+  it('the probe transaction is valid and uses the constructs the compiler needs', () => {
+    const tx = probeTransaction();
+    assert.equal(tx.err, undefined);
+    const text = tx.toString();
+    assert.match(
+      text,
+      /typeof ip daddr \. meta l4proto \. th dport \. numgen random mod 2 : ip daddr \. th dport/,
+    );
+    assert.match(text, /type ipv4_addr \. inet_proto \. inet_service : verdict/);
+    assert.match(text, /dnat ip to ip daddr \. meta l4proto \. th dport \. numgen random mod 2 map @m/);
+  });
+
+  it('rejects an nft older than 1.0.0 with NFT_VERSION', async () => {
+    await assert.rejects(probeNft(new FakeNft({ version: '0.9.8' })), (err: unknown) => {
+      assert.ok(hasCode(err, ErrorCodes.NFT_VERSION));
+      assert.match((err as Error).message, /0\.9\.8 is too old/);
+      return true;
+    });
+  });
+
+  it('passes permission and missing-nft errors through with their codes', async () => {
+    for (const code of [ErrorCodes.NFT_PERMISSION, ErrorCodes.NFT_NOT_FOUND] as const) {
+      const nft = new FakeNft();
+      nft.check = async () => {
+        throw new ProxyError(code, 'x');
+      };
+      await assert.rejects(probeNft(nft), (err: unknown) => hasCode(err, code));
+    }
+  });
+
+  it('says which construct is missing when nft rejects the probe', async () => {
+    const nft = new FakeNft();
+    nft.check = async () => {
+      throw new ProxyError(ErrorCodes.NFT_REJECTED, 'syntax error');
+    };
+    await assert.rejects(probeNft(nft), (err: unknown) => {
+      assert.ok(hasCode(err, ErrorCodes.NFT_REJECTED));
+      assert.match((err as Error).message, /rejects a construct kube-nftproxy needs/);
+      return true;
+    });
+  });
+
+  it('compares versions numerically', () => {
+    assert.equal(compareVersions('1.0.10', '1.0.9'), 1);
+    assert.equal(compareVersions('1.0', '1.0.0'), 0);
+    assert.equal(compareVersions('0.9.8', '1.0.0'), -1);
+  });
+});
