@@ -7,6 +7,11 @@ export interface Clock {
   now(): number;
   setTimeout(fn: () => void, ms: number): ClockTimer;
   clearTimeout(timer: ClockTimer): void;
+  /**
+   * Milliseconds since the Unix epoch, for timestamps shown to people (/healthz). Optional so
+   * that clocks that only time things need not have it; wallTime() fills in when absent.
+   */
+  wallNow?(): number;
 }
 
 /** An opaque timer handle. */
@@ -16,4 +21,16 @@ export const systemClock: Clock = {
   now: () => performance.now(),
   setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: (timer) => clearTimeout(timer as NodeJS.Timeout),
+  wallNow: () => Date.now(),
 };
+
+/**
+ * Wall-clock milliseconds from `clock`: its own wallNow() if it has one, else the real epoch
+ * offset applied to its now(), so a fake clock's advances still show in the timestamps.
+ */
+export function wallTime(clock: Clock): () => number {
+  const wallNow = clock.wallNow;
+  if (wallNow) return () => wallNow.call(clock);
+  const offset = Date.now() - clock.now();
+  return () => offset + clock.now();
+}
