@@ -1,0 +1,63 @@
+# syntax=docker/dockerfile:1
+#
+# kube-nftproxy node image: `docker build -t kube-nftproxy:0.1.0 .`
+#
+# Two stages: `build` has the full toolchain (dev dependencies, TypeScript) and compiles
+# src/ to dist/src; `runtime` has Node, the production dependencies, the compiled code and the
+# two system tools the daemon runs (nft, conntrack), nothing that compiles.
+#
+# Base images are pinned by exact version tag (Node 20.20.2 on Debian bookworm), never by a
+# moving tag such as `20` or `latest`: bookworm is where nft 1.0.6 was measured (DESIGN.md) and
+# @kubernetes/client-node 1.4 is the line that supports Node 20.
+
+############################## build ##############################
+FROM node:20.20.2-bookworm AS build
+WORKDIR /app
+
+# Dependencies first: this layer is reused as long as the lockfile does not change.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+############################## runtime ##############################
+FROM node:20.20.2-bookworm-slim AS runtime
+
+# nftables: the `nft` binary the rules are applied with (the kernel modules come from the host).
+# conntrack: deletes stale UDP conntrack entries when an endpoint goes away.
+# iproute2: `ip` to find this node's addresses (DESIGN.md, Dependencies).
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        nftables \
+        conntrack \
+        iproute2 \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+ENV NODE_ENV=production
+
+# Production dependencies only. No dependency in the production tree has an install script, so
+# none is run (`--ignore-scripts`), and the npm cache is not kept in the image.
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+    && npm cache clean --force
+
+COPY --from=build /app/dist/src ./dist/src
+
+# package.json `bin` maps kube-nftproxy to dist/src/cli.js. A small exec wrapper (not a symlink)
+# puts the command on PATH: node then sees the real path of cli.js as argv[1], so an
+# "am I the main module" check in cli.js holds, and node replaces the shell (it is PID 1 and
+# receives SIGTERM from the kubelet directly).
+RUN printf '#!/bin/sh\nexec node /app/dist/src/cli.js "$@"\n' > /usr/local/bin/kube-nftproxy \
+    && chmod 0755 /usr/local/bin/kube-nftproxy
+
+# No USER: the daemon runs as root, and cannot do otherwise. It changes nftables, which needs
+# CAP_NET_ADMIN, and Kubernetes gives the capabilities a pod adds (securityContext.capabilities)
+# only to a process running as uid 0: a non-root container gets no ambient capabilities, and
+# file capabilities on nft would be refused under allowPrivilegeEscalation: false
+# (no_new_privs). The DaemonSet instead drops every other capability, keeps the root
+# filesystem read-only and is not privileged (manifests/daemonset.yaml).
+ENTRYPOINT ["kube-nftproxy"]
