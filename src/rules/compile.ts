@@ -166,7 +166,11 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
   const verdictMap = { type: [addr, 'inet_proto', 'inet_service'], valueType: ['verdict'] };
   const backendMap = {
     typeof: `${frontendKey} . numgen random mod 1`,
-    valueTypeof: `${x} daddr . th dport`,
+    // nft 1.0.6 refuses a rule that uses an existing map whose value typeof says `th dport`
+    // ("conflicting protocols specified: ip vs. th"), which breaks the partial sync that adds
+    // a new per-N chain. `tcp dport` gives the same value type (a port) and loads; the rule
+    // itself still reads `th dport`, so UDP and SCTP are translated alike.
+    valueTypeof: `${x} daddr . tcp dport`,
   };
   map('service-ips', { ...verdictMap, comment: 'frontends with endpoints: goto the chain that picks one' });
   map('no-endpoint-services', { ...verdictMap, comment: 'frontends without endpoints: reject or drop' });

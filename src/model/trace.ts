@@ -1,0 +1,113 @@
+import { frontendsOf, type FrontendKind } from './frontends.js';
+import { cidrContains, ipFamily, parseCidr, type Cidr } from './ip.js';
+import type { Endpoint, Family, ProxyState, ServicePort } from './types.js';
+
+/** A packet to trace: the first packet of a new flow. */
+export interface Packet {
+  src: string;
+  dst: string;
+  port: number;
+  proto: 'tcp' | 'udp' | 'sctp';
+  /** Where it comes from; inferred from `src` when absent (a node IP, a pod CIDR, else outside). */
+  from?: 'outside' | 'pod' | 'node';
+}
+
+export interface TraceConfig {
+  clusterCIDRs: string[];
+  masqueradeAll: boolean;
+  serviceCIDRs: string[];
+  nodePortIPs: Record<Family, string[]>;
+}
+
+export type Trace =
+  | {
+      verdict: 'dnat';
+      service: string;
+      port: string;
+      frontend: FrontendKind;
+      /** The endpoints the packet may reach (one of them, at random). */
+      endpoints: Array<{ ip: string; port: number }>;
+      /** The source is rewritten to the node's address (the endpoint sees the node, not the client). */
+      masquerade: boolean;
+      /** Endpoints that are the client itself: reaching one of those is masqueraded (hairpin). */
+      hairpin: string[];
+      why: string;
+    }
+  | { verdict: 'reject' | 'drop'; service?: string; port?: string; why: string }
+  | { verdict: 'no-match'; why: string };
+
+/**
+ * Where a packet goes, in the model's terms: the same decisions the compiled rules make, in
+ * the same order (source-range firewall, service dispatch and traffic policy, then the
+ * no-endpoint and ClusterIP checks). Pure; /debug/trace serves it and kernel tests hold the
+ * kernel to it.
+ */
+export function trace(state: ProxyState, config: TraceConfig, pkt: Packet): Trace {
+  const family = ipFamily(pkt.dst);
+  if (!family || ipFamily(pkt.src) !== family) return { verdict: 'no-match', why: 'source and destination are not IPs of one family' };
+  const cidrs = (list: string[]): Cidr[] =>
+    list.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined && c.family === family);
+  const podCIDRs = cidrs(config.clusterCIDRs);
+  const inPods = podCIDRs.some((c) => cidrContains(c, pkt.src));
+  const from = pkt.from ?? (state.node.ips.includes(pkt.src) ? 'node' : inPods ? 'pod' : 'outside');
+
+  // Which service port owns this frontend?
+  let owner: { sp: ServicePort; kind: FrontendKind } | undefined;
+  let ownerIsClusterIP = false;
+  for (const sp of state.ports) {
+    if (sp.family !== family || sp.protocol.toLowerCase() !== pkt.proto) continue;
+    for (const fe of frontendsOf(sp, config.nodePortIPs)) {
+      if (fe.kind === 'clusterIP' && fe.ip === pkt.dst) ownerIsClusterIP = true;
+      if (fe.ip === pkt.dst && fe.port === pkt.port && !owner) owner = { sp, kind: fe.kind };
+    }
+  }
+  if (!owner) {
+    const isClusterIP = ownerIsClusterIP || state.ports.some((sp) => sp.clusterIP === pkt.dst);
+    if (isClusterIP) return { verdict: 'reject', why: 'a ClusterIP on a port it does not define' };
+    if (cidrs(config.serviceCIDRs).some((c) => cidrContains(c, pkt.dst)))
+      return { verdict: 'drop', why: 'an unallocated IP in the service CIDR' };
+    return { verdict: 'no-match', why: 'not a Service frontend' };
+  }
+  const { sp, kind } = owner;
+  const name = { service: sp.service, port: sp.key };
+
+  if (kind === 'loadBalancer' && sp.sourceRanges.length > 0) {
+    const ranges = cidrs(sp.sourceRanges);
+    const nodeAllowed = config.nodePortIPs[family].some((ip) => ranges.some((r) => cidrContains(r, ip)));
+    const allowed = ranges.some((r) => cidrContains(r, pkt.src)) || (nodeAllowed && sp.loadBalancerIPs.includes(pkt.src));
+    if (!allowed) return { verdict: 'drop', ...name, why: 'source not in loadBalancerSourceRanges' };
+  }
+  const noEndpoints = (): Trace =>
+    sp.hasEndpoints
+      ? { verdict: 'drop', ...name, why: 'no endpoints for this traffic policy (Local)' }
+      : { verdict: 'reject', ...name, why: 'no endpoints' };
+  const dnat = (eps: Endpoint[], masquerade: boolean, why: string): Trace => ({
+    verdict: 'dnat',
+    ...name,
+    frontend: kind,
+    endpoints: eps.map((e) => ({ ip: e.ip, port: e.port })),
+    masquerade,
+    hairpin: eps.filter((e) => e.local && e.ip === pkt.src).map((e) => e.ip),
+    why,
+  });
+
+  if (kind === 'clusterIP') {
+    const eps = sp.internalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints;
+    if (eps.length === 0) return noEndpoints();
+    const masq = config.masqueradeAll || (podCIDRs.length > 0 && !inPods);
+    return dnat(eps, masq, sp.internalPolicyLocal ? 'ClusterIP, internalTrafficPolicy Local' : 'ClusterIP');
+  }
+  if (!sp.externalPolicyLocal) {
+    if (sp.clusterEndpoints.length === 0) return noEndpoints();
+    return dnat(sp.clusterEndpoints, true, `${kind}, externalTrafficPolicy Cluster (masqueraded)`);
+  }
+  if (!sp.hasEndpoints) return noEndpoints();
+  const shortCircuit = (from === 'pod' && podCIDRs.length > 0 && inPods) || from === 'node';
+  if (shortCircuit) {
+    if (sp.clusterEndpoints.length > 0)
+      return dnat(sp.clusterEndpoints, from === 'node', `${kind}, externalTrafficPolicy Local, short-circuited from the ${from}`);
+  } else if (sp.localEndpoints.length > 0) {
+    return dnat(sp.localEndpoints, false, `${kind}, externalTrafficPolicy Local: local endpoints, source kept`);
+  }
+  return sp.localEndpoints.length === 0 ? noEndpoints() : { verdict: 'no-match', why: 'no cluster endpoints to short-circuit to' };
+}

@@ -1,0 +1,220 @@
+import assert from 'node:assert/strict';
+import { buildState } from '../../src/model/build-state.js';
+import { fullTransaction } from '../../src/rules/apply.js';
+import { compile, type CompileConfig } from '../../src/rules/compile.js';
+import { FakeNft } from '../../src/rules/nft/fake.js';
+import { Transaction } from '../../src/rules/nft/transaction.js';
+import { service, slice } from '../support/objects.js';
+
+export const CONFIG: CompileConfig = {
+  table: 'kube-nftproxy',
+  clusterCIDRs: ['10.244.0.0/16'],
+  masqueradeAll: false,
+  serviceCIDRs: ['10.96.0.0/16'],
+  nodePortIPs: { ipv4: ['192.168.0.10'], ipv6: [] },
+};
+
+/** A ClusterIP with two endpoints, a UDP one with none, a NodePort with eTP Local, a LB with source ranges. */
+export function representativeState() {
+  return buildState(
+    {
+      services: [
+        service('ns', 'a', { clusterIP: '10.96.0.1', ports: [{ name: 'p', port: 80 }] }),
+        service('ns', 'b', { clusterIP: '10.96.0.2', ports: [{ port: 53, protocol: 'UDP' }] }),
+        service('ns', 'np', {
+          type: 'NodePort',
+          clusterIP: '10.96.0.3',
+          externalTrafficPolicy: 'Local',
+          ports: [{ port: 80, nodePort: 30080 }],
+        }),
+        service(
+          'ns',
+          'lb',
+          {
+            type: 'LoadBalancer',
+            clusterIP: '10.96.0.4',
+            loadBalancerSourceRanges: ['192.0.2.0/24'],
+            ports: [{ port: 443, nodePort: 30443 }],
+          },
+          { lbIPs: ['198.51.100.7'] },
+        ),
+      ],
+      slices: [
+        slice(
+          'ns',
+          'a-1',
+          'a',
+          [{ name: 'p', port: 8080 }],
+          [
+            { ip: '10.244.1.2', nodeName: 'n1' },
+            { ip: '10.244.2.2', nodeName: 'n2' },
+          ],
+        ),
+        slice(
+          'ns',
+          'np-1',
+          'np',
+          [{ port: 8080 }],
+          [
+            { ip: '10.244.1.3', nodeName: 'n1' },
+            { ip: '10.244.2.3', nodeName: 'n2' },
+          ],
+        ),
+        slice('ns', 'lb-1', 'lb', [{ port: 8443 }], [{ ip: '10.244.2.4', nodeName: 'n2' }]),
+      ],
+    },
+    { nodeName: 'n1', nodeIPs: ['192.168.0.10'], lbAlgorithm: 'random' },
+  );
+}
+
+const ipv4Only = (dump: string): string =>
+  dump
+    .split('\n')
+    .filter((l) => l !== '' && !l.includes(' ip6 '))
+    .map((l) => `${l}\n`)
+    .join('');
+
+describe('compile', () => {
+  it('compiles a representative state to exactly this ruleset (whole Fake dump)', async () => {
+    const fake = new FakeNft();
+    await fake.run(fullTransaction(compile(representativeState(), CONFIG)));
+    assert.equal(ipv4Only(fake.dump()), EXPECTED);
+  });
+
+  it('is deterministic: the same objects in another order give the same bytes', () => {
+    const a = fullTransaction(compile(representativeState(), CONFIG)).toString();
+    const b = fullTransaction(compile(representativeState(), CONFIG)).toString();
+    assert.equal(a, b);
+  });
+
+  it("creates both families' tables even with no IPv6 service", () => {
+    const rs = compile(representativeState(), CONFIG);
+    assert.deepEqual(
+      rs.tables.map((t) => t.family),
+      ['ip', 'ip6'],
+    );
+  });
+
+  it('masquerades all ClusterIP traffic with --masquerade-all, and none without a cluster CIDR', () => {
+    const all = compile(representativeState(), { ...CONFIG, masqueradeAll: true });
+    const none = compile(representativeState(), { ...CONFIG, clusterCIDRs: [] });
+    const rulesOf = (rs: ReturnType<typeof compile>, chain: string) =>
+      rs.chains.find((c) => c.chain.family === 'ip' && c.chain.name === chain)!.rules.map((r) => r.rule);
+    assert.deepEqual(rulesOf(all, 'clusterip-2')[0], 'jump mark-for-masquerade');
+    assert.equal(rulesOf(none, 'clusterip-2').length, 1);
+    assert.match(rulesOf(none, 'clusterip-2')[0]!, /^dnat ip to /);
+  });
+});
+
+describe('FakeNft with compiled rules', () => {
+  it('rejects an element whose goto names a chain that does not exist, and keeps its state', async () => {
+    const fake = new FakeNft();
+    const rs = compile(representativeState(), CONFIG);
+    await fake.run(fullTransaction(rs));
+    const before = fake.dump();
+    const tx = new Transaction();
+    tx.add({
+      kind: 'element',
+      family: 'ip',
+      table: 'kube-nftproxy',
+      set: 'service-ips',
+      key: ['10.96.9.9', 'tcp', '80'],
+      value: ['goto clusterip-7'],
+    });
+    await assert.rejects(fake.run(tx), (err: { code?: string }) => err.code === 'NFT_DANGLING_REFERENCE');
+    assert.equal(fake.dump(), before);
+  });
+});
+
+const EXPECTED = `add table ip kube-nftproxy { comment "rules for kube-nftproxy" ; }
+add chain ip kube-nftproxy cluster-ips-check
+add chain ip kube-nftproxy clusterip-1
+add chain ip kube-nftproxy clusterip-2
+add chain ip kube-nftproxy endpoints-check
+add chain ip kube-nftproxy external-1
+add chain ip kube-nftproxy external-local-1
+add chain ip kube-nftproxy filter-forward { type filter hook forward priority -110 ; }
+add chain ip kube-nftproxy filter-input { type filter hook input priority -110 ; }
+add chain ip kube-nftproxy filter-output { type filter hook output priority -110 ; }
+add chain ip kube-nftproxy filter-output-post-dnat { type filter hook output priority -90 ; }
+add chain ip kube-nftproxy filter-prerouting { type filter hook prerouting priority -110 ; }
+add chain ip kube-nftproxy firewall-check
+add chain ip kube-nftproxy mark-for-masquerade
+add chain ip kube-nftproxy masquerading
+add chain ip kube-nftproxy nat-output { type nat hook output priority -100 ; }
+add chain ip kube-nftproxy nat-postrouting { type nat hook postrouting priority 100 ; }
+add chain ip kube-nftproxy nat-prerouting { type nat hook prerouting priority -100 ; }
+add chain ip kube-nftproxy reject-chain
+add chain ip kube-nftproxy services
+add chain ip kube-nftproxy shortcircuit
+add chain ip kube-nftproxy shortcircuit-2
+add map ip kube-nftproxy backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "frontend . slot: the endpoint for this traffic policy" ; }
+add map ip kube-nftproxy cluster-backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "eTP Local frontend . slot: cluster-wide endpoints" ; }
+add set ip kube-nftproxy cluster-ips { type ipv4_addr ; comment "active ClusterIPs" ; }
+add set ip kube-nftproxy firewall-allow { type ipv4_addr . inet_proto . inet_service . ipv4_addr ; flags interval ; comment "frontend . allowed source range" ; }
+add set ip kube-nftproxy firewall-ips { type ipv4_addr . inet_proto . inet_service ; comment "frontends with loadBalancerSourceRanges" ; }
+add set ip kube-nftproxy hairpin { type ipv4_addr . ipv4_addr ; comment "local endpoint . itself" ; }
+add map ip kube-nftproxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "frontends without endpoints: reject or drop" ; }
+add map ip kube-nftproxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "frontends with endpoints: goto the chain that picks one" ; }
+add map ip kube-nftproxy shortcircuit-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "eTP Local frontends: pods and the node use every endpoint" ; }
+add rule ip kube-nftproxy cluster-ips-check ip daddr @cluster-ips goto reject-chain
+add rule ip kube-nftproxy cluster-ips-check ip daddr { 10.96.0.0/16 } drop
+add rule ip kube-nftproxy clusterip-1 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade
+add rule ip kube-nftproxy clusterip-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends
+add rule ip kube-nftproxy clusterip-2 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade
+add rule ip kube-nftproxy clusterip-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @backends
+add rule ip kube-nftproxy endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+add rule ip kube-nftproxy external-1 jump mark-for-masquerade
+add rule ip kube-nftproxy external-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends
+add rule ip kube-nftproxy external-local-1 ip saddr { 10.244.0.0/16 } goto shortcircuit
+add rule ip kube-nftproxy external-local-1 fib saddr type local jump mark-for-masquerade
+add rule ip kube-nftproxy external-local-1 fib saddr type local goto shortcircuit
+add rule ip kube-nftproxy external-local-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends
+add rule ip kube-nftproxy filter-forward ct state new jump endpoints-check
+add rule ip kube-nftproxy filter-forward ct state new jump cluster-ips-check
+add rule ip kube-nftproxy filter-input ct state new jump endpoints-check
+add rule ip kube-nftproxy filter-output ct state new jump firewall-check
+add rule ip kube-nftproxy filter-output-post-dnat ct state new jump endpoints-check
+add rule ip kube-nftproxy filter-output-post-dnat ct state new jump cluster-ips-check
+add rule ip kube-nftproxy filter-prerouting ct state new jump firewall-check
+add rule ip kube-nftproxy firewall-check ip daddr . meta l4proto . th dport @firewall-ips ip daddr . meta l4proto . th dport . ip saddr != @firewall-allow drop
+add rule ip kube-nftproxy mark-for-masquerade meta mark set meta mark | 0x00004000
+add rule ip kube-nftproxy masquerading ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random
+add rule ip kube-nftproxy masquerading meta mark & 0x00004000 == 0 return
+add rule ip kube-nftproxy masquerading meta mark set meta mark ^ 0x00004000
+add rule ip kube-nftproxy masquerading masquerade fully-random
+add rule ip kube-nftproxy nat-output jump services
+add rule ip kube-nftproxy nat-postrouting jump masquerading
+add rule ip kube-nftproxy nat-prerouting jump services
+add rule ip kube-nftproxy reject-chain meta l4proto tcp reject with tcp reset
+add rule ip kube-nftproxy reject-chain reject
+add rule ip kube-nftproxy services ip daddr . meta l4proto . th dport vmap @service-ips
+add rule ip kube-nftproxy shortcircuit ip daddr . meta l4proto . th dport vmap @shortcircuit-ips
+add rule ip kube-nftproxy shortcircuit-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @cluster-backends
+add element ip kube-nftproxy backends { 10.96.0.1 . tcp . 80 . 0 : 10.244.1.2 . 8080 }
+add element ip kube-nftproxy backends { 10.96.0.1 . tcp . 80 . 1 : 10.244.2.2 . 8080 }
+add element ip kube-nftproxy backends { 10.96.0.3 . tcp . 80 . 0 : 10.244.1.3 . 8080 }
+add element ip kube-nftproxy backends { 10.96.0.3 . tcp . 80 . 1 : 10.244.2.3 . 8080 }
+add element ip kube-nftproxy backends { 10.96.0.4 . tcp . 443 . 0 : 10.244.2.4 . 8443 }
+add element ip kube-nftproxy backends { 192.168.0.10 . tcp . 30080 . 0 : 10.244.1.3 . 8080 }
+add element ip kube-nftproxy backends { 192.168.0.10 . tcp . 30443 . 0 : 10.244.2.4 . 8443 }
+add element ip kube-nftproxy backends { 198.51.100.7 . tcp . 443 . 0 : 10.244.2.4 . 8443 }
+add element ip kube-nftproxy cluster-backends { 192.168.0.10 . tcp . 30080 . 0 : 10.244.1.3 . 8080 }
+add element ip kube-nftproxy cluster-backends { 192.168.0.10 . tcp . 30080 . 1 : 10.244.2.3 . 8080 }
+add element ip kube-nftproxy cluster-ips { 10.96.0.1 }
+add element ip kube-nftproxy cluster-ips { 10.96.0.2 }
+add element ip kube-nftproxy cluster-ips { 10.96.0.3 }
+add element ip kube-nftproxy cluster-ips { 10.96.0.4 }
+add element ip kube-nftproxy firewall-allow { 198.51.100.7 . tcp . 443 . 192.0.2.0/24 }
+add element ip kube-nftproxy firewall-ips { 198.51.100.7 . tcp . 443 }
+add element ip kube-nftproxy hairpin { 10.244.1.2 . 10.244.1.2 }
+add element ip kube-nftproxy hairpin { 10.244.1.3 . 10.244.1.3 }
+add element ip kube-nftproxy no-endpoint-services { 10.96.0.2 . udp . 53 : goto reject-chain }
+add element ip kube-nftproxy service-ips { 10.96.0.1 . tcp . 80 : goto clusterip-2 }
+add element ip kube-nftproxy service-ips { 10.96.0.3 . tcp . 80 : goto clusterip-2 }
+add element ip kube-nftproxy service-ips { 10.96.0.4 . tcp . 443 : goto clusterip-1 }
+add element ip kube-nftproxy service-ips { 192.168.0.10 . tcp . 30080 : goto external-local-1 }
+add element ip kube-nftproxy service-ips { 192.168.0.10 . tcp . 30443 : goto external-1 }
+add element ip kube-nftproxy service-ips { 198.51.100.7 . tcp . 443 : goto external-1 }
+add element ip kube-nftproxy shortcircuit-ips { 192.168.0.10 . tcp . 30080 : goto shortcircuit-2 }
+`;

@@ -1,0 +1,91 @@
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import fc from 'fast-check';
+import { service, slice } from './objects.js';
+
+/** Random valid clusters for property tests: Services of every type and policy, with slices. */
+
+const NODE = 'n1';
+
+const endpointArb = fc.record({
+  host: fc.integer({ min: 2, max: 40 }),
+  local: fc.boolean(),
+  ready: fc.boolean(),
+  serving: fc.boolean(),
+  terminating: fc.boolean(),
+});
+
+const serviceArb = fc.record({
+  type: fc.constantFrom('ClusterIP', 'NodePort', 'LoadBalancer'),
+  udp: fc.boolean(),
+  eTPLocal: fc.boolean(),
+  iTPLocal: fc.boolean(),
+  externalIP: fc.boolean(),
+  ranges: fc.boolean(),
+  endpoints: fc.array(endpointArb, { maxLength: 5 }),
+  ipv6: fc.boolean(),
+});
+
+export type ClusterSpec = fc.infer<typeof serviceArb>[];
+
+export const clusterArb: fc.Arbitrary<ClusterSpec> = fc.array(serviceArb, { maxLength: 8 });
+
+/** Objects for a generated cluster; service i gets ClusterIP 10.96.0.(i+1) and NodePort 30000+i. */
+export function objectsOf(spec: ClusterSpec): { services: V1Service[]; slices: V1EndpointSlice[] } {
+  const services: V1Service[] = [];
+  const slices: V1EndpointSlice[] = [];
+  spec.forEach((s, i) => {
+    const name = `svc-${i}`;
+    const protocol = s.udp ? 'UDP' : 'TCP';
+    const families = s.ipv6
+      ? ['10.96.0.' + (i + 1), `fd00:96::${(i + 1).toString(16)}`]
+      : ['10.96.0.' + (i + 1)];
+    services.push(
+      service(
+        'ns',
+        name,
+        {
+          type: s.type,
+          clusterIP: families[0],
+          clusterIPs: families,
+          ...(s.type !== 'ClusterIP' && s.eTPLocal ? { externalTrafficPolicy: 'Local' } : {}),
+          ...(s.iTPLocal ? { internalTrafficPolicy: 'Local' } : {}),
+          ...(s.externalIP ? { externalIPs: [`192.0.2.${i + 1}`] } : {}),
+          ...(s.type === 'LoadBalancer' && s.ranges
+            ? { loadBalancerSourceRanges: ['203.0.113.0/24', ' 198.18.0.0/15 '] }
+            : {}),
+          ports: [{ port: 80, protocol, ...(s.type !== 'ClusterIP' ? { nodePort: 30000 + i } : {}) }],
+        },
+        s.type === 'LoadBalancer' ? { lbIPs: [`198.51.100.${i + 1}`] } : {},
+      ),
+    );
+    const eps = s.endpoints.map((e) => ({
+      ip: `10.244.${e.local ? 1 : 2}.${e.host}`,
+      nodeName: e.local ? NODE : 'n2',
+      ready: e.ready,
+      serving: e.serving,
+      terminating: e.terminating,
+    }));
+    slices.push(slice('ns', `${name}-v4`, name, [{ port: 8080, protocol }], eps));
+    if (s.ipv6)
+      slices.push(
+        slice(
+          'ns',
+          `${name}-v6`,
+          name,
+          [{ port: 8080, protocol }],
+          eps.map((e) => ({
+            ...e,
+            ip: `fd00:244:${e.ip.split('.')[2]}::${Number(e.ip.split('.')[3]).toString(16)}`,
+          })),
+          'IPv6',
+        ),
+      );
+  });
+  return { services, slices };
+}
+
+export const MODEL_CONFIG = {
+  nodeName: NODE,
+  nodeIPs: ['192.168.0.10', 'fd00:1::10'],
+  lbAlgorithm: 'random' as const,
+};
