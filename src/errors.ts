@@ -31,6 +31,8 @@ export const ErrorCodes = {
   NO_PRIVILEGE: 'NO_PRIVILEGE',
   /** The userspace proxy could not listen on a frontend (address in use, not local, ...). */
   USERSPACE_LISTEN_FAILED: 'USERSPACE_LISTEN_FAILED',
+  /** A health, metrics or debug server could not listen on its address (in use, not local, ...). */
+  SERVER_LISTEN_FAILED: 'SERVER_LISTEN_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
