@@ -148,7 +148,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
       // missing in between.
       for (const item of list.items) this.deliverUpsert(item);
       for (const [ns, name] of this.delivered.vanished(list.items)) this.deliverRemove(ns, name);
-      this.sink.listed();
+      this.guarded('(list)', () => this.sink.listed());
     }
     // ListWatch replays these as add/update callbacks; the delivered map drops the repeats.
     return list;

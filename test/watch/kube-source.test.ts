@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { systemClock, type Clock, type ClockTimer } from '../../src/clock.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { createKubeSource, PROXY_LABEL_SELECTOR } from '../../src/watch/kube-source.js';
 import type { Kind, KindMap, Source, SourceHandler } from '../../src/watch/source.js';
 import { parseLabelSelector, TestApiServer, type ApiKind, type StoredObject } from '../support/api-server.js';
@@ -178,11 +178,13 @@ describe('kube source (real client-node against a test API server)', function ()
     await server.close();
   });
 
-  async function startSource(extra: { watchdogMs?: number; clock?: Clock } = {}): Promise<void> {
+  async function startSource(
+    extra: { watchdogMs?: number; clock?: Clock; log?: Logger } = {},
+  ): Promise<void> {
     source = createKubeSource({
       kubeConfig: server.kubeConfig(),
       nodeName: NODE,
-      log: silentLogger(),
+      log: extra.log ?? silentLogger(),
       watchdogMs: extra.watchdogMs ?? 0,
       backoff: { initialMs: 50, maxMs: 400 },
       ...(extra.clock ? { clock: extra.clock } : {}),
@@ -282,7 +284,12 @@ describe('kube source (real client-node against a test API server)', function ()
 
   it('restarts with a growing backoff after errors, then recovers', async function () {
     server.failNext('Service', 500, 3);
-    await startSource();
+    const lines: Array<{ component?: string; kind?: string; msg?: string; level?: number }> = [];
+    const log = createLogger({
+      level: 'info',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    await startSource({ log });
     await waitFor(() => h.syncedCount > 0, { what: 'synced after the failures' });
     const restarts = h.problems.filter((p) => p.startsWith('Service informer restarts'));
     assert.deepEqual(
@@ -293,6 +300,12 @@ describe('kube source (real client-node against a test API server)', function ()
     assert.ok(
       restarts.every((p) => p.endsWith('HTTP 500')),
       restarts.join('\n'),
+    );
+    // One warning line per restart, from the component's child logger, saying why.
+    const logged = lines.filter((l) => l.msg?.startsWith('Service informer restarts'));
+    assert.deepEqual(
+      logged.map((l) => [l.component, l.kind, l.level, l.msg]),
+      restarts.map((p) => ['kube-source', 'Service', 40, p]),
     );
     server.create('Service', service('default', 'after'));
     await assertConverged(h, server);
