@@ -1,7 +1,9 @@
 import type { Bench, BenchResult } from './harness.js';
 
 // Each bench registers here; order is the order they run and print.
-const loaders: Array<() => Promise<{ bench: Bench }>> = [];
+const loaders: Array<() => Promise<{ bench: Bench }>> = [
+  () => import('./userspace.js'),
+];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
