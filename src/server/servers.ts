@@ -1,0 +1,199 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../log.js';
+import { listen } from './bind-address.js';
+import type { ProxyHealth } from './health.js';
+import type { ProxyMetrics } from './metrics.js';
+import { isTraceQueryError, parseTraceQuery } from './trace-query.js';
+import type { DaemonView } from './view.js';
+
+export interface ServersOptions {
+  /** host:port for /healthz and /livez, e.g. '0.0.0.0:10256'. */
+  healthzAddress: string;
+  /** host:port for /metrics, /debug/* and /proxyMode, e.g. '127.0.0.1:10249'. */
+  metricsAddress: string;
+  health: ProxyHealth;
+  metrics: ProxyMetrics;
+  view: DaemonView;
+  log: Logger;
+}
+
+export interface Servers {
+  healthz: AddressInfo;
+  metrics: AddressInfo;
+  /** Stops both servers and drops their open connections; safe to call twice. */
+  close(): Promise<void>;
+}
+
+interface Reply {
+  status: number;
+  contentType: string;
+  body: string;
+  headers?: Record<string, string>;
+}
+
+type Route = (url: URL) => Reply | Promise<Reply>;
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const TEXT_TYPE = 'text/plain; charset=utf-8';
+
+/**
+ * The health server (/healthz, /livez: kube-proxy's paths and bodies, for probes and load
+ * balancers) and the metrics server (/metrics, /debug/*, /proxyMode), on node:http alone.
+ * Resolves once both listen; a bind failure closes whatever started and rejects with
+ * SERVER_LISTEN_FAILED naming the address.
+ */
+export async function createServers(opts: ServersOptions): Promise<Servers> {
+  const log = opts.log.child({ component: 'server' });
+  const { health, metrics, view } = opts;
+
+  const healthRoutes = new Map<string, Route>([
+    [
+      '/healthz',
+      () => {
+        const s = health.status();
+        const code = s.healthy && s.nodeEligible ? 200 : 503;
+        metrics.probe('healthz', code);
+        return json(code, {
+          lastUpdated: s.lastUpdated,
+          currentTime: s.currentTime,
+          nodeEligible: s.nodeEligible,
+        });
+      },
+    ],
+    [
+      '/livez',
+      () => {
+        // Liveness is the proxy's own health only: a node being drained is still alive.
+        const s = health.status();
+        const code = s.healthy ? 200 : 503;
+        metrics.probe('livez', code);
+        return json(code, { lastUpdated: s.lastUpdated, currentTime: s.currentTime });
+      },
+    ],
+  ]);
+
+  const metricsRoutes = new Map<string, Route>([
+    [
+      '/metrics',
+      async () => ({
+        status: 200,
+        contentType: metrics.registry.contentType,
+        body: await metrics.registry.metrics(),
+      }),
+    ],
+    [
+      '/debug/rules',
+      async (url) => {
+        const live = url.searchParams.get('live');
+        if (live !== null && !['0', '1', 'true', 'false'].includes(live)) {
+          return json(400, { error: 'live: expected 1 or 0', parameter: 'live' });
+        }
+        const text = live === '1' || live === 'true' ? await view.liveRules() : view.rules();
+        return { status: 200, contentType: TEXT_TYPE, body: text };
+      },
+    ],
+    ['/debug/services', async () => json(200, await view.services(), true)],
+    [
+      '/debug/trace',
+      async (url) => {
+        const q = parseTraceQuery(url.searchParams);
+        if (isTraceQueryError(q)) return json(400, q);
+        return json(200, await view.trace(q), true);
+      },
+    ],
+    // kube-proxy answers the bare mode name, no newline; scripts compare it as is.
+    ['/proxyMode', () => ({ status: 200, contentType: TEXT_TYPE, body: view.mode })],
+  ]);
+
+  const healthzServer = createServer(handler(healthRoutes, log));
+  const metricsServer = createServer(handler(metricsRoutes, log));
+  for (const [server, what] of [
+    [healthzServer, 'healthz'],
+    [metricsServer, 'metrics'],
+  ] as const) {
+    server.on('error', (err) => log.error({ err, server: what }, 'server error'));
+  }
+
+  let healthz: AddressInfo;
+  let metricsAddr: AddressInfo;
+  try {
+    healthz = await listen(healthzServer, opts.healthzAddress, 'healthz');
+    metricsAddr = await listen(metricsServer, opts.metricsAddress, 'metrics');
+  } catch (err) {
+    await Promise.all([stopServer(healthzServer), stopServer(metricsServer)]);
+    throw err;
+  }
+  log.info({ healthz: opts.healthzAddress, metrics: opts.metricsAddress }, 'servers listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    healthz,
+    metrics: metricsAddr,
+    close() {
+      closing ??= Promise.all([stopServer(healthzServer), stopServer(metricsServer)]).then(() => undefined);
+      return closing;
+    },
+  };
+}
+
+function handler(
+  routes: Map<string, Route>,
+  log: Logger,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    serve(routes, log, req)
+      .then((reply) => send(res, reply))
+      .catch((err: unknown) => {
+        log.error({ err, path: req.url }, 'cannot send the reply');
+        res.destroy();
+      });
+  };
+}
+
+/** Never rejects: a throwing route becomes a 500 and a log line, and the server keeps serving. */
+async function serve(routes: Map<string, Route>, log: Logger, req: IncomingMessage): Promise<Reply> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const route = routes.get(url.pathname);
+  if (!route) return json(404, { error: `not found: ${url.pathname}` });
+  // HEAD is GET without the body (node:http drops it); probes sometimes use it.
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    return {
+      ...json(405, { error: `method ${req.method ?? ''} not allowed: use GET` }),
+      headers: { allow: 'GET, HEAD' },
+    };
+  }
+  try {
+    return await route(url);
+  } catch (err) {
+    log.error({ err, path: url.pathname }, 'request failed');
+    return json(500, { error: err instanceof Error ? err.message : String(err) });
+  }
+}
+
+function send(res: ServerResponse, reply: Reply): void {
+  res.writeHead(reply.status, {
+    'content-type': reply.contentType,
+    'content-length': Buffer.byteLength(reply.body),
+    'x-content-type-options': 'nosniff',
+    ...reply.headers,
+  });
+  res.end(reply.body);
+}
+
+/** JSON reply; debug answers are indented for people reading them with curl. */
+function json(status: number, value: unknown, pretty = false): Reply {
+  // JSON.stringify(undefined) is undefined, not text: a view with nothing to say answers null.
+  const v = value ?? null;
+  const body = pretty ? `${JSON.stringify(v, null, 2)}\n` : JSON.stringify(v);
+  return { status, contentType: JSON_TYPE, body };
+}
+
+function stopServer(server: Server): Promise<void> {
+  if (!server.listening) return Promise.resolve();
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    // Keep-alive connections would hold close() open until they time out.
+    server.closeAllConnections();
+  });
+}

@@ -1,0 +1,29 @@
+import type { ProxyState } from '../model/types.js';
+
+/** A packet to trace through the proxy's rules: GET /debug/trace. */
+export interface TraceQuery {
+  src: string;
+  dst: string;
+  port: number;
+  proto: 'tcp' | 'udp' | 'sctp';
+  /** Where the packet enters: from outside the node (default), from a pod on it, or from the node. */
+  from?: 'outside' | 'pod' | 'node';
+}
+
+/**
+ * What the health, metrics and debug servers read from the daemon. Read-only: the servers
+ * never change the daemon, and a throwing method costs one request a 500, nothing more.
+ */
+export interface DaemonView {
+  mode: 'nftables' | 'userspace';
+  /** The last ProxyState built, undefined before the first. */
+  state(): ProxyState | undefined;
+  /** The last applied ruleset in `nft -f` syntax; '' before the first sync. */
+  rules(): string;
+  /** The ruleset read back from the kernel. */
+  liveRules(): Promise<string>;
+  /** Where such a packet goes; JSON-able. */
+  trace(q: TraceQuery): unknown;
+  /** Every service port, its frontends, chosen endpoints, flags and skipped objects; JSON-able. */
+  services(): unknown;
+}

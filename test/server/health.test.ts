@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { ErrorCodes, hasCode } from '../../src/errors.js';
+import { ProxyHealth, TO_BE_DELETED_TAINT, isNodeEligible } from '../../src/server/health.js';
+import { FakeClock } from '../support/fake-clock.js';
+
+describe('ProxyHealth', () => {
+  const epoch = Date.UTC(2024, 0, 1, 0, 0, 0);
+  const at = (ms: number): string => new Date(epoch + ms).toISOString();
+  let clock: FakeClock;
+  let health: ProxyHealth;
+
+  beforeEach(() => {
+    clock = new FakeClock(epoch);
+    health = new ProxyHealth({ healthTimeoutMs: 120_000, clock });
+  });
+
+  it('is healthy and eligible while starting up', () => {
+    assert.deepEqual(health.status(), {
+      healthy: true,
+      lastUpdated: at(0),
+      currentTime: at(0),
+      nodeEligible: true,
+    });
+  });
+
+  it('queued → healthy until the timeout → unhealthy → updated → healthy', async () => {
+    await clock.advance(1000);
+    health.updated();
+    await clock.advance(1000);
+    health.queued();
+    await clock.advance(119_999);
+    assert.equal(health.status().healthy, true, 'not late yet');
+    assert.equal(health.status().lastUpdated, at(121_999), 'healthy reports lastUpdated = now');
+    await clock.advance(1);
+    assert.deepEqual(health.status(), {
+      healthy: false,
+      lastUpdated: at(1000),
+      currentTime: at(122_000),
+      nodeEligible: true,
+    });
+    health.updated();
+    assert.equal(health.status().healthy, true);
+  });
+
+  it('only the oldest queued change counts', async () => {
+    health.queued();
+    await clock.advance(100_000);
+    health.queued();
+    await clock.advance(20_000);
+    assert.equal(health.status().healthy, false, '120 s since the first queued change');
+  });
+
+  it('reports the zero time as lastUpdated when it never synced and is late', async () => {
+    health.queued();
+    await clock.advance(120_000);
+    assert.equal(health.status().lastUpdated, '0001-01-01T00:00:00.000Z');
+  });
+
+  it('keeps node eligibility apart from proxy health', () => {
+    health.nodeEligible(false);
+    assert.deepEqual([health.status().healthy, health.status().nodeEligible], [true, false]);
+    health.nodeEligible(true);
+    assert.equal(health.status().nodeEligible, true);
+  });
+
+  it('rejects a non-positive timeout with CONFIG_INVALID', () => {
+    assert.throws(
+      () => new ProxyHealth({ healthTimeoutMs: 0 }),
+      (err: unknown) => hasCode(err, ErrorCodes.CONFIG_INVALID),
+    );
+  });
+});
+
+describe('isNodeEligible', () => {
+  const cases: Array<[string, Parameters<typeof isNodeEligible>[0], boolean]> = [
+    ['a plain node', { metadata: {}, spec: {} }, true],
+    ['an empty object', {}, true],
+    ['other taints', { spec: { taints: [{ key: 'node.kubernetes.io/unschedulable' }] } }, true],
+    ['being deleted', { metadata: { deletionTimestamp: new Date() } }, false],
+    ['being deleted (string)', { metadata: { deletionTimestamp: '2024-01-01T00:00:00Z' } }, false],
+    ['tainted by the autoscaler', { spec: { taints: [{ key: 'x' }, { key: TO_BE_DELETED_TAINT }] } }, false],
+  ];
+  for (const [name, node, eligible] of cases) {
+    it(`${name}: ${eligible ? 'eligible' : 'not eligible'}`, () => {
+      assert.equal(isNodeEligible(node), eligible);
+    });
+  }
+});
