@@ -38,7 +38,9 @@ export const chainNames = {
   shortCircuit: (n: number) => `shortcircuit-${n}`,
 } as const;
 
-const proto = (sp: ServicePort): string => sp.protocol.toLowerCase();
+const PROTOCOLS = ['tcp', 'udp', 'sctp'] as const;
+const proto = (sp: ServicePort): (typeof PROTOCOLS)[number] =>
+  sp.protocol.toLowerCase() as (typeof PROTOCOLS)[number];
 
 /**
  * ProxyState → desired nftables objects, a pure function. The layout (DESIGN.md): static
@@ -47,7 +49,7 @@ const proto = (sp: ServicePort): string => sp.protocol.toLowerCase();
  *
  * Packet path, for a frontend F with endpoints:
  *   nat-prerouting/nat-output → services: F vmap @service-ips → goto <role>-N
- *   <role>-N: masquerade decision, then dnat to F . numgen random mod N map @backends
+ *   <role>-N: masquerade decision, then dnat to F . numgen random mod N map @backends-<proto>
  * and without endpoints: filter hooks → endpoints-check: F vmap @no-endpoint-services →
  * reject (none anywhere) or drop (none for this traffic policy).
  */
@@ -103,8 +105,8 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
   const serviceCIDRs = cidrs(config.serviceCIDRs);
   const anon = (list: string[]): string => `{ ${list.join(', ')} }`;
   const frontendKey = `${x} daddr . meta l4proto . th dport`;
-  const pick = (n: number, mapName: string): string =>
-    `dnat ${x} to ${frontendKey} . numgen random mod ${n} map @${mapName}`;
+  const pick = (n: number, mapName: 'backends' | 'cluster-backends'): string[] =>
+    PROTOCOLS.map((p) => `dnat ${x} to ${frontendKey} . numgen random mod ${n} map @${mapName}-${p}`);
 
   // --- hooks, in kube-proxy's priorities: filtering sees pre-DNAT addresses, except the
   // endpoint checks for locally generated traffic, which must see the short-circuit's DNAT.
@@ -164,22 +166,30 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
   ]);
 
   const verdictMap = { type: [addr, 'inet_proto', 'inet_service'], valueType: ['verdict'] };
-  const backendMap = {
-    typeof: `${frontendKey} . numgen random mod 1`,
-    // nft 1.0.6 refuses a rule that uses an existing map whose value typeof says `th dport`
-    // ("conflicting protocols specified: ip vs. th"), which breaks the partial sync that adds
-    // a new per-N chain. `tcp dport` gives the same value type (a port) and loads; the rule
-    // itself still reads `th dport`, so UDP and SCTP are translated alike.
-    valueTypeof: `${x} daddr . tcp dport`,
-  };
   map('service-ips', { ...verdictMap, comment: 'frontends with endpoints: goto the chain that picks one' });
   map('no-endpoint-services', { ...verdictMap, comment: 'frontends without endpoints: reject or drop' });
   map('shortcircuit-ips', {
     ...verdictMap,
     comment: 'eTP Local frontends: pods and the node use every endpoint',
   });
-  map('backends', { ...backendMap, comment: 'frontend . slot: the endpoint for this traffic policy' });
-  map('cluster-backends', { ...backendMap, comment: 'eTP Local frontend . slot: cluster-wide endpoints' });
+  // One backends map per protocol: nft 1.0.6 refuses a later rule that uses an existing map
+  // whose value typeof says `th dport` ("conflicting protocols specified: ip vs. th"), and a
+  // value typeof of `tcp dport` makes every rule using the map match TCP only. So each map
+  // says its own protocol, and each pick chain has one DNAT rule per protocol.
+  for (const p of PROTOCOLS) {
+    const backendMap = {
+      typeof: `${frontendKey} . numgen random mod 1`,
+      valueTypeof: `${x} daddr . ${p} dport`,
+    };
+    map(`backends-${p}`, {
+      ...backendMap,
+      comment: `frontend . slot: the ${p} endpoint for this traffic policy`,
+    });
+    map(`cluster-backends-${p}`, {
+      ...backendMap,
+      comment: `eTP Local frontend . slot: cluster-wide ${p} endpoints`,
+    });
+  }
   set('cluster-ips', [addr], { comment: 'active ClusterIPs' });
   set('firewall-ips', [addr, 'inet_proto', 'inet_service'], {
     comment: 'frontends with loadBalancerSourceRanges',
@@ -198,9 +208,18 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
     shortCircuit: new Set<number>(),
   };
 
-  const putBackends = (mapName: string, fe: Frontend, sp: ServicePort, eps: Endpoint[]): void => {
+  const putBackends = (
+    mapName: 'backends' | 'cluster-backends',
+    fe: Frontend,
+    sp: ServicePort,
+    eps: Endpoint[],
+  ): void => {
     eps.forEach((ep, slot) =>
-      element(mapName, [fe.ip, proto(sp), String(fe.port), String(slot)], [ep.ip, String(ep.port)]),
+      element(
+        `${mapName}-${proto(sp)}`,
+        [fe.ip, proto(sp), String(fe.port), String(slot)],
+        [ep.ip, String(ep.port)],
+      ),
     );
   };
   const noEndpoints = (fe: Frontend, sp: ServicePort): void =>
@@ -278,17 +297,17 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
       ? [`${x} saddr != ${anon(podCIDRs)} jump mark-for-masquerade`]
       : [];
   const sorted = (s: Set<number>): number[] => [...s].sort((a, b) => a - b);
-  for (const n of sorted(used.clusterIP)) chain(chainNames.clusterIP(n), [...masq, pick(n, 'backends')]);
+  for (const n of sorted(used.clusterIP)) chain(chainNames.clusterIP(n), [...masq, ...pick(n, 'backends')]);
   for (const n of sorted(used.external))
-    chain(chainNames.external(n), ['jump mark-for-masquerade', pick(n, 'backends')]);
+    chain(chainNames.external(n), ['jump mark-for-masquerade', ...pick(n, 'backends')]);
   for (const n of sorted(used.externalLocal))
     chain(chainNames.externalLocal(n), [
       ...(podCIDRs.length ? [`${x} saddr ${anon(podCIDRs)} goto shortcircuit`] : []),
       'fib saddr type local jump mark-for-masquerade',
       'fib saddr type local goto shortcircuit',
-      ...(n > 0 ? [pick(n, 'backends')] : []),
+      ...(n > 0 ? pick(n, 'backends') : []),
     ]);
-  for (const n of sorted(used.shortCircuit)) chain(chainNames.shortCircuit(n), [pick(n, 'cluster-backends')]);
+  for (const n of sorted(used.shortCircuit)) chain(chainNames.shortCircuit(n), pick(n, 'cluster-backends'));
 
   for (const [id, m] of elements)
     rs.elements.set(id, new Map([...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));

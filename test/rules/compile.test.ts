@@ -101,7 +101,7 @@ describe('compile', () => {
     const rulesOf = (rs: ReturnType<typeof compile>, chain: string) =>
       rs.chains.find((c) => c.chain.family === 'ip' && c.chain.name === chain)!.rules.map((r) => r.rule);
     assert.deepEqual(rulesOf(all, 'clusterip-2')[0], 'jump mark-for-masquerade');
-    assert.equal(rulesOf(none, 'clusterip-2').length, 1);
+    assert.equal(rulesOf(none, 'clusterip-2').length, 3, 'one DNAT per protocol and no masquerade');
     assert.match(rulesOf(none, 'clusterip-2')[0]!, /^dnat ip to /);
   });
 });
@@ -148,8 +148,12 @@ add chain ip kube-nftproxy reject-chain
 add chain ip kube-nftproxy services
 add chain ip kube-nftproxy shortcircuit
 add chain ip kube-nftproxy shortcircuit-2
-add map ip kube-nftproxy backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "frontend . slot: the endpoint for this traffic policy" ; }
-add map ip kube-nftproxy cluster-backends { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "eTP Local frontend . slot: cluster-wide endpoints" ; }
+add map ip kube-nftproxy backends-sctp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . sctp dport ; comment "frontend . slot: the sctp endpoint for this traffic policy" ; }
+add map ip kube-nftproxy backends-tcp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "frontend . slot: the tcp endpoint for this traffic policy" ; }
+add map ip kube-nftproxy backends-udp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . udp dport ; comment "frontend . slot: the udp endpoint for this traffic policy" ; }
+add map ip kube-nftproxy cluster-backends-sctp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . sctp dport ; comment "eTP Local frontend . slot: cluster-wide sctp endpoints" ; }
+add map ip kube-nftproxy cluster-backends-tcp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "eTP Local frontend . slot: cluster-wide tcp endpoints" ; }
+add map ip kube-nftproxy cluster-backends-udp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . udp dport ; comment "eTP Local frontend . slot: cluster-wide udp endpoints" ; }
 add set ip kube-nftproxy cluster-ips { type ipv4_addr ; comment "active ClusterIPs" ; }
 add set ip kube-nftproxy firewall-allow { type ipv4_addr . inet_proto . inet_service . ipv4_addr ; flags interval ; comment "frontend . allowed source range" ; }
 add set ip kube-nftproxy firewall-ips { type ipv4_addr . inet_proto . inet_service ; comment "frontends with loadBalancerSourceRanges" ; }
@@ -160,16 +164,24 @@ add map ip kube-nftproxy shortcircuit-ips { type ipv4_addr . inet_proto . inet_s
 add rule ip kube-nftproxy cluster-ips-check ip daddr @cluster-ips goto reject-chain
 add rule ip kube-nftproxy cluster-ips-check ip daddr { 10.96.0.0/16 } drop
 add rule ip kube-nftproxy clusterip-1 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade
-add rule ip kube-nftproxy clusterip-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends
+add rule ip kube-nftproxy clusterip-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-tcp
+add rule ip kube-nftproxy clusterip-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-udp
+add rule ip kube-nftproxy clusterip-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-sctp
 add rule ip kube-nftproxy clusterip-2 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade
-add rule ip kube-nftproxy clusterip-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @backends
+add rule ip kube-nftproxy clusterip-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @backends-tcp
+add rule ip kube-nftproxy clusterip-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @backends-udp
+add rule ip kube-nftproxy clusterip-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @backends-sctp
 add rule ip kube-nftproxy endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services
 add rule ip kube-nftproxy external-1 jump mark-for-masquerade
-add rule ip kube-nftproxy external-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends
+add rule ip kube-nftproxy external-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-tcp
+add rule ip kube-nftproxy external-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-udp
+add rule ip kube-nftproxy external-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-sctp
 add rule ip kube-nftproxy external-local-1 ip saddr { 10.244.0.0/16 } goto shortcircuit
 add rule ip kube-nftproxy external-local-1 fib saddr type local jump mark-for-masquerade
 add rule ip kube-nftproxy external-local-1 fib saddr type local goto shortcircuit
-add rule ip kube-nftproxy external-local-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends
+add rule ip kube-nftproxy external-local-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-tcp
+add rule ip kube-nftproxy external-local-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-udp
+add rule ip kube-nftproxy external-local-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-sctp
 add rule ip kube-nftproxy filter-forward ct state new jump endpoints-check
 add rule ip kube-nftproxy filter-forward ct state new jump cluster-ips-check
 add rule ip kube-nftproxy filter-input ct state new jump endpoints-check
@@ -190,17 +202,19 @@ add rule ip kube-nftproxy reject-chain meta l4proto tcp reject with tcp reset
 add rule ip kube-nftproxy reject-chain reject
 add rule ip kube-nftproxy services ip daddr . meta l4proto . th dport vmap @service-ips
 add rule ip kube-nftproxy shortcircuit ip daddr . meta l4proto . th dport vmap @shortcircuit-ips
-add rule ip kube-nftproxy shortcircuit-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @cluster-backends
-add element ip kube-nftproxy backends { 10.96.0.1 . tcp . 80 . 0 : 10.244.1.2 . 8080 }
-add element ip kube-nftproxy backends { 10.96.0.1 . tcp . 80 . 1 : 10.244.2.2 . 8080 }
-add element ip kube-nftproxy backends { 10.96.0.3 . tcp . 80 . 0 : 10.244.1.3 . 8080 }
-add element ip kube-nftproxy backends { 10.96.0.3 . tcp . 80 . 1 : 10.244.2.3 . 8080 }
-add element ip kube-nftproxy backends { 10.96.0.4 . tcp . 443 . 0 : 10.244.2.4 . 8443 }
-add element ip kube-nftproxy backends { 192.168.0.10 . tcp . 30080 . 0 : 10.244.1.3 . 8080 }
-add element ip kube-nftproxy backends { 192.168.0.10 . tcp . 30443 . 0 : 10.244.2.4 . 8443 }
-add element ip kube-nftproxy backends { 198.51.100.7 . tcp . 443 . 0 : 10.244.2.4 . 8443 }
-add element ip kube-nftproxy cluster-backends { 192.168.0.10 . tcp . 30080 . 0 : 10.244.1.3 . 8080 }
-add element ip kube-nftproxy cluster-backends { 192.168.0.10 . tcp . 30080 . 1 : 10.244.2.3 . 8080 }
+add rule ip kube-nftproxy shortcircuit-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @cluster-backends-tcp
+add rule ip kube-nftproxy shortcircuit-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @cluster-backends-udp
+add rule ip kube-nftproxy shortcircuit-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @cluster-backends-sctp
+add element ip kube-nftproxy backends-tcp { 10.96.0.1 . tcp . 80 . 0 : 10.244.1.2 . 8080 }
+add element ip kube-nftproxy backends-tcp { 10.96.0.1 . tcp . 80 . 1 : 10.244.2.2 . 8080 }
+add element ip kube-nftproxy backends-tcp { 10.96.0.3 . tcp . 80 . 0 : 10.244.1.3 . 8080 }
+add element ip kube-nftproxy backends-tcp { 10.96.0.3 . tcp . 80 . 1 : 10.244.2.3 . 8080 }
+add element ip kube-nftproxy backends-tcp { 10.96.0.4 . tcp . 443 . 0 : 10.244.2.4 . 8443 }
+add element ip kube-nftproxy backends-tcp { 192.168.0.10 . tcp . 30080 . 0 : 10.244.1.3 . 8080 }
+add element ip kube-nftproxy backends-tcp { 192.168.0.10 . tcp . 30443 . 0 : 10.244.2.4 . 8443 }
+add element ip kube-nftproxy backends-tcp { 198.51.100.7 . tcp . 443 . 0 : 10.244.2.4 . 8443 }
+add element ip kube-nftproxy cluster-backends-tcp { 192.168.0.10 . tcp . 30080 . 0 : 10.244.1.3 . 8080 }
+add element ip kube-nftproxy cluster-backends-tcp { 192.168.0.10 . tcp . 30080 . 1 : 10.244.2.3 . 8080 }
 add element ip kube-nftproxy cluster-ips { 10.96.0.1 }
 add element ip kube-nftproxy cluster-ips { 10.96.0.2 }
 add element ip kube-nftproxy cluster-ips { 10.96.0.3 }
