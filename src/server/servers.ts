@@ -32,7 +32,7 @@ interface Reply {
   headers?: Record<string, string>;
 }
 
-type Route = (url: URL) => Reply | Promise<Reply>;
+type Route = (query: URLSearchParams) => Reply | Promise<Reply>;
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 const TEXT_TYPE = 'text/plain; charset=utf-8';
@@ -84,8 +84,8 @@ export async function createServers(opts: ServersOptions): Promise<Servers> {
     ],
     [
       '/debug/rules',
-      async (url) => {
-        const live = url.searchParams.get('live');
+      async (query) => {
+        const live = query.get('live');
         if (live !== null && !['0', '1', 'true', 'false'].includes(live)) {
           return json(400, { error: 'live: expected 1 or 0', parameter: 'live' });
         }
@@ -96,8 +96,8 @@ export async function createServers(opts: ServersOptions): Promise<Servers> {
     ['/debug/services', async () => json(200, await view.services(), true)],
     [
       '/debug/trace',
-      async (url) => {
-        const q = parseTraceQuery(url.searchParams);
+      async (query) => {
+        const q = parseTraceQuery(query);
         if (isTraceQueryError(q)) return json(400, q);
         return json(200, await view.trace(q), true);
       },
@@ -153,9 +153,14 @@ function handler(
 
 /** Never rejects: a throwing route becomes a 500 and a log line, and the server keeps serving. */
 async function serve(routes: Map<string, Route>, log: Logger, req: IncomingMessage): Promise<Reply> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  const route = routes.get(url.pathname);
-  if (!route) return json(404, { error: `not found: ${url.pathname}` });
+  // Split by hand: new URL() would read `//host/path` as a host and normalise dot segments,
+  // and a path here must match a route exactly.
+  const target = req.url ?? '/';
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  const query = new URLSearchParams(q < 0 ? '' : target.slice(q + 1));
+  const route = routes.get(path);
+  if (!route) return json(404, { error: `not found: ${path}` });
   // HEAD is GET without the body (node:http drops it); probes sometimes use it.
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     return {
@@ -164,9 +169,9 @@ async function serve(routes: Map<string, Route>, log: Logger, req: IncomingMessa
     };
   }
   try {
-    return await route(url);
+    return await route(query);
   } catch (err) {
-    log.error({ err, path: url.pathname }, 'request failed');
+    log.error({ err, path }, 'request failed');
     return json(500, { error: err instanceof Error ? err.message : String(err) });
   }
 }

@@ -296,7 +296,7 @@ describe('createServers', () => {
 
   describe('errors', () => {
     it('unknown path → 404 JSON', async () => {
-      for (const path of ['/', '/debug', '/debug/rules/', '/nope?x=1']) {
+      for (const path of ['/', '/debug', '/debug/rules/', '/nope?x=1', '//x/metrics']) {
         const r = await get('metrics', path);
         assert.equal(r.status, 404, path);
         assert.equal(r.type, 'application/json; charset=utf-8');
