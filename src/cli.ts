@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { buildConfig, usage } from './config.js';
 import { ErrorCodes, hasCode, ProxyError } from './errors.js';
-import { createLogger, type Logger } from './log.js';
-import type { Skipped } from './model/types.js';
+import { createLogger } from './log.js';
+import { logSkipped } from './log-skipped.js';
 import { hostAddresses } from './node-addresses.js';
 import { rulesFor, stateFrom, type Environment } from './pipeline.js';
 import { cleanupTables, NftApplier, renderRuleset } from './rules/apply.js';
@@ -34,17 +34,6 @@ function exitCodeFor(err: unknown): number {
   if (hasCode(err, ErrorCodes.SOURCE_UNREADABLE) || hasCode(err, ErrorCodes.KUBECONFIG_INVALID))
     return EXIT.NO_SOURCE;
   return EXIT.FAILED;
-}
-
-/** One log line per skipped object; ignored-by-design ones only at debug. */
-export function logSkipped(log: Logger, skipped: Skipped[], seen = new Set<string>()): void {
-  for (const s of skipped) {
-    const id = `${s.kind} ${s.name} ${s.reason}`;
-    if (seen.has(id)) continue;
-    seen.add(id);
-    if (s.ignored) log.debug({ kind: s.kind, object: s.name, reason: s.reason }, 'ignored');
-    else log.warn({ kind: s.kind, object: s.name, reason: s.reason }, 'skipped invalid object');
-  }
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -44,7 +44,8 @@ export type Trace =
  */
 export function trace(state: ProxyState, config: TraceConfig, pkt: Packet): Trace {
   const family = ipFamily(pkt.dst);
-  if (!family || ipFamily(pkt.src) !== family) return { verdict: 'no-match', why: 'source and destination are not IPs of one family' };
+  if (!family || ipFamily(pkt.src) !== family)
+    return { verdict: 'no-match', why: 'source and destination are not IPs of one family' };
   const cidrs = (list: string[]): Cidr[] =>
     list.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined && c.family === family);
   const podCIDRs = cidrs(config.clusterCIDRs);
@@ -74,7 +75,8 @@ export function trace(state: ProxyState, config: TraceConfig, pkt: Packet): Trac
   if (kind === 'loadBalancer' && sp.sourceRanges.length > 0) {
     const ranges = cidrs(sp.sourceRanges);
     const nodeAllowed = config.nodePortIPs[family].some((ip) => ranges.some((r) => cidrContains(r, ip)));
-    const allowed = ranges.some((r) => cidrContains(r, pkt.src)) || (nodeAllowed && sp.loadBalancerIPs.includes(pkt.src));
+    const allowed =
+      ranges.some((r) => cidrContains(r, pkt.src)) || (nodeAllowed && sp.loadBalancerIPs.includes(pkt.src));
     if (!allowed) return { verdict: 'drop', ...name, why: 'source not in loadBalancerSourceRanges' };
   }
   const noEndpoints = (): Trace =>
@@ -105,9 +107,19 @@ export function trace(state: ProxyState, config: TraceConfig, pkt: Packet): Trac
   const shortCircuit = (from === 'pod' && podCIDRs.length > 0 && inPods) || from === 'node';
   if (shortCircuit) {
     if (sp.clusterEndpoints.length > 0)
-      return dnat(sp.clusterEndpoints, from === 'node', `${kind}, externalTrafficPolicy Local, short-circuited from the ${from}`);
+      return dnat(
+        sp.clusterEndpoints,
+        from === 'node',
+        `${kind}, externalTrafficPolicy Local, short-circuited from the ${from}`,
+      );
   } else if (sp.localEndpoints.length > 0) {
-    return dnat(sp.localEndpoints, false, `${kind}, externalTrafficPolicy Local: local endpoints, source kept`);
+    return dnat(
+      sp.localEndpoints,
+      false,
+      `${kind}, externalTrafficPolicy Local: local endpoints, source kept`,
+    );
   }
-  return sp.localEndpoints.length === 0 ? noEndpoints() : { verdict: 'no-match', why: 'no cluster endpoints to short-circuit to' };
+  return sp.localEndpoints.length === 0
+    ? noEndpoints()
+    : { verdict: 'no-match', why: 'no cluster endpoints to short-circuit to' };
 }

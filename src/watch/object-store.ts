@@ -1,6 +1,9 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import type { Kind, KindMap, SourceHandler } from './source.js';
 
+/** When the change behind a slice happened, for kube-proxy's network programming latency. */
+export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
+
 const keyOf = (o: { metadata?: { namespace?: string; name?: string } }): string =>
   `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
 
@@ -22,6 +25,8 @@ export class ObjectStore implements SourceHandler {
   #changed = new Set<string>();
   #nodeChanged = false;
   #synced = false;
+  /** endpoints.kubernetes.io/last-change-trigger-time of slices changed since takeChanges(). */
+  #triggers: number[] = [];
   #onChange: () => void;
   readonly problems: Array<{ what: string; reason: string }> = [];
 
@@ -43,6 +48,8 @@ export class ObjectStore implements SourceHandler {
       if (prev) this.#markSlice(prev);
       this.slices.set(key, object as V1EndpointSlice);
       this.#markSlice(object as V1EndpointSlice);
+      const trigger = Date.parse(object.metadata?.annotations?.[TRIGGER_TIME_ANNOTATION] ?? '');
+      if (Number.isFinite(trigger)) this.#triggers.push(trigger);
     } else {
       this.nodes.set(object.metadata?.name ?? '', object as V1Node);
       this.#nodeChanged = true;
@@ -79,10 +86,11 @@ export class ObjectStore implements SourceHandler {
   }
 
   /** Services changed since the last call, and whether the Node changed; resets both. */
-  takeChanges(): { services: Set<string>; node: boolean } {
-    const out = { services: this.#changed, node: this.#nodeChanged };
+  takeChanges(): { services: Set<string>; node: boolean; triggers: number[] } {
+    const out = { services: this.#changed, node: this.#nodeChanged, triggers: this.#triggers };
     this.#changed = new Set();
     this.#nodeChanged = false;
+    this.#triggers = [];
     return out;
   }
 
