@@ -1,4 +1,4 @@
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, wallTime, type Clock } from './clock.js';
 import { logSkipped } from './log-skipped.js';
 import type { ProxyConfig } from './config-types.js';
 import type { Logger } from './log.js';
@@ -54,6 +54,8 @@ export class Daemon {
   #syncs = 0;
   readonly #log: Logger;
   readonly #clock: Clock;
+  /** Epoch milliseconds from the injected clock, so metric timestamps move with a test's clock. */
+  readonly #wallNow: () => number;
 
   constructor(
     readonly config: ProxyConfig,
@@ -61,13 +63,14 @@ export class Daemon {
   ) {
     this.#log = deps.log.child({ component: 'daemon' });
     this.#clock = deps.clock ?? systemClock;
+    this.#wallNow = wallTime(this.#clock);
     this.health = new ProxyHealth({ healthTimeoutMs: 2 * config.syncPeriodMs, clock: this.#clock });
     this.metrics = createMetrics();
     this.applier = new NftApplier({ nft: deps.nft, log: deps.log.child({ component: 'rules' }) });
     this.store = new ObjectStore({
       onChange: () => {
         this.health.queued();
-        this.metrics.lastQueued(Date.now());
+        this.metrics.lastQueued(this.#wallNow());
         const pending = this.store.pendingChanges;
         this.metrics.pending(pending, pending);
         this.#runner.run();
@@ -176,9 +179,9 @@ export class Daemon {
     const seconds = (this.#clock.now() - start) / 1000;
     this.health.updated();
     this.metrics.syncDuration(full, seconds);
-    this.metrics.lastSync(Date.now());
+    const now = this.#wallNow();
+    this.metrics.lastSync(now);
     this.metrics.pending(0, 0);
-    const now = Date.now();
     for (const t of changes.triggers) this.metrics.networkProgramming(Math.max(0, now - t) / 1000);
     const noLocal = (pick: (sp: ProxyState['ports'][number]) => boolean) =>
       state.ports.filter((sp) => pick(sp) && sp.hasEndpoints && sp.localEndpoints.length === 0).length;

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { buildConfig } from '../src/config.js';
+import { Daemon } from '../src/daemon.js';
+import { ErrorCodes, ProxyError } from '../src/errors.js';
+import { silentLogger } from '../src/log.js';
+import type { Nft } from '../src/rules/nft/exec.js';
+import { FakeNft } from '../src/rules/nft/fake.js';
+import type { Source, SourceHandler } from '../src/watch/source.js';
+import { FakeClock } from './support/fake-clock.js';
+import { node, service, slice } from './support/objects.js';
+
+/** A source the test drives by hand: it hands out the daemon's handler and reports synced. */
+class HandSource implements Source {
+  handler: SourceHandler | undefined;
+  async start(handler: SourceHandler): Promise<void> {
+    this.handler = handler;
+  }
+  async stop(): Promise<void> {
+    this.handler = undefined;
+  }
+}
+
+/** FakeNft behind a switch: while `broken`, every transaction is refused as the kernel would. */
+class SwitchableNft implements Nft {
+  broken = false;
+  refused = 0;
+  constructor(readonly fake = new FakeNft()) {}
+  async run(tx: Parameters<Nft['run']>[0]): Promise<void> {
+    if (this.broken) {
+      this.refused++;
+      throw new ProxyError(ErrorCodes.NFT_REJECTED, 'injected: nft refused the transaction');
+    }
+    await this.fake.run(tx);
+  }
+  check(tx: Parameters<Nft['check']>[0]): Promise<void> {
+    return this.fake.check(tx);
+  }
+  list(...args: Parameters<Nft['list']>): Promise<string> {
+    return this.fake.list(...args);
+  }
+  version(): Promise<string> {
+    return this.fake.version();
+  }
+}
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+/** The Daemon over a FakeNft and a fake clock, its servers on real sockets (port 0). */
+describe('Daemon: health, metrics and debug views over HTTP', () => {
+  const NODE = 'node-a';
+  const VIP = '10.96.0.10';
+  let clock: FakeClock;
+  let nft: SwitchableNft;
+  let source: HandSource;
+  let daemon: Daemon;
+
+  const get = async (server: 'healthz' | 'metrics', path: string): Promise<Answer> => {
+    const port = daemon.servers![server].port;
+    const res = await fetch(`http://127.0.0.1:${port}${path}`);
+    return { status: res.status, body: await res.text() };
+  };
+
+  /** A sample's value from the Prometheus text, or undefined when absent. */
+  const sample = async (name: string): Promise<number | undefined> => {
+    const { body } = await get('metrics', '/metrics');
+    const line = body.split('\n').find((l) => l.startsWith(`${name} `));
+    return line === undefined ? undefined : Number(line.slice(name.length + 1));
+  };
+
+  const webSlice = (ips: string[]) =>
+    slice(
+      'default',
+      'web-a',
+      'web',
+      [{ name: 'http', port: 8080 }],
+      ips.map((ip) => ({ ip, nodeName: NODE })),
+    );
+
+  beforeEach(async () => {
+    clock = new FakeClock();
+    nft = new SwitchableNft();
+    source = new HandSource();
+    const config = buildConfig([
+      '--hostname-override',
+      NODE,
+      '--service-cidr',
+      '10.96.0.0/16',
+      '--healthz-bind-address',
+      '127.0.0.1:0',
+      '--metrics-bind-address',
+      '127.0.0.1:0',
+      '--min-sync-period',
+      '0s',
+      '--sync-period',
+      '30s',
+    ]);
+    daemon = new Daemon(config, {
+      log: silentLogger(),
+      env: { localAddresses: ['10.0.0.1'] },
+      nft,
+      source,
+      clock,
+    });
+    await daemon.start();
+    const h = source.handler!;
+    h.upsert('Node', node(NODE, ['10.0.0.1']));
+    h.upsert(
+      'Service',
+      service('default', 'web', { clusterIP: VIP, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }),
+    );
+    h.upsert('EndpointSlice', webSlice(['10.244.1.11', '10.244.1.12']));
+    h.synced();
+    await clock.advance(0);
+    assert.equal(daemon.syncs, 1);
+  });
+
+  afterEach(async () => {
+    await daemon.stop();
+  });
+
+  it('turns /healthz 503 when a queued change cannot be applied in time, and 200 once it is', async () => {
+    assert.equal((await get('healthz', '/healthz')).status, 200);
+    const firstSync = await sample('kubeproxy_sync_proxy_rules_last_timestamp_seconds');
+    assert.ok(firstSync !== undefined && firstSync > 0, `last sync timestamp: ${firstSync}`);
+    assert.equal(await sample('kube_nftproxy_sync_failures_total'), 0);
+
+    nft.broken = true;
+    source.handler!.upsert('EndpointSlice', webSlice(['10.244.1.11', '10.244.1.12', '10.244.1.13']));
+    await clock.advance(0);
+    assert.ok(nft.refused >= 1, 'the change was tried');
+    // Still within the health timeout (2 × sync period): retrying is not yet unhealthy.
+    assert.equal((await get('healthz', '/healthz')).status, 200);
+
+    await clock.advance(2 * 30_000);
+    const down = await get('healthz', '/healthz');
+    assert.equal(down.status, 503, down.body);
+    assert.equal((await get('healthz', '/livez')).status, 503);
+    const failures = await sample('kube_nftproxy_sync_failures_total');
+    assert.ok(failures !== undefined && failures >= 2, `failures: ${failures}, refused ${nft.refused}`);
+    assert.equal(failures, nft.refused);
+    assert.equal(await sample('kubeproxy_sync_proxy_rules_last_timestamp_seconds'), firstSync);
+    assert.equal(JSON.parse(down.body).lastUpdated, new Date(firstSync * 1000).toISOString());
+
+    nft.broken = false;
+    // The runner's retry (backoff capped at the sync period) applies the change.
+    await clock.advance(30_000);
+    assert.equal((await get('healthz', '/healthz')).status, 200);
+    const recovered = await sample('kubeproxy_sync_proxy_rules_last_timestamp_seconds');
+    assert.ok(recovered !== undefined && recovered > firstSync, `${recovered} after ${firstSync}`);
+    assert.match(nft.fake.dump(), /10\.244\.1\.13/);
+  });
+
+  it('lists the Service under /debug/services', async () => {
+    const r = await get('metrics', '/debug/services');
+    assert.equal(r.status, 200);
+    const text = JSON.stringify(JSON.parse(r.body));
+    assert.match(text, /default\/web/);
+    assert.match(text, /10\.96\.0\.10/);
+    assert.match(text, /10\.244\.1\.11/);
+  });
+
+  it('traces a packet to the ClusterIP under /debug/trace', async () => {
+    const r = await get('metrics', `/debug/trace?src=10.244.1.50&dst=${VIP}&port=80&proto=tcp&from=pod`);
+    assert.equal(r.status, 200, r.body);
+    const trace = JSON.parse(r.body) as { verdict: string; endpoints?: unknown };
+    assert.equal(trace.verdict, 'dnat');
+    assert.match(
+      JSON.stringify(trace.endpoints),
+      /10\.244\.1\.11.*10\.244\.1\.12|10\.244\.1\.12.*10\.244\.1\.11/,
+    );
+  });
+
+  it('shows the applied ruleset under /debug/rules, and the kernel copy with ?live=1', async () => {
+    const r = await get('metrics', '/debug/rules');
+    assert.equal(r.status, 200);
+    assert.match(r.body, /^add table ip kube-nftproxy/m);
+    assert.match(r.body, /10\.96\.0\.10/);
+    const live = await get('metrics', '/debug/rules?live=1');
+    assert.equal(live.status, 200);
+    assert.match(live.body, /10\.96\.0\.10/);
+  });
+});
