@@ -3,6 +3,7 @@ import type { Bench, BenchResult } from './harness.js';
 // Each bench registers here; order is the order they run and print.
 const loaders: Array<() => Promise<{ bench: Bench }>> = [
   () => import('./userspace.js'),
+  () => import('./nft-load.js'),
 ];
 
 async function main(): Promise<void> {
