@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SERVICE_ACCOUNT_DIR } from '../src/watch/kubeconfig.js';
+import { TestApiServer, type StoredObject } from './support/api-server.js';
+import { node, service, slice } from './support/objects.js';
+import { runProxy } from './support/proxy.js';
+
+/**
+ * The real command (`node --import tsx src/cli.ts`) reading an API server that speaks the
+ * list/watch protocol. --dry-run touches nothing, so no namespace is needed.
+ *
+ * In-cluster credentials are not exercised end to end here: the CLI always reads the service
+ * account from SERVICE_ACCOUNT_DIR (no override), and in-cluster mode speaks https on any
+ * port but 80/8080/8001 while the test server is plain http on a random port. The in-cluster
+ * address override itself is tested through loadKubeConfig (test/watch/kubeconfig.test.ts).
+ */
+describe('kube-nftproxy --dry-run against an API server', function () {
+  this.timeout(120_000);
+  const VIP = '10.96.0.10';
+  let server: TestApiServer;
+  let dir: string;
+  let kubeconfig: string;
+
+  before(async () => {
+    server = await TestApiServer.create();
+    server.create('Node', stored(node('node-a', ['10.0.0.1'])));
+    server.create('Service', stored(service('default', 'web', { clusterIP: VIP, ports: [{ port: 80 }] })));
+    server.create(
+      'EndpointSlice',
+      stored(slice('default', 'web-a', 'web', [{ port: 8080 }], [{ ip: '10.244.1.11', nodeName: 'node-a' }])),
+    );
+    dir = await mkdtemp(join(tmpdir(), 'knp-cli-'));
+    kubeconfig = join(dir, 'kubeconfig.yaml');
+    await writeFile(
+      kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        'clusters:',
+        '- name: test',
+        '  cluster:',
+        `    server: ${server.url}`,
+        '    insecure-skip-tls-verify: true',
+        'users:',
+        '- name: test',
+        '  user: {}',
+        'contexts:',
+        '- name: test',
+        '  context: { cluster: test, user: test }',
+        'current-context: test',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  after(async () => {
+    await server?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const dryRun = (args: string[], env: NodeJS.ProcessEnv) =>
+    runProxy(undefined, ['--dry-run', '--hostname-override', 'node-a', ...args], {
+      KUBECONFIG: '',
+      HOME: dir,
+      ...env,
+    });
+
+  it('lists through --kubeconfig even with KUBERNETES_SERVICE_HOST/_PORT pointing elsewhere', async () => {
+    const lists = server.counters.list.Service;
+    // A dead address: the flag wins, so nothing tries it.
+    const r = await dryRun(['--kubeconfig', kubeconfig], {
+      KUBERNETES_SERVICE_HOST: '127.0.0.1',
+      KUBERNETES_SERVICE_PORT: '1',
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /10\.96\.0\.10/);
+    assert.match(r.stdout, /10\.244\.1\.11/);
+    assert.ok(server.counters.list.Service > lists, 'the Services came from the test server');
+  });
+
+  it('without a service account token, KUBERNETES_SERVICE_HOST/_PORT alone do not select in-cluster mode', async function () {
+    skipInPod(this);
+    const lists = server.counters.list.Service;
+    const port = new URL(server.url).port;
+    const r = await dryRun([], {
+      KUBERNETES_SERVICE_HOST: '127.0.0.1',
+      KUBERNETES_SERVICE_PORT: port,
+      KUBECONFIG: kubeconfig,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /10\.96\.0\.10/);
+    assert.ok(server.counters.list.Service > lists);
+  });
+
+  it('fails with exit 5 and a clear line when no credentials exist anywhere', async function () {
+    skipInPod(this);
+    const r = await dryRun([], { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: '6443' });
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /no API server credentials/);
+    assert.equal(r.stdout, '');
+  });
+});
+
+/** In a Pod the service account token exists and in-cluster credentials (rightly) win. */
+function skipInPod(ctx: Mocha.Context): void {
+  const token = join(SERVICE_ACCOUNT_DIR, 'token');
+  if (!existsSync(token)) return;
+  process.stderr.write(`  skipped: ${token} exists, so in-cluster credentials are used\n`);
+  ctx.skip();
+}
+
+function stored(o: object): StoredObject {
+  return o as StoredObject;
+}
