@@ -40,6 +40,7 @@ export function compileConfig(state: ProxyState, config: ProxyConfig, env: Envir
     masqueradeAll: config.masqueradeAll,
     serviceCIDRs: config.serviceCIDRs,
     nodePortIPs: nodePortIPs(state.node, config.nodePortAddresses, env.localAddresses),
+    maglevSeed: config.maglevSeed,
   };
 }
 

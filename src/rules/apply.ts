@@ -1,4 +1,5 @@
 import type { Logger } from '../log.js';
+import { staleAffinity, staleEntries, type StaleAffinity } from './affinity-cleanup.js';
 import type { Nft } from './nft/exec.js';
 import { Transaction } from './nft/transaction.js';
 import type { NftFamily, Table } from './nft/types.js';
@@ -135,6 +136,7 @@ export class NftApplier {
   async sync(desired: Ruleset, opts: { full?: boolean } = {}): Promise<SyncResult> {
     const full = opts.full === true || this.#applied === undefined;
     const tx = full ? fullTransaction(desired) : partialTransaction(this.#applied!, desired);
+    if (!full) await this.#forgetStaleAffinity(this.#applied!, desired, tx);
     if (tx.size === 0) return { full, operations: 0 };
     this.#lastText = tx.toString();
     try {
@@ -146,6 +148,23 @@ export class NftApplier {
     this.#applied = desired;
     this.#log.debug({ full, operations: tx.size }, 'nft transaction applied');
     return { full, operations: tx.size };
+  }
+
+  /** Clients stuck to endpoints that are gone lose their affinity entry, in the same transaction. */
+  async #forgetStaleAffinity(prev: Ruleset, next: Ruleset, tx: Transaction): Promise<void> {
+    const stale = staleAffinity(prev, next);
+    const groups = new Map<string, StaleAffinity[]>();
+    for (const s of stale) {
+      const id = `${s.family} ${s.table} ${s.proto}`;
+      groups.set(id, [...(groups.get(id) ?? []), s]);
+    }
+    for (const group of groups.values()) {
+      const { family, table, proto } = group[0]!;
+      const entries = staleEntries(group, await this.#nft.listMapJson(family, table, `affinity-${proto}`));
+      for (const el of entries) tx.add(el).delete(el);
+      if (entries.length)
+        this.#log.info({ family, proto, entries: entries.length }, 'forgot affinity to removed endpoints');
+    }
   }
 
   /** Forget what was applied: the next sync is a full one. */

@@ -1,6 +1,7 @@
 import { frontendsOf, type Frontend } from '../model/frontends.js';
 import { cidrContains, ipFamily, parseCidr } from '../model/ip.js';
-import type { Endpoint, Family, ProxyState, ServicePort } from '../model/types.js';
+import { maglevEndpointTable } from '../lb/maglev.js';
+import type { Endpoint, Family, LbAlgorithm, ProxyState, ServicePort } from '../model/types.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Rule } from './nft/types.js';
 import { setId, type Ruleset } from './ruleset.js';
 
@@ -14,6 +15,8 @@ export interface CompileConfig {
   serviceCIDRs: string[];
   /** Local addresses that accept NodePorts, by family (resolved by the caller; never loopback). */
   nodePortIPs: Record<Family, string[]>;
+  /** Cluster-wide Maglev seed: every node builds the same slot table and hashes flows alike. */
+  maglevSeed?: number;
 }
 
 /** The masquerade bit, kube-proxy's default (--masquerade-bit 14). */
@@ -30,13 +33,21 @@ const SYNTAX: Record<Family, FamilySyntax> = {
   ipv6: { nft: 'ip6', x: 'ip6', addr: 'ipv6_addr' },
 };
 
-/** Chain names by role; the number is how many endpoints the chain chooses among. */
-export const chainNames = {
-  clusterIP: (n: number) => `clusterip-${n}`,
-  external: (n: number) => `external-${n}`,
-  externalLocal: (n: number) => `external-local-${n}`,
-  shortCircuit: (n: number) => `shortcircuit-${n}`,
-} as const;
+/** What a pick chain is for: which masquerade and short-circuit rules precede the pick. */
+type Role = 'clusterip' | 'external' | 'external-local' | 'shortcircuit';
+
+interface PickSpec {
+  role: Role;
+  algo: LbAlgorithm;
+  /** Endpoints (random) or Maglev slots (maglev); 0 for an eTP Local frontend with no local endpoint. */
+  size: number;
+  /** sessionAffinity ClientIP: look the client up before picking. */
+  sticky: boolean;
+}
+
+/** `clusterip-3`, `external-maglev-16381`, `clusterip-2-sticky`: one chain per combination in use. */
+export const pickChainName = (s: PickSpec): string =>
+  `${s.role}-${s.algo === 'maglev' ? 'maglev-' : ''}${s.size}${s.sticky ? '-sticky' : ''}`;
 
 const PROTOCOLS = ['tcp', 'udp', 'sctp'] as const;
 const proto = (sp: ServicePort): (typeof PROTOCOLS)[number] =>
@@ -105,8 +116,6 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
   const serviceCIDRs = cidrs(config.serviceCIDRs);
   const anon = (list: string[]): string => `{ ${list.join(', ')} }`;
   const frontendKey = `${x} daddr . meta l4proto . th dport`;
-  const pick = (n: number, mapName: 'backends' | 'cluster-backends'): string[] =>
-    PROTOCOLS.map((p) => `dnat ${x} to ${frontendKey} . numgen random mod ${n} map @${mapName}-${p}`);
 
   // --- hooks, in kube-proxy's priorities: filtering sees pre-DNAT addresses, except the
   // endpoint checks for locally generated traffic, which must see the short-circuit's DNAT.
@@ -130,9 +139,18 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
     hook: 'forward',
     priority: -110,
   });
+  chain('filter-prerouting-post-dnat', ['ct state new ct status dnat jump affinity-record'], {
+    type: 'filter',
+    hook: 'prerouting',
+    priority: -90,
+  });
   chain(
     'filter-output-post-dnat',
-    ['ct state new jump endpoints-check', 'ct state new jump cluster-ips-check'],
+    [
+      'ct state new ct status dnat jump affinity-record',
+      'ct state new jump endpoints-check',
+      'ct state new jump cluster-ips-check',
+    ],
     {
       type: 'filter',
       hook: 'output',
@@ -199,22 +217,55 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
     comment: 'frontend . allowed source range',
   });
   set('hairpin', [addr, addr], { comment: 'local endpoint . itself' });
+  // Session affinity: the endpoint each client got, per frontend, recorded after DNAT (the
+  // packet then carries the endpoint, conntrack the frontend) and looked up before the pick.
+  // Typed per protocol for the same nft 1.0.6 reasons as the backends maps; `ct original
+  // proto-dst` is typed only after a `meta l4proto` match in the same rule.
+  for (const p of PROTOCOLS) {
+    map(`affinity-${p}`, {
+      typeof: `${x} daddr . th dport . ${x} saddr`,
+      valueTypeof: `${x} daddr . ${p} dport`,
+      flags: ['dynamic', 'timeout'],
+      timeout: '3h',
+      comment: `frontend . client: the ${p} endpoint it had (sessionAffinity ClientIP)`,
+    });
+    map(`affinity-frontends-${p}`, {
+      type: [addr, 'inet_service'],
+      valueType: ['verdict'],
+      comment: `${p} frontends with sessionAffinity: goto the recorder with their timeout`,
+    });
+  }
+  chain(
+    'affinity-record',
+    PROTOCOLS.map(
+      (p) => `meta l4proto ${p} ct original ${x} daddr . ct original proto-dst vmap @affinity-frontends-${p}`,
+    ),
+  );
 
-  // --- per-N chains, created for the counts in use
-  const used = {
-    clusterIP: new Set<number>(),
-    external: new Set<number>(),
-    externalLocal: new Set<number>(),
-    shortCircuit: new Set<number>(),
+  // --- pick chains, created for the (role, algorithm, size, affinity) combinations in use
+  const picks = new Map<string, PickSpec>();
+  const gotoPick = (spec: PickSpec): string => {
+    const name = pickChainName(spec);
+    picks.set(name, spec);
+    return `goto ${name}`;
   };
-
+  /** The slot table of an endpoint list: the list itself (random), or Maglev's M slots. */
+  const slotsFor = (
+    sp: ServicePort,
+    eps: Endpoint[],
+  ): { algo: LbAlgorithm; size: number; slots: Endpoint[] } => {
+    if (sp.lbAlgorithm !== 'maglev' || eps.length === 0)
+      return { algo: 'random', size: eps.length, slots: eps };
+    const { m, slots } = maglevEndpointTable(eps, config.maglevSeed ?? 0);
+    return { algo: 'maglev', size: m, slots };
+  };
   const putBackends = (
     mapName: 'backends' | 'cluster-backends',
     fe: Frontend,
     sp: ServicePort,
-    eps: Endpoint[],
+    slots: Endpoint[],
   ): void => {
-    eps.forEach((ep, slot) =>
+    slots.forEach((ep, slot) =>
       element(
         `${mapName}-${proto(sp)}`,
         [fe.ip, proto(sp), String(fe.port), String(slot)],
@@ -228,37 +279,46 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
       [fe.ip, proto(sp), String(fe.port)],
       [sp.hasEndpoints ? 'drop' : 'goto reject-chain'],
     );
+  /** Route a frontend to a pick chain over `eps`, with its backends and affinity recording. */
+  const route = (
+    mapName: 'service-ips' | 'shortcircuit-ips',
+    role: Role,
+    fe: Frontend,
+    sp: ServicePort,
+    eps: Endpoint[],
+  ): void => {
+    const { algo, size, slots } = slotsFor(sp, eps);
+    const sticky = sp.affinitySeconds > 0 && role !== 'shortcircuit' && size > 0;
+    element(mapName, [fe.ip, proto(sp), String(fe.port)], [gotoPick({ role, algo, size, sticky })]);
+    putBackends(role === 'shortcircuit' ? 'cluster-backends' : 'backends', fe, sp, slots);
+    if (sticky) {
+      const recorder = `affinity-record-${proto(sp)}-${sp.affinitySeconds}`;
+      recorders.set(recorder, { p: proto(sp), seconds: sp.affinitySeconds });
+      element(`affinity-frontends-${proto(sp)}`, [fe.ip, String(fe.port)], [`goto ${recorder}`]);
+    }
+  };
+  const recorders = new Map<string, { p: (typeof PROTOCOLS)[number]; seconds: number }>();
   const hairpin = new Set<string>();
 
   for (const sp of ports) {
-    const key = (fe: Frontend): string[] => [fe.ip, proto(sp), String(fe.port)];
     for (const ep of [...sp.clusterEndpoints, ...sp.localEndpoints])
       if (ep.local && ipFamily(ep.ip) === family) hairpin.add(ep.ip);
     for (const fe of frontendsOf(sp, config.nodePortIPs)) {
       if (fe.kind === 'clusterIP') {
         element('cluster-ips', [fe.ip]);
         const eps = sp.internalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints;
-        if (eps.length === 0) {
-          noEndpoints(fe, sp);
-          continue;
-        }
-        used.clusterIP.add(eps.length);
-        element('service-ips', key(fe), [`goto ${chainNames.clusterIP(eps.length)}`]);
-        putBackends('backends', fe, sp, eps);
+        if (eps.length === 0) noEndpoints(fe, sp);
+        else route('service-ips', 'clusterip', fe, sp, eps);
         continue;
       }
       if (fe.kind === 'loadBalancer' && sp.sourceRanges.length > 0) {
-        element('firewall-ips', key(fe));
-        for (const range of sp.sourceRanges) element('firewall-allow', [...key(fe), range]);
+        element('firewall-ips', [fe.ip, proto(sp), String(fe.port)]);
+        for (const range of sp.sourceRanges)
+          element('firewall-allow', [fe.ip, proto(sp), String(fe.port), range]);
       }
       if (!sp.externalPolicyLocal) {
-        if (sp.clusterEndpoints.length === 0) {
-          noEndpoints(fe, sp);
-          continue;
-        }
-        used.external.add(sp.clusterEndpoints.length);
-        element('service-ips', key(fe), [`goto ${chainNames.external(sp.clusterEndpoints.length)}`]);
-        putBackends('backends', fe, sp, sp.clusterEndpoints);
+        if (sp.clusterEndpoints.length === 0) noEndpoints(fe, sp);
+        else route('service-ips', 'external', fe, sp, sp.clusterEndpoints);
         continue;
       }
       // externalTrafficPolicy Local: outside clients keep their address and reach only local
@@ -267,16 +327,10 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
         noEndpoints(fe, sp);
         continue;
       }
-      const local = sp.localEndpoints.length;
-      used.externalLocal.add(local);
-      element('service-ips', key(fe), [`goto ${chainNames.externalLocal(local)}`]);
-      if (local > 0) putBackends('backends', fe, sp, sp.localEndpoints);
-      else noEndpoints(fe, sp);
-      if (sp.clusterEndpoints.length > 0) {
-        used.shortCircuit.add(sp.clusterEndpoints.length);
-        element('shortcircuit-ips', key(fe), [`goto ${chainNames.shortCircuit(sp.clusterEndpoints.length)}`]);
-        putBackends('cluster-backends', fe, sp, sp.clusterEndpoints);
-      }
+      route('service-ips', 'external-local', fe, sp, sp.localEndpoints);
+      if (sp.localEndpoints.length === 0) noEndpoints(fe, sp);
+      if (sp.clusterEndpoints.length > 0)
+        route('shortcircuit-ips', 'shortcircuit', fe, sp, sp.clusterEndpoints);
     }
   }
   // Source ranges that admit the node's own address also admit the LB IPs themselves: a node
@@ -296,18 +350,41 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
     : podCIDRs.length
       ? [`${x} saddr != ${anon(podCIDRs)} jump mark-for-masquerade`]
       : [];
-  const sorted = (s: Set<number>): number[] => [...s].sort((a, b) => a - b);
-  for (const n of sorted(used.clusterIP)) chain(chainNames.clusterIP(n), [...masq, ...pick(n, 'backends')]);
-  for (const n of sorted(used.external))
-    chain(chainNames.external(n), ['jump mark-for-masquerade', ...pick(n, 'backends')]);
-  for (const n of sorted(used.externalLocal))
-    chain(chainNames.externalLocal(n), [
+  const prefix: Record<Role, string[]> = {
+    clusterip: masq,
+    external: ['jump mark-for-masquerade'],
+    'external-local': [
       ...(podCIDRs.length ? [`${x} saddr ${anon(podCIDRs)} goto shortcircuit`] : []),
       'fib saddr type local jump mark-for-masquerade',
       'fib saddr type local goto shortcircuit',
-      ...(n > 0 ? pick(n, 'backends') : []),
+    ],
+    shortcircuit: [],
+  };
+  for (const [name, spec] of [...picks.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const mapName = spec.role === 'shortcircuit' ? 'cluster-backends' : 'backends';
+    const slot =
+      spec.algo === 'maglev'
+        ? `jhash ${x} saddr . th sport mod ${spec.size} seed 0x${(config.maglevSeed ?? 0).toString(16).padStart(8, '0')}`
+        : `numgen random mod ${spec.size}`;
+    chain(name, [
+      ...prefix[spec.role],
+      // A client seen within its affinity timeout goes back to the endpoint it had.
+      ...(spec.sticky
+        ? PROTOCOLS.map(
+            (p) => `meta l4proto ${p} dnat ${x} to ${x} daddr . th dport . ${x} saddr map @affinity-${p}`,
+          )
+        : []),
+      ...(spec.size > 0
+        ? PROTOCOLS.map((p) => `dnat ${x} to ${frontendKey} . ${slot} map @${mapName}-${p}`)
+        : []),
     ]);
-  for (const n of sorted(used.shortCircuit)) chain(chainNames.shortCircuit(n), pick(n, 'cluster-backends'));
+  }
+  for (const [name, { p, seconds }] of [...recorders.entries()].sort(([a], [b]) =>
+    a < b ? -1 : a > b ? 1 : 0,
+  ))
+    chain(name, [
+      `meta l4proto ${p} update @affinity-${p} { ct original ${x} daddr . ct original proto-dst . ${x} saddr timeout ${seconds}s : ${x} daddr . th dport }`,
+    ]);
 
   for (const [id, m] of elements)
     rs.elements.set(id, new Map([...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));

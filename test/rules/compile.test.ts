@@ -12,6 +12,7 @@ export const CONFIG: CompileConfig = {
   masqueradeAll: false,
   serviceCIDRs: ['10.96.0.0/16'],
   nodePortIPs: { ipv4: ['192.168.0.10'], ipv6: [] },
+  maglevSeed: 0,
 };
 
 /** A ClusterIP with two endpoints, a UDP one with none, a NodePort with eTP Local, a LB with source ranges. */
@@ -127,6 +128,7 @@ describe('FakeNft with compiled rules', () => {
 });
 
 const EXPECTED = `add table ip kube-nftproxy { comment "rules for kube-nftproxy" ; }
+add chain ip kube-nftproxy affinity-record
 add chain ip kube-nftproxy cluster-ips-check
 add chain ip kube-nftproxy clusterip-1
 add chain ip kube-nftproxy clusterip-2
@@ -138,6 +140,7 @@ add chain ip kube-nftproxy filter-input { type filter hook input priority -110 ;
 add chain ip kube-nftproxy filter-output { type filter hook output priority -110 ; }
 add chain ip kube-nftproxy filter-output-post-dnat { type filter hook output priority -90 ; }
 add chain ip kube-nftproxy filter-prerouting { type filter hook prerouting priority -110 ; }
+add chain ip kube-nftproxy filter-prerouting-post-dnat { type filter hook prerouting priority -90 ; }
 add chain ip kube-nftproxy firewall-check
 add chain ip kube-nftproxy mark-for-masquerade
 add chain ip kube-nftproxy masquerading
@@ -148,6 +151,12 @@ add chain ip kube-nftproxy reject-chain
 add chain ip kube-nftproxy services
 add chain ip kube-nftproxy shortcircuit
 add chain ip kube-nftproxy shortcircuit-2
+add map ip kube-nftproxy affinity-frontends-sctp { type ipv4_addr . inet_service : verdict ; comment "sctp frontends with sessionAffinity: goto the recorder with their timeout" ; }
+add map ip kube-nftproxy affinity-frontends-tcp { type ipv4_addr . inet_service : verdict ; comment "tcp frontends with sessionAffinity: goto the recorder with their timeout" ; }
+add map ip kube-nftproxy affinity-frontends-udp { type ipv4_addr . inet_service : verdict ; comment "udp frontends with sessionAffinity: goto the recorder with their timeout" ; }
+add map ip kube-nftproxy affinity-sctp { typeof ip daddr . th dport . ip saddr : ip daddr . sctp dport ; flags dynamic,timeout ; timeout 3h ; comment "frontend . client: the sctp endpoint it had (sessionAffinity ClientIP)" ; }
+add map ip kube-nftproxy affinity-tcp { typeof ip daddr . th dport . ip saddr : ip daddr . tcp dport ; flags dynamic,timeout ; timeout 3h ; comment "frontend . client: the tcp endpoint it had (sessionAffinity ClientIP)" ; }
+add map ip kube-nftproxy affinity-udp { typeof ip daddr . th dport . ip saddr : ip daddr . udp dport ; flags dynamic,timeout ; timeout 3h ; comment "frontend . client: the udp endpoint it had (sessionAffinity ClientIP)" ; }
 add map ip kube-nftproxy backends-sctp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . sctp dport ; comment "frontend . slot: the sctp endpoint for this traffic policy" ; }
 add map ip kube-nftproxy backends-tcp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "frontend . slot: the tcp endpoint for this traffic policy" ; }
 add map ip kube-nftproxy backends-udp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . udp dport ; comment "frontend . slot: the udp endpoint for this traffic policy" ; }
@@ -161,6 +170,9 @@ add set ip kube-nftproxy hairpin { type ipv4_addr . ipv4_addr ; comment "local e
 add map ip kube-nftproxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "frontends without endpoints: reject or drop" ; }
 add map ip kube-nftproxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "frontends with endpoints: goto the chain that picks one" ; }
 add map ip kube-nftproxy shortcircuit-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "eTP Local frontends: pods and the node use every endpoint" ; }
+add rule ip kube-nftproxy affinity-record meta l4proto tcp ct original ip daddr . ct original proto-dst vmap @affinity-frontends-tcp
+add rule ip kube-nftproxy affinity-record meta l4proto udp ct original ip daddr . ct original proto-dst vmap @affinity-frontends-udp
+add rule ip kube-nftproxy affinity-record meta l4proto sctp ct original ip daddr . ct original proto-dst vmap @affinity-frontends-sctp
 add rule ip kube-nftproxy cluster-ips-check ip daddr @cluster-ips goto reject-chain
 add rule ip kube-nftproxy cluster-ips-check ip daddr { 10.96.0.0/16 } drop
 add rule ip kube-nftproxy clusterip-1 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade
@@ -186,9 +198,11 @@ add rule ip kube-nftproxy filter-forward ct state new jump endpoints-check
 add rule ip kube-nftproxy filter-forward ct state new jump cluster-ips-check
 add rule ip kube-nftproxy filter-input ct state new jump endpoints-check
 add rule ip kube-nftproxy filter-output ct state new jump firewall-check
+add rule ip kube-nftproxy filter-output-post-dnat ct state new ct status dnat jump affinity-record
 add rule ip kube-nftproxy filter-output-post-dnat ct state new jump endpoints-check
 add rule ip kube-nftproxy filter-output-post-dnat ct state new jump cluster-ips-check
 add rule ip kube-nftproxy filter-prerouting ct state new jump firewall-check
+add rule ip kube-nftproxy filter-prerouting-post-dnat ct state new ct status dnat jump affinity-record
 add rule ip kube-nftproxy firewall-check ip daddr . meta l4proto . th dport @firewall-ips ip daddr . meta l4proto . th dport . ip saddr != @firewall-allow drop
 add rule ip kube-nftproxy mark-for-masquerade meta mark set meta mark | 0x00004000
 add rule ip kube-nftproxy masquerading ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random

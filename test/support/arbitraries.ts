@@ -14,8 +14,8 @@ const endpointArb = fc.record({
   terminating: fc.boolean(),
 });
 
-const serviceArb = fc.record({
-  type: fc.constantFrom('ClusterIP', 'NodePort', 'LoadBalancer'),
+const serviceArb: fc.Arbitrary<ServiceSpec> = fc.record({
+  type: fc.constantFrom<ServiceSpec['type']>('ClusterIP', 'NodePort', 'LoadBalancer'),
   udp: fc.boolean(),
   eTPLocal: fc.boolean(),
   iTPLocal: fc.boolean(),
@@ -23,9 +23,25 @@ const serviceArb = fc.record({
   ranges: fc.boolean(),
   endpoints: fc.array(endpointArb, { maxLength: 5 }),
   ipv6: fc.boolean(),
+  affinity: fc.boolean(),
+  // Maglev tables are thousands of elements per frontend: too slow for many runs; see apply.test.ts
+  maglev: fc.constant(false),
 });
 
-export type ClusterSpec = fc.infer<typeof serviceArb>[];
+export interface ServiceSpec {
+  type: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
+  udp: boolean;
+  eTPLocal: boolean;
+  iTPLocal: boolean;
+  externalIP: boolean;
+  ranges: boolean;
+  endpoints: Array<{ host: number; local: boolean; ready: boolean; serving: boolean; terminating: boolean }>;
+  ipv6: boolean;
+  affinity: boolean;
+  maglev: boolean;
+}
+
+export type ClusterSpec = ServiceSpec[];
 
 export const clusterArb: fc.Arbitrary<ClusterSpec> = fc.array(serviceArb, { maxLength: 8 });
 
@@ -49,13 +65,22 @@ export function objectsOf(spec: ClusterSpec): { services: V1Service[]; slices: V
           clusterIPs: families,
           ...(s.type !== 'ClusterIP' && s.eTPLocal ? { externalTrafficPolicy: 'Local' } : {}),
           ...(s.iTPLocal ? { internalTrafficPolicy: 'Local' } : {}),
+          ...(s.affinity
+            ? {
+                sessionAffinity: 'ClientIP',
+                sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 * (1 + (i % 3)) } },
+              }
+            : {}),
           ...(s.externalIP ? { externalIPs: [`192.0.2.${i + 1}`] } : {}),
           ...(s.type === 'LoadBalancer' && s.ranges
             ? { loadBalancerSourceRanges: ['203.0.113.0/24', ' 198.18.0.0/15 '] }
             : {}),
           ports: [{ port: 80, protocol, ...(s.type !== 'ClusterIP' ? { nodePort: 30000 + i } : {}) }],
         },
-        s.type === 'LoadBalancer' ? { lbIPs: [`198.51.100.${i + 1}`] } : {},
+        {
+          ...(s.type === 'LoadBalancer' ? { lbIPs: [`198.51.100.${i + 1}`] } : {}),
+          ...(s.maglev ? { annotations: { 'kube-nftproxy.io/lb-algorithm': 'maglev' } } : {}),
+        },
       ),
     );
     const eps = s.endpoints.map((e) => ({

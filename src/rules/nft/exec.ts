@@ -31,6 +31,11 @@ export interface Nft {
   check(tx: Transaction): Promise<void>;
   /** `nft list table family table`; '' when the table does not exist. */
   list(family: NftFamily, table: string): Promise<string>;
+  /**
+   * `nft -j list map family table map`: the JSON text, '' when it does not exist. For maps the
+   * kernel fills itself (session affinity), whose elements we never sent.
+   */
+  listMapJson(family: NftFamily, table: string, map: string): Promise<string>;
   /** nft's version, e.g. '1.0.6' (read once, then cached). */
   version(): Promise<string>;
 }
@@ -143,6 +148,14 @@ export function createNft(opts: NftOptions = {}): Nft {
     check: (tx) => apply(['-c', '-f', '-'], tx),
     async list(family, table) {
       const args = ['list', 'table', family, table];
+      const result = await call(args);
+      if (result.code === 0) return result.stdout;
+      const err = nftError(args, result);
+      if (err.code === ErrorCodes.NFT_NOT_EXIST) return '';
+      throw err;
+    },
+    async listMapJson(family, table, map) {
+      const args = ['-j', 'list', 'map', family, table, map];
       const result = await call(args);
       if (result.code === 0) return result.stdout;
       const err = nftError(args, result);

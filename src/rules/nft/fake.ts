@@ -411,6 +411,13 @@ export class FakeNft implements Nft {
     return t === undefined ? '' : dumpTable(t);
   }
 
+  /** The Fake holds no kernel-filled (dynamic) elements: an empty listing of an existing map. */
+  async listMapJson(family: NftFamily, table: string, map: string): Promise<string> {
+    const t = this.#state.get(tableKey(family, table));
+    if (t === undefined || !t.sets.has(map)) return '';
+    return JSON.stringify({ nftables: [{ map: { family, table, name: map, elem: [] } }] });
+  }
+
   async version(): Promise<string> {
     return this.#version;
   }
