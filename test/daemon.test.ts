@@ -3,7 +3,6 @@ import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { ErrorCodes, ProxyError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
-import type { Nft } from '../src/rules/nft/exec.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
 import type { Source, SourceHandler } from '../src/watch/source.js';
 import { FakeClock } from './support/fake-clock.js';
@@ -21,25 +20,15 @@ class HandSource implements Source {
 }
 
 /** FakeNft behind a switch: while `broken`, every transaction is refused as the kernel would. */
-class SwitchableNft implements Nft {
+class SwitchableNft extends FakeNft {
   broken = false;
   refused = 0;
-  constructor(readonly fake = new FakeNft()) {}
-  async run(tx: Parameters<Nft['run']>[0]): Promise<void> {
+  override async run(tx: Parameters<FakeNft['run']>[0]): Promise<void> {
     if (this.broken) {
       this.refused++;
       throw new ProxyError(ErrorCodes.NFT_REJECTED, 'injected: nft refused the transaction');
     }
-    await this.fake.run(tx);
-  }
-  check(tx: Parameters<Nft['check']>[0]): Promise<void> {
-    return this.fake.check(tx);
-  }
-  list(...args: Parameters<Nft['list']>): Promise<string> {
-    return this.fake.list(...args);
-  }
-  version(): Promise<string> {
-    return this.fake.version();
+    await super.run(tx);
   }
 }
 
@@ -150,7 +139,7 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
     assert.equal((await get('healthz', '/healthz')).status, 200);
     const recovered = await sample('kubeproxy_sync_proxy_rules_last_timestamp_seconds');
     assert.ok(recovered !== undefined && recovered > firstSync, `${recovered} after ${firstSync}`);
-    assert.match(nft.fake.dump(), /10\.244\.1\.13/);
+    assert.match(nft.dump(), /10\.244\.1\.13/);
   });
 
   it('lists the Service under /debug/services', async () => {
