@@ -6,7 +6,8 @@ import { UserspaceBackend } from './lb/userspace-backend.js';
 import { ipLocalAddresses } from './lb/local-address.js';
 import { trace } from './model/trace.js';
 import type { ProxyState } from './model/types.js';
-import { compileConfig, rulesFor, stateFrom, type Environment } from './pipeline.js';
+import { compileConfig, stateFrom, type Environment } from './pipeline.js';
+import { Compiler } from './rules/compile.js';
 import { NftApplier, renderRuleset } from './rules/apply.js';
 import type { Nft } from './rules/nft/exec.js';
 import { probeNft } from './rules/nft/probe.js';
@@ -146,6 +147,16 @@ export class Daemon {
     return createKubeSource({ kubeConfig, nodeName: this.config.hostnameOverride, log: this.deps.log });
   }
 
+  #compiler: { key: string; compiler: Compiler } | undefined;
+
+  /** One Compiler while the compile config stays (its memory makes one change cost one port). */
+  #compilerFor(state: ProxyState): Compiler {
+    const cc = compileConfig(state, this.config, this.deps.env);
+    const key = JSON.stringify(cc);
+    if (this.#compiler?.key !== key) this.#compiler = { key, compiler: new Compiler(cc) };
+    return this.#compiler.compiler;
+  }
+
   /** One sync: the runner calls it; never two at once. */
   async sync(): Promise<void> {
     if (!this.store.isSynced) return;
@@ -161,7 +172,7 @@ export class Daemon {
       if (this.#userspace) {
         await this.#userspace.sync(state);
       } else {
-        const rules = rulesFor(state, this.config, this.deps.env);
+        const rules = this.#compilerFor(state).compile(state);
         const wantFull = start - this.#lastFull >= FULL_SYNC_PERIOD_MS;
         const result = await this.applier.sync(rules, { full: wantFull });
         full = result.full;

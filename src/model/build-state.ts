@@ -1,7 +1,7 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { parseEndpointSlice, type SliceInfo } from './endpoint-slice.js';
 import { canonicalIp, compareIps, ipFamily } from './ip.js';
-import { parseService } from './service.js';
+import { parseService, type ServiceInfo } from './service.js';
 import { categorizeEndpoints, type HintedEndpoint } from './topology.js';
 import type { Family, LbAlgorithm, NodeInfo, ProxyState, ServicePort, Skipped } from './types.js';
 
@@ -42,6 +42,26 @@ function nodeInfo(input: ModelInput, config: ModelConfig): NodeInfo {
   return { name: config.nodeName, ips: [...ips], labels: { ...labels }, ...(zone ? { zone } : {}) };
 }
 
+/*
+ * Memory keyed by object identity. The store hands over the same object until it changes, so
+ * a sync after one change parses and joins one Service again, not ten thousand. Invisible to
+ * callers: the same input gives the same output, with or without it.
+ */
+const parsedServices = new WeakMap<V1Service, ReturnType<typeof parseService>>();
+const parsedSlices = new WeakMap<V1EndpointSlice, ReturnType<typeof parseEndpointSlice>>();
+interface JoinedService {
+  slices: SliceInfo[];
+  node: string;
+  zone: string | undefined;
+  lbAlgorithm: LbAlgorithm;
+  ports: ServicePort[];
+  skipped: Skipped[];
+}
+const joined = new WeakMap<V1Service, JoinedService>();
+
+const sameSlices = (a: SliceInfo[], b: SliceInfo[]): boolean =>
+  a.length === b.length && a.every((s, i) => s === b[i]);
+
 const objName = (o: { metadata?: { namespace?: string; name?: string } }): string =>
   `${o.metadata?.namespace || 'default'}/${o.metadata?.name ?? '<unnamed>'}`;
 
@@ -58,7 +78,11 @@ export function buildState(input: ModelInput, config: ModelConfig): ProxyState {
   // with the first slice winning unless a later copy is local.
   const slicesByService = new Map<string, SliceInfo[]>();
   for (const raw of input.slices) {
-    const result = parseEndpointSlice(raw);
+    let result = parsedSlices.get(raw);
+    if (!result) {
+      result = parseEndpointSlice(raw);
+      parsedSlices.set(raw, result);
+    }
     if (!result.ok) {
       skipped.push({
         kind: 'EndpointSlice',
@@ -84,7 +108,11 @@ export function buildState(input: ModelInput, config: ModelConfig): ProxyState {
     objName(a) < objName(b) ? -1 : objName(a) > objName(b) ? 1 : 0,
   );
   for (const raw of sortedServices) {
-    const result = parseService(raw);
+    let result = parsedServices.get(raw);
+    if (!result) {
+      result = parseService(raw);
+      parsedServices.set(raw, result);
+    }
     const key = objName(raw);
     if (!result.ok) {
       skipped.push({
@@ -101,89 +129,119 @@ export function buildState(input: ModelInput, config: ModelConfig): ProxyState {
     }
     seenServices.add(key);
     const svc = result.service;
-    for (const w of svc.warnings) skipped.push({ kind: 'Service', name: key, reason: w });
     const slices = slicesByService.get(key) ?? [];
-    for (const slice of slices) {
-      if (!svc.clusterIPs[slice.family])
-        skipped.push({
-          kind: 'EndpointSlice',
-          name: `${slice.namespace}/${slice.name}`,
-          reason: `${slice.family} endpoints for a Service with no ${slice.family} clusterIP`,
-        });
+    let done = joined.get(raw);
+    if (
+      !done ||
+      done.node !== node.name ||
+      done.zone !== node.zone ||
+      done.lbAlgorithm !== config.lbAlgorithm ||
+      !sameSlices(done.slices, slices)
+    ) {
+      done = {
+        slices,
+        node: node.name,
+        zone: node.zone,
+        lbAlgorithm: config.lbAlgorithm,
+        ...joinService(key, svc, slices, node, config),
+      };
+      joined.set(raw, done);
     }
-    for (const family of ['ipv4', 'ipv6'] as const) {
-      const clusterIP = svc.clusterIPs[family];
-      if (!clusterIP) continue;
-      for (const port of svc.ports) {
-        const endpoints = new Map<string, HintedEndpoint>();
-        for (const slice of slices) {
-          if (slice.family !== family) continue;
-          const sp = slice.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
-          if (!sp) continue;
-          for (const ep of slice.endpoints) {
-            const local = ep.nodeName !== undefined && ep.nodeName === node.name;
-            const id = `${ep.ip}|${sp.port}`;
-            if (endpoints.has(id) && !local) continue;
-            endpoints.set(id, {
-              ip: ep.ip,
-              port: sp.port,
-              ready: ep.ready,
-              serving: ep.serving,
-              terminating: ep.terminating,
-              local,
-              zoneHints: ep.zoneHints,
-              nodeHints: ep.nodeHints,
-              ...(ep.nodeName ? { nodeName: ep.nodeName } : {}),
-              ...(ep.zone ? { zone: ep.zone } : {}),
-            });
-          }
-        }
-        const all = [...endpoints.values()].sort((a, b) => compareIps(a.ip, b.ip) || a.port - b.port);
-        const { clusterEndpoints, localEndpoints, hasEndpoints } = categorizeEndpoints(
-          all,
-          svc,
-          node.name,
-          node.zone,
-        );
-        const pick = (f: Family) => (ip: string) => ipFamily(ip) === f;
-        ports.push({
-          key: `${key}:${port.name}/${port.protocol}/${family}`,
-          service: key,
-          namespace: svc.namespace,
-          name: svc.name,
-          portName: port.name,
-          family,
-          protocol: port.protocol,
-          clusterIP,
-          port: port.port,
-          nodePort: port.nodePort,
-          externalIPs: svc.externalIPs.filter(pick(family)),
-          loadBalancerIPs: svc.loadBalancerIPs.filter(pick(family)),
-          sourceRanges: svc.sourceRanges.filter((c) => ipFamily(c.slice(0, c.indexOf('/'))) === family),
-          externalPolicyLocal: svc.externalPolicyLocal,
-          internalPolicyLocal: svc.internalPolicyLocal,
-          affinitySeconds: svc.affinitySeconds,
-          healthCheckNodePort: svc.healthCheckNodePort,
-          lbAlgorithm: svc.lbAlgorithm ?? config.lbAlgorithm,
-          allEndpoints: all.map(({ zoneHints: _z, nodeHints: _n, ...ep }) => ep),
-          clusterEndpoints,
-          localEndpoints,
-          hasEndpoints,
-          externallyAccessible: svc.externallyAccessible,
-        });
-      }
-    }
+    for (const w of svc.warnings) skipped.push({ kind: 'Service', name: key, reason: w });
+    skipped.push(...done.skipped);
+    ports.push(...done.ports);
   }
   ports.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  dropConflictingFrontends(ports, skipped);
-  return { node, ports, skipped };
+  return { node, ports: dropConflictingFrontends(ports, skipped), skipped };
+}
+
+/** One Service with its slices: its service ports per family, endpoints categorized. Pure. */
+function joinService(
+  key: string,
+  svc: ServiceInfo,
+  slices: SliceInfo[],
+  node: NodeInfo,
+  config: ModelConfig,
+): { ports: ServicePort[]; skipped: Skipped[] } {
+  const out: { ports: ServicePort[]; skipped: Skipped[] } = { ports: [], skipped: [] };
+  for (const slice of slices) {
+    if (!svc.clusterIPs[slice.family])
+      out.skipped.push({
+        kind: 'EndpointSlice',
+        name: `${slice.namespace}/${slice.name}`,
+        reason: `${slice.family} endpoints for a Service with no ${slice.family} clusterIP`,
+      });
+  }
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const clusterIP = svc.clusterIPs[family];
+    if (!clusterIP) continue;
+    for (const port of svc.ports) {
+      const endpoints = new Map<string, HintedEndpoint>();
+      for (const slice of slices) {
+        if (slice.family !== family) continue;
+        const sp = slice.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
+        if (!sp) continue;
+        for (const ep of slice.endpoints) {
+          const local = ep.nodeName !== undefined && ep.nodeName === node.name;
+          const id = `${ep.ip}|${sp.port}`;
+          if (endpoints.has(id) && !local) continue;
+          endpoints.set(id, {
+            ip: ep.ip,
+            port: sp.port,
+            ready: ep.ready,
+            serving: ep.serving,
+            terminating: ep.terminating,
+            local,
+            zoneHints: ep.zoneHints,
+            nodeHints: ep.nodeHints,
+            ...(ep.nodeName ? { nodeName: ep.nodeName } : {}),
+            ...(ep.zone ? { zone: ep.zone } : {}),
+          });
+        }
+      }
+      const all = [...endpoints.values()].sort((a, b) => compareIps(a.ip, b.ip) || a.port - b.port);
+      const { clusterEndpoints, localEndpoints, hasEndpoints } = categorizeEndpoints(
+        all,
+        svc,
+        node.name,
+        node.zone,
+      );
+      const pick = (f: Family) => (ip: string) => ipFamily(ip) === f;
+      out.ports.push({
+        key: `${key}:${port.name}/${port.protocol}/${family}`,
+        service: key,
+        namespace: svc.namespace,
+        name: svc.name,
+        portName: port.name,
+        family,
+        protocol: port.protocol,
+        clusterIP,
+        port: port.port,
+        nodePort: port.nodePort,
+        externalIPs: svc.externalIPs.filter(pick(family)),
+        loadBalancerIPs: svc.loadBalancerIPs.filter(pick(family)),
+        sourceRanges: svc.sourceRanges.filter((c) => ipFamily(c.slice(0, c.indexOf('/'))) === family),
+        externalPolicyLocal: svc.externalPolicyLocal,
+        internalPolicyLocal: svc.internalPolicyLocal,
+        affinitySeconds: svc.affinitySeconds,
+        healthCheckNodePort: svc.healthCheckNodePort,
+        lbAlgorithm: svc.lbAlgorithm ?? config.lbAlgorithm,
+        allEndpoints: all.map(({ zoneHints: _z, nodeHints: _n, ...ep }) => ep),
+        clusterEndpoints,
+        localEndpoints,
+        hasEndpoints,
+        externallyAccessible: svc.externallyAccessible,
+      });
+    }
+  }
+  return out;
 }
 
 /**
  * Two Services cannot own one frontend (an external IP, LB IP or NodePort on the same
  * protocol and port): the first by key keeps it, the other loses just that frontend.
  */
-function dropConflictingFrontends(ports: ServicePort[], skipped: Skipped[]): void {
+function dropConflictingFrontends(ports: ServicePort[], skipped: Skipped[]): ServicePort[] {
   const owner = new Map<string, string>();
   const claim = (frontend: string, sp: ServicePort): boolean => {
     const prev = owner.get(frontend);
@@ -195,11 +253,20 @@ function dropConflictingFrontends(ports: ServicePort[], skipped: Skipped[]): voi
     skipped.push({ kind: 'Service', name: sp.service, reason: `${frontend} is already used by ${prev}` });
     return false;
   };
-  for (const sp of ports) {
+  // Ports are shared with the memory above: one that loses a frontend is copied, never changed.
+  return ports.map((sp) => {
+    if (sp.externalIPs.length === 0 && sp.loadBalancerIPs.length === 0 && sp.nodePort === 0) return sp;
     const proto = sp.protocol.toLowerCase();
-    if (sp.clusterIP) claim(`${sp.clusterIP} ${proto}/${sp.port}`, sp);
-    sp.externalIPs = sp.externalIPs.filter((ip) => claim(`${ip} ${proto}/${sp.port}`, sp));
-    sp.loadBalancerIPs = sp.loadBalancerIPs.filter((ip) => claim(`${ip} ${proto}/${sp.port}`, sp));
-    if (sp.nodePort && !claim(`nodePort ${sp.family} ${proto}/${sp.nodePort}`, sp)) sp.nodePort = 0;
-  }
+    const externalIPs = sp.externalIPs.filter((ip) => claim(`${ip} ${proto}/${sp.port}`, sp));
+    const loadBalancerIPs = sp.loadBalancerIPs.filter((ip) => claim(`${ip} ${proto}/${sp.port}`, sp));
+    const nodePort =
+      sp.nodePort && claim(`nodePort ${sp.family} ${proto}/${sp.nodePort}`, sp) ? sp.nodePort : 0;
+    if (
+      externalIPs.length === sp.externalIPs.length &&
+      loadBalancerIPs.length === sp.loadBalancerIPs.length &&
+      nodePort === sp.nodePort
+    )
+      return sp;
+    return { ...sp, externalIPs, loadBalancerIPs, nodePort };
+  });
 }

@@ -1,5 +1,5 @@
 import type { Element, NftFamily } from './nft/types.js';
-import { setId, type Ruleset } from './ruleset.js';
+import type { Ruleset } from './ruleset.js';
 
 /**
  * Session affinity lives in maps the kernel fills (affinity-<proto>: frontend . client →
@@ -8,13 +8,13 @@ import { setId, type Ruleset } from './ruleset.js';
  * endpoint's affinity set). These pure helpers say which entries; the applier reads the map.
  */
 
-const PROTOCOLS = ['tcp', 'udp', 'sctp'] as const;
+type Protocol = 'tcp' | 'udp' | 'sctp';
 
 /** A sticky frontend that lost endpoints, per family and protocol. */
 export interface StaleAffinity {
   family: NftFamily;
   table: string;
-  proto: (typeof PROTOCOLS)[number];
+  proto: Protocol;
   /** `ip . port` of the frontend. */
   frontend: string;
   /** `ip . port` of every endpoint it no longer has. */
@@ -23,31 +23,39 @@ export interface StaleAffinity {
 
 const frontendOf = (el: Element): string => `${el.key[0]} . ${el.key[2]}`;
 
-/** Sticky frontends of `prev` whose backends in `next` lack some endpoint they had. */
+/**
+ * Sticky frontends of `prev` whose backends in `next` lack some endpoint they had. Only the
+ * fragments that were replaced are read: an unchanged port cannot have lost an endpoint.
+ */
 export function staleAffinity(prev: Ruleset, next: Ruleset): StaleAffinity[] {
   const out: StaleAffinity[] = [];
-  for (const t of prev.tables) {
-    for (const proto of PROTOCOLS) {
-      const sticky = prev.elements.get(setId(t.family, t.table, `affinity-frontends-${proto}`));
-      if (!sticky || sticky.size === 0) continue;
-      const endpoints = (rs: Ruleset): Map<string, Set<string>> => {
-        const byFrontend = new Map<string, Set<string>>();
-        for (const el of rs.elements.get(setId(t.family, t.table, `backends-${proto}`))?.values() ?? []) {
-          const fe = frontendOf(el);
-          if (!sticky.has(fe)) continue;
-          const set = byFrontend.get(fe) ?? new Set<string>();
-          set.add((el.value ?? []).join(' . '));
-          byFrontend.set(fe, set);
-        }
-        return byFrontend;
-      };
-      const before = endpoints(prev);
-      const after = endpoints(next);
-      for (const [frontend, had] of before) {
-        const now = after.get(frontend) ?? new Set<string>();
-        const gone = new Set([...had].filter((ep) => !now.has(ep)));
-        if (gone.size > 0) out.push({ family: t.family, table: t.table, proto, frontend, gone });
+  for (const [key, before] of prev.fragments) {
+    const after = next.fragments.get(key);
+    if (after === before) continue;
+    const sticky = new Map<string, Element>();
+    for (const el of before.elements)
+      if (el.set.startsWith('affinity-frontends-')) sticky.set(el.key.join(' . '), el);
+    if (sticky.size === 0) continue;
+    const endpoints = (elements: readonly Element[]): Map<string, Set<string>> => {
+      const byFrontend = new Map<string, Set<string>>();
+      for (const el of elements) {
+        if (!el.set.startsWith('backends-')) continue;
+        const fe = frontendOf(el);
+        if (!sticky.has(fe)) continue;
+        const set = byFrontend.get(fe) ?? new Set<string>();
+        set.add((el.value ?? []).join(' . '));
+        byFrontend.set(fe, set);
       }
+      return byFrontend;
+    };
+    const had = endpoints(before.elements);
+    const has = endpoints(after?.elements ?? []);
+    for (const [frontend, eps] of had) {
+      const now = has.get(frontend) ?? new Set<string>();
+      const gone = new Set([...eps].filter((ep) => !now.has(ep)));
+      const el = sticky.get(frontend)!;
+      const proto = el.set.slice('affinity-frontends-'.length) as StaleAffinity['proto'];
+      if (gone.size > 0) out.push({ family: el.family, table: el.table, proto, frontend, gone });
     }
   }
   return out;

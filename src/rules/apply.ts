@@ -3,7 +3,7 @@ import { staleAffinity, staleEntries, type StaleAffinity } from './affinity-clea
 import type { Nft } from './nft/exec.js';
 import { Transaction } from './nft/transaction.js';
 import type { NftFamily, Table } from './nft/types.js';
-import { chainId, setId, valueText, type Ruleset } from './ruleset.js';
+import { allElements, chainId, keyText, setId, valueText, type Fragment, type Ruleset } from './ruleset.js';
 
 /**
  * Everything in `rs`, from nothing: what a full sync sends after wiping our tables. With
@@ -21,7 +21,7 @@ export function fullTransaction(rs: Ruleset, opts: { replace: boolean } = { repl
   for (const c of rs.chains) tx.add(c.chain);
   for (const s of rs.sets) tx.add(s);
   for (const c of rs.chains) for (const r of c.rules) tx.add(r);
-  for (const m of rs.elements.values()) for (const el of m.values()) tx.add(el);
+  for (const el of allElements(rs)) tx.add(el);
   return tx;
 }
 
@@ -88,6 +88,7 @@ export function partialTransaction(prev: Ruleset, next: Ruleset): Transaction {
     if (next.elements.has(id) || !nextSets.has(id)) continue;
     for (const el of prevEls.values()) tx.delete(el);
   }
+  diffFragments(prev, next, recreated, tx);
 
   for (const c of refill) for (const r of c.rules) tx.add(r);
   for (const [id, c] of prevChains) {
@@ -99,6 +100,51 @@ export function partialTransaction(prev: Ruleset, next: Ruleset): Transaction {
   const nextTables = new Set(next.tables.map((t) => `${t.family} ${t.table}`));
   for (const t of prev.tables) if (!nextTables.has(`${t.family} ${t.table}`)) tx.delete(t);
   return tx;
+}
+
+const elementId = (el: { family: string; table: string; set: string; key: string[] }): string =>
+  `${setId(el.family as never, el.table, el.set)} ${keyText(el)}`;
+
+/**
+ * Element operations between the service ports' fragments: a fragment that is the same object
+ * in both is skipped unread, so one changed Service costs its own elements only. All deletes
+ * come before all adds, so an element that moves between two ports is never in the way.
+ */
+function diffFragments(prev: Ruleset, next: Ruleset, recreated: Set<string>, tx: Transaction): void {
+  const deletes: Fragment['elements'][number][] = [];
+  const adds: Fragment['elements'][number][] = [];
+  const index = (f: Fragment | undefined): Map<string, Fragment['elements'][number]> => {
+    const m = new Map<string, Fragment['elements'][number]>();
+    for (const el of f?.elements ?? []) m.set(elementId(el), el);
+    return m;
+  };
+  const gone = (el: Fragment['elements'][number]): boolean =>
+    recreated.has(setId(el.family, el.table, el.set));
+  for (const [key, before] of prev.fragments) {
+    const after = next.fragments.get(key);
+    if (after === before) continue;
+    const now = index(after);
+    for (const el of before.elements) {
+      if (gone(el)) continue;
+      const same = now.get(elementId(el));
+      if (!same || valueText(same) !== valueText(el)) deletes.push(el);
+    }
+  }
+  for (const [key, after] of next.fragments) {
+    const before = prev.fragments.get(key);
+    if (before === after) {
+      // Unchanged, but its set was recreated empty: everything goes back in.
+      for (const el of after.elements) if (gone(el)) adds.push(el);
+      continue;
+    }
+    const had = index(before);
+    for (const el of after.elements) {
+      const old = had.get(elementId(el));
+      if (!old || gone(el) || valueText(old) !== valueText(el)) adds.push(el);
+    }
+  }
+  for (const el of deletes) tx.delete(el);
+  for (const el of adds) tx.add(el);
 }
 
 export interface SyncResult {

@@ -1,9 +1,9 @@
 import { frontendsOf, type Frontend } from '../model/frontends.js';
-import { cidrContains, ipFamily, parseCidr } from '../model/ip.js';
+import { cidrContains, parseCidr } from '../model/ip.js';
 import { maglevEndpointTable } from '../lb/maglev.js';
 import type { Endpoint, Family, LbAlgorithm, ProxyState, ServicePort } from '../model/types.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Rule } from './nft/types.js';
-import { setId, type Ruleset } from './ruleset.js';
+import { setId, type Fragment, type Ruleset } from './ruleset.js';
 
 /** What the compiler needs beyond the state: the parts of the config that shape rules. */
 export interface CompileConfig {
@@ -65,24 +65,216 @@ const proto = (sp: ServicePort): (typeof PROTOCOLS)[number] =>
  * reject (none anywhere) or drop (none for this traffic policy).
  */
 export function compile(state: ProxyState, config: CompileConfig): Ruleset {
-  const rs: Ruleset = { tables: [], chains: [], sets: [], elements: new Map() };
-  for (const family of ['ipv4', 'ipv6'] as const) {
-    compileFamily(
-      rs,
-      state.ports.filter((sp) => sp.family === family),
-      family,
-      config,
-    );
-  }
-  return rs;
+  return new Compiler(config).compile(state);
 }
 
-function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config: CompileConfig): void {
+/**
+ * compile() with memory: each service port's elements (its fragment) are kept for as long as
+ * the model hands over the same ServicePort object, so a sync after one change compiles one
+ * port, and the applier diffs one fragment. The output is exactly compile()'s.
+ */
+export class Compiler {
+  readonly #config: CompileConfig;
+  readonly #ctx: Record<Family, FamilyContext>;
+  #fragments = new WeakMap<ServicePort, PortFragment>();
+
+  constructor(config: CompileConfig) {
+    this.#config = config;
+    this.#ctx = { ipv4: familyContext('ipv4', config), ipv6: familyContext('ipv6', config) };
+  }
+
+  compile(state: ProxyState): Ruleset {
+    const rs: Ruleset = { tables: [], chains: [], sets: [], elements: new Map(), fragments: new Map() };
+    const picks: Record<Family, Map<string, PickSpec>> = { ipv4: new Map(), ipv6: new Map() };
+    const recorders: Record<Family, Map<string, Recorder>> = { ipv4: new Map(), ipv6: new Map() };
+    const hairpin: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
+    for (const sp of state.ports) {
+      let fragment = this.#fragments.get(sp);
+      if (!fragment) {
+        fragment = compilePort(sp, this.#ctx[sp.family], this.#config);
+        this.#fragments.set(sp, fragment);
+      }
+      rs.fragments.set(sp.key, fragment);
+      for (const [name, spec] of fragment.picks) picks[sp.family].set(name, spec);
+      for (const [name, r] of fragment.recorders) recorders[sp.family].set(name, r);
+      for (const ip of fragment.hairpin) hairpin[sp.family].add(ip);
+    }
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      staticPart(rs, this.#ctx[family], picks[family], recorders[family]);
+      // Shared by every Service that has the endpoint: one element, kept apart from fragments.
+      const ctx = this.#ctx[family];
+      const m = new Map<string, Element>();
+      for (const ip of [...hairpin[family]].sort())
+        m.set(`${ip} . ${ip}`, {
+          kind: 'element',
+          family: ctx.nft,
+          table: ctx.table,
+          set: 'hairpin',
+          key: [ip, ip],
+        });
+      rs.elements.set(setId(ctx.nft, ctx.table, 'hairpin'), m);
+    }
+    return rs;
+  }
+}
+
+interface Recorder {
+  p: (typeof PROTOCOLS)[number];
+  seconds: number;
+}
+
+/** A port's elements and what they need of the static part. */
+interface PortFragment extends Fragment {
+  readonly elements: Element[];
+  readonly picks: Map<string, PickSpec>;
+  readonly recorders: Map<string, Recorder>;
+  readonly hairpin: string[];
+}
+
+/** What every family's rules share, computed once per config. */
+interface FamilyContext {
+  family: Family;
+  nft: NftFamily;
+  x: string;
+  addr: string;
+  table: string;
+  podCIDRs: string[];
+  serviceCIDRs: string[];
+  frontendKey: string;
+  nodePortIPs: Record<Family, string[]>;
+  masq: string[];
+  maglevSeed: number;
+}
+
+const anon = (list: string[]): string => `{ ${list.join(', ')} }`;
+
+function familyContext(family: Family, config: CompileConfig): FamilyContext {
   const { nft, x, addr } = SYNTAX[family];
-  const table = config.table;
+  const cidrs = (list: string[]): string[] =>
+    list
+      .map((c) => parseCidr(c))
+      .filter((c) => c !== undefined && c.family === family)
+      .map((c) => c!.text);
+  const podCIDRs = cidrs(config.clusterCIDRs);
+  return {
+    family,
+    nft,
+    x,
+    addr,
+    table: config.table,
+    podCIDRs,
+    serviceCIDRs: cidrs(config.serviceCIDRs),
+    frontendKey: `${x} daddr . meta l4proto . th dport`,
+    nodePortIPs: config.nodePortIPs,
+    masq: config.masqueradeAll
+      ? ['jump mark-for-masquerade']
+      : podCIDRs.length
+        ? [`${x} saddr != ${anon(podCIDRs)} jump mark-for-masquerade`]
+        : [],
+    maglevSeed: config.maglevSeed ?? 0,
+  };
+}
+
+/** One service port's elements, and the pick chains and recorders they jump to. Pure. */
+function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig): PortFragment {
+  const { nft: family, table } = ctx;
+  const p = proto(sp);
+  const elements: Element[] = [];
+  const picks = new Map<string, PickSpec>();
+  const recorders = new Map<string, Recorder>();
+  // Plain literals: building 100,000 elements with spreads costs seconds.
+  const element = (set: string, key: string[], value?: string[]): void => {
+    elements.push(
+      value
+        ? { kind: 'element', family, table, set, key, value }
+        : { kind: 'element', family, table, set, key },
+    );
+  };
+  const frontendKey = (fe: Frontend): string[] => [fe.ip, p, String(fe.port)];
+  const noEndpoints = (fe: Frontend): void =>
+    element('no-endpoint-services', frontendKey(fe), [sp.hasEndpoints ? 'drop' : 'goto reject-chain']);
+  const route = (
+    mapName: 'service-ips' | 'shortcircuit-ips',
+    role: Role,
+    fe: Frontend,
+    eps: Endpoint[],
+  ): void => {
+    let algo: LbAlgorithm = 'random';
+    let slots = eps;
+    if (sp.lbAlgorithm === 'maglev' && eps.length > 0) {
+      algo = 'maglev';
+      slots = maglevEndpointTable(eps, ctx.maglevSeed).slots;
+    }
+    const size = slots.length;
+    const sticky = sp.affinitySeconds > 0 && role !== 'shortcircuit' && size > 0;
+    const spec: PickSpec = { role, algo, size, sticky };
+    const name = pickChainName(spec);
+    picks.set(name, spec);
+    element(mapName, frontendKey(fe), [`goto ${name}`]);
+    const backends = `${role === 'shortcircuit' ? 'cluster-backends' : 'backends'}-${p}`;
+    const port = String(fe.port);
+    for (let slot = 0; slot < slots.length; slot++) {
+      const ep = slots[slot]!;
+      element(backends, [fe.ip, p, port, String(slot)], [ep.ip, String(ep.port)]);
+    }
+    if (sticky) {
+      const recorder = `affinity-record-${p}-${sp.affinitySeconds}`;
+      recorders.set(recorder, { p, seconds: sp.affinitySeconds });
+      element(`affinity-frontends-${p}`, [fe.ip, port], [`goto ${recorder}`]);
+    }
+  };
+
+  for (const fe of frontendsOf(sp, ctx.nodePortIPs)) {
+    if (fe.kind === 'clusterIP') {
+      element('cluster-ips', [fe.ip]);
+      const eps = sp.internalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints;
+      if (eps.length === 0) noEndpoints(fe);
+      else route('service-ips', 'clusterip', fe, eps);
+      continue;
+    }
+    if (fe.kind === 'loadBalancer' && sp.sourceRanges.length > 0) {
+      element('firewall-ips', frontendKey(fe));
+      for (const range of sp.sourceRanges) element('firewall-allow', [...frontendKey(fe), range]);
+    }
+    if (!sp.externalPolicyLocal) {
+      if (sp.clusterEndpoints.length === 0) noEndpoints(fe);
+      else route('service-ips', 'external', fe, sp.clusterEndpoints);
+      continue;
+    }
+    // externalTrafficPolicy Local: outside clients keep their address and reach only local
+    // endpoints; pods and the node itself short-circuit to every endpoint.
+    if (!sp.hasEndpoints) {
+      noEndpoints(fe);
+      continue;
+    }
+    route('service-ips', 'external-local', fe, sp.localEndpoints);
+    if (sp.localEndpoints.length === 0) noEndpoints(fe);
+    if (sp.clusterEndpoints.length > 0) route('shortcircuit-ips', 'shortcircuit', fe, sp.clusterEndpoints);
+  }
+  // Source ranges that admit the node's own address also admit the LB IPs themselves: a node
+  // reaching a VIP that is local loops back with the VIP as source (kube-proxy does the same).
+  if (sp.sourceRanges.length > 0 && sp.loadBalancerIPs.length > 0) {
+    const ranges = sp.sourceRanges.map((c) => parseCidr(c)!);
+    if (config.nodePortIPs[sp.family].some((ip) => ranges.some((r) => cidrContains(r, ip))))
+      for (const lb of sp.loadBalancerIPs)
+        for (const src of sp.loadBalancerIPs) element('firewall-allow', [lb, p, String(sp.port), src]);
+  }
+  const hairpin: string[] = [];
+  for (const ep of sp.clusterEndpoints) if (ep.local) hairpin.push(ep.ip);
+  for (const ep of sp.localEndpoints) if (ep.local) hairpin.push(ep.ip);
+  return { elements, picks, recorders, hairpin };
+}
+
+/** Tables, hooks, static chains, sets and maps, and the pick chains and recorders in use. */
+function staticPart(
+  rs: Ruleset,
+  ctx: FamilyContext,
+  picks: Map<string, PickSpec>,
+  recorders: Map<string, Recorder>,
+): void {
+  const { nft, x, addr, table, frontendKey, podCIDRs, serviceCIDRs } = ctx;
   const base = { family: nft, table };
   rs.tables.push({ ...base, kind: 'table', comment: 'rules for kube-nftproxy' });
-
   const chain = (name: string, rules: string[], hook?: Pick<Chain, 'type' | 'hook' | 'priority'>): void => {
     rs.chains.push({
       chain: { ...base, kind: 'chain', name, ...(hook ?? {}) },
@@ -95,28 +287,6 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
   const map = (name: string, spec: Omit<NftMap, 'kind' | 'family' | 'table' | 'name'>): void => {
     rs.sets.push({ ...base, kind: 'map', name, ...spec });
   };
-  const elements = new Map<string, Map<string, Element>>();
-  const element = (setName: string, key: string[], value?: string[]): void => {
-    const id = setId(nft, table, setName);
-    let m = elements.get(id);
-    if (!m) {
-      m = new Map();
-      elements.set(id, m);
-    }
-    const el: Element = { ...base, kind: 'element', set: setName, key, ...(value ? { value } : {}) };
-    m.set(key.join(' . '), el);
-  };
-
-  const cidrs = (list: string[]): string[] =>
-    list
-      .map((c) => parseCidr(c))
-      .filter((c) => c !== undefined && c.family === family)
-      .map((c) => c!.text);
-  const podCIDRs = cidrs(config.clusterCIDRs);
-  const serviceCIDRs = cidrs(config.serviceCIDRs);
-  const anon = (list: string[]): string => `{ ${list.join(', ')} }`;
-  const frontendKey = `${x} daddr . meta l4proto . th dport`;
-
   // --- hooks, in kube-proxy's priorities: filtering sees pre-DNAT addresses, except the
   // endpoint checks for locally generated traffic, which must see the short-circuit's DNAT.
   chain('filter-prerouting', ['ct state new jump firewall-check'], {
@@ -242,116 +412,8 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
     ),
   );
 
-  // --- pick chains, created for the (role, algorithm, size, affinity) combinations in use
-  const picks = new Map<string, PickSpec>();
-  const gotoPick = (spec: PickSpec): string => {
-    const name = pickChainName(spec);
-    picks.set(name, spec);
-    return `goto ${name}`;
-  };
-  /** The slot table of an endpoint list: the list itself (random), or Maglev's M slots. */
-  const slotsFor = (
-    sp: ServicePort,
-    eps: Endpoint[],
-  ): { algo: LbAlgorithm; size: number; slots: Endpoint[] } => {
-    if (sp.lbAlgorithm !== 'maglev' || eps.length === 0)
-      return { algo: 'random', size: eps.length, slots: eps };
-    const { m, slots } = maglevEndpointTable(eps, config.maglevSeed ?? 0);
-    return { algo: 'maglev', size: m, slots };
-  };
-  const putBackends = (
-    mapName: 'backends' | 'cluster-backends',
-    fe: Frontend,
-    sp: ServicePort,
-    slots: Endpoint[],
-  ): void => {
-    slots.forEach((ep, slot) =>
-      element(
-        `${mapName}-${proto(sp)}`,
-        [fe.ip, proto(sp), String(fe.port), String(slot)],
-        [ep.ip, String(ep.port)],
-      ),
-    );
-  };
-  const noEndpoints = (fe: Frontend, sp: ServicePort): void =>
-    element(
-      'no-endpoint-services',
-      [fe.ip, proto(sp), String(fe.port)],
-      [sp.hasEndpoints ? 'drop' : 'goto reject-chain'],
-    );
-  /** Route a frontend to a pick chain over `eps`, with its backends and affinity recording. */
-  const route = (
-    mapName: 'service-ips' | 'shortcircuit-ips',
-    role: Role,
-    fe: Frontend,
-    sp: ServicePort,
-    eps: Endpoint[],
-  ): void => {
-    const { algo, size, slots } = slotsFor(sp, eps);
-    const sticky = sp.affinitySeconds > 0 && role !== 'shortcircuit' && size > 0;
-    element(mapName, [fe.ip, proto(sp), String(fe.port)], [gotoPick({ role, algo, size, sticky })]);
-    putBackends(role === 'shortcircuit' ? 'cluster-backends' : 'backends', fe, sp, slots);
-    if (sticky) {
-      const recorder = `affinity-record-${proto(sp)}-${sp.affinitySeconds}`;
-      recorders.set(recorder, { p: proto(sp), seconds: sp.affinitySeconds });
-      element(`affinity-frontends-${proto(sp)}`, [fe.ip, String(fe.port)], [`goto ${recorder}`]);
-    }
-  };
-  const recorders = new Map<string, { p: (typeof PROTOCOLS)[number]; seconds: number }>();
-  const hairpin = new Set<string>();
-
-  for (const sp of ports) {
-    for (const ep of [...sp.clusterEndpoints, ...sp.localEndpoints])
-      if (ep.local && ipFamily(ep.ip) === family) hairpin.add(ep.ip);
-    for (const fe of frontendsOf(sp, config.nodePortIPs)) {
-      if (fe.kind === 'clusterIP') {
-        element('cluster-ips', [fe.ip]);
-        const eps = sp.internalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints;
-        if (eps.length === 0) noEndpoints(fe, sp);
-        else route('service-ips', 'clusterip', fe, sp, eps);
-        continue;
-      }
-      if (fe.kind === 'loadBalancer' && sp.sourceRanges.length > 0) {
-        element('firewall-ips', [fe.ip, proto(sp), String(fe.port)]);
-        for (const range of sp.sourceRanges)
-          element('firewall-allow', [fe.ip, proto(sp), String(fe.port), range]);
-      }
-      if (!sp.externalPolicyLocal) {
-        if (sp.clusterEndpoints.length === 0) noEndpoints(fe, sp);
-        else route('service-ips', 'external', fe, sp, sp.clusterEndpoints);
-        continue;
-      }
-      // externalTrafficPolicy Local: outside clients keep their address and reach only local
-      // endpoints; pods and the node itself short-circuit to every endpoint.
-      if (!sp.hasEndpoints) {
-        noEndpoints(fe, sp);
-        continue;
-      }
-      route('service-ips', 'external-local', fe, sp, sp.localEndpoints);
-      if (sp.localEndpoints.length === 0) noEndpoints(fe, sp);
-      if (sp.clusterEndpoints.length > 0)
-        route('shortcircuit-ips', 'shortcircuit', fe, sp, sp.clusterEndpoints);
-    }
-  }
-  // Source ranges that admit the node's own address also admit the LB IPs themselves: a node
-  // reaching a VIP that is local loops back with the VIP as source (kube-proxy does the same).
-  for (const sp of ports) {
-    if (sp.sourceRanges.length === 0) continue;
-    const ranges = sp.sourceRanges.map((c) => parseCidr(c)!);
-    const nodeAllowed = config.nodePortIPs[family].some((ip) => ranges.some((r) => cidrContains(r, ip)));
-    if (!nodeAllowed) continue;
-    for (const lb of sp.loadBalancerIPs)
-      for (const src of sp.loadBalancerIPs) element('firewall-allow', [lb, proto(sp), String(sp.port), src]);
-  }
-  for (const ip of hairpin) element('hairpin', [ip, ip]);
-
-  const masq = config.masqueradeAll
-    ? ['jump mark-for-masquerade']
-    : podCIDRs.length
-      ? [`${x} saddr != ${anon(podCIDRs)} jump mark-for-masquerade`]
-      : [];
   const prefix: Record<Role, string[]> = {
-    clusterip: masq,
+    clusterip: ctx.masq,
     external: ['jump mark-for-masquerade'],
     'external-local': [
       ...(podCIDRs.length ? [`${x} saddr ${anon(podCIDRs)} goto shortcircuit`] : []),
@@ -364,7 +426,7 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
     const mapName = spec.role === 'shortcircuit' ? 'cluster-backends' : 'backends';
     const slot =
       spec.algo === 'maglev'
-        ? `jhash ${x} saddr . th sport mod ${spec.size} seed 0x${(config.maglevSeed ?? 0).toString(16).padStart(8, '0')}`
+        ? `jhash ${x} saddr . th sport mod ${spec.size} seed 0x${ctx.maglevSeed.toString(16).padStart(8, '0')}`
         : `numgen random mod ${spec.size}`;
     chain(name, [
       ...prefix[spec.role],
@@ -385,7 +447,4 @@ function compileFamily(rs: Ruleset, ports: ServicePort[], family: Family, config
     chain(name, [
       `meta l4proto ${p} update @affinity-${p} { ct original ${x} daddr . ct original proto-dst . ${x} saddr timeout ${seconds}s : ${x} daddr . th dport }`,
     ]);
-
-  for (const [id, m] of elements)
-    rs.elements.set(id, new Map([...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
 }

@@ -10,8 +10,24 @@ export interface Ruleset {
   /** Chains with their rules, in creation order. */
   chains: Array<{ chain: Chain; rules: Rule[] }>;
   sets: Array<NftSet | NftMap>;
-  /** Elements by set id (`family table set`), each by key text. */
+  /** Elements shared by many service ports (hairpin), by set id (`family table set`), each by key text. */
   elements: Map<string, Map<string, Element>>;
+  /**
+   * Each service port's own elements, by port key. A fragment object that is the same in two
+   * rulesets has the same elements: the applier diffs only fragments that were replaced.
+   */
+  fragments: Map<string, Fragment>;
+}
+
+/** The elements one service port contributes. */
+export interface Fragment {
+  readonly elements: readonly Element[];
+}
+
+/** Every element of a ruleset: shared ones, then each fragment's. */
+export function* allElements(rs: Ruleset): Generator<Element> {
+  for (const m of rs.elements.values()) yield* m.values();
+  for (const f of rs.fragments.values()) yield* f.elements;
 }
 
 export const setId = (family: NftFamily, table: string, set: string): string => `${family} ${table} ${set}`;
@@ -21,7 +37,7 @@ export const keyText = (el: Pick<Element, 'key'>): string => el.key.join(' . ');
 export const valueText = (el: Pick<Element, 'value'>): string => (el.value ?? []).join(' . ');
 
 export function emptyRuleset(): Ruleset {
-  return { tables: [], chains: [], sets: [], elements: new Map() };
+  return { tables: [], chains: [], sets: [], elements: new Map(), fragments: new Map() };
 }
 
 /** Count of objects, for logs and metrics. */
@@ -30,5 +46,6 @@ export function rulesetSize(rs: Ruleset): { chains: number; rules: number; sets:
   for (const c of rs.chains) rules += c.rules.length;
   let elements = 0;
   for (const m of rs.elements.values()) elements += m.size;
+  for (const f of rs.fragments.values()) elements += f.elements.length;
   return { chains: rs.chains.length, rules, sets: rs.sets.length, elements };
 }

@@ -60,10 +60,10 @@ describe('apply: partial transactions', () => {
     assert.equal(
       tx.toString(),
       [
-        'delete element ip kube-nftproxy backends-tcp { 10.96.0.2 . tcp . 80 . 2 }',
-        'add element ip kube-nftproxy backends-tcp { 10.96.0.2 . tcp . 80 . 2 : 10.244.1.9 . 8080 }',
         // 10.244.1.4 stays: the other two Services still use it.
         'add element ip kube-nftproxy hairpin { 10.244.1.9 . 10.244.1.9 }',
+        'delete element ip kube-nftproxy backends-tcp { 10.96.0.2 . tcp . 80 . 2 }',
+        'add element ip kube-nftproxy backends-tcp { 10.96.0.2 . tcp . 80 . 2 : 10.244.1.9 . 8080 }',
         '',
       ].join('\n'),
     );
@@ -111,8 +111,6 @@ describe('apply: partial transactions', () => {
         externalIP: false,
         ranges: false,
         ipv6: false,
-        affinity: false,
-        maglev: false,
         affinity: false,
         maglev: false,
         endpoints: [],
