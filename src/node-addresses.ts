@@ -3,16 +3,23 @@ import type { ProxyConfig } from './config-types.js';
 import { cidrContains, ipFamily, parseCidr } from './model/ip.js';
 import type { Family, NodeInfo } from './model/types.js';
 
-/** This host's own non-loopback addresses (the I/O half of choosing node and NodePort IPs). */
-export function hostAddresses(): string[] {
+/**
+ * This host's own addresses but loopback and link-local ones (the I/O half of choosing node
+ * and NodePort IPs). Addresses are judged by value, not by interface: node's `internal` flag
+ * marks every address on `lo`, and an extra node address living there (a VIP, a second node
+ * IP) is a NodePort address to kube-proxy, which lists the addresses of every interface.
+ */
+export function hostAddresses(
+  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): string[] {
   const out: string[] = [];
-  for (const list of Object.values(networkInterfaces())) {
+  for (const list of Object.values(interfaces)) {
     for (const a of list ?? []) {
-      if (a.internal || (a.family === 'IPv6' && a.address.startsWith('fe80:'))) continue;
+      if (isLoopback(a.address) || (a.family === 'IPv6' && /^fe[89ab]/i.test(a.address))) continue;
       out.push(a.address);
     }
   }
-  return out.sort();
+  return [...new Set(out)].sort();
 }
 
 const isLoopback = (ip: string): boolean => ip.startsWith('127.') || ip === '::1';
