@@ -1,0 +1,131 @@
+import type { V1Service } from '@kubernetes/client-node';
+import { LAB, Lab } from '../../scripts/lab/index.js';
+import { requireKernel } from '../support/capabilities.js';
+import { service, slice } from '../support/objects.js';
+import { caseTable, TracedProxy, type Case } from '../support/traced-probe.js';
+
+/**
+ * LoadBalancer ingress IPs and externalIPs through the real kernel, held to trace(): the
+ * clients route those IPs to the node; ingress IPs with ipMode Proxy are the load balancer's
+ * own business and left alone; eTP Cluster always masquerades.
+ */
+describe('kernel: LoadBalancer ingress IPs and externalIPs', function () {
+  this.timeout(180_000);
+  let lab: Lab;
+  let proxy: TracedProxy;
+  const NS = 'lb';
+  const LB = '192.0.2.10';
+  const LB_PROXY = '192.0.2.11';
+  const LB_VIP = '192.0.2.12';
+  const EXTERNAL = '192.0.2.50';
+  const EXT_ONLY = '192.0.2.60';
+  const LB_EMPTY = '192.0.2.20';
+  const all = ['far-1', 'web-1', 'web-2'];
+
+  const withIngress = (svc: V1Service, ingress: Array<{ ip: string; ipMode?: string }>): V1Service => ({
+    ...svc,
+    status: { loadBalancer: { ingress } },
+  });
+  const ports = [
+    { name: 'http', port: 8080 },
+    { name: 'dns', port: 5353, protocol: 'UDP' as const },
+  ];
+  const objects = [
+    withIngress(
+      service(NS, 'web', {
+        type: 'LoadBalancer',
+        clusterIP: '10.96.2.10',
+        externalIPs: [EXTERNAL],
+        ports: [
+          { name: 'http', port: 80, targetPort: 8080, nodePort: 30180 },
+          { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353, nodePort: 30153 },
+        ],
+      }),
+      [{ ip: LB }, { ip: LB_PROXY, ipMode: 'Proxy' }, { ip: LB_VIP, ipMode: 'VIP' }],
+    ),
+    slice(NS, 'web-a', 'web', ports, [
+      { ip: '10.244.1.11', nodeName: LAB.nodeName },
+      { ip: '10.244.1.12', nodeName: LAB.nodeName },
+      { ip: '10.244.2.11', nodeName: LAB.remoteNodeName },
+    ]),
+    // externalIPs on a plain ClusterIP Service.
+    service(NS, 'ext', { clusterIP: '10.96.2.11', externalIPs: [EXT_ONLY], ports: [{ port: 80 }] }),
+    slice(NS, 'ext-a', 'ext', [{ port: 8080 }], [{ ip: '10.244.2.11', nodeName: LAB.remoteNodeName }]),
+    withIngress(
+      service(NS, 'empty', {
+        type: 'LoadBalancer',
+        clusterIP: '10.96.2.12',
+        ports: [{ port: 80, nodePort: 30181 }],
+      }),
+      [{ ip: LB_EMPTY }],
+    ),
+  ];
+  const flags = [
+    '--hostname-override',
+    LAB.nodeName,
+    '--node-ip',
+    LAB.nodeIp,
+    '--cluster-cidr',
+    LAB.clusterCidr,
+    '--service-cidr',
+    LAB.serviceCidr,
+  ];
+
+  before(async function () {
+    requireKernel(this);
+    lab = await Lab.create();
+    proxy = await TracedProxy.create(lab);
+    for (const [name, ip, local] of [
+      ['web-1', '10.244.1.11', true],
+      ['web-2', '10.244.1.12', true],
+      ['far-1', '10.244.2.11', false],
+    ] as const) {
+      await lab.addPod(name, { ip, local });
+      await lab.serve(name, { tcp: [8080], udp: [5353] });
+    }
+    await lab.addPod('pod', { ip: '10.244.1.50' });
+    await lab.addPod('far-pod', { ip: '10.244.2.50', local: false });
+    await lab.addClient('outside');
+    // The load balancer's and the external IPs' network routes them to this node.
+    await lab.exec('outside', ['ip', 'route', 'add', '192.0.2.0/24', 'via', LAB.nodeIp]);
+  });
+
+  after(async () => {
+    await lab?.destroy();
+    await proxy?.remove();
+  });
+
+  const masq = { answer: all, sees: 'node' } as const;
+  caseTable(
+    'eTP Cluster',
+    () => proxy,
+    [
+      { from: 'outside', dst: LB, port: 80, proto: 'tcp', expect: masq },
+      { from: 'outside', dst: LB, port: 53, proto: 'udp', expect: masq },
+      { from: 'outside', dst: LB_VIP, port: 80, proto: 'tcp', expect: masq, note: 'ipMode VIP' },
+      { from: 'outside', dst: LB_PROXY, port: 80, proto: 'tcp', expect: 'unproxied', note: 'ipMode Proxy' },
+      {
+        from: 'outside',
+        dst: LB,
+        port: 81,
+        proto: 'tcp',
+        expect: 'unproxied',
+        note: 'a port it does not define',
+      },
+      { from: 'outside', dst: EXTERNAL, port: 80, proto: 'tcp', expect: masq },
+      { from: 'outside', dst: EXTERNAL, port: 53, proto: 'udp', expect: masq },
+      { from: 'outside', dst: EXT_ONLY, port: 80, proto: 'tcp', expect: { answer: ['far-1'], sees: 'node' } },
+      { from: 'outside', dst: LAB.nodeIp, port: 30180, proto: 'tcp', expect: masq, note: 'its NodePort' },
+      { from: 'outside', dst: LB_EMPTY, port: 80, proto: 'tcp', expect: 'refused', note: 'no endpoints' },
+      { from: 'pod', dst: LB, port: 80, proto: 'tcp', expect: masq },
+      { from: 'pod', dst: EXTERNAL, port: 53, proto: 'udp', expect: masq },
+      { from: 'far-pod', dst: LB, port: 80, proto: 'tcp', expect: masq },
+      { from: 'far-pod', dst: EXTERNAL, port: 80, proto: 'tcp', expect: masq },
+      { from: 'node', dst: LB, port: 80, proto: 'tcp', expect: masq },
+      { from: 'node', dst: LB, port: 53, proto: 'udp', expect: masq },
+      { from: 'node', dst: EXTERNAL, port: 80, proto: 'tcp', expect: masq },
+      { from: 'node', dst: LB_EMPTY, port: 80, proto: 'tcp', expect: 'refused' },
+    ] satisfies Case[],
+    () => proxy.sync(objects, flags),
+  );
+});
