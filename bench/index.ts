@@ -4,6 +4,7 @@ import type { Bench, BenchResult } from './harness.js';
 const loaders: Array<() => Promise<{ bench: Bench }>> = [
   () => import('./userspace.js'),
   () => import('./nft-load.js'),
+  () => import('./daemon-latency.js'),
 ];
 
 async function main(): Promise<void> {

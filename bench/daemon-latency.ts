@@ -1,0 +1,337 @@
+/**
+ * daemon-latency: the whole Daemon (client-node informers → store → runner → model → compile →
+ * diff → nft) against a TestApiServer holding 10,000 Services × 10 endpoints, with the real nft
+ * in a throwaway network namespace (`knp-<pid>-latency`, deleted at the end, on failure and on
+ * Ctrl-C; a stale one is swept by the lab's Lab.sweep()).
+ *
+ * Measured: the initial full sync (start → first commit), then for ~10 single-EndpointSlice
+ * changes the time from the write at the server to the nft commit of that change (the daemon
+ * runs with --min-sync-period 0 and a 1 h --sync-period, so neither the rate limit nor a
+ * periodic sync is in the figure), split into watch delivery, the sync's CPU before nft
+ * (state + compile + diff + render) and nft itself; then the same CPU stages re-timed one by
+ * one on the daemon's own store, the partial transaction's size and the process RSS.
+ */
+import { spawnSync } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import { buildConfig } from '../src/config.js';
+import { Daemon } from '../src/daemon.js';
+import { silentLogger } from '../src/log.js';
+import { rulesFor, stateFrom, type Environment } from '../src/pipeline.js';
+import { partialTransaction } from '../src/rules/apply.js';
+import { createNft, type Nft } from '../src/rules/nft/exec.js';
+import type { Transaction } from '../src/rules/nft/transaction.js';
+import { createKubeSource } from '../src/watch/kube-source.js';
+import type { Source, SourceHandler } from '../src/watch/source.js';
+import { run } from '../scripts/lab/exec.js';
+import { TestApiServer, type StoredObject } from '../test/support/api-server.js';
+import type { Bench, BenchContext, BenchResult } from './harness.js';
+
+const ENDPOINTS = 10;
+const TARGET = { changeMs: 50, rssMb: 200 } as const;
+const NODE = 'bench-node';
+const NODE_IP = '172.30.0.1';
+const SERVICE_CIDR = '10.96.0.0/16';
+const CLUSTER_CIDR = '100.64.0.0/10';
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
+const rssMb = (): number => round(process.memoryUsage().rss / 2 ** 20);
+/** Live heap after a full GC (`node --expose-gc`), else the heap as it stands (garbage included). */
+const heapMb = (): number => {
+  global.gc?.();
+  return round(process.memoryUsage().heapUsed / 2 ** 20);
+};
+const ip4 = (base: number, n: number): string =>
+  `${base >>> 24}.${((base >>> 16) + (n >>> 16)) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Service i's ClusterIP: 10.96.0.0/16 from .1 on. */
+const clusterIp = (i: number): string => `10.96.${((i + 1) >>> 8) & 255}.${(i + 1) & 255}`;
+/** Endpoint n (of all Services): 100.64.0.0/10, n counted from 0. */
+const endpointIp = (n: number): string => ip4(0x64400000, n + 1);
+
+function service(i: number): StoredObject {
+  return {
+    metadata: { namespace: 'bench', name: `svc-${i}` },
+    spec: {
+      type: 'ClusterIP',
+      clusterIP: clusterIp(i),
+      ports: [{ name: 'http', port: 80, targetPort: 8080 }],
+    },
+  };
+}
+
+function slice(i: number, ips: string[]): StoredObject {
+  return {
+    metadata: {
+      namespace: 'bench',
+      name: `svc-${i}-a`,
+      labels: { 'kubernetes.io/service-name': `svc-${i}` },
+    },
+    addressType: 'IPv4',
+    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    endpoints: ips.map((ip, j) => ({
+      addresses: [ip],
+      conditions: { ready: true },
+      nodeName: j === 0 ? NODE : `node-${j}`,
+    })),
+  };
+}
+
+/** One nft run as the daemon made it. */
+interface NftRun {
+  start: number;
+  end: number;
+  operations: number;
+  /** The transaction text, kept only for small (partial) transactions. */
+  text: string | undefined;
+}
+
+/** The daemon's Nft (createNft's: a plain object of closures), timing each run. */
+function timedNft(inner: Nft, runs: NftRun[]): Nft {
+  return {
+    ...inner,
+    async run(tx: Transaction): Promise<void> {
+      const start = performance.now();
+      await inner.run(tx);
+      const end = performance.now();
+      runs.push({ start, end, operations: tx.size, text: tx.size < 10_000 ? tx.toString() : undefined });
+    },
+  };
+}
+
+/** The kube source, noting when each EndpointSlice reaches the daemon's store. */
+class TimedSource implements Source {
+  readonly delivered = new Map<string, number>();
+  constructor(readonly inner: Source) {}
+  start(handler: SourceHandler): Promise<void> {
+    return this.inner.start({
+      upsert: (kind, obj) => {
+        if (kind === 'EndpointSlice') this.delivered.set(obj.metadata?.name ?? '', performance.now());
+        handler.upsert(kind, obj);
+      },
+      remove: (kind, ns, name) => handler.remove(kind, ns, name),
+      synced: () => handler.synced(),
+      problem: (what, err) => handler.problem?.(what, err),
+    });
+  }
+  stop(): Promise<void> {
+    return this.inner.stop();
+  }
+}
+
+async function waitUntil(what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`daemon-latency: timed out waiting for ${what}`);
+    await sleep(2);
+  }
+}
+
+async function measure(ctx: BenchContext): Promise<BenchResult> {
+  const services = ctx.quick ? 1_000 : 10_000;
+  const changes = ctx.quick ? 5 : 10;
+  const ns = `knp-${process.pid}-latency`;
+  const log = silentLogger();
+
+  await run(['ip', 'netns', 'add', ns]);
+  // Ctrl-C: the namespace (and every rule in it) goes, then the process ends as it would have.
+  const cleanup = (): void => {
+    spawnSync('ip', ['netns', 'del', ns]);
+    process.exit(130);
+  };
+  process.once('SIGINT', cleanup);
+  const server = await TestApiServer.create({ bookmarkIntervalMs: 60_000 });
+  let daemon: Daemon | undefined;
+  try {
+    server.create('Node', {
+      metadata: { name: NODE },
+      status: { addresses: [{ type: 'InternalIP', address: NODE_IP }] },
+    });
+    for (let i = 0; i < services; i++) {
+      server.create('Service', service(i));
+      server.create(
+        'EndpointSlice',
+        slice(
+          i,
+          Array.from({ length: ENDPOINTS }, (_, j) => endpointIp(i * ENDPOINTS + j)),
+        ),
+      );
+    }
+    const heapServerOnly = heapMb();
+    const rssServerOnly = rssMb();
+    ctx.say(
+      `daemon-latency: ${services} Services × ${ENDPOINTS} endpoints in the API server (rss ${rssServerOnly} MB)`,
+    );
+
+    const runs: NftRun[] = [];
+    const nft = timedNft(createNft({ netns: ns }), runs);
+    const source = new TimedSource(
+      createKubeSource({ kubeConfig: server.kubeConfig(), nodeName: NODE, log, watchdogMs: 0 }),
+    );
+    const env: Environment = { localAddresses: [NODE_IP] };
+    const config = buildConfig(
+      [
+        '--hostname-override',
+        NODE,
+        '--cluster-cidr',
+        CLUSTER_CIDR,
+        '--service-cidr',
+        SERVICE_CIDR,
+        '--healthz-bind-address',
+        '127.0.0.1:0',
+        '--metrics-bind-address',
+        '127.0.0.1:0',
+        '--min-sync-period',
+        '0s',
+        '--sync-period',
+        '1h',
+      ],
+      {},
+    );
+    const started = performance.now();
+    daemon = new Daemon(config, { log, env, nft, source });
+    await daemon.start();
+    const d = daemon;
+    await waitUntil('the first sync', () => d.syncs > 0, 600_000);
+    const first = runs[0]!;
+    const initial = {
+      totalMs: round(first.end - started),
+      /** start → the nft call: list over the API + state + compile + render. */
+      beforeNftMs: round(first.start - started),
+      nftMs: round(first.end - first.start),
+      operations: first.operations,
+    };
+    const rssAfterFull = rssMb();
+    ctx.say(`daemon-latency: initial full sync ${initial.totalMs} ms (nft ${initial.nftMs} ms)`);
+
+    // One EndpointSlice change at a time: endpoint 0 of a Service is replaced by a fresh IP.
+    const samples: Array<{ total: number; delivery: number; cpu: number; nft: number; ops: number }> = [];
+    for (let c = 0; c < changes; c++) {
+      await sleep(300);
+      const i = (c * 997 + 13) % services;
+      const fresh = endpointIp(services * ENDPOINTS + c);
+      const ips = Array.from({ length: ENDPOINTS }, (_, j) =>
+        j === 0 ? fresh : endpointIp(i * ENDPOINTS + j),
+      );
+      const runsBefore = runs.length;
+      const t0 = performance.now();
+      server.update('EndpointSlice', slice(i, ips));
+      let done: NftRun | undefined;
+      await waitUntil(
+        `the change of svc-${i} to be committed`,
+        () => (done = runs.slice(runsBefore).find((r) => r.text?.includes(fresh))) !== undefined,
+        60_000,
+      );
+      const delivered = source.delivered.get(`svc-${i}-a`) ?? t0;
+      samples.push({
+        total: done!.end - t0,
+        delivery: delivered - t0,
+        cpu: done!.start - delivered,
+        nft: done!.end - done!.start,
+        ops: done!.operations,
+      });
+    }
+    const rssAfterChanges = rssMb();
+    const heapAfterChanges = heapMb();
+
+    // The CPU part of a sync, stage by stage, on the daemon's own store and last ruleset.
+    const stages = {
+      stateMs: [] as number[],
+      compileMs: [] as number[],
+      diffMs: [] as number[],
+      renderMs: [] as number[],
+    };
+    const applied = daemon.applier.applied!;
+    for (let k = 0; k < 5; k++) {
+      let t = performance.now();
+      const state = stateFrom(daemon.store, config, env);
+      stages.stateMs.push(performance.now() - t);
+      t = performance.now();
+      const rules = rulesFor(state, config, env);
+      stages.compileMs.push(performance.now() - t);
+      t = performance.now();
+      const tx = partialTransaction(applied, rules);
+      stages.diffMs.push(performance.now() - t);
+      t = performance.now();
+      tx.toString();
+      stages.renderMs.push(performance.now() - t);
+    }
+
+    const m = {
+      total: median(samples.map((s) => s.total)),
+      delivery: median(samples.map((s) => s.delivery)),
+      cpu: median(samples.map((s) => s.cpu)),
+      nft: median(samples.map((s) => s.nft)),
+      ops: median(samples.map((s) => s.ops)),
+    };
+    const st = {
+      state: median(stages.stateMs),
+      compile: median(stages.compileMs),
+      diff: median(stages.diffMs),
+      render: median(stages.renderMs),
+    };
+    const n = services;
+    const figures: BenchResult['figures'] = {
+      [`initial_sync_ms@${n}`]: initial.totalMs,
+      [`initial_before_nft_ms@${n}`]: initial.beforeNftMs,
+      [`initial_nft_ms@${n}`]: initial.nftMs,
+      [`initial_operations@${n}`]: initial.operations,
+      [`change_to_commit_ms_median@${n}`]: round(m.total),
+      [`change_to_commit_ms_max@${n}`]: round(Math.max(...samples.map((s) => s.total))),
+      [`change_delivery_ms_median@${n}`]: round(m.delivery),
+      [`change_sync_cpu_ms_median@${n}`]: round(m.cpu),
+      [`change_nft_ms_median@${n}`]: round(m.nft),
+      [`change_operations@${n}`]: m.ops,
+      [`stage_state_ms@${n}`]: round(st.state),
+      [`stage_compile_ms@${n}`]: round(st.compile),
+      [`stage_diff_ms@${n}`]: round(st.diff),
+      [`stage_render_ms@${n}`]: round(st.render),
+      [`rss_mb_api_server_only@${n}`]: rssServerOnly,
+      [`rss_mb_after_full_sync@${n}`]: rssAfterFull,
+      [`rss_mb_after_changes@${n}`]: rssAfterChanges,
+      [`rss_mb_daemon_estimate@${n}`]: round(rssAfterChanges - rssServerOnly),
+      [`heap_mb_api_server_only@${n}`]: heapServerOnly,
+      [`heap_mb_after_changes@${n}`]: heapAfterChanges,
+      heap_after_gc: global.gc ? 'yes' : 'no (run node --expose-gc)',
+    };
+    const daemonRss = rssAfterChanges - rssServerOnly;
+    const lines = [
+      `daemon latency, ${n} Services × ${ENDPOINTS} endpoints, real nft in a namespace, API server in-process:`,
+      `  initial full sync (start → commit): ${initial.totalMs} ms = ${initial.beforeNftMs} ms list+state+compile+render, ${initial.nftMs} ms nft (${initial.operations} operations)`,
+      `  one EndpointSlice change → nft commit, median of ${samples.length}: ${round(m.total)} ms ` +
+        `(target ≤ ${TARGET.changeMs} ms: ${m.total <= TARGET.changeMs ? 'met' : 'MISSED'}); ` +
+        `max ${round(Math.max(...samples.map((s) => s.total)))} ms`,
+      `    watch delivery ${round(m.delivery)} ms · sync CPU before nft ${round(m.cpu)} ms · nft ${round(m.nft)} ms · ${m.ops} operations`,
+      `    sync CPU by stage (re-timed on the same store): state ${round(st.state)} ms · compile ${round(st.compile)} ms · ` +
+        `diff ${round(st.diff)} ms · render ${round(st.render)} ms`,
+      `  RSS: ${rssAfterChanges} MB in all; ${rssServerOnly} MB before the daemon started (the test API server's objects), ` +
+        `so the daemon ≈ ${round(daemonRss)} MB (target ≤ ${TARGET.rssMb} MB: ${daemonRss <= TARGET.rssMb ? 'met' : 'MISSED'})`,
+      `  heap${global.gc ? ' after a full GC' : ' (garbage included; node --expose-gc for live objects)'}: ` +
+        `${heapServerOnly} MB before the daemon, ${heapAfterChanges} MB after (daemon ≈ ${round(heapAfterChanges - heapServerOnly)} MB)`,
+    ];
+    return { figures, lines };
+  } finally {
+    await daemon?.stop();
+    await server.close();
+    process.removeListener('SIGINT', cleanup);
+    await run(['ip', 'netns', 'del', ns], { allowFail: true });
+  }
+}
+
+export const bench: Bench = {
+  name: 'daemon-latency',
+  async unavailable() {
+    if (typeof process.getuid !== 'function' || process.getuid() !== 0)
+      return 'needs root (a network namespace and nft in it)';
+    const nft = await run(['nft', '--version'], { allowFail: true }).catch(() => undefined);
+    if (!nft || nft.code !== 0) return 'needs nft (apt-get install nftables)';
+    const ip = await run(['ip', '-V'], { allowFail: true }).catch(() => undefined);
+    if (!ip || ip.code !== 0) return 'needs ip (apt-get install iproute2)';
+    return undefined;
+  },
+  run: measure,
+};
