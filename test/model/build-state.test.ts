@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { buildState } from '../../src/model/build-state.js';
+import { parseService } from '../../src/model/service.js';
+import { service, slice } from '../support/objects.js';
+
+const CONFIG = { nodeName: 'n1', nodeIPs: ['192.168.0.10'], lbAlgorithm: 'random' as const };
+
+describe('parseService', () => {
+  const bad: Array<[string, Parameters<typeof service>[2], RegExp]> = [
+    ['an invalid clusterIP', { clusterIP: '10.96.0.300', ports: [{ port: 80 }] }, /invalid clusterIP/],
+    ['port 0', { clusterIP: '10.96.0.1', ports: [{ port: 0 }] }, /invalid port 0/],
+    ['port 70000', { clusterIP: '10.96.0.1', ports: [{ port: 70000 }] }, /invalid port 70000/],
+    [
+      'an unknown protocol',
+      { clusterIP: '10.96.0.1', ports: [{ port: 80, protocol: 'ICMP' as 'TCP' }] },
+      /unknown protocol/,
+    ],
+    ['no ports', { clusterIP: '10.96.0.1', ports: [] }, /no spec.ports/],
+    ['no clusterIP', { ports: [{ port: 80 }] }, /missing spec.clusterIP/],
+  ];
+  for (const [what, spec, reason] of bad) {
+    it(`skips a Service with ${what}, saying why`, () => {
+      const r = parseService(service('ns', 's', spec));
+      assert.equal(r.ok, false);
+      assert.match(!r.ok ? r.reason : '', reason);
+    });
+  }
+
+  it('ignores headless, ExternalName and other proxies’ Services without calling them invalid', () => {
+    for (const svc of [
+      service('ns', 'h', { clusterIP: 'None', ports: [{ port: 80 }] }),
+      service('ns', 'e', { type: 'ExternalName', externalName: 'example.org', ports: [{ port: 80 }] }),
+      service(
+        'ns',
+        'o',
+        { clusterIP: '10.96.0.1', ports: [{ port: 80 }] },
+        { labels: { 'service.kubernetes.io/service-proxy-name': 'x' } },
+      ),
+    ]) {
+      const r = parseService(svc);
+      assert.ok(!r.ok && r.ignored, JSON.stringify(r));
+    }
+  });
+
+  it('defaults an out-of-range affinity timeout and drops an unparseable source range, with warnings', () => {
+    const r = parseService(
+      service('ns', 's', {
+        type: 'LoadBalancer',
+        clusterIP: '10.96.0.1',
+        sessionAffinity: 'ClientIP',
+        sessionAffinityConfig: { clientIP: { timeoutSeconds: -5 } },
+        loadBalancerSourceRanges: ['not-a-cidr', ' 10.0.0.0/8 '],
+        ports: [{ port: 80, nodePort: 30080 }],
+      }),
+    );
+    assert.ok(r.ok);
+    if (!r.ok) return;
+    assert.equal(r.service.affinitySeconds, 10800);
+    assert.deepEqual(r.service.sourceRanges, ['10.0.0.0/8']);
+    assert.equal(r.service.warnings.length, 2);
+  });
+});
+
+describe('buildState', () => {
+  const objects = () => ({
+    services: [
+      service('ns', 'a', {
+        clusterIP: '10.96.0.1',
+        clusterIPs: ['10.96.0.1', 'fd00::1'],
+        ports: [{ name: 'p', port: 80 }],
+      }),
+      service('ns', 'b', { clusterIP: '10.96.0.2', ports: [{ port: 53, protocol: 'UDP' }] }),
+    ],
+    slices: [
+      slice('ns', 'a-2', 'a', [{ name: 'p', port: 8080 }], [{ ip: '10.244.0.3', nodeName: 'n1' }]),
+      slice(
+        'ns',
+        'a-1',
+        'a',
+        [{ name: 'p', port: 8080 }],
+        [{ ip: '10.244.0.2' }, { ip: '10.244.0.3', nodeName: 'n2' }],
+      ),
+      slice('ns', 'a-6', 'a', [{ name: 'p', port: 8080 }], [{ ip: 'fd00:244::2' }], 'IPv6'),
+      slice('ns', 'b-1', 'b', [{ port: 5353, protocol: 'UDP' }], [{ ip: 'garbage' }, { ip: '10.244.0.9' }]),
+    ],
+  });
+
+  it('joins slices to ports per family, deduplicating endpoints (a local copy wins)', () => {
+    const state = buildState(objects(), CONFIG);
+    assert.deepEqual(
+      state.ports.map((p) => p.key),
+      ['ns/a:p/TCP/ipv4', 'ns/a:p/TCP/ipv6', 'ns/b:/UDP/ipv4'],
+    );
+    const a4 = state.ports[0]!;
+    assert.deepEqual(
+      a4.clusterEndpoints.map((e) => [e.ip, e.port, e.local]),
+      [
+        ['10.244.0.2', 8080, false],
+        ['10.244.0.3', 8080, true],
+      ],
+    );
+    assert.deepEqual(
+      state.ports[1]!.clusterEndpoints.map((e) => e.ip),
+      ['fd00:244::2'],
+    );
+    assert.deepEqual(
+      state.ports[2]!.clusterEndpoints.map((e) => e.ip),
+      ['10.244.0.9'],
+    );
+    assert.deepEqual(
+      state.skipped.map((s) => [s.name, s.reason]),
+      [['ns/b-1', 'endpoints[0]: invalid IPv4 address "garbage"']],
+    );
+  });
+
+  it('gives the same state for the same objects in any order', () => {
+    const o = objects();
+    const a = buildState(o, CONFIG);
+    const b = buildState({ services: [...o.services].reverse(), slices: [...o.slices].reverse() }, CONFIG);
+    assert.deepEqual(JSON.parse(JSON.stringify(b)), JSON.parse(JSON.stringify(a)));
+  });
+
+  it('reuses a Service’s ports while its objects are the same, and rebuilds them when a slice changes', () => {
+    const o = objects();
+    const first = buildState(o, CONFIG);
+    const again = buildState(o, CONFIG);
+    assert.equal(again.ports[0], first.ports[0], 'same objects: the same ServicePort object');
+    const changed = {
+      ...o,
+      slices: o.slices.map((s) =>
+        s.metadata?.name === 'b-1'
+          ? slice('ns', 'b-1', 'b', [{ port: 5353, protocol: 'UDP' }], [{ ip: '10.244.0.10' }])
+          : s,
+      ),
+    };
+    const third = buildState(changed, CONFIG);
+    assert.equal(third.ports[0], first.ports[0], 'Service a is untouched');
+    assert.notEqual(third.ports[2], first.ports[2]);
+    assert.deepEqual(
+      third.ports[2]!.clusterEndpoints.map((e) => e.ip),
+      ['10.244.0.10'],
+    );
+    const otherNode = buildState(o, { ...CONFIG, nodeName: 'n2' });
+    assert.notEqual(otherNode.ports[0], first.ports[0], 'another node: locality changes');
+    assert.deepEqual(
+      otherNode.ports[0]!.clusterEndpoints.filter((e) => e.local).map((e) => e.ip),
+      ['10.244.0.3'],
+    );
+  });
+
+  it('gives a frontend claimed by two Services to the first and says so', () => {
+    const state = buildState(
+      {
+        services: [
+          service('ns', 'x', { clusterIP: '10.96.0.7', externalIPs: ['192.0.2.1'], ports: [{ port: 80 }] }),
+          service('ns', 'y', { clusterIP: '10.96.0.8', externalIPs: ['192.0.2.1'], ports: [{ port: 80 }] }),
+        ],
+        slices: [],
+      },
+      CONFIG,
+    );
+    assert.deepEqual(
+      state.ports.map((p) => p.externalIPs),
+      [['192.0.2.1'], []],
+    );
+    assert.match(state.skipped.map((s) => s.reason).join(), /192.0.2.1 tcp\/80 is already used by ns\/x/);
+  });
+});
