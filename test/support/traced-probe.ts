@@ -27,7 +27,7 @@ export type Outcome =
    * client's own address (`client`) or the node's (`node`: masqueraded, or hairpin). With
    * `one`, session affinity: a single one of them answers every connection.
    */
-  | { answer: string[]; sees: 'client' | 'node'; one?: boolean }
+  | { answer: readonly string[]; sees: 'client' | 'node'; one?: boolean }
   /** REJECT: refused at once (RST, ICMP unreachable). */
   | 'refused'
   /** DROP: nothing comes back. */
