@@ -206,7 +206,9 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
       slots = maglevEndpointTable(eps, ctx.maglevSeed).slots;
     }
     const size = slots.length;
-    const sticky = sp.affinitySeconds > 0 && role !== 'shortcircuit' && size > 0;
+    // nft 1.0.6 aborts on any IPv6 map update with data (`netlink_gen_expr: Assertion dreg <
+    // ctx->reg_low`), so IPv6 ports cannot record affinity: the model warns about them.
+    const sticky = sp.affinitySeconds > 0 && role !== 'shortcircuit' && size > 0 && ctx.family === 'ipv4';
     const spec: PickSpec = { role, algo, size, sticky };
     const name = pickChainName(spec);
     picks.set(name, spec);
