@@ -3,12 +3,21 @@
  * objects in examples/demo, kube-nftproxy run once on the lab's node, then real requests to
  * the ClusterIP and the rules that carried them. Removes everything it made, also on Ctrl-C
  * and on failure.
+ *
+ * Without root or nft (or with `npm run demo -- --userspace`) it runs the userspace proxy on
+ * loopback instead: three HTTP/UDP servers on 127.0.0.1 stand for the pods, the daemon runs
+ * from a temporary --source folder, and the requests go through the listener it reports in
+ * /debug/services.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 
 import { LAB, Lab, type ProbeResult } from './lab/index.js';
 
@@ -39,20 +48,20 @@ function repoRoot(): string {
 }
 
 /** Each missing prerequisite of the nftables demo, with what to do about it. */
-function missingPrerequisites(): string[] {
-  const missing: string[] = [];
-  if (process.getuid?.() !== 0)
-    missing.push('root: network namespaces and nftables need it (run: sudo npm run demo)');
+function missingPrerequisites(): { what: string; fix: string }[] {
+  const missing: { what: string; fix: string }[] = [];
+  if (process.getuid?.() !== 0) missing.push({ what: 'root', fix: 'sudo npm run demo' });
   const has = (cmd: string, arg: string): boolean => spawnSync(cmd, [arg], { stdio: 'ignore' }).status === 0;
-  if (!has('nft', '--version')) missing.push('nft: apt-get install nftables');
-  if (!has('ip', '-V')) missing.push('ip: apt-get install iproute2');
+  if (!has('nft', '--version')) missing.push({ what: 'nft', fix: 'apt-get install nftables' });
+  if (!has('ip', '-V')) missing.push({ what: 'ip', fix: 'apt-get install iproute2' });
   return missing;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- plain YAML objects
 type Obj = any;
 
-function loadPlan(dir: string): DemoPlan {
+/** Every object in the YAML/JSON files of `dir` (Lists unpacked). */
+function loadObjects(dir: string): Obj[] {
   const docs: Obj[] = [];
   for (const file of readdirSync(dir).sort()) {
     if (!/\.(ya?ml|json)$/.test(file)) continue;
@@ -61,6 +70,11 @@ function loadPlan(dir: string): DemoPlan {
       if (o) docs.push(...(o.kind === 'List' ? o.items : [o]));
     }
   }
+  return docs;
+}
+
+function loadPlan(dir: string): DemoPlan {
+  const docs = loadObjects(dir);
   const node = docs.find((o) => o.kind === 'Node');
   const svc = docs.find((o) => o.kind === 'Service');
   if (!node || !svc) throw new Error(`${dir} needs a Node and a Service`);
@@ -200,16 +214,361 @@ async function runNftablesDemo(root: string, plan: DemoPlan): Promise<void> {
   }
 }
 
+/** One stand-in pod of the userspace demo: HTTP and UDP on 127.0.0.1 (port 0), answering its name. */
+interface LoopbackPod {
+  name: string;
+  httpPort: number;
+  udpPort: number;
+  close(): Promise<void>;
+}
+
+async function startLoopbackPod(name: string, seen: Set<string>): Promise<LoopbackPod> {
+  const server = http.createServer((req, res) => {
+    seen.add(req.socket.remoteAddress ?? '?');
+    res.writeHead(200, { 'content-type': 'text/plain', connection: 'close' });
+    res.end(name);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const udp = dgram.createSocket('udp4');
+  udp.on('message', (_msg, rinfo) => {
+    seen.add(rinfo.address);
+    udp.send(name, rinfo.port, rinfo.address);
+  });
+  await new Promise<void>((resolve, reject) => {
+    udp.once('error', reject);
+    udp.bind(0, '127.0.0.1', resolve);
+  });
+  return {
+    name,
+    httpPort: (server.address() as net.AddressInfo).port,
+    udpPort: udp.address().port,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => udp.close(() => resolve()));
+    },
+  };
+}
+
+/** A port free a moment ago (bound on 127.0.0.1:0, then closed): the metrics address must be known. */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+function emptyProbe(attempts: number): ProbeResult {
+  return {
+    answers: new Map(),
+    clients: new Set(),
+    refused: 0,
+    timedOut: 0,
+    errors: [],
+    codes: new Map(),
+    attempts,
+  };
+}
+
+function countFailure(r: ProbeResult, err: unknown): void {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code) r.codes.set(code, (r.codes.get(code) ?? 0) + 1);
+  if (code === 'ECONNREFUSED' || code === 'ECONNRESET') r.refused++;
+  else if (code === 'ETIMEDOUT') r.timedOut++;
+  else r.errors.push(err instanceof Error ? err.message : String(err));
+}
+
+const ATTEMPT_TIMEOUT_MS = 2000;
+
+/** `count` HTTP requests, each on a new connection (agent: false), so each is a new pick. */
+async function probeHttp(port: number, count: number): Promise<ProbeResult> {
+  const r = emptyProbe(count);
+  for (let i = 0; i < count; i++) {
+    try {
+      const name = await new Promise<string>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+          let body = '';
+          res.setEncoding('utf8').on('data', (d: string) => (body += d));
+          res.on('end', () => resolve(body));
+          res.on('error', reject);
+        });
+        req.setTimeout(ATTEMPT_TIMEOUT_MS, () =>
+          req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })),
+        );
+        req.on('error', reject);
+      });
+      r.answers.set(name, (r.answers.get(name) ?? 0) + 1);
+    } catch (err) {
+      countFailure(r, err);
+    }
+  }
+  return r;
+}
+
+/** `count` datagrams, each from a new socket (a new UDP session in the proxy). */
+async function probeUdp(port: number, count: number): Promise<ProbeResult> {
+  const r = emptyProbe(count);
+  for (let i = 0; i < count; i++) {
+    const socket = dgram.createSocket('udp4');
+    try {
+      const name = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })),
+          ATTEMPT_TIMEOUT_MS,
+        );
+        socket.once('message', (msg) => {
+          clearTimeout(timer);
+          resolve(msg.toString());
+        });
+        socket.once('error', (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+        socket.send(`ping ${i}`, port, '127.0.0.1');
+      });
+      r.answers.set(name, (r.answers.get(name) ?? 0) + 1);
+    } catch (err) {
+      countFailure(r, err);
+    } finally {
+      socket.close();
+    }
+  }
+  return r;
+}
+
+/** What the demo reads from /debug/services (src/server/services-view.ts). */
+interface ServicesView {
+  synced: boolean;
+  ports: {
+    key: string;
+    port: string;
+    protocol: string;
+    frontends: { clusterIP: string | null };
+    clusterEndpoints: { address: string }[];
+    listeners?: { address: string; port: number; protocol: string }[];
+  }[];
+}
+
+async function runUserspaceDemo(root: string, plan: DemoPlan): Promise<void> {
+  const cli = path.join(root, 'dist/src/cli.js');
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: build it with npm run build (npm run demo does)`);
+  console.log(
+    'kube-nftproxy demo (userspace): a Service, three stand-in pods and real requests, all on 127.0.0.1.\n',
+  );
+  const [ns, name] = plan.service.split('/') as [string, string];
+  const http80 = plan.ports.find((p) => p.proto === 'TCP');
+  const udp53 = plan.ports.find((p) => p.proto === 'UDP');
+  const examples = loadObjects(path.join(root, 'examples/demo'));
+  const svc: Obj = examples.find(
+    (o) => o.kind === 'Service' && o.metadata.namespace === ns && o.metadata.name === name,
+  );
+  const nodeObj: Obj = examples.find((o) => o.kind === 'Node');
+
+  const seen = new Set<string>();
+  const pods: LoopbackPod[] = [];
+  let dir: string | undefined;
+  let daemon: ChildProcess | undefined;
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  let daemonLog = '';
+  let sentTerm = false;
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      if (daemon && !exit) {
+        const d = daemon;
+        sentTerm = true;
+        const exited = new Promise<void>((resolve) => d.once('exit', () => resolve()));
+        d.kill('SIGTERM');
+        // A daemon that ignores SIGTERM is a bug, but the demo must not leave it behind.
+        const kill = setTimeout(() => d.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(kill);
+      }
+      await Promise.all(pods.map((p) => p.close()));
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    })());
+  const onSignal = (): void => {
+    console.error('\nInterrupted: stopping kube-nftproxy and the servers.');
+    void stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    process.stdout.write('Starting three HTTP/UDP servers on 127.0.0.1 for the pods... ');
+    for (const pod of plan.pods) pods.push(await startLoopbackPod(pod.name, seen));
+    console.log('done.');
+    for (const p of pods)
+      console.log(`  ${p.name}  http 127.0.0.1:${p.httpPort}  udp 127.0.0.1:${p.udpPort}`);
+
+    // An EndpointSlice has one port number per port name for all its endpoints, and every
+    // server has ports of its own: one slice per server, which the model merges per Service.
+    dir = mkdtempSync(path.join(tmpdir(), 'kube-nftproxy-demo-'));
+    const slices = pods.map((p) => ({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: `${name}-${p.name}`,
+        namespace: ns,
+        labels: { 'kubernetes.io/service-name': name },
+      },
+      addressType: 'IPv4',
+      ports: [
+        ...(http80 ? [{ name: http80.name, protocol: 'TCP', port: p.httpPort }] : []),
+        ...(udp53 ? [{ name: udp53.name, protocol: 'UDP', port: p.udpPort }] : []),
+      ],
+      endpoints: [
+        {
+          addresses: ['127.0.0.1'],
+          conditions: { ready: true, serving: true, terminating: false },
+          nodeName: plan.nodeName,
+          targetRef: { kind: 'Pod', namespace: ns, name: p.name },
+        },
+      ],
+    }));
+    writeFileSync(
+      path.join(dir, 'web.yaml'),
+      [svc, ...slices].map((o: unknown) => stringify(o)).join('---\n'),
+    );
+    if (nodeObj) writeFileSync(path.join(dir, 'node.yaml'), stringify(nodeObj));
+    console.log(
+      `\nSource folder ${dir}: Service ${plan.service} from examples/demo, ` +
+        `${slices.length} EndpointSlices (one per server), the Node.`,
+    );
+
+    const metrics = `127.0.0.1:${await freePort()}`;
+    const argv = [
+      cli,
+      '--proxy-mode',
+      'userspace',
+      '--userspace-bind',
+      'loopback',
+      '--source',
+      dir,
+      '--hostname-override',
+      plan.nodeName,
+      '--healthz-bind-address',
+      '127.0.0.1:0',
+      '--metrics-bind-address',
+      metrics,
+    ];
+    console.log(`\nRunning kube-nftproxy on this host:\n  kube-nftproxy ${argv.slice(1).join(' ')}`);
+    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+    daemon = child;
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (daemonLog += d));
+    child.on('exit', (code, signal) => (exit = { code, signal }));
+
+    const failed = (why: string): Error =>
+      new Error(`${why}\nkube-nftproxy said:\n${daemonLog.trim().split('\n').slice(-20).join('\n')}`);
+    // Poll until every service port has its listener and the servers as endpoints.
+    const deadline = Date.now() + 30_000;
+    let view: ServicesView | undefined;
+    for (;;) {
+      if (exit) throw failed(`kube-nftproxy exited (code ${String(exit.code)}) before serving`);
+      try {
+        const res = await fetch(`http://${metrics}/debug/services`);
+        const v = (await res.json()) as ServicesView;
+        const ours = v.ports.filter((p) => p.key.startsWith(`${plan.service}:`));
+        const ready =
+          v.synced &&
+          ours.length === plan.ports.length &&
+          ours.every((p) => p.listeners?.length === 1 && p.clusterEndpoints.length === pods.length);
+        if (ready) {
+          view = v;
+          break;
+        }
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw failed(`kube-nftproxy did not serve ${plan.service} within 30 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const listener = (portName: string): number => {
+      const p = view.ports.find((x) => x.key.startsWith(`${plan.service}:${portName}/`));
+      const l = p?.listeners?.[0];
+      if (!l) throw new Error(`no listener for ${plan.service} port ${portName} in /debug/services`);
+      return l.port;
+    };
+
+    const rows: { from: string; what: string; r: ProbeResult }[] = [];
+    const probe = async (what: 'http' | 'udp', port: number): Promise<void> => {
+      seen.clear();
+      const r = what === 'http' ? await probeHttp(port, REQUESTS) : await probeUdp(port, REQUESTS);
+      for (const c of seen) r.clients.add(c === '127.0.0.1' ? `${c} (the proxy)` : c);
+      rows.push({ from: 'this host', what: `${what} 127.0.0.1:${port}`, r });
+    };
+    if (http80) await probe('http', listener(http80.name));
+    if (udp53) await probe('udp', listener(udp53.name));
+
+    console.log(
+      `\n${REQUESTS} requests each to Service ${plan.service} through its loopback listeners ` +
+        `(standing for ClusterIP ${plan.clusterIp}):`,
+    );
+    console.log(table(plan, rows));
+
+    console.log(`\nWhat kube-nftproxy serves (GET http://${metrics}/debug/services, abridged):`);
+    const podAt = new Map(
+      pods.flatMap((p) => [
+        [`127.0.0.1:${p.httpPort}`, p.name],
+        [`127.0.0.1:${p.udpPort}`, p.name],
+      ]),
+    );
+    for (const p of view.ports.filter((x) => x.key.startsWith(`${plan.service}:`))) {
+      const l = p.listeners?.[0];
+      const eps = p.clusterEndpoints.map((e) => `${podAt.get(e.address) ?? '?'} ${e.address}`);
+      console.log(
+        `  ${p.key}  ${p.frontends.clusterIP ?? '-'} -> listener ${l ? `${l.address}:${l.port}` : '-'}` +
+          ` -> ${eps.join(', ')}`,
+      );
+    }
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await stop();
+    if (exit) {
+      const how = exit.signal ? `signal ${exit.signal}` : `exit ${String(exit.code)}`;
+      console.log(
+        `\n${sentTerm ? `Stopped kube-nftproxy (SIGTERM, ${how})` : `kube-nftproxy ended (${how})`}.`,
+      );
+    }
+    console.log('Stopped the servers and removed the source folder.');
+  }
+}
+
+function joinAnd(items: string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)!}`;
+}
+
 async function main(): Promise<number> {
   const root = repoRoot();
   const plan = loadPlan(path.join(root, 'examples/demo'));
+  const args = process.argv.slice(2);
+  const unknown = args.filter((a) => a !== '--userspace');
+  if (unknown.length > 0) {
+    console.error(`unknown argument ${unknown[0]!}; usage: npm run demo [-- --userspace]`);
+    return 2;
+  }
+  if (args.includes('--userspace')) {
+    console.log('--userspace: the userspace proxy on loopback instead of nftables.');
+    await runUserspaceDemo(root, plan);
+    return 0;
+  }
   const missing = missingPrerequisites();
   if (missing.length > 0) {
-    // The seam for a later userspace fallback (`--proxy-mode userspace`, no root or nft
-    // needed): choose it here instead of stopping.
-    console.error('The kube-nftproxy demo needs what this machine lacks:');
-    for (const m of missing) console.error(`  - ${m}`);
-    return 1;
+    console.log(
+      `No ${joinAnd(missing.map((m) => `${m.what} (${m.fix})`))} for the nftables demo: ` +
+        'falling back to the userspace proxy on loopback.',
+    );
+    await runUserspaceDemo(root, plan);
+    return 0;
   }
   // The lab removes itself on SIGINT/SIGTERM too; this only says so and sets the exit code.
   process.once('SIGINT', () => {

@@ -10,6 +10,11 @@ export interface ProxyConfig {
   /** This node's IPs given by flag; empty means from the Node object, else the host. */
   nodeIPs: string[];
   proxyMode: 'nftables' | 'userspace';
+  /**
+   * Userspace mode only: where the proxy listens. `service-ip`: the Service IPs and ports
+   * (adds the IPs to lo; root). `loopback`: 127.0.0.1 / ::1, port 0. `auto`: service-ip as root.
+   */
+  userspaceBind: 'auto' | 'loopback' | 'service-ip';
   clusterCIDRs: string[];
   masqueradeAll: boolean;
   /** 'primary' (the node IPs) or a list of CIDRs whose local addresses accept NodePorts. */

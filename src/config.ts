@@ -43,6 +43,12 @@ export const FLAGS: FlagSpec[] = [
   },
   { name: 'proxy-mode', value: 'nftables|userspace', help: 'backend', default: 'nftables' },
   {
+    name: 'userspace-bind',
+    value: 'auto|loopback|service-ip',
+    help: 'userspace mode: listen on the Service IPs (service-ip: adds them to lo, needs root) or on 127.0.0.1/::1, ports in /debug/services (loopback); auto: service-ip as root',
+    default: 'auto',
+  },
+  {
     name: 'cluster-cidr',
     value: 'CIDR[,CIDR]',
     help: 'pod networks; traffic from outside them to a ClusterIP is masqueraded',
@@ -205,6 +211,11 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   const mode = get('proxy-mode') ?? 'nftables';
   if (mode !== 'nftables' && mode !== 'userspace')
     throw invalid(`--proxy-mode: ${JSON.stringify(mode)} is not one of nftables, userspace`);
+  const userspaceBind = get('userspace-bind') ?? 'auto';
+  if (userspaceBind !== 'auto' && userspaceBind !== 'loopback' && userspaceBind !== 'service-ip')
+    throw invalid(
+      `--userspace-bind: ${JSON.stringify(userspaceBind)} is not one of auto, loopback, service-ip`,
+    );
   const lb = get('lb-algorithm') ?? 'random';
   if (lb !== 'random' && lb !== 'maglev')
     throw invalid(`--lb-algorithm: ${JSON.stringify(lb)} is not one of random, maglev`);
@@ -233,6 +244,7 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     hostnameOverride: (get('hostname-override') || env.NODE_NAME || hostname()).trim().toLowerCase(),
     nodeIPs,
     proxyMode: mode,
+    userspaceBind,
     clusterCIDRs: cidrList(get('cluster-cidr') ?? '', 'cluster-cidr'),
     masqueradeAll: on('masquerade-all'),
     nodePortAddresses: npa === 'primary' ? 'primary' : cidrList(npa, 'nodeport-addresses'),

@@ -102,12 +102,15 @@ export class Daemon {
       this.#log.info({ nft: version }, 'nftables ready');
     } else {
       const root = typeof process.getuid === 'function' && process.getuid() === 0;
+      const bind = this.config.userspaceBind;
+      const bindMode = bind === 'auto' ? (root ? 'service-ip' : 'loopback') : bind;
       this.#userspace = new UserspaceBackend({
         log: this.deps.log,
-        bindMode: root ? 'service-ip' : 'loopback',
+        bindMode,
         maglevSeed: this.config.maglevSeed,
-        ...(root ? { localAddresses: ipLocalAddresses() } : {}),
+        ...(bindMode === 'service-ip' ? { localAddresses: ipLocalAddresses() } : {}),
       });
+      this.#log.info({ bindMode }, 'userspace proxy ready');
     }
     this.#servers = await createServers({
       healthzAddress: this.config.healthzBindAddress,
