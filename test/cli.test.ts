@@ -13,9 +13,9 @@ import { runProxy } from './support/proxy.js';
  * list/watch protocol. --dry-run touches nothing, so no namespace is needed.
  *
  * In-cluster credentials are not exercised end to end here: the CLI always reads the service
- * account from SERVICE_ACCOUNT_DIR (no override), and in-cluster mode speaks https on any
- * port but 80/8080/8001 while the test server is plain http on a random port. The in-cluster
- * address override itself is tested through loadKubeConfig (test/watch/kubeconfig.test.ts).
+ * account from SERVICE_ACCOUNT_DIR (no override). The in-cluster address override itself is
+ * tested through loadKubeConfig (test/watch/kubeconfig.test.ts) and, with a Daemon syncing from
+ * an HTTPS test server, in test/watch/in-cluster.test.ts.
  */
 describe('kube-nftproxy --dry-run against an API server', function () {
   this.timeout(120_000);

@@ -1,11 +1,12 @@
 /**
- * A test Kubernetes API server: the real list/watch protocol over HTTP for Services,
- * EndpointSlices and Nodes, plus knobs that make it misbehave the way real API servers and
- * networks do (expired resource versions, 5xx, dropped and stalled connections, restarts).
+ * A test Kubernetes API server: the real list/watch protocol over HTTP (or HTTPS, with `tls`) for
+ * Services, EndpointSlices and Nodes, plus knobs that make it misbehave the way real API servers
+ * and networks do (expired resource versions, 5xx, dropped and stalled connections, restarts).
  *
  * The client under test is the real `@kubernetes/client-node`; nothing of it is mocked.
  */
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 
@@ -64,6 +65,12 @@ const KINDS: Record<ApiKind, KindInfo> = {
 export interface TestApiServerOptions {
   /** How often open watches that asked for bookmarks receive one. */
   bookmarkIntervalMs?: number;
+  /**
+   * Serve HTTPS with this key and certificate (PEM) instead of plain HTTP, as a real API server
+   * does: what in-cluster clients need, since they verify the server against the service
+   * account's ca.crt. The certificate must be valid for 127.0.0.1.
+   */
+  tls?: { key: string | Buffer; cert: string | Buffer };
 }
 
 interface PlannedFailure {
@@ -78,7 +85,14 @@ export class TestApiServer {
     watch: { Service: 0, EndpointSlice: 0, Node: 0 } as Record<ApiKind, number>,
   };
 
-  private readonly server: http.Server;
+  /**
+   * The distinct Authorization headers of the requests served so far; `undefined` stands for
+   * requests without one. Nothing is checked: the server answers everyone alike.
+   */
+  readonly authorizations = new Set<string | undefined>();
+
+  private readonly server: http.Server | https.Server;
+  private readonly tls: TestApiServerOptions['tls'];
   private readonly sockets = new Set<Socket>();
   private readonly store: Record<ApiKind, Map<string, StoredObject>> = {
     Service: new Map(),
@@ -98,7 +112,15 @@ export class TestApiServer {
 
   private constructor(opts: TestApiServerOptions) {
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 100;
-    this.server = http.createServer((req, res) => this.handle(req, res));
+    this.tls = opts.tls;
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      this.authorizations.add(req.headers.authorization);
+      this.handle(req, res);
+    };
+    this.server = this.tls
+      ? https.createServer({ key: this.tls.key, cert: this.tls.cert }, handler)
+      : http.createServer(handler);
+    // Raw TCP sockets for HTTPS too: destroying one ends its TLS session with it.
     this.server.on('connection', (socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
@@ -111,16 +133,32 @@ export class TestApiServer {
     return s;
   }
 
-  /** Base URL, e.g. http://127.0.0.1:41234. Stable across stop()/start(). */
+  /** Base URL, e.g. http://127.0.0.1:41234 (https:// with `tls`). Stable across stop()/start(). */
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
-  /** A KubeConfig that points the real client at this server (plain HTTP, no auth). */
+  /** The port listened on (0 before the first start()). */
+  get listenPort(): number {
+    return this.port;
+  }
+
+  /**
+   * A KubeConfig that points the real client at this server, without auth: plain HTTP, or with
+   * `tls`, HTTPS verified against the server's own (self-signed) certificate.
+   */
   kubeConfig(): KubeConfig {
     const kc = new KubeConfig();
-    // client-node 1.4 refuses http:// servers unless skipTLSVerify is set.
-    kc.loadFromClusterAndUser({ name: 'test', server: this.url, skipTLSVerify: true }, { name: 'test-user' });
+    const cluster = this.tls
+      ? {
+          name: 'test',
+          server: this.url,
+          caData: Buffer.from(this.tls.cert).toString('base64'),
+          skipTLSVerify: false,
+        }
+      : // client-node 1.4 refuses http:// servers unless skipTLSVerify is set.
+        { name: 'test', server: this.url, skipTLSVerify: true };
+    kc.loadFromClusterAndUser(cluster, { name: 'test-user' });
     return kc;
   }
 
