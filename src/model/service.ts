@@ -30,6 +30,8 @@ export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-nam
 const DEFAULT_AFFINITY_SECONDS = 10800;
 const MAX_AFFINITY_SECONDS = 86400;
 const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
+/** spec.trafficDistribution values the API knows; kube-proxy itself only reads the slices' hints. */
+const TRAFFIC_DISTRIBUTIONS = new Set(['PreferClose', 'PreferSameZone', 'PreferSameNode']);
 
 const fail = (reason: string): ServiceResult => ({ ok: false, ignored: false, reason });
 const ignore = (reason: string): ServiceResult => ({ ok: false, ignored: true, reason });
@@ -128,6 +130,14 @@ export function parseService(svc: V1Service): ServiceResult {
   } else if (spec.sessionAffinity !== undefined && spec.sessionAffinity !== 'None') {
     warnings.push(`unknown sessionAffinity ${JSON.stringify(spec.sessionAffinity)}: using None`);
   }
+
+  // The EndpointSlice controller turns trafficDistribution into hints and kube-proxy obeys the
+  // hints, never the field: an unknown value changes nothing, but it is worth one line.
+  const distribution = spec.trafficDistribution;
+  if (distribution !== undefined && distribution !== null && !TRAFFIC_DISTRIBUTIONS.has(distribution))
+    warnings.push(
+      `unknown trafficDistribution ${JSON.stringify(distribution)}: ignored, the EndpointSlice hints decide`,
+    );
 
   const externallyAccessible =
     usesNodePorts && ports.some((p) => p.nodePort > 0)
