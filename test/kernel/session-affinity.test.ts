@@ -1,0 +1,161 @@
+import type { V1Service } from '@kubernetes/client-node';
+import { LAB, Lab } from '../../scripts/lab/index.js';
+import { requireKernel } from '../support/capabilities.js';
+import { service, slice } from '../support/objects.js';
+import { caseTable, TracedProxy, type Case } from '../support/traced-probe.js';
+
+/**
+ * sessionAffinity: ClientIP through the real kernel, held to trace(): every connection of one
+ * client lands on one endpoint among those trace() allows (another client may land
+ * elsewhere); without affinity the same client is spread over all of them.
+ */
+describe('kernel: sessionAffinity ClientIP', function () {
+  this.timeout(180_000);
+  let lab: Lab;
+  let proxy: TracedProxy;
+  const NS = 'aff';
+  const STICKY = '10.96.11.10';
+  const PLAIN = '10.96.11.11';
+  const LB_LOCAL = '192.0.2.95';
+
+  const ports = [
+    { name: 'http', port: 8080 },
+    { name: 'dns', port: 5353, protocol: 'UDP' as const },
+  ];
+  const svcPorts = (nodePort?: number) => [
+    { name: 'http', port: 80, targetPort: 8080, ...(nodePort ? { nodePort } : {}) },
+    {
+      name: 'dns',
+      port: 53,
+      protocol: 'UDP' as const,
+      targetPort: 5353,
+      ...(nodePort ? { nodePort: nodePort + 1 } : {}),
+    },
+  ];
+  const affinity = {
+    sessionAffinity: 'ClientIP',
+    sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } },
+  } as const;
+  const endpoints = (name: string) =>
+    slice(NS, `${name}-a`, name, ports, [
+      { ip: '10.244.1.11', nodeName: LAB.nodeName },
+      { ip: '10.244.1.12', nodeName: LAB.nodeName },
+      { ip: '10.244.2.11', nodeName: LAB.remoteNodeName },
+    ]);
+  const local: V1Service = {
+    ...service(NS, 'sticky-local', {
+      type: 'LoadBalancer',
+      clusterIP: '10.96.11.13',
+      externalTrafficPolicy: 'Local',
+      healthCheckNodePort: 30925,
+      ports: svcPorts(30920),
+      ...affinity,
+    }),
+    status: { loadBalancer: { ingress: [{ ip: LB_LOCAL }] } },
+  };
+  const objects = [
+    service(NS, 'sticky', { clusterIP: STICKY, ports: svcPorts(), ...affinity }),
+    endpoints('sticky'),
+    service(NS, 'plain', { clusterIP: PLAIN, ports: svcPorts() }),
+    endpoints('plain'),
+    service(NS, 'sticky-np', {
+      type: 'NodePort',
+      clusterIP: '10.96.11.12',
+      ports: svcPorts(30910),
+      ...affinity,
+    }),
+    endpoints('sticky-np'),
+    local,
+    endpoints('sticky-local'),
+  ];
+  const flags = [
+    '--hostname-override',
+    LAB.nodeName,
+    '--node-ip',
+    LAB.nodeIp,
+    '--cluster-cidr',
+    LAB.clusterCidr,
+    '--service-cidr',
+    LAB.serviceCidr,
+  ];
+
+  before(async function () {
+    requireKernel(this);
+    lab = await Lab.create();
+    proxy = await TracedProxy.create(lab);
+    for (const [name, ip, here] of [
+      ['web-1', '10.244.1.11', true],
+      ['web-2', '10.244.1.12', true],
+      ['far-1', '10.244.2.11', false],
+    ] as const) {
+      await lab.addPod(name, { ip, local: here });
+      await lab.serve(name, { tcp: [8080], udp: [5353] });
+    }
+    await lab.addPod('pod-a', { ip: '10.244.1.50' });
+    await lab.addPod('pod-b', { ip: '10.244.1.51' });
+    await lab.addClient('outside-a', '172.30.0.100');
+    await lab.addClient('outside-b', '172.30.0.101');
+  });
+
+  after(async () => {
+    await lab?.destroy();
+    await proxy?.remove();
+  });
+
+  const all = ['far-1', 'web-1', 'web-2'];
+  const one = (sees: 'client' | 'node', answer = all) => ({ answer, sees, one: true });
+  caseTable(
+    'one client, one endpoint',
+    () => proxy,
+    [
+      { from: 'pod-a', dst: STICKY, port: 80, proto: 'tcp', expect: one('client') },
+      {
+        from: 'pod-b',
+        dst: STICKY,
+        port: 80,
+        proto: 'tcp',
+        expect: one('client'),
+        note: 'maybe another one',
+      },
+      { from: 'pod-a', dst: STICKY, port: 53, proto: 'udp', expect: one('client') },
+      { from: 'node', dst: STICKY, port: 80, proto: 'tcp', expect: one('node') },
+      {
+        from: 'outside-a',
+        dst: LAB.nodeIp,
+        port: 30910,
+        proto: 'tcp',
+        expect: one('node'),
+        note: 'NodePort',
+      },
+      { from: 'outside-b', dst: LAB.nodeIp, port: 30911, proto: 'udp', expect: one('node') },
+      {
+        from: 'outside-a',
+        dst: LB_LOCAL,
+        port: 80,
+        proto: 'tcp',
+        expect: one('client', ['web-1', 'web-2']),
+        note: 'eTP Local',
+      },
+      {
+        from: 'pod-a',
+        dst: LB_LOCAL,
+        port: 80,
+        proto: 'tcp',
+        expect: one('client'),
+        note: 'eTP Local, short-circuited',
+      },
+      {
+        from: 'pod-a',
+        dst: PLAIN,
+        port: 80,
+        proto: 'tcp',
+        expect: { answer: all, sees: 'client' },
+        note: 'no affinity',
+      },
+    ] satisfies Case[],
+    async () => {
+      await lab.exec('outside-a', ['ip', 'route', 'add', '192.0.2.0/24', 'via', LAB.nodeIp]);
+      await proxy.sync(objects, flags);
+    },
+  );
+});
