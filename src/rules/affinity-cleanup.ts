@@ -39,7 +39,7 @@ export function staleAffinity(prev: Ruleset, next: Ruleset): StaleAffinity[] {
     const endpoints = (elements: readonly Element[]): Map<string, Set<string>> => {
       const byFrontend = new Map<string, Set<string>>();
       for (const el of elements) {
-        if (!el.set.startsWith('backends-')) continue;
+        if (!el.set.startsWith('backends-') && !el.set.startsWith('cluster-backends-')) continue;
         const fe = frontendOf(el);
         if (!sticky.has(fe)) continue;
         const set = byFrontend.get(fe) ?? new Set<string>();

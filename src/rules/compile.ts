@@ -191,6 +191,7 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
     );
   };
   const frontendKey = (fe: Frontend): string[] => [fe.ip, p, String(fe.port)];
+  const recorded = new Set<string>();
   const noEndpoints = (fe: Frontend): void =>
     element('no-endpoint-services', frontendKey(fe), [sp.hasEndpoints ? 'drop' : 'goto reject-chain']);
   const route = (
@@ -208,7 +209,7 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
     const size = slots.length;
     // nft 1.0.6 aborts on any IPv6 map update with data (`netlink_gen_expr: Assertion dreg <
     // ctx->reg_low`), so IPv6 ports cannot record affinity: the model warns about them.
-    const sticky = sp.affinitySeconds > 0 && role !== 'shortcircuit' && size > 0 && ctx.family === 'ipv4';
+    const sticky = sp.affinitySeconds > 0 && size > 0 && ctx.family === 'ipv4';
     const spec: PickSpec = { role, algo, size, sticky };
     const name = pickChainName(spec);
     picks.set(name, spec);
@@ -219,7 +220,9 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
       const ep = slots[slot]!;
       element(backends, [fe.ip, p, port, String(slot)], [ep.ip, String(ep.port)]);
     }
-    if (sticky) {
+    // An eTP Local frontend routes twice (local and short-circuit): one recorder entry.
+    if (sticky && !recorded.has(`${fe.ip} ${port}`)) {
+      recorded.add(`${fe.ip} ${port}`);
       const recorder = `affinity-record-${p}-${sp.affinitySeconds}`;
       recorders.set(recorder, { p, seconds: sp.affinitySeconds });
       element(`affinity-frontends-${p}`, [fe.ip, port], [`goto ${recorder}`]);
