@@ -60,8 +60,9 @@ export function categorizeEndpoints(
   nodeName: string,
   zone: string | undefined,
 ): Categorized {
-  const usesCluster =
-    !policy.internalPolicyLocal || (policy.externallyAccessible && !policy.externalPolicyLocal);
+  // kube-proxy's UsesClusterEndpoints: an externally accessible port needs its cluster
+  // endpoints even under eTP Local (and iTP Local), for the pod and node short-circuit.
+  const usesCluster = !policy.internalPolicyLocal || policy.externallyAccessible;
   const usesLocal = policy.internalPolicyLocal || (policy.externallyAccessible && policy.externalPolicyLocal);
   let clusterEndpoints: Endpoint[] = [];
   let mode = '';

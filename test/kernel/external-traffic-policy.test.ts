@@ -23,12 +23,20 @@ describe('kernel: externalTrafficPolicy Local', function () {
   const LB_REMOTE = '192.0.2.41';
   const LB_NONE = '192.0.2.42';
   const LB_LOCAL = '192.0.2.43';
+  const LB_BOTH = '192.0.2.44';
 
-  const local = (name: string, clusterIP: string, lbIP: string, nodePort: number): V1Service => ({
+  const local = (
+    name: string,
+    clusterIP: string,
+    lbIP: string,
+    nodePort: number,
+    internalTrafficPolicy: 'Local' | 'Cluster' = 'Cluster',
+  ): V1Service => ({
     ...service(NS, name, {
       type: 'LoadBalancer',
       clusterIP,
       externalTrafficPolicy: 'Local',
+      internalTrafficPolicy,
       healthCheckNodePort: nodePort + 5,
       ports: [
         { name: 'http', port: 80, targetPort: 8080, nodePort },
@@ -65,6 +73,13 @@ describe('kernel: externalTrafficPolicy Local', function () {
     endpoints('here', [
       ['10.244.1.11', true],
       ['10.244.1.12', true],
+    ]),
+    // iTP Local too: the short-circuit still reaches every endpoint (kube-proxy's
+    // UsesClusterEndpoints holds for any externally accessible port).
+    local('both', '10.96.4.14', LB_BOTH, 30420, 'Local'),
+    endpoints('both', [
+      ['10.244.1.11', true],
+      ['10.244.2.11', false],
     ]),
   ];
   const flags = [
@@ -177,6 +192,35 @@ describe('kernel: externalTrafficPolicy Local', function () {
         note: 'no endpoints anywhere',
       },
       { from: 'pod', dst: LAB.nodeIp, port: 30400, proto: 'tcp', expect: 'refused' },
+      {
+        from: 'outside',
+        dst: LB_BOTH,
+        port: 80,
+        proto: 'tcp',
+        expect: { answer: ['web-1'], sees: 'client' },
+      },
+      {
+        from: 'pod',
+        dst: LB_BOTH,
+        port: 80,
+        proto: 'tcp',
+        expect: { answer: ['far-1', 'web-1'], sees: 'client' },
+        note: 'iTP Local too: short-circuit to all',
+      },
+      {
+        from: 'node',
+        dst: LAB.nodeIp,
+        port: 30420,
+        proto: 'tcp',
+        expect: { answer: ['far-1', 'web-1'], sees: 'node' },
+      },
+      {
+        from: 'pod',
+        dst: '10.96.4.14',
+        port: 80,
+        proto: 'tcp',
+        expect: { answer: ['web-1'], sees: 'client' },
+      },
     ] satisfies Case[],
     () => proxy.sync(objects, flags),
   );

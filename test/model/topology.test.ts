@@ -79,6 +79,14 @@ const cases: Array<{
     hasEndpoints: true,
   },
   {
+    name: 'iTP Local and eTP Local: cluster endpoints still chosen, for the short-circuit',
+    endpoints: [ep('10.0.0.1', { local: true }), ep('10.0.0.2')],
+    policy: { internalPolicyLocal: true, externalPolicyLocal: true, externallyAccessible: true },
+    cluster: ['10.0.0.1', '10.0.0.2'],
+    local: ['10.0.0.1'],
+    hasEndpoints: true,
+  },
+  {
     name: 'zone hints for our zone are obeyed',
     endpoints: [ep('10.0.0.1', { zoneHints: ['a'] }), ep('10.0.0.2', { zoneHints: ['b'] })],
     zone: 'a',
