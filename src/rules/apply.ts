@@ -149,7 +149,7 @@ function diffFragments(prev: Ruleset, next: Ruleset, recreated: Set<string>, tx:
     const before = prev.fragments.get(key);
     if (before === after) {
       // Unchanged, but its set was recreated empty: everything goes back in.
-      for (const el of after.elements) if (gone(el)) adds.push(el);
+      if (recreated.size > 0) for (const el of after.elements) if (gone(el)) adds.push(el);
       continue;
     }
     const had = index(before);
