@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import type { V1Service } from '@kubernetes/client-node';
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
@@ -145,6 +146,14 @@ describe('kernel: sessionAffinity ClientIP', function () {
         note: 'eTP Local, short-circuited',
       },
       {
+        from: 'node',
+        dst: LB_LOCAL,
+        port: 80,
+        proto: 'tcp',
+        expect: one('node'),
+        note: 'eTP Local, from the node',
+      },
+      {
         from: 'pod-a',
         dst: PLAIN,
         port: 80,
@@ -158,4 +167,24 @@ describe('kernel: sessionAffinity ClientIP', function () {
       await proxy.sync(objects, flags);
     },
   );
+
+  // kube-proxy records affinity per service port and client, "without regard to which service
+  // IP was used to reach the service": a client's ClusterIP and NodePort connections share it.
+  describe('across frontends (after the table: same rules)', () => {
+    it('keeps one endpoint per client across the ClusterIP and the NodePort of one port', async () => {
+      for (const client of ['pod-a', 'pod-b']) {
+        const seen: string[] = [];
+        for (const [dst, port] of [
+          ['10.96.11.12', 80],
+          [LAB.nodeIp, 30910],
+          ['10.96.11.12', 80],
+        ] as const) {
+          const r = await lab.probe(client, { dst, port, proto: 'tcp', count: 10 });
+          assert.equal(r.answers.size, 1, `${client} → ${dst}:${port}: ${JSON.stringify([...r.answers])}`);
+          seen.push([...r.answers.keys()][0]!);
+        }
+        assert.equal(new Set(seen).size, 1, `${client}: ${seen.join(' / ')}`);
+      }
+    });
+  });
 });
