@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { frontendsOf, type Frontend } from '../model/frontends.js';
 import { cidrContains, parseCidr } from '../model/ip.js';
 import { maglevEndpointTable } from '../lb/maglev.js';
@@ -50,6 +51,9 @@ export const pickChainName = (s: PickSpec): string =>
   `${s.role}-${s.algo === 'maglev' ? 'maglev-' : ''}${s.size}${s.sticky ? '-sticky' : ''}`;
 
 const PROTOCOLS = ['tcp', 'udp', 'sctp'] as const;
+
+/** A chain-name-safe, stable short name for a service port (its key may hold any Service name). */
+const portHash = (key: string): string => createHash('sha256').update(key).digest('hex').slice(0, 12);
 const proto = (sp: ServicePort): (typeof PROTOCOLS)[number] =>
   sp.protocol.toLowerCase() as (typeof PROTOCOLS)[number];
 
@@ -118,10 +122,8 @@ export class Compiler {
   }
 }
 
-interface Recorder {
-  p: (typeof PROTOCOLS)[number];
-  seconds: number;
-}
+/** A recorder chain's rules: the updates of the affinity map after a DNAT. */
+type Recorder = string[];
 
 /** A port's elements and what they need of the static part. */
 interface PortFragment extends Fragment {
@@ -191,7 +193,10 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
     );
   };
   const frontendKey = (fe: Frontend): string[] => [fe.ip, p, String(fe.port)];
-  const recorded = new Set<string>();
+  const stickyGroups = [
+    { frontends: new Map<string, Frontend>() },
+    { frontends: new Map<string, Frontend>() },
+  ];
   const noEndpoints = (fe: Frontend): void =>
     element('no-endpoint-services', frontendKey(fe), [sp.hasEndpoints ? 'drop' : 'goto reject-chain']);
   const route = (
@@ -220,12 +225,12 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
       const ep = slots[slot]!;
       element(backends, [fe.ip, p, port, String(slot)], [ep.ip, String(ep.port)]);
     }
-    // An eTP Local frontend routes twice (local and short-circuit): one recorder entry.
-    if (sticky && !recorded.has(`${fe.ip} ${port}`)) {
-      recorded.add(`${fe.ip} ${port}`);
-      const recorder = `affinity-record-${p}-${sp.affinitySeconds}`;
-      recorders.set(recorder, { p, seconds: sp.affinitySeconds });
-      element(`affinity-frontends-${p}`, [fe.ip, port], [`goto ${recorder}`]);
+    // Frontends that pick from the same list share stickiness, as kube-proxy keys affinity by
+    // endpoint: a client seen on the ClusterIP keeps its endpoint on the NodePort. An eTP Local
+    // frontend routes twice (local, short-circuit): it records with its local group only.
+    if (sticky && !stickyGroups.some((g) => g.frontends.has(`${fe.ip} ${port}`))) {
+      const group = role === 'external-local' || (role === 'clusterip' && sp.internalPolicyLocal) ? 1 : 0;
+      stickyGroups[group]!.frontends.set(`${fe.ip} ${port}`, fe);
     }
   };
 
@@ -264,6 +269,18 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
       for (const lb of sp.loadBalancerIPs)
         for (const src of sp.loadBalancerIPs) element('firewall-allow', [lb, p, String(sp.port), src]);
   }
+  stickyGroups.forEach(({ frontends }, group) => {
+    if (frontends.size === 0) return;
+    const name = `affinity-record-${portHash(sp.key)}-${group === 0 ? 'cluster' : 'local'}`;
+    const rules: string[] = [];
+    for (const fe of frontends.values()) {
+      rules.push(
+        `meta l4proto ${p} update @affinity-${p} { ${fe.ip} . ${fe.port} . ${ctx.x} saddr timeout ${sp.affinitySeconds}s : ${ctx.x} daddr . th dport }`,
+      );
+      element(`affinity-frontends-${p}`, [fe.ip, String(fe.port)], [`goto ${name}`]);
+    }
+    recorders.set(name, rules);
+  });
   const hairpin: string[] = [];
   for (const ep of sp.clusterEndpoints) if (ep.local) hairpin.push(ep.ip);
   for (const ep of sp.localEndpoints) if (ep.local) hairpin.push(ep.ip);
@@ -407,7 +424,7 @@ function staticPart(
     map(`affinity-frontends-${p}`, {
       type: [addr, 'inet_service'],
       valueType: ['verdict'],
-      comment: `${p} frontends with sessionAffinity: goto the recorder with their timeout`,
+      comment: `${p} frontends with sessionAffinity: goto the recorder of their service port`,
     });
   }
   chain(
@@ -446,10 +463,6 @@ function staticPart(
         : []),
     ]);
   }
-  for (const [name, { p, seconds }] of [...recorders.entries()].sort(([a], [b]) =>
-    a < b ? -1 : a > b ? 1 : 0,
-  ))
-    chain(name, [
-      `meta l4proto ${p} update @affinity-${p} { ct original ${x} daddr . ct original proto-dst . ${x} saddr timeout ${seconds}s : ${x} daddr . th dport }`,
-    ]);
+  for (const [name, rules] of [...recorders.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    chain(name, rules);
 }

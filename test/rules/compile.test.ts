@@ -151,9 +151,9 @@ add chain ip kube-nftproxy reject-chain
 add chain ip kube-nftproxy services
 add chain ip kube-nftproxy shortcircuit
 add chain ip kube-nftproxy shortcircuit-2
-add map ip kube-nftproxy affinity-frontends-sctp { type ipv4_addr . inet_service : verdict ; comment "sctp frontends with sessionAffinity: goto the recorder with their timeout" ; }
-add map ip kube-nftproxy affinity-frontends-tcp { type ipv4_addr . inet_service : verdict ; comment "tcp frontends with sessionAffinity: goto the recorder with their timeout" ; }
-add map ip kube-nftproxy affinity-frontends-udp { type ipv4_addr . inet_service : verdict ; comment "udp frontends with sessionAffinity: goto the recorder with their timeout" ; }
+add map ip kube-nftproxy affinity-frontends-sctp { type ipv4_addr . inet_service : verdict ; comment "sctp frontends with sessionAffinity: goto the recorder of their service port" ; }
+add map ip kube-nftproxy affinity-frontends-tcp { type ipv4_addr . inet_service : verdict ; comment "tcp frontends with sessionAffinity: goto the recorder of their service port" ; }
+add map ip kube-nftproxy affinity-frontends-udp { type ipv4_addr . inet_service : verdict ; comment "udp frontends with sessionAffinity: goto the recorder of their service port" ; }
 add map ip kube-nftproxy affinity-sctp { typeof ip daddr . th dport . ip saddr : ip daddr . sctp dport ; flags dynamic,timeout ; timeout 3h ; comment "frontend . client: the sctp endpoint it had (sessionAffinity ClientIP)" ; }
 add map ip kube-nftproxy affinity-tcp { typeof ip daddr . th dport . ip saddr : ip daddr . tcp dport ; flags dynamic,timeout ; timeout 3h ; comment "frontend . client: the tcp endpoint it had (sessionAffinity ClientIP)" ; }
 add map ip kube-nftproxy affinity-udp { typeof ip daddr . th dport . ip saddr : ip daddr . udp dport ; flags dynamic,timeout ; timeout 3h ; comment "frontend . client: the udp endpoint it had (sessionAffinity ClientIP)" ; }
