@@ -1,7 +1,7 @@
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
 import { service, slice, type EndpointSpec } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case } from '../support/traced-probe.js';
+import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-probe.js';
 
 /**
  * IPv6 and dual-stack Services through the real kernel (the ip6 table), held to trace():
@@ -82,16 +82,7 @@ describe('kernel: IPv6 and dual-stack', function () {
       ports: svcPorts(30620),
     }),
   ];
-  const flags = [
-    '--hostname-override',
-    LAB.nodeName,
-    '--node-ip',
-    `${LAB.nodeIp},${LAB.nodeIp6}`,
-    '--cluster-cidr',
-    `${LAB.clusterCidr},${LAB.clusterCidr6}`,
-    '--service-cidr',
-    `${LAB.serviceCidr},${LAB.serviceCidr6}`,
-  ];
+  const flags = labFlags({ dualStack: true });
 
   before(async function () {
     requireKernel(this);

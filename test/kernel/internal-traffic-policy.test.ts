@@ -1,7 +1,7 @@
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case } from '../support/traced-probe.js';
+import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../support/traced-probe.js';
 
 /**
  * internalTrafficPolicy: Local through the real kernel, held to trace(): a ClusterIP reaches
@@ -56,30 +56,18 @@ describe('kernel: internalTrafficPolicy Local', function () {
     svc('cluster', CLUSTER, 'Cluster'),
     endpoints('cluster', mixed),
   ];
-  const flags = [
-    '--hostname-override',
-    LAB.nodeName,
-    '--node-ip',
-    LAB.nodeIp,
-    '--cluster-cidr',
-    LAB.clusterCidr,
-    '--service-cidr',
-    LAB.serviceCidr,
-  ];
+  const flags = labFlags();
 
   before(async function () {
     requireKernel(this);
     lab = await Lab.create();
     proxy = await TracedProxy.create(lab);
-    for (const [name, ip, here] of [
+    await addServingPods(lab, [
       ['web-1', '10.244.1.11', true],
       ['web-2', '10.244.1.12', true],
       ['far-1', '10.244.2.11', false],
       ['far-2', '10.244.2.12', false],
-    ] as const) {
-      await lab.addPod(name, { ip, local: here });
-      await lab.serve(name, { tcp: [8080], udp: [5353] });
-    }
+    ] as const);
     await lab.addPod('pod', { ip: '10.244.1.50' });
     await lab.addClient('outside');
   });

@@ -1,7 +1,7 @@
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case } from '../support/traced-probe.js';
+import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../support/traced-probe.js';
 
 /**
  * NodePorts (externalTrafficPolicy Cluster) through the real kernel, each case held to
@@ -44,29 +44,17 @@ describe('kernel: NodePort', function () {
       ports: [{ port: 80, nodePort: 30081 }],
     }),
   ];
-  const flags = [
-    '--hostname-override',
-    LAB.nodeName,
-    '--node-ip',
-    LAB.nodeIp,
-    '--cluster-cidr',
-    LAB.clusterCidr,
-    '--service-cidr',
-    LAB.serviceCidr,
-  ];
+  const flags = labFlags();
 
   before(async function () {
     requireKernel(this);
     lab = await Lab.create();
     proxy = await TracedProxy.create(lab);
-    for (const [name, ip, local] of [
+    await addServingPods(lab, [
       ['web-1', '10.244.1.11', true],
       ['web-2', '10.244.1.12', true],
       ['far-1', '10.244.2.11', false],
-    ] as const) {
-      await lab.addPod(name, { ip, local });
-      await lab.serve(name, { tcp: [8080], udp: [5353] });
-    }
+    ] as const);
     await lab.addPod('pod', { ip: '10.244.1.50' });
     await lab.addPod('far-pod', { ip: '10.244.2.50', local: false });
     await lab.addClient('outside');

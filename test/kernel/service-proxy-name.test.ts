@@ -1,7 +1,7 @@
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case } from '../support/traced-probe.js';
+import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-probe.js';
 
 /**
  * Services labelled service.kubernetes.io/service-proxy-name belong to another proxy (any
@@ -51,16 +51,7 @@ describe('kernel: services of another proxy', function () {
     ...svc('empty-label', EMPTY_LABEL, { [LABEL]: '' }),
     ...svc('mine', MINE),
   ];
-  const flags = [
-    '--hostname-override',
-    LAB.nodeName,
-    '--node-ip',
-    LAB.nodeIp,
-    '--cluster-cidr',
-    LAB.clusterCidr,
-    '--service-cidr',
-    LAB.serviceCidr,
-  ];
+  const flags = labFlags();
 
   before(async function () {
     requireKernel(this);

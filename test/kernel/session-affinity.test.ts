@@ -3,7 +3,7 @@ import type { V1Service } from '@kubernetes/client-node';
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case } from '../support/traced-probe.js';
+import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../support/traced-probe.js';
 
 /**
  * sessionAffinity: ClientIP through the real kernel, held to trace(): every connection of one
@@ -69,29 +69,17 @@ describe('kernel: sessionAffinity ClientIP', function () {
     local,
     endpoints('sticky-local'),
   ];
-  const flags = [
-    '--hostname-override',
-    LAB.nodeName,
-    '--node-ip',
-    LAB.nodeIp,
-    '--cluster-cidr',
-    LAB.clusterCidr,
-    '--service-cidr',
-    LAB.serviceCidr,
-  ];
+  const flags = labFlags();
 
   before(async function () {
     requireKernel(this);
     lab = await Lab.create();
     proxy = await TracedProxy.create(lab);
-    for (const [name, ip, here] of [
+    await addServingPods(lab, [
       ['web-1', '10.244.1.11', true],
       ['web-2', '10.244.1.12', true],
       ['far-1', '10.244.2.11', false],
-    ] as const) {
-      await lab.addPod(name, { ip, local: here });
-      await lab.serve(name, { tcp: [8080], udp: [5353] });
-    }
+    ] as const);
     await lab.addPod('pod-a', { ip: '10.244.1.50' });
     await lab.addPod('pod-b', { ip: '10.244.1.51' });
     await lab.addClient('outside-a', '172.30.0.100');

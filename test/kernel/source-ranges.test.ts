@@ -2,7 +2,7 @@ import type { V1Service } from '@kubernetes/client-node';
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case } from '../support/traced-probe.js';
+import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-probe.js';
 
 /**
  * loadBalancerSourceRanges through the real kernel, held to trace(): listed sources reach the
@@ -61,16 +61,7 @@ describe('kernel: loadBalancerSourceRanges', function () {
     lb('self', '10.96.3.11', [LB_LOCAL, LB_REMOTE], [`${LAB.nodeIp}/32`], 30290),
     endpoints('self'),
   ];
-  const flags = [
-    '--hostname-override',
-    LAB.nodeName,
-    '--node-ip',
-    LAB.nodeIp,
-    '--cluster-cidr',
-    LAB.clusterCidr,
-    '--service-cidr',
-    LAB.serviceCidr,
-  ];
+  const flags = labFlags();
 
   before(async function () {
     requireKernel(this);

@@ -1,7 +1,7 @@
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
 import { service, slice, type EndpointSpec } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case } from '../support/traced-probe.js';
+import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../support/traced-probe.js';
 
 /**
  * Terminating endpoints through the real kernel, held to trace(): ready endpoints first; with
@@ -73,30 +73,18 @@ describe('kernel: terminating endpoints', function () {
     service(NS, 'itp', { clusterIP: ITP, internalTrafficPolicy: 'Local', ports: svcPorts() }),
     slice(NS, 'itp-a', 'itp', ports, [ep('10.244.1.11', 'terminating'), ep('10.244.2.11', 'ready')]),
   ];
-  const flags = [
-    '--hostname-override',
-    LAB.nodeName,
-    '--node-ip',
-    LAB.nodeIp,
-    '--cluster-cidr',
-    LAB.clusterCidr,
-    '--service-cidr',
-    LAB.serviceCidr,
-  ];
+  const flags = labFlags();
 
   before(async function () {
     requireKernel(this);
     lab = await Lab.create();
     proxy = await TracedProxy.create(lab);
-    for (const [name, ip, here] of [
+    await addServingPods(lab, [
       ['web-1', '10.244.1.11', true],
       ['web-2', '10.244.1.12', true],
       ['far-1', '10.244.2.11', false],
       ['far-2', '10.244.2.12', false],
-    ] as const) {
-      await lab.addPod(name, { ip, local: here });
-      await lab.serve(name, { tcp: [8080], udp: [5353] });
-    }
+    ] as const);
     await lab.addPod('pod', { ip: '10.244.1.50' });
     await lab.addClient('outside');
     await lab.exec('outside', ['ip', 'route', 'add', '192.0.2.0/24', 'via', LAB.nodeIp]);

@@ -1,7 +1,7 @@
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
 import { node, service, slice, type EndpointSpec } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case } from '../support/traced-probe.js';
+import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-probe.js';
 
 /**
  * Topology hints through the real kernel, held to trace(): with this node's Node object
@@ -84,16 +84,7 @@ describe('kernel: topology hints', function () {
       ep('far-2', { zoneHints: ['zone-b'] }),
     ]),
   ];
-  const flags = [
-    '--hostname-override',
-    LAB.nodeName,
-    '--node-ip',
-    LAB.nodeIp,
-    '--cluster-cidr',
-    LAB.clusterCidr,
-    '--service-cidr',
-    LAB.serviceCidr,
-  ];
+  const flags = labFlags();
 
   before(async function () {
     requireKernel(this);

@@ -298,3 +298,29 @@ export function caseTable(
       });
   });
 }
+
+/** The proxy flags of a traced kernel file: this lab's node, pod and service ranges (IPv4, or both families). */
+export function labFlags(opts: { dualStack?: boolean } = {}): string[] {
+  const both = (v4: string, v6: string): string => (opts.dualStack ? `${v4},${v6}` : v4);
+  return [
+    '--hostname-override',
+    LAB.nodeName,
+    '--node-ip',
+    both(LAB.nodeIp, LAB.nodeIp6),
+    '--cluster-cidr',
+    both(LAB.clusterCidr, LAB.clusterCidr6),
+    '--service-cidr',
+    both(LAB.serviceCidr, LAB.serviceCidr6),
+  ];
+}
+
+/** Endpoint pods serving TCP 8080 and UDP 5353 (answering with their name), on this node or the remote one. */
+export async function addServingPods(
+  lab: Lab,
+  pods: ReadonlyArray<readonly [string, string, boolean]>,
+): Promise<void> {
+  for (const [name, ip, local] of pods) {
+    await lab.addPod(name, { ip, local });
+    await lab.serve(name, { tcp: [8080], udp: [5353] });
+  }
+}
