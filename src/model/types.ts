@@ -20,6 +20,9 @@ export interface Endpoint {
   terminating: boolean;
   /** Runs on this node (nodeName equals ours). */
   local: boolean;
+  /** Topology hints from the slice (forZones, forNodes): empty when none. */
+  zoneHints?: string[];
+  nodeHints?: string[];
 }
 
 /** A service port in one address family: the unit the proxy programs. */
