@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { buildConfig, configFileFlags, parseDuration } from '../src/config.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hasCode } from '../src/errors.js';
+
+const env = { NODE_NAME: 'node-a' } as NodeJS.ProcessEnv;
+const invalid = (fn: () => unknown, flag: RegExp): void =>
+  assert.throws(fn, (err: unknown) => hasCode(err, 'CONFIG_INVALID') && flag.test((err as Error).message));
+
+describe('config', () => {
+  it('has kube-proxy’s defaults', () => {
+    const c = buildConfig([], env);
+    assert.equal(c.hostnameOverride, 'node-a');
+    assert.equal(c.proxyMode, 'nftables');
+    assert.equal(c.nodePortAddresses, 'primary');
+    assert.equal(c.syncPeriodMs, 30_000);
+    assert.equal(c.minSyncPeriodMs, 1_000);
+    assert.equal(c.healthzBindAddress, '0.0.0.0:10256');
+    assert.equal(c.metricsBindAddress, '127.0.0.1:10249');
+    assert.equal(c.lbAlgorithm, 'random');
+    assert.equal(c.tableName, 'kube-nftproxy');
+  });
+
+  it('reads flags in both spellings, normalising CIDRs', () => {
+    const c = buildConfig(
+      [
+        '--node-name=Node-B',
+        '--cluster-cidr',
+        '10.244.1.7/16, fd00::/56',
+        '--masquerade-all',
+        '--nodeport-addresses=192.168.0.0/24',
+      ],
+      env,
+    );
+    assert.equal(c.hostnameOverride, 'node-b');
+    assert.deepEqual(c.clusterCIDRs, ['10.244.0.0/16', 'fd00::/56']);
+    assert.equal(c.masqueradeAll, true);
+    assert.deepEqual(c.nodePortAddresses, ['192.168.0.0/24']);
+  });
+
+  it('names the flag and the accepted values on bad input', () => {
+    invalid(
+      () => buildConfig(['--proxy-mode', 'ipvs'], env),
+      /--proxy-mode: "ipvs" is not one of nftables, userspace/,
+    );
+    invalid(() => buildConfig(['--cluster-cidr', '10.0.0.0'], env), /--cluster-cidr: invalid CIDR/);
+    invalid(() => buildConfig(['--node-ip', '1.2.3'], env), /--node-ip: invalid IP/);
+    invalid(() => buildConfig(['--sync-period', '30'], env), /--sync-period: invalid duration/);
+    invalid(
+      () => buildConfig(['--min-sync-period', '1m', '--sync-period', '30s'], env),
+      /--min-sync-period must not exceed/,
+    );
+    invalid(
+      () => buildConfig(['--healthz-bind-address', 'localhost'], env),
+      /--healthz-bind-address: expected HOST:PORT/,
+    );
+    invalid(() => buildConfig(['--bogus'], env), /unknown flag --bogus/);
+    invalid(() => buildConfig(['--once=maybe'], env), /--once is a switch/);
+    invalid(() => buildConfig(['--source'], env), /--source needs a value/);
+  });
+
+  it('parses Go durations', () => {
+    assert.equal(parseDuration('1h30m', 'x'), 5_400_000);
+    assert.equal(parseDuration('250ms', 'x'), 250);
+    assert.equal(parseDuration('0s', 'x'), 0);
+  });
+
+  it('takes the KubeProxyConfiguration fields that apply, and flags win', () => {
+    const file = [
+      'apiVersion: kubeproxy.config.k8s.io/v1alpha1',
+      'kind: KubeProxyConfiguration',
+      'mode: nftables',
+      'clusterCIDR: 10.244.0.0/16',
+      'nodePortAddresses: [192.168.0.0/24]',
+      'syncPeriod: 1m',
+      'nftables:',
+      '  masqueradeAll: true',
+      '  minSyncPeriod: 2s',
+      'iptables: { masqueradeAll: false }',
+    ].join('\n');
+    const flags = configFileFlags('kpc.yaml', () => file);
+    assert.equal(flags.get('cluster-cidr'), '10.244.0.0/16');
+    assert.equal(flags.get('nodeport-addresses'), '192.168.0.0/24');
+    assert.equal(flags.get('sync-period'), '1m');
+    assert.equal(flags.get('min-sync-period'), '2s');
+    assert.equal(flags.get('masquerade-all'), 'true');
+    const path = join(mkdtempSync(join(tmpdir(), 'knp-config-')), 'kpc.yaml');
+    writeFileSync(path, file);
+    const merged = buildConfig(['--config', path, '--sync-period', '10s'], env);
+    assert.equal(merged.syncPeriodMs, 10_000, 'the flag wins');
+    assert.equal(merged.minSyncPeriodMs, 2_000, 'nftables.minSyncPeriod from the file');
+    assert.deepEqual(merged.clusterCIDRs, ['10.244.0.0/16']);
+    assert.equal(merged.masqueradeAll, true);
+    assert.throws(
+      () => configFileFlags('x.yaml', () => 'kind: Pod'),
+      (err: unknown) =>
+        hasCode(err, 'CONFIG_INVALID') && /expected KubeProxyConfiguration/.test((err as Error).message),
+    );
+    assert.throws(
+      () => configFileFlags('x.yaml', () => 'mode: ipvs'),
+      (err: unknown) => hasCode(err, 'CONFIG_INVALID') && /mode "ipvs"/.test((err as Error).message),
+    );
+  });
+});
