@@ -173,7 +173,8 @@ export class Daemon {
     let full = false;
     try {
       if (this.#userspace) {
-        await this.#userspace.sync(state);
+        // The same NodePort addresses as the rules would use (--nodeport-addresses).
+        await this.#userspace.sync(state, compileConfig(state, this.config, this.deps.env).nodePortIPs);
       } else {
         const rules = this.#compilerFor(state).compile(state);
         const wantFull = start - this.#lastFull >= FULL_SYNC_PERIOD_MS;

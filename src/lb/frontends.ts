@@ -2,7 +2,9 @@
  * Which sockets the userspace proxy opens for a ProxyState: a pure function, so the
  * reconcile in userspace-backend.ts only compares lists and the choice is tested on its own.
  */
-import type { Endpoint, ProxyState, ServicePort } from '../model/types.js';
+import { frontendsOf, type FrontendKind as ModelFrontendKind } from '../model/frontends.js';
+import { ipFamily } from '../model/ip.js';
+import type { Endpoint, Family, ProxyState } from '../model/types.js';
 import type { PickerSpec } from './pickers.js';
 
 export type BindMode = 'loopback' | 'service-ip';
@@ -32,13 +34,27 @@ export interface FrontendPlan {
   unsupported: Array<{ key: string; reason: string }>;
 }
 
+/** The listener kinds: the model's frontends, the load balancer's named for its IP. */
+const KIND: Record<ModelFrontendKind, FrontendKind> = {
+  clusterIP: 'clusterIP',
+  externalIP: 'externalIP',
+  loadBalancer: 'loadBalancerIP',
+  nodePort: 'nodePort',
+};
+
 /**
  * Loopback mode: one socket per service port on 127.0.0.1 or ::1, port 0 (tests,
- * development, no privileges). Service-ip mode: the ClusterIP, external IPs and
- * load-balancer IPs on the service port, and the NodePort on each node IP of the family,
- * as kube-proxy serves them. Traffic policy Local picks localEndpoints, as in the rules.
+ * development, no privileges). Service-ip mode: every frontend the nftables rules serve
+ * (frontendsOf: the ClusterIP, external IPs, load-balancer IPs, and the NodePort on each
+ * NodePort address), with the endpoints of its traffic policy, as in the rules.
+ * `nodePortIPs` is what --nodeport-addresses chose; by default the node's IPs.
  */
-export function planFrontends(state: ProxyState, mode: BindMode, seed: number): FrontendPlan {
+export function planFrontends(
+  state: ProxyState,
+  mode: BindMode,
+  seed: number,
+  nodePortIPs: Record<Family, string[]> = nodeIPsByFamily(state),
+): FrontendPlan {
   const frontends: FrontendSpec[] = [];
   const unsupported: FrontendPlan['unsupported'] = [];
   for (const sp of state.ports) {
@@ -50,13 +66,7 @@ export function planFrontends(state: ProxyState, mode: BindMode, seed: number): 
     const picker: PickerSpec = { algorithm: sp.lbAlgorithm, affinitySeconds: sp.affinitySeconds, seed };
     const internal = sp.internalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints;
     const external = sp.externalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints;
-    const add = (
-      frontend: FrontendKind,
-      address: string,
-      port: number,
-      endpoints: Endpoint[],
-      extra: { sourceRanges?: string[]; local?: boolean } = {},
-    ): void => {
+    const add = (frontend: FrontendKind, address: string, port: number, endpoints: Endpoint[]): void => {
       frontends.push({
         id: `${sp.key}|${frontend}|${address}:${port}`,
         key: sp.key,
@@ -66,24 +76,26 @@ export function planFrontends(state: ProxyState, mode: BindMode, seed: number): 
         protocol,
         endpoints,
         picker,
-        sourceRanges: extra.sourceRanges ?? [],
-        localAddress: extra.local ? address : undefined,
+        sourceRanges: frontend === 'loadBalancerIP' ? sp.sourceRanges : [],
+        // Service IPs must be made local before binding; node IPs already are.
+        localAddress: frontend === 'nodePort' || mode === 'loopback' ? undefined : address,
       });
     };
     if (mode === 'loopback') {
       add('clusterIP', sp.family === 'ipv6' ? '::1' : '127.0.0.1', 0, internal);
       continue;
     }
-    if (sp.clusterIP) add('clusterIP', sp.clusterIP, sp.port, internal, { local: true });
-    for (const ip of sp.externalIPs) add('externalIP', ip, sp.port, external, { local: true });
-    for (const ip of sp.loadBalancerIPs)
-      add('loadBalancerIP', ip, sp.port, external, { local: true, sourceRanges: sp.sourceRanges });
-    if (sp.nodePort > 0) for (const ip of nodeIPs(state, sp)) add('nodePort', ip, sp.nodePort, external);
+    for (const fe of frontendsOf(sp, nodePortIPs))
+      add(KIND[fe.kind], fe.ip, fe.port, fe.kind === 'clusterIP' ? internal : external);
   }
   return { frontends, unsupported };
 }
 
-function nodeIPs(state: ProxyState, sp: ServicePort): string[] {
-  const v6 = sp.family === 'ipv6';
-  return state.node.ips.filter((ip) => ip.includes(':') === v6);
+function nodeIPsByFamily(state: ProxyState): Record<Family, string[]> {
+  const out: Record<Family, string[]> = { ipv4: [], ipv6: [] };
+  for (const ip of state.node.ips) {
+    const f = ipFamily(ip);
+    if (f) out[f].push(ip);
+  }
+  return out;
 }

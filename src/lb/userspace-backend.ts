@@ -8,7 +8,7 @@
 import net from 'node:net';
 import { ErrorCodes, ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Endpoint, ProxyState } from '../model/types.js';
+import type { Endpoint, Family, ProxyState } from '../model/types.js';
 import { planFrontends, type BindMode, type FrontendKind, type FrontendSpec } from './frontends.js';
 import { noLocalAddresses, type LocalAddresses } from './local-address.js';
 import { monotonicClock, type Clock } from './pickers.js';
@@ -79,8 +79,8 @@ export class UserspaceBackend {
   }
 
   /** Brings the sockets in line with `state`. Throws USERSPACE_LISTEN_FAILED after doing all it can. */
-  sync(state: ProxyState): Promise<void> {
-    const run = this.queue.then(() => this.reconcile(state));
+  sync(state: ProxyState, nodePortIPs?: Record<Family, string[]>): Promise<void> {
+    const run = this.queue.then(() => this.reconcile(state, nodePortIPs));
     this.queue = run.catch(() => {});
     return run;
   }
@@ -124,9 +124,9 @@ export class UserspaceBackend {
     this.localIPs.clear();
   }
 
-  private async reconcile(state: ProxyState): Promise<void> {
+  private async reconcile(state: ProxyState, nodePortIPs?: Record<Family, string[]>): Promise<void> {
     if (this.closed) return;
-    const plan = planFrontends(state, this.opts.bindMode, this.opts.maglevSeed ?? 0);
+    const plan = planFrontends(state, this.opts.bindMode, this.opts.maglevSeed ?? 0, nodePortIPs);
     for (const u of plan.unsupported) {
       if (this.reported.has(u.key)) continue;
       this.reported.add(u.key);

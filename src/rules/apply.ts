@@ -117,8 +117,7 @@ export function partialTransaction(prev: Ruleset, next: Ruleset): Transaction {
   return tx;
 }
 
-const elementId = (el: { family: string; table: string; set: string; key: string[] }): string =>
-  `${setId(el.family as never, el.table, el.set)} ${keyText(el)}`;
+const elementId = (el: Element): string => `${setId(el.family, el.table, el.set)} ${keyText(el)}`;
 
 /**
  * Element operations between the service ports' fragments: a fragment that is the same object
@@ -126,15 +125,14 @@ const elementId = (el: { family: string; table: string; set: string; key: string
  * come before all adds, so an element that moves between two ports is never in the way.
  */
 function diffFragments(prev: Ruleset, next: Ruleset, recreated: Set<string>, tx: Transaction): void {
-  const deletes: Fragment['elements'][number][] = [];
-  const adds: Fragment['elements'][number][] = [];
-  const index = (f: Fragment | undefined): Map<string, Fragment['elements'][number]> => {
-    const m = new Map<string, Fragment['elements'][number]>();
+  const deletes: Element[] = [];
+  const adds: Element[] = [];
+  const index = (f: Fragment | undefined): Map<string, Element> => {
+    const m = new Map<string, Element>();
     for (const el of f?.elements ?? []) m.set(elementId(el), el);
     return m;
   };
-  const gone = (el: Fragment['elements'][number]): boolean =>
-    recreated.has(setId(el.family, el.table, el.set));
+  const gone = (el: Element): boolean => recreated.has(setId(el.family, el.table, el.set));
   for (const [key, before] of prev.fragments) {
     const after = next.fragments.get(key);
     if (after === before) continue;

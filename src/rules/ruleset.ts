@@ -36,10 +36,6 @@ export const chainId = (family: NftFamily, table: string, chain: string): string
 export const keyText = (el: Pick<Element, 'key'>): string => el.key.join(' . ');
 export const valueText = (el: Pick<Element, 'value'>): string => (el.value ?? []).join(' . ');
 
-export function emptyRuleset(): Ruleset {
-  return { tables: [], chains: [], sets: [], elements: new Map(), fragments: new Map() };
-}
-
 /** Count of objects, for logs and metrics. */
 export function rulesetSize(rs: Ruleset): { chains: number; rules: number; sets: number; elements: number } {
   let rules = 0;

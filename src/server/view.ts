@@ -1,14 +1,8 @@
+import type { Packet } from '../model/trace.js';
 import type { ProxyState } from '../model/types.js';
 
-/** A packet to trace through the proxy's rules: GET /debug/trace. */
-export interface TraceQuery {
-  src: string;
-  dst: string;
-  port: number;
-  proto: 'tcp' | 'udp' | 'sctp';
-  /** Where the packet enters: from outside the node (default), from a pod on it, or from the node. */
-  from?: 'outside' | 'pod' | 'node';
-}
+/** A packet to trace through the proxy's rules: GET /debug/trace (the model's Packet). */
+export type TraceQuery = Packet;
 
 /**
  * What the health, metrics and debug servers read from the daemon. Read-only: the servers

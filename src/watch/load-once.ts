@@ -4,6 +4,7 @@ import { FileSource } from './file-source.js';
 import { createKubeSource } from './kube-source.js';
 import { loadKubeConfig } from './kubeconfig.js';
 import { ObjectStore } from './object-store.js';
+import type { SourceHandler } from './source.js';
 
 /** Every object, read once from the configured source (for --once and --dry-run). */
 export async function loadOnce(config: ProxyConfig, log: Logger): Promise<ObjectStore> {
@@ -15,12 +16,17 @@ export async function loadOnce(config: ProxyConfig, log: Logger): Promise<Object
   const { kubeConfig } = loadKubeConfig({ kubeconfigPath: config.kubeconfig });
   const source = createKubeSource({ kubeConfig, nodeName: config.hostnameOverride, log });
   await new Promise<void>((resolve, reject) => {
-    const synced = store.synced.bind(store);
-    store.synced = () => {
-      synced();
-      resolve();
+    // The store as the handler, resolving once everything is listed.
+    const handler: SourceHandler = {
+      upsert: (kind, object) => store.upsert(kind, object),
+      remove: (kind, namespace, name) => store.remove(kind, namespace, name),
+      problem: (what, err) => store.problem(what, err),
+      synced: () => {
+        store.synced();
+        resolve();
+      },
     };
-    source.start(store).catch(reject);
+    source.start(handler).catch(reject);
   });
   await source.stop();
   return store;

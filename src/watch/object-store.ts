@@ -1,4 +1,5 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import { SERVICE_NAME_LABEL } from '../model/endpoint-slice.js';
 import type { Kind, KindMap, SourceHandler } from './source.js';
 
 /** When the change behind a slice happened, for kube-proxy's network programming latency. */
@@ -9,7 +10,7 @@ const keyOf = (o: { metadata?: { namespace?: string; name?: string } }): string 
 
 /** The Service a slice belongs to, `namespace/name`, or undefined without the label. */
 export function sliceServiceKey(slice: V1EndpointSlice): string | undefined {
-  const svc = slice.metadata?.labels?.['kubernetes.io/service-name'];
+  const svc = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
   return svc ? `${slice.metadata?.namespace || 'default'}/${svc}` : undefined;
 }
 

@@ -40,6 +40,20 @@ describe('userspace frontends', () => {
     assert.deepEqual(plan.frontends[0]!.picker, { algorithm: 'maglev', affinitySeconds: 30, seed: 5 });
   });
 
+  it('service-ip mode: NodePorts on the addresses --nodeport-addresses chose, as the rules do', () => {
+    const plan = planFrontends(state([sp]), 'service-ip', 0, {
+      ipv4: ['192.168.7.1', '192.168.7.2'],
+      ipv6: [],
+    });
+    assert.deepEqual(
+      plan.frontends.filter((f) => f.frontend === 'nodePort').map((f) => [f.address, f.port]),
+      [
+        ['192.168.7.1', 30080],
+        ['192.168.7.2', 30080],
+      ],
+    );
+  });
+
   it('loopback mode: one socket per service port on port 0; SCTP is unsupported', () => {
     const sctp = servicePort('s', [], { protocol: 'SCTP' });
     const v6 = { ...servicePort('v6', []), key: 'default/v6:/TCP/ipv6', family: 'ipv6' as const };
