@@ -1,5 +1,5 @@
 import type { ProxyConfig } from './config-types.js';
-import { buildState } from './model/build-state.js';
+import { StateBuilder, type ModelConfig } from './model/state-builder.js';
 import type { ProxyState } from './model/types.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compile, type CompileConfig } from './rules/compile.js';
@@ -12,23 +12,27 @@ export interface Environment {
   localAddresses: string[];
 }
 
-/** Objects → ProxyState: pure. */
-export function stateFrom(store: ObjectStore, config: ProxyConfig, env: Environment): ProxyState {
-  const state = buildState(
-    {
-      services: [...store.services.values()],
-      slices: [...store.slices.values()],
-      ...(store.nodes.get(config.hostnameOverride)
-        ? { node: store.nodes.get(config.hostnameOverride)! }
-        : {}),
-    },
-    {
-      nodeName: config.hostnameOverride,
-      nodeIPs: config.nodeIPs,
-      hostIPs: env.localAddresses,
-      lbAlgorithm: config.lbAlgorithm,
-    },
-  );
+export function modelConfig(config: ProxyConfig, env: Environment): ModelConfig {
+  return {
+    nodeName: config.hostnameOverride,
+    nodeIPs: config.nodeIPs,
+    hostIPs: env.localAddresses,
+    lbAlgorithm: config.lbAlgorithm,
+  };
+}
+
+/**
+ * Objects → ProxyState: pure. With the `builder` of the previous sync and the Service keys
+ * `changed` since, only those Services are joined again (the daemon); otherwise everything.
+ */
+export function stateFrom(
+  store: ObjectStore,
+  config: ProxyConfig,
+  env: Environment,
+  opts: { builder?: StateBuilder; changed?: Iterable<string> } = {},
+): ProxyState {
+  const builder = opts.builder ?? new StateBuilder(modelConfig(config, env));
+  const state = builder.update(store.modelSource(config.hostnameOverride), opts.changed);
   for (const p of store.problems) state.skipped.push({ kind: 'File', name: p.what, reason: p.reason });
   return state;
 }

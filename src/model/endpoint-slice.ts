@@ -4,6 +4,12 @@ import type { Family, Protocol } from './types.js';
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
+/** The Service key a slice is labelled for, `namespace/name`; '' without the label. */
+export function sliceServiceKey(slice: V1EndpointSlice): string {
+  const svc = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
+  return svc ? `${slice.metadata?.namespace || 'default'}/${svc}` : '';
+}
+
 export interface SliceEndpoint {
   ip: string;
   ready: boolean;

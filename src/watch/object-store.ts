@@ -1,18 +1,16 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import { SERVICE_NAME_LABEL } from '../model/endpoint-slice.js';
+import { sliceServiceKey } from '../model/endpoint-slice.js';
+import type { ModelSource } from '../model/state-builder.js';
 import type { Kind, KindMap, SourceHandler } from './source.js';
 
 /** When the change behind a slice happened, for kube-proxy's network programming latency. */
 export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
 
-const keyOf = (o: { metadata?: { namespace?: string; name?: string } }): string =>
-  `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
-
-/** The Service a slice belongs to, `namespace/name`, or undefined without the label. */
-export function sliceServiceKey(slice: V1EndpointSlice): string | undefined {
-  const svc = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
-  return svc ? `${slice.metadata?.namespace || 'default'}/${svc}` : undefined;
-}
+/** `namespace/name`, an empty namespace being `default`: the model's Service keys. */
+const keyOf = (namespace: string | undefined, name: string | undefined): string =>
+  `${namespace || 'default'}/${name ?? ''}`;
+const objectKey = (o: { metadata?: { namespace?: string; name?: string } }): string =>
+  keyOf(o.metadata?.namespace, o.metadata?.name);
 
 /**
  * The latest object of every kind, fed by a source, and the Services whose rules may have
@@ -23,6 +21,8 @@ export class ObjectStore implements SourceHandler {
   readonly services = new Map<string, V1Service>();
   readonly slices = new Map<string, V1EndpointSlice>();
   readonly nodes = new Map<string, V1Node>();
+  /** Slices by the Service key they are labelled for ('' without the label), then by their own key. */
+  readonly #slicesByService = new Map<string, Map<string, V1EndpointSlice>>();
   #changed = new Set<string>();
   #nodeChanged = false;
   #synced = false;
@@ -40,15 +40,15 @@ export class ObjectStore implements SourceHandler {
   }
 
   upsert<K extends Kind>(kind: K, object: KindMap[K]): void {
-    const key = keyOf(object);
+    const key = objectKey(object);
     if (kind === 'Service') {
       this.services.set(key, object as V1Service);
-      this.#changed.add(`${(object as V1Service).metadata?.namespace || 'default'}/${object.metadata?.name}`);
+      this.#changed.add(key);
     } else if (kind === 'EndpointSlice') {
       const prev = this.slices.get(key);
-      if (prev) this.#markSlice(prev);
+      if (prev) this.#unindex(key, prev);
       this.slices.set(key, object as V1EndpointSlice);
-      this.#markSlice(object as V1EndpointSlice);
+      this.#index(key, object as V1EndpointSlice);
       const trigger = Date.parse(object.metadata?.annotations?.[TRIGGER_TIME_ANNOTATION] ?? '');
       if (Number.isFinite(trigger)) this.#triggers.push(trigger);
     } else {
@@ -59,14 +59,14 @@ export class ObjectStore implements SourceHandler {
   }
 
   remove(kind: Kind, namespace: string, name: string): void {
-    const key = `${namespace}/${name}`;
+    const key = keyOf(namespace, name);
     if (kind === 'Service') {
-      if (this.services.delete(key)) this.#changed.add(`${namespace || 'default'}/${name}`);
+      if (this.services.delete(key)) this.#changed.add(key);
     } else if (kind === 'EndpointSlice') {
       const prev = this.slices.get(key);
       if (prev) {
         this.slices.delete(key);
-        this.#markSlice(prev);
+        this.#unindex(key, prev);
       }
     } else if (this.nodes.delete(name)) this.#nodeChanged = true;
     this.#onChange();
@@ -81,12 +81,36 @@ export class ObjectStore implements SourceHandler {
     this.problems.push({ what, reason: err instanceof Error ? err.message : String(err) });
   }
 
-  #markSlice(slice: V1EndpointSlice): void {
+  /** A slice's Service (as labelled now) changes with it. */
+  #index(key: string, slice: V1EndpointSlice): void {
     const svc = sliceServiceKey(slice);
-    if (svc) this.#changed.add(svc);
+    let group = this.#slicesByService.get(svc);
+    if (!group) this.#slicesByService.set(svc, (group = new Map()));
+    group.set(key, slice);
+    this.#changed.add(svc);
   }
 
-  /** Services changed since the last call, and whether the Node changed; resets both. */
+  /** The Service it belonged to changes too: an endpoint can move between Services' slices. */
+  #unindex(key: string, slice: V1EndpointSlice): void {
+    const svc = sliceServiceKey(slice);
+    const group = this.#slicesByService.get(svc);
+    group?.delete(key);
+    if (group?.size === 0) this.#slicesByService.delete(svc);
+    this.#changed.add(svc);
+  }
+
+  /** The objects as the model reads them, with this node's Node. */
+  modelSource(nodeName: string): ModelSource {
+    const node = this.nodes.get(nodeName);
+    return {
+      services: this.services,
+      slicesOf: (service) => this.#slicesByService.get(service)?.values() ?? [],
+      sliceServices: () => this.#slicesByService.keys(),
+      ...(node ? { node } : {}),
+    };
+  }
+
+  /** Service keys changed since the last call, and whether the Node changed; resets both. */
   takeChanges(): { services: Set<string>; node: boolean; triggers: number[] } {
     const out = { services: this.#changed, node: this.#nodeChanged, triggers: this.#triggers };
     this.#changed = new Set();

@@ -1,5 +1,7 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import fc from 'fast-check';
+import type { ObjectStore } from '../../src/watch/object-store.js';
+import type { KindMap } from '../../src/watch/source.js';
 import { service, slice } from './objects.js';
 
 /** Random valid clusters for property tests: Services of every type and policy, with slices. */
@@ -114,3 +116,30 @@ export const MODEL_CONFIG = {
   nodeIPs: ['192.168.0.10', 'fd00:1::10'],
   lbAlgorithm: 'random' as const,
 };
+
+/**
+ * Makes `store` hold exactly `objects`, as a watch would: an object whose content is unchanged
+ * keeps its identity (no event), a changed one is upserted, a vanished one removed.
+ */
+export function syncStore(
+  store: ObjectStore,
+  objects: { services: V1Service[]; slices: V1EndpointSlice[] },
+): void {
+  const key = (o: { metadata?: { namespace?: string; name?: string } }): string =>
+    `${o.metadata?.namespace || 'default'}/${o.metadata?.name}`;
+  const apply = <K extends 'Service' | 'EndpointSlice'>(
+    kind: K,
+    held: Map<string, KindMap[K]>,
+    wanted: Array<KindMap[K]>,
+  ): void => {
+    const keep = new Set(wanted.map(key));
+    for (const [k, o] of [...held])
+      if (!keep.has(k)) store.remove(kind, o.metadata?.namespace ?? '', o.metadata?.name ?? '');
+    for (const o of wanted) {
+      const before = held.get(key(o));
+      if (!before || JSON.stringify(before) !== JSON.stringify(o)) store.upsert(kind, o);
+    }
+  };
+  apply('Service', store.services, objects.services);
+  apply('EndpointSlice', store.slices, objects.slices);
+}

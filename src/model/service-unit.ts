@@ -1,0 +1,208 @@
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { parseEndpointSlice, type SliceInfo } from './endpoint-slice.js';
+import { compareIps, ipFamily } from './ip.js';
+import { parseService, type ServiceInfo } from './service.js';
+import { categorizeEndpoints, type HintedEndpoint } from './topology.js';
+import type { Family, LbAlgorithm, NodeInfo, ServicePort, Skipped } from './types.js';
+
+/** What one Service (with the slices labelled for it) contributes to the state. */
+export interface ServiceUnit {
+  /** Its service ports, sorted by key. */
+  ports: ServicePort[];
+  /** Its objects that were skipped or partly dropped, slices first. */
+  skipped: Skipped[];
+}
+
+/** What the join depends on beyond the objects. */
+export interface JoinConfig {
+  lbAlgorithm: LbAlgorithm;
+}
+
+/*
+ * Memory keyed by object identity. The store hands over the same object until it changes, so
+ * a rebuild of everything parses and joins only what changed. Invisible to callers: the same
+ * input gives the same output, with or without it.
+ */
+const parsedServices = new WeakMap<V1Service, ReturnType<typeof parseService>>();
+const parsedSlices = new WeakMap<V1EndpointSlice, ReturnType<typeof parseEndpointSlice>>();
+interface Joined {
+  slices: SliceInfo[];
+  node: string;
+  zone: string | undefined;
+  lbAlgorithm: LbAlgorithm;
+  unit: ServiceUnit;
+}
+const joined = new WeakMap<V1Service, Joined>();
+
+const sameSlices = (a: SliceInfo[], b: SliceInfo[]): boolean =>
+  a.length === b.length && a.every((s, i) => s === b[i]);
+
+export const objName = (o: { metadata?: { namespace?: string; name?: string } }): string =>
+  `${o.metadata?.namespace || 'default'}/${o.metadata?.name ?? '<unnamed>'}`;
+
+const byName = (a: SliceInfo, b: SliceInfo): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+/**
+ * One Service key: its Service (if any) joined with its slices. Slices are taken in name order:
+ * kube-proxy deduplicates endpoints across slices with the first slice winning unless a later
+ * copy is local. A key with slices but no Service still reports its slices' problems.
+ */
+export function serviceUnit(
+  key: string,
+  raw: V1Service | undefined,
+  rawSlices: Iterable<V1EndpointSlice>,
+  node: NodeInfo,
+  config: JoinConfig,
+): ServiceUnit {
+  const skipped: Skipped[] = [];
+  const slices: SliceInfo[] = [];
+  for (const rawSlice of rawSlices) {
+    let result = parsedSlices.get(rawSlice);
+    if (!result) {
+      result = parseEndpointSlice(rawSlice);
+      parsedSlices.set(rawSlice, result);
+    }
+    if (!result.ok) {
+      skipped.push({
+        kind: 'EndpointSlice',
+        name: objName(rawSlice),
+        reason: result.reason,
+        ...(result.ignored ? { ignored: true } : {}),
+      });
+      continue;
+    }
+    slices.push(result.slice);
+  }
+  slices.sort(byName);
+  for (const slice of slices)
+    for (const w of slice.warnings)
+      skipped.push({ kind: 'EndpointSlice', name: `${slice.namespace}/${slice.name}`, reason: w });
+  skipped.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (!raw) return { ports: [], skipped };
+
+  let parsed = parsedServices.get(raw);
+  if (!parsed) {
+    parsed = parseService(raw);
+    parsedServices.set(raw, parsed);
+  }
+  if (!parsed.ok) {
+    skipped.push({
+      kind: 'Service',
+      name: key,
+      reason: parsed.reason,
+      ...(parsed.ignored ? { ignored: true } : {}),
+    });
+    return { ports: [], skipped };
+  }
+  const svc = parsed.service;
+  let done = joined.get(raw);
+  if (
+    !done ||
+    done.node !== node.name ||
+    done.zone !== node.zone ||
+    done.lbAlgorithm !== config.lbAlgorithm ||
+    !sameSlices(done.slices, slices)
+  ) {
+    done = {
+      slices,
+      node: node.name,
+      zone: node.zone,
+      lbAlgorithm: config.lbAlgorithm,
+      unit: joinService(key, svc, slices, node, config),
+    };
+    joined.set(raw, done);
+  }
+  for (const w of svc.warnings) skipped.push({ kind: 'Service', name: key, reason: w });
+  skipped.push(...done.unit.skipped);
+  return { ports: done.unit.ports, skipped };
+}
+
+/** One Service with its slices: its service ports per family, endpoints categorized. Pure. */
+function joinService(
+  key: string,
+  svc: ServiceInfo,
+  slices: SliceInfo[],
+  node: NodeInfo,
+  config: JoinConfig,
+): ServiceUnit {
+  const out: ServiceUnit = { ports: [], skipped: [] };
+  for (const slice of slices) {
+    if (!svc.clusterIPs[slice.family])
+      out.skipped.push({
+        kind: 'EndpointSlice',
+        name: `${slice.namespace}/${slice.name}`,
+        reason: `${slice.family} endpoints for a Service with no ${slice.family} clusterIP`,
+      });
+  }
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const clusterIP = svc.clusterIPs[family];
+    if (!clusterIP) continue;
+    if (family === 'ipv6' && svc.affinitySeconds > 0)
+      out.skipped.push({
+        kind: 'Service',
+        name: key,
+        reason:
+          'sessionAffinity is not applied to IPv6: nft 1.0.6 cannot record IPv6 affinity (IPv4 ports are sticky)',
+      });
+    for (const port of svc.ports) {
+      const endpoints = new Map<string, HintedEndpoint>();
+      for (const slice of slices) {
+        if (slice.family !== family) continue;
+        const sp = slice.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
+        if (!sp) continue;
+        for (const ep of slice.endpoints) {
+          const local = ep.nodeName !== undefined && ep.nodeName === node.name;
+          const id = `${ep.ip}|${sp.port}`;
+          if (endpoints.has(id) && !local) continue;
+          endpoints.set(id, {
+            ip: ep.ip,
+            port: sp.port,
+            ready: ep.ready,
+            serving: ep.serving,
+            terminating: ep.terminating,
+            local,
+            zoneHints: ep.zoneHints,
+            nodeHints: ep.nodeHints,
+            ...(ep.nodeName ? { nodeName: ep.nodeName } : {}),
+            ...(ep.zone ? { zone: ep.zone } : {}),
+          });
+        }
+      }
+      const all = [...endpoints.values()].sort((a, b) => compareIps(a.ip, b.ip) || a.port - b.port);
+      const { clusterEndpoints, localEndpoints, hasEndpoints } = categorizeEndpoints(
+        all,
+        svc,
+        node.name,
+        node.zone,
+      );
+      const pick = (f: Family) => (ip: string) => ipFamily(ip) === f;
+      out.ports.push({
+        key: `${key}:${port.name}/${port.protocol}/${family}`,
+        service: key,
+        namespace: svc.namespace,
+        name: svc.name,
+        portName: port.name,
+        family,
+        protocol: port.protocol,
+        clusterIP,
+        port: port.port,
+        nodePort: port.nodePort,
+        externalIPs: svc.externalIPs.filter(pick(family)),
+        loadBalancerIPs: svc.loadBalancerIPs.filter(pick(family)),
+        sourceRanges: svc.sourceRanges.filter((c) => ipFamily(c.slice(0, c.indexOf('/'))) === family),
+        externalPolicyLocal: svc.externalPolicyLocal,
+        internalPolicyLocal: svc.internalPolicyLocal,
+        affinitySeconds: svc.affinitySeconds,
+        healthCheckNodePort: svc.healthCheckNodePort,
+        lbAlgorithm: svc.lbAlgorithm ?? config.lbAlgorithm,
+        allEndpoints: all,
+        clusterEndpoints,
+        localEndpoints,
+        hasEndpoints,
+        externallyAccessible: svc.externallyAccessible,
+      });
+    }
+  }
+  out.ports.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  return out;
+}

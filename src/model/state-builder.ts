@@ -1,0 +1,201 @@
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import { sortedIndex } from '../sorted-index.js';
+import { canonicalIp, ipFamily } from './ip.js';
+import { serviceUnit, type ServiceUnit } from './service-unit.js';
+import type { LbAlgorithm, NodeInfo, ProxyState, ServicePort, Skipped } from './types.js';
+
+/** The objects, as the store holds them. */
+export interface ModelSource {
+  /** Services by `namespace/name` (an empty namespace is `default`). */
+  services: ReadonlyMap<string, V1Service>;
+  /** The slices labelled for a Service key, in any order. */
+  slicesOf(service: string): Iterable<V1EndpointSlice>;
+  /** Every Service key some slice is labelled for ('' for slices without the label). */
+  sliceServices(): Iterable<string>;
+  /** This node's Node object, when known. */
+  node?: V1Node;
+}
+
+export interface ModelConfig {
+  nodeName: string;
+  /** --node-ip; empty means from the Node object, else `hostIPs`. */
+  nodeIPs: string[];
+  /** The host's own addresses, the last fallback for node IPs. */
+  hostIPs?: string[];
+  lbAlgorithm: LbAlgorithm;
+}
+
+/**
+ * How a state differs from an earlier one: every port whose key is not in `ports` is the same
+ * object in both. Later stages use it to look at those ports only.
+ */
+export interface StateDelta {
+  base: ProxyState;
+  ports: ReadonlySet<string>;
+}
+
+const ZONE_LABEL = 'topology.kubernetes.io/zone';
+
+export function nodeInfo(node: V1Node | undefined, config: ModelConfig): NodeInfo {
+  const labels = node?.metadata?.labels ?? {};
+  let ips = config.nodeIPs;
+  if (ips.length === 0) {
+    const addresses = node?.status?.addresses ?? [];
+    // kube-proxy prefers InternalIP, then ExternalIP: the first of each family.
+    const byType = (t: string): string[] => addresses.filter((a) => a.type === t).map((a) => a.address);
+    const candidates = [...byType('InternalIP'), ...byType('ExternalIP')];
+    const chosen: string[] = [];
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const ip = candidates.map((a) => canonicalIp(a)).find((a) => a && ipFamily(a) === family);
+      if (ip) chosen.push(ip);
+    }
+    ips = chosen.length > 0 ? chosen : (config.hostIPs ?? []);
+  }
+  const zone = labels[ZONE_LABEL];
+  return { name: config.nodeName, ips: [...ips], labels: { ...labels }, ...(zone ? { zone } : {}) };
+}
+
+const compareKeys = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+const portKey = (sp: ServicePort): string => sp.key;
+
+/** Where the port with `key` is, or would go, in ports sorted by key. */
+export const portIndex = (ports: readonly ServicePort[], key: string): number =>
+  sortedIndex(ports, key, portKey);
+
+/**
+ * Keeps the ProxyState up to date as objects change. Told which Service keys changed, it joins
+ * those Services again and keeps every other Service's ports as the same objects, in place:
+ * at 10,000 Services a change costs one Service, not a sort of ten thousand. Without a list
+ * of changes (the first time, or when the Node's name, zone or IPs changed) it joins
+ * everything. Either way the state is the one buildState() gives for the same objects.
+ */
+export class StateBuilder {
+  readonly #config: ModelConfig;
+  #units = new Map<string, ServiceUnit>();
+  /** Every unit's ports, sorted by key, before frontend conflicts are settled. */
+  #ports: ServicePort[] = [];
+  /** Units with something skipped, so assembling `skipped` does not walk every Service. */
+  #skipping = new Set<string>();
+  #nodeText = '';
+  #state: ProxyState | undefined;
+  #delta: StateDelta | undefined;
+  /** Ports that lost a frontend to another Service: the last copy made, reused while the same. */
+  #copies = new Map<string, { from: ServicePort; copy: ServicePort }>();
+
+  constructor(config: ModelConfig) {
+    this.#config = config;
+  }
+
+  /** How the last update's state differs from the one before; undefined after a full join. */
+  get delta(): StateDelta | undefined {
+    return this.#delta;
+  }
+
+  /** The state for `source`, joining again only the Services in `changed` (all when omitted). */
+  update(source: ModelSource, changed?: Iterable<string>): ProxyState {
+    const node = nodeInfo(source.node, this.#config);
+    const nodeText = JSON.stringify(node);
+    const base = this.#state;
+    const incremental = changed !== undefined && base !== undefined && nodeText === this.#nodeText;
+    this.#nodeText = nodeText;
+    const touched = new Set<string>();
+    if (incremental) {
+      for (const key of changed) this.#rejoin(key, source, node, touched);
+    } else {
+      this.#units.clear();
+      this.#skipping.clear();
+      const keys = new Set([...source.services.keys(), ...source.sliceServices()]);
+      const ports: ServicePort[] = [];
+      for (const key of keys) {
+        const unit = this.#unit(key, source, node);
+        if (unit.ports.length > 0) for (const sp of unit.ports) ports.push(sp);
+      }
+      this.#ports = ports.sort((a, b) => compareKeys(a.key, b.key));
+    }
+
+    const skipped: Skipped[] = [];
+    for (const key of [...this.#skipping].sort(compareKeys)) skipped.push(...this.#units.get(key)!.skipped);
+    const copiedBefore = new Set(this.#copies.keys());
+    const ports = this.#settleConflicts(skipped);
+    for (const key of copiedBefore) touched.add(key);
+    for (const key of this.#copies.keys()) touched.add(key);
+
+    const state: ProxyState = { node, ports, skipped };
+    this.#delta = incremental ? { base: base!, ports: touched } : undefined;
+    this.#state = state;
+    return state;
+  }
+
+  /** Joins one Service key again, moving its ports in the sorted list; notes the keys touched. */
+  #rejoin(key: string, source: ModelSource, node: NodeInfo, touched: Set<string>): void {
+    const before = this.#units.get(key);
+    const after = this.#unit(key, source, node);
+    if (before && before.ports === after.ports) return;
+    for (const sp of before?.ports ?? []) {
+      const i = portIndex(this.#ports, sp.key);
+      if (this.#ports[i]?.key === sp.key) this.#ports.splice(i, 1);
+      touched.add(sp.key);
+    }
+    for (const sp of after.ports) {
+      this.#ports.splice(portIndex(this.#ports, sp.key), 0, sp);
+      touched.add(sp.key);
+    }
+  }
+
+  #unit(key: string, source: ModelSource, node: NodeInfo): ServiceUnit {
+    const unit = serviceUnit(key, source.services.get(key), source.slicesOf(key), node, this.#config);
+    if (unit.ports.length > 0 || unit.skipped.length > 0) this.#units.set(key, unit);
+    else this.#units.delete(key);
+    if (unit.skipped.length > 0) this.#skipping.add(key);
+    else this.#skipping.delete(key);
+    return unit;
+  }
+
+  /**
+   * Two Services cannot own one frontend (an external IP, LB IP or NodePort on the same
+   * protocol and port): the first by key keeps it, the other loses just that frontend. Ports
+   * are shared with the units: one that loses a frontend is copied, never changed.
+   */
+  #settleConflicts(skipped: Skipped[]): ServicePort[] {
+    const owner = new Map<string, string>();
+    const claim = (frontend: string, sp: ServicePort): boolean => {
+      const prev = owner.get(frontend);
+      if (prev === undefined) {
+        owner.set(frontend, sp.service);
+        return true;
+      }
+      if (prev === sp.service) return true;
+      skipped.push({ kind: 'Service', name: sp.service, reason: `${frontend} is already used by ${prev}` });
+      return false;
+    };
+    const copies = new Map<string, { from: ServicePort; copy: ServicePort }>();
+    const out = this.#ports.slice();
+    for (let i = 0; i < out.length; i++) {
+      const sp = out[i]!;
+      if (sp.externalIPs.length === 0 && sp.loadBalancerIPs.length === 0 && sp.nodePort === 0) continue;
+      const proto = sp.protocol.toLowerCase();
+      const externalIPs = sp.externalIPs.filter((ip) => claim(`${ip} ${proto}/${sp.port}`, sp));
+      const loadBalancerIPs = sp.loadBalancerIPs.filter((ip) => claim(`${ip} ${proto}/${sp.port}`, sp));
+      const nodePort =
+        sp.nodePort && claim(`nodePort ${sp.family} ${proto}/${sp.nodePort}`, sp) ? sp.nodePort : 0;
+      if (
+        externalIPs.length === sp.externalIPs.length &&
+        loadBalancerIPs.length === sp.loadBalancerIPs.length &&
+        nodePort === sp.nodePort
+      )
+        continue;
+      const last = this.#copies.get(sp.key);
+      const same =
+        last?.from === sp &&
+        last.copy.nodePort === nodePort &&
+        last.copy.externalIPs.join() === externalIPs.join() &&
+        last.copy.loadBalancerIPs.join() === loadBalancerIPs.join();
+      const copy = same ? last.copy : { ...sp, externalIPs, loadBalancerIPs, nodePort };
+      copies.set(sp.key, { from: sp, copy });
+      out[i] = copy;
+    }
+    this.#copies = copies;
+    return out;
+  }
+}
