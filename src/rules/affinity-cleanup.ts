@@ -1,5 +1,5 @@
 import type { Element, NftFamily } from './nft/types.js';
-import type { Ruleset } from './ruleset.js';
+import { fragmentOf, type Ruleset } from './ruleset.js';
 
 /**
  * Session affinity lives in maps the kernel fills (affinity-<proto>: frontend . client →
@@ -26,12 +26,15 @@ const frontendOf = (el: Element): string => `${el.key[0]} . ${el.key[2]}`;
 /**
  * Sticky frontends of `prev` whose backends in `next` lack some endpoint they had. Only the
  * fragments that were replaced are read: an unchanged port cannot have lost an endpoint.
+ * `only`: the port keys that can differ (the compiler's delta), when known.
  */
-export function staleAffinity(prev: Ruleset, next: Ruleset): StaleAffinity[] {
+export function staleAffinity(prev: Ruleset, next: Ruleset, only?: ReadonlySet<string>): StaleAffinity[] {
   const out: StaleAffinity[] = [];
-  for (const [key, before] of prev.fragments) {
-    const after = next.fragments.get(key);
-    if (after === before) continue;
+  const keys = only ? [...only].sort() : prev.fragments.map((f) => f.key);
+  for (const key of keys) {
+    const before = fragmentOf(prev, key);
+    const after = fragmentOf(next, key);
+    if (!before || after === before) continue;
     const sticky = new Map<string, Element>();
     for (const el of before.elements)
       if (el.set.startsWith('affinity-frontends-')) sticky.set(el.key.join(' . '), el);

@@ -3,7 +3,18 @@ import { staleAffinity, staleEntries, type StaleAffinity } from './affinity-clea
 import type { Nft } from './nft/exec.js';
 import { Transaction } from './nft/transaction.js';
 import type { Element, NftFamily, Table } from './nft/types.js';
-import { allElements, chainId, keyText, setId, valueText, type Fragment, type Ruleset } from './ruleset.js';
+import type { RulesetDelta } from './compile.js';
+import { sortedFind } from '../sorted-index.js';
+import {
+  allElements,
+  chainId,
+  fragmentOf,
+  keyText,
+  setId,
+  valueText,
+  type Fragment,
+  type Ruleset,
+} from './ruleset.js';
 
 /**
  * Everything in `rs`, from nothing: what a full sync sends after wiping our tables. With
@@ -49,9 +60,11 @@ const setDefinition = (s: Ruleset['sets'][number]): string => JSON.stringify({ .
 /**
  * Only what changed from `prev` to `next`: element adds and deletes, chains whose rules
  * changed flushed and refilled, new chains and sets added, stale ones deleted last (after
- * the elements that referenced them are gone, in the same transaction).
+ * the elements that referenced them are gone, in the same transaction). With the compiler's
+ * `delta` from `prev`, only the fragments and shared elements it names are read.
  */
-export function partialTransaction(prev: Ruleset, next: Ruleset): Transaction {
+export function partialTransaction(prev: Ruleset, next: Ruleset, delta?: RulesetDelta): Transaction {
+  const known = delta?.base === prev ? delta : undefined;
   const tx = new Transaction();
   const prevTables = new Set(prev.tables.map((t) => `${t.family} ${t.table}`));
   for (const t of next.tables) if (!prevTables.has(`${t.family} ${t.table}`)) tx.add(t);
@@ -85,25 +98,19 @@ export function partialTransaction(prev: Ruleset, next: Ruleset): Transaction {
     if (!old || recreated.has(id)) tx.add(s);
   }
 
+  // A recreated set lost its elements: every element of it goes back, so no shortcut then.
+  const shortcut = known && recreated.size === 0 ? known : undefined;
   for (const [id, nextEls] of next.elements) {
     const prevEls = recreated.has(id) ? undefined : prev.elements.get(id);
-    if (prevEls) {
-      for (const [key, el] of prevEls) {
-        const now = nextEls.get(key);
-        // A map element's value cannot be changed in place (the kernel says EBUSY): delete, then add.
-        if (!now || valueText(now) !== valueText(el)) tx.delete(el);
-      }
-    }
-    for (const [key, el] of nextEls) {
-      const before = prevEls?.get(key);
-      if (!before || valueText(before) !== valueText(el)) tx.add(el);
-    }
+    if (shortcut && prevEls === nextEls) continue;
+    const keys = shortcut?.shared.get(id);
+    diffShared(prevEls, nextEls, keys, tx);
   }
   for (const [id, prevEls] of prev.elements) {
     if (next.elements.has(id) || !nextSets.has(id)) continue;
-    for (const el of prevEls.values()) tx.delete(el);
+    for (const el of prevEls) tx.delete(el);
   }
-  diffFragments(prev, next, recreated, tx);
+  diffFragments(prev, next, recreated, tx, shortcut?.fragments);
 
   for (const c of refill) for (const r of c.rules) tx.add(r);
   for (const [id, c] of prevChains) {
@@ -117,14 +124,78 @@ export function partialTransaction(prev: Ruleset, next: Ruleset): Transaction {
   return tx;
 }
 
+/**
+ * One shared set's element operations; with `keys` (from a delta), only those keys are read.
+ * A map element's value cannot be changed in place (the kernel says EBUSY): delete, then add.
+ */
+function diffShared(
+  prevEls: readonly Element[] | undefined,
+  nextEls: readonly Element[],
+  keys: ReadonlySet<string> | undefined,
+  tx: Transaction,
+): void {
+  const changed = (a: Element | undefined, b: Element | undefined): boolean =>
+    !a || !b || valueText(a) !== valueText(b);
+  if (keys) {
+    const sorted = [...keys].sort();
+    const find = (list: readonly Element[] | undefined, key: string): Element | undefined =>
+      list && sortedFind(list, key, keyText);
+    for (const key of sorted) {
+      const before = find(prevEls, key);
+      if (before && changed(before, find(nextEls, key))) tx.delete(before);
+    }
+    for (const key of sorted) {
+      const now = find(nextEls, key);
+      if (now && changed(find(prevEls, key), now)) tx.add(now);
+    }
+    return;
+  }
+  const byKey = (list: readonly Element[]): Map<string, Element> =>
+    new Map(list.map((el) => [keyText(el), el]));
+  const prevMap = prevEls && byKey(prevEls);
+  const nextMap = byKey(nextEls);
+  if (prevMap) for (const [key, el] of prevMap) if (changed(el, nextMap.get(key))) tx.delete(el);
+  for (const [key, el] of nextMap) if (changed(prevMap?.get(key), el)) tx.add(el);
+}
+
 const elementId = (el: Element): string => `${setId(el.family, el.table, el.set)} ${keyText(el)}`;
+
+/** Port key → its fragment in prev and in next, in key order: the keys of `only`, or all. */
+function pairs(
+  prev: Ruleset,
+  next: Ruleset,
+  only: ReadonlySet<string> | undefined,
+): Array<[Fragment | undefined, Fragment | undefined]> {
+  if (only) return [...only].sort().map((key) => [fragmentOf(prev, key), fragmentOf(next, key)]);
+  // Both sorted by key: one merge walk.
+  const out: Array<[Fragment | undefined, Fragment | undefined]> = [];
+  const a = prev.fragments;
+  const b = next.fragments;
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const ka = a[i]?.key;
+    const kb = b[j]?.key;
+    if (kb === undefined || (ka !== undefined && ka < kb)) out.push([a[i++], undefined]);
+    else if (ka === undefined || kb < ka) out.push([undefined, b[j++]]);
+    else out.push([a[i++], b[j++]]);
+  }
+  return out;
+}
 
 /**
  * Element operations between the service ports' fragments: a fragment that is the same object
- * in both is skipped unread, so one changed Service costs its own elements only. All deletes
- * come before all adds, so an element that moves between two ports is never in the way.
+ * in both is skipped unread, so one changed Service costs its own elements only. With a delta
+ * (`only`), only its keys are looked at. All deletes come before all adds, so an element that
+ * moves between two ports is never in the way.
  */
-function diffFragments(prev: Ruleset, next: Ruleset, recreated: Set<string>, tx: Transaction): void {
+function diffFragments(
+  prev: Ruleset,
+  next: Ruleset,
+  recreated: Set<string>,
+  tx: Transaction,
+  only?: ReadonlySet<string>,
+): void {
   const deletes: Element[] = [];
   const adds: Element[] = [];
   const index = (f: Fragment | undefined): Map<string, Element> => {
@@ -133,9 +204,9 @@ function diffFragments(prev: Ruleset, next: Ruleset, recreated: Set<string>, tx:
     return m;
   };
   const gone = (el: Element): boolean => recreated.has(setId(el.family, el.table, el.set));
-  for (const [key, before] of prev.fragments) {
-    const after = next.fragments.get(key);
-    if (after === before) continue;
+  const both = pairs(prev, next, only);
+  for (const [before, after] of both) {
+    if (!before || after === before) continue;
     const now = index(after);
     for (const el of before.elements) {
       if (gone(el)) continue;
@@ -143,8 +214,8 @@ function diffFragments(prev: Ruleset, next: Ruleset, recreated: Set<string>, tx:
       if (!same || valueText(same) !== valueText(el)) deletes.push(el);
     }
   }
-  for (const [key, after] of next.fragments) {
-    const before = prev.fragments.get(key);
+  for (const [before, after] of both) {
+    if (!after) continue;
     if (before === after) {
       // Unchanged, but its set was recreated empty: everything goes back in.
       if (recreated.size > 0) for (const el of after.elements) if (gone(el)) adds.push(el);
@@ -192,10 +263,15 @@ export class NftApplier {
     return this.#lastText;
   }
 
-  async sync(desired: Ruleset, opts: { full?: boolean } = {}): Promise<SyncResult> {
+  /**
+   * Makes the kernel hold `desired`. `delta` (the compiler's, when it compiled incrementally)
+   * is used if it starts from what was applied last: the diff then reads only what it names.
+   */
+  async sync(desired: Ruleset, opts: { full?: boolean; delta?: RulesetDelta } = {}): Promise<SyncResult> {
     const full = opts.full === true || this.#applied === undefined;
-    const tx = full ? fullTransaction(desired) : partialTransaction(this.#applied!, desired);
-    if (!full) await this.#forgetStaleAffinity(this.#applied!, desired, tx);
+    const delta = opts.delta?.base === this.#applied ? opts.delta : undefined;
+    const tx = full ? fullTransaction(desired) : partialTransaction(this.#applied!, desired, delta);
+    if (!full) await this.#forgetStaleAffinity(this.#applied!, desired, tx, delta);
     if (tx.size === 0) return { full, operations: 0 };
     this.#lastText = tx.toString();
     try {
@@ -210,8 +286,13 @@ export class NftApplier {
   }
 
   /** Clients stuck to endpoints that are gone lose their affinity entry, in the same transaction. */
-  async #forgetStaleAffinity(prev: Ruleset, next: Ruleset, tx: Transaction): Promise<void> {
-    const stale = staleAffinity(prev, next);
+  async #forgetStaleAffinity(
+    prev: Ruleset,
+    next: Ruleset,
+    tx: Transaction,
+    delta: RulesetDelta | undefined,
+  ): Promise<void> {
+    const stale = staleAffinity(prev, next, delta?.fragments);
     const groups = new Map<string, StaleAffinity[]>();
     for (const s of stale) {
       const id = `${s.family} ${s.table} ${s.proto}`;

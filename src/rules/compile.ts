@@ -2,9 +2,11 @@ import { createHash } from 'node:crypto';
 import { frontendsOf, type Frontend } from '../model/frontends.js';
 import { cidrContains, parseCidr } from '../model/ip.js';
 import { maglevEndpointTable } from '../lb/maglev.js';
+import { portIndex, type StateDelta } from '../model/state-builder.js';
 import type { Endpoint, Family, LbAlgorithm, ProxyState, ServicePort } from '../model/types.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Rule } from './nft/types.js';
-import { setId, type Fragment, type Ruleset } from './ruleset.js';
+import { HairpinSet } from './hairpin-set.js';
+import { fragmentIndex, setId, type Fragment, type Ruleset } from './ruleset.js';
 
 /** What the compiler needs beyond the state: the parts of the config that shape rules. */
 export interface CompileConfig {
@@ -73,60 +75,199 @@ export function compile(state: ProxyState, config: CompileConfig): Ruleset {
 }
 
 /**
+ * How a ruleset differs from an earlier one (`base`): every fragment whose port key is not in
+ * `fragments` is the same object in both, and the shared sets (hairpin) differ at most in the
+ * element keys listed in `shared`, by set id. The applier diffs just those.
+ */
+export interface RulesetDelta {
+  base: Ruleset;
+  fragments: ReadonlySet<string>;
+  shared: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+/** What every fragment asks of the static part and the shared sets, counted per family. */
+interface Needs {
+  picks: Map<string, { spec: PickSpec; n: number }>;
+  recorders: Map<string, { rules: Recorder; n: number }>;
+  /** Local endpoint IPs that can hairpin, counted. */
+  hairpin: HairpinSet;
+}
+
+/** The state compiled last, its ruleset, and what its fragments need. */
+interface LastCompile {
+  state: ProxyState;
+  rs: Ruleset;
+  needs: Record<Family, Needs>;
+}
+
+const FAMILIES = ['ipv4', 'ipv6'] as const;
+
+/**
  * compile() with memory: each service port's elements (its fragment) are kept for as long as
  * the model hands over the same ServicePort object, so a sync after one change compiles one
- * port, and the applier diffs one fragment. The output is exactly compile()'s.
+ * port. Given the model's StateDelta from the state it compiled last, it looks at the ports
+ * in the delta only, and says in `delta` what changed for the applier. The output is exactly
+ * compile()'s.
  */
 export class Compiler {
   readonly #config: CompileConfig;
   readonly #ctx: Record<Family, FamilyContext>;
   #fragments = new WeakMap<ServicePort, PortFragment>();
+  #last: LastCompile | undefined;
+  #delta: RulesetDelta | undefined;
 
   constructor(config: CompileConfig) {
     this.#config = config;
     this.#ctx = { ipv4: familyContext('ipv4', config), ipv6: familyContext('ipv6', config) };
   }
 
-  compile(state: ProxyState): Ruleset {
-    const rs: Ruleset = { tables: [], chains: [], sets: [], elements: new Map(), fragments: new Map() };
-    const picks: Record<Family, Map<string, PickSpec>> = { ipv4: new Map(), ipv6: new Map() };
-    const recorders: Record<Family, Map<string, Recorder>> = { ipv4: new Map(), ipv6: new Map() };
-    const hairpin: Record<Family, Set<string>> = { ipv4: new Set(), ipv6: new Set() };
+  /** How the last compile's ruleset differs from the one before; undefined after a full compile. */
+  get delta(): RulesetDelta | undefined {
+    return this.#delta;
+  }
+
+  compile(state: ProxyState, delta?: StateDelta): Ruleset {
+    const last = this.#last;
+    this.#last = undefined;
+    this.#delta = undefined;
+    // Cleared first: if compiling throws, the next compile starts from nothing.
+    return delta && last && delta.base === last.state ? this.#update(state, delta, last) : this.#full(state);
+  }
+
+  #fragmentOf(sp: ServicePort): PortFragment {
+    let fragment = this.#fragments.get(sp);
+    if (!fragment) {
+      fragment = compilePort(sp, this.#ctx[sp.family], this.#config);
+      this.#fragments.set(sp, fragment);
+    }
+    return fragment;
+  }
+
+  #full(state: ProxyState): Ruleset {
+    const needs: Record<Family, Needs> = {
+      ipv4: emptyNeeds(this.#ctx.ipv4),
+      ipv6: emptyNeeds(this.#ctx.ipv6),
+    };
+    const fragments: Fragment[] = [];
     for (const sp of state.ports) {
-      let fragment = this.#fragments.get(sp);
-      if (!fragment) {
-        fragment = compilePort(sp, this.#ctx[sp.family], this.#config);
-        this.#fragments.set(sp, fragment);
-      }
-      rs.fragments.set(sp.key, fragment);
-      for (const [name, spec] of fragment.picks) picks[sp.family].set(name, spec);
-      for (const [name, r] of fragment.recorders) recorders[sp.family].set(name, r);
-      for (const ip of fragment.hairpin) hairpin[sp.family].add(ip);
+      const fragment = this.#fragmentOf(sp);
+      fragments.push(fragment);
+      count(needs[sp.family], fragment, 1);
     }
-    for (const family of ['ipv4', 'ipv6'] as const) {
-      staticPart(rs, this.#ctx[family], picks[family], recorders[family]);
-      // Shared by every Service that has the endpoint: one element, kept apart from fragments.
-      const ctx = this.#ctx[family];
-      const m = new Map<string, Element>();
-      for (const ip of [...hairpin[family]].sort())
-        m.set(`${ip} . ${ip}`, {
-          kind: 'element',
-          family: ctx.nft,
-          table: ctx.table,
-          set: 'hairpin',
-          key: [ip, ip],
-        });
-      rs.elements.set(setId(ctx.nft, ctx.table, 'hairpin'), m);
-    }
+    const rs = this.#assemble(fragments, needs);
+    this.#last = { state, rs, needs };
     return rs;
   }
+
+  /** Only the ports in the delta: their fragments swapped, the counts of what they need moved. */
+  #update(state: ProxyState, delta: StateDelta, last: LastCompile): Ruleset {
+    const { needs } = last;
+    const changed = new Set<string>();
+    const before = { picks: names(needs, 'picks'), recorders: names(needs, 'recorders') };
+    // Hairpin element keys that came or went, by set id.
+    const shared = new Map<string, Set<string>>();
+    const onHairpin = (family: Family, key: string): void => {
+      const id = hairpinId(this.#ctx[family]);
+      shared.set(id, (shared.get(id) ?? new Set<string>()).add(key));
+    };
+    // The last fragments, copied (an array copy is cheap), with the delta's keys spliced.
+    const fragments = last.rs.fragments.slice();
+    for (const key of [...delta.ports].sort()) {
+      const i = portIndex(state.ports, key);
+      const sp = state.ports[i]?.key === key ? state.ports[i] : undefined;
+      const at = fragmentIndex(fragments, key);
+      const old = fragments[at]?.key === key ? (fragments[at] as PortFragment) : undefined;
+      const fragment = sp ? this.#fragmentOf(sp) : undefined;
+      if (old === fragment) continue;
+      changed.add(key);
+      if (old) count(needs[old.family], old, -1, onHairpin);
+      if (fragment) count(needs[fragment.family], fragment, 1, onHairpin);
+      if (old && fragment) fragments[at] = fragment;
+      else if (old) fragments.splice(at, 1);
+      else fragments.splice(at, 0, fragment!);
+    }
+    // Names appear or go only when a count crosses zero; then the static part is rebuilt.
+    const staticChanged =
+      !sameNames(before.picks, needs, 'picks') || !sameNames(before.recorders, needs, 'recorders');
+
+    const rs: Ruleset = staticChanged
+      ? this.#assemble(fragments, needs)
+      : { ...last.rs, elements: this.#sharedElements(needs), fragments };
+    this.#last = { state, rs, needs };
+    this.#delta = { base: last.rs, fragments: changed, shared };
+    return rs;
+  }
+
+  /** The static part for what the fragments need, the shared sets, and the fragments. */
+  #assemble(fragments: Fragment[], needs: Record<Family, Needs>): Ruleset {
+    const rs: Ruleset = { tables: [], chains: [], sets: [], elements: new Map(), fragments };
+    for (const family of FAMILIES) {
+      const ctx = this.#ctx[family];
+      const picks = new Map([...needs[family].picks].map(([name, { spec }]) => [name, spec]));
+      const recorders = new Map([...needs[family].recorders].map(([name, { rules }]) => [name, rules]));
+      staticPart(rs, ctx, picks, recorders);
+    }
+    rs.elements = this.#sharedElements(needs);
+    return rs;
+  }
+
+  /** The sets shared by service ports, by set id. */
+  #sharedElements(needs: Record<Family, Needs>): Map<string, readonly Element[]> {
+    return new Map(FAMILIES.map((f) => [hairpinId(this.#ctx[f]), needs[f].hairpin.elements()]));
+  }
 }
+
+const emptyNeeds = (ctx: FamilyContext): Needs => ({
+  picks: new Map(),
+  recorders: new Map(),
+  hairpin: new HairpinSet(ctx.nft, ctx.table),
+});
+
+/** Adds (by +1) or removes (by −1) what one fragment needs; `onHairpin` hears of elements that come or go. */
+function count(
+  needs: Needs,
+  fragment: PortFragment,
+  by: 1 | -1,
+  onHairpin?: (family: Family, key: string) => void,
+): void {
+  for (const [name, spec] of fragment.picks) {
+    const n = (needs.picks.get(name)?.n ?? 0) + by;
+    if (n > 0) needs.picks.set(name, { spec, n });
+    else needs.picks.delete(name);
+  }
+  for (const [name, rules] of fragment.recorders) {
+    const n = (needs.recorders.get(name)?.n ?? 0) + by;
+    if (n > 0) needs.recorders.set(name, { rules, n });
+    else needs.recorders.delete(name);
+  }
+  for (const ip of fragment.hairpin) {
+    const key = needs.hairpin.count(ip, by);
+    if (key !== undefined) onHairpin?.(fragment.family, key);
+  }
+}
+
+type Counted = 'picks' | 'recorders';
+const names = (needs: Record<Family, Needs>, what: Counted): Record<Family, Set<string>> => ({
+  ipv4: new Set(needs.ipv4[what].keys()),
+  ipv6: new Set(needs.ipv6[what].keys()),
+});
+const sameNames = (
+  before: Record<Family, Set<string>>,
+  needs: Record<Family, Needs>,
+  what: Counted,
+): boolean =>
+  FAMILIES.every(
+    (f) => before[f].size === needs[f][what].size && [...before[f]].every((name) => needs[f][what].has(name)),
+  );
+
+const hairpinId = (ctx: FamilyContext): string => setId(ctx.nft, ctx.table, 'hairpin');
 
 /** A recorder chain's rules: the updates of the affinity map after a DNAT. */
 type Recorder = string[];
 
 /** A port's elements and what they need of the static part. */
 interface PortFragment extends Fragment {
+  readonly family: Family;
   readonly elements: Element[];
   readonly picks: Map<string, PickSpec>;
   readonly recorders: Map<string, Recorder>;
@@ -284,7 +425,7 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
   const hairpin: string[] = [];
   for (const ep of sp.clusterEndpoints) if (ep.local) hairpin.push(ep.ip);
   for (const ep of sp.localEndpoints) if (ep.local) hairpin.push(ep.ip);
-  return { elements, picks, recorders, hairpin };
+  return { key: sp.key, family: sp.family, elements, picks, recorders, hairpin };
 }
 
 /** Tables, hooks, static chains, sets and maps, and the pick chains and recorders in use. */

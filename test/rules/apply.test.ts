@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { buildState } from '../../src/model/build-state.js';
 import { silentLogger } from '../../src/log.js';
-import { fullTransaction, NftApplier, partialTransaction } from '../../src/rules/apply.js';
-import { compile, type CompileConfig } from '../../src/rules/compile.js';
+import { StateBuilder } from '../../src/model/state-builder.js';
+import { fullTransaction, NftApplier, partialTransaction, renderRuleset } from '../../src/rules/apply.js';
+import { compile, Compiler, type CompileConfig } from '../../src/rules/compile.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
-import { clusterArb, MODEL_CONFIG, objectsOf, type ClusterSpec } from '../support/arbitraries.js';
+import { ObjectStore } from '../../src/watch/object-store.js';
+import { clusterArb, MODEL_CONFIG, objectsOf, syncStore, type ClusterSpec } from '../support/arbitraries.js';
 
 const CONFIG: CompileConfig = {
   table: 'kube-nftproxy',
@@ -32,6 +34,36 @@ describe('apply: partial transactions', () => {
         assert.equal(stepwise.dump(), direct.dump());
       }),
       { numRuns: 150 },
+    );
+  });
+
+  it('the daemon’s incremental path (builder → compiler → applier deltas) ends where full(B) does, step after step', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(clusterArb, { minLength: 2, maxLength: 5 }), async (steps) => {
+        const store = new ObjectStore();
+        const builder = new StateBuilder(MODEL_CONFIG);
+        const compiler = new Compiler(CONFIG);
+        const nft = new FakeNft();
+        const applier = new NftApplier({ nft, log: silentLogger() });
+        for (const [i, spec] of steps.entries()) {
+          const objects = objectsOf(spec);
+          syncStore(store, objects);
+          const { services } = store.takeChanges();
+          const state = builder.update(
+            store.modelSource(MODEL_CONFIG.nodeName),
+            i === 0 ? undefined : services,
+          );
+          const rules = compiler.compile(state, builder.delta);
+          if (i > 0) assert.ok(compiler.delta, 'an incremental compile says what changed');
+          await applier.sync(rules, compiler.delta ? { delta: compiler.delta } : {});
+          const fresh = rulesOf(spec);
+          assert.equal(renderRuleset(rules), renderRuleset(fresh), 'the same ruleset whatever the history');
+          const direct = new FakeNft();
+          await direct.run(fullTransaction(fresh));
+          assert.equal(nft.dump(), direct.dump());
+        }
+      }),
+      { numRuns: 100 },
     );
   });
 

@@ -1,0 +1,50 @@
+import { sortedIndex } from '../sorted-index.js';
+import type { Element, NftFamily } from './nft/types.js';
+
+const firstKey = (el: Element): string => el.key[0]!;
+
+/**
+ * The hairpin set's elements (`ip . ip` for each local endpoint that can reach itself through
+ * a Service), counted: one element however many service ports share the endpoint, gone when
+ * the last one lets it go. Kept sorted as it changes (a binary search and a splice), and
+ * handed out as a snapshot that later changes never touch.
+ */
+export class HairpinSet {
+  readonly #family: NftFamily;
+  readonly #table: string;
+  readonly #counts = new Map<string, number>();
+  /** Sorted by address as a string, which is also the order of their key texts. */
+  readonly #elements: Element[] = [];
+  #snapshot: readonly Element[] | undefined;
+
+  constructor(family: NftFamily, table: string) {
+    this.#family = family;
+    this.#table = table;
+  }
+
+  /** Counts `ip` once more (+1) or once less (−1); returns its element key text if it came or went. */
+  count(ip: string, by: 1 | -1): string | undefined {
+    const n = (this.#counts.get(ip) ?? 0) + by;
+    if (n > 0) this.#counts.set(ip, n);
+    else this.#counts.delete(ip);
+    if (n === 1 && by === 1) {
+      const element: Element = {
+        kind: 'element',
+        family: this.#family,
+        table: this.#table,
+        set: 'hairpin',
+        key: [ip, ip],
+      };
+      this.#elements.splice(sortedIndex(this.#elements, ip, firstKey), 0, element);
+    } else if (n === 0) {
+      this.#elements.splice(sortedIndex(this.#elements, ip, firstKey), 1);
+    } else return undefined;
+    this.#snapshot = undefined;
+    return `${ip} . ${ip}`;
+  }
+
+  /** The elements, sorted; the same array until an address comes or goes. */
+  elements(): readonly Element[] {
+    return (this.#snapshot ??= this.#elements.slice());
+  }
+}
