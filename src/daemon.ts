@@ -6,7 +6,8 @@ import { UserspaceBackend } from './lb/userspace-backend.js';
 import { ipLocalAddresses } from './lb/local-address.js';
 import { trace } from './model/trace.js';
 import type { ProxyState } from './model/types.js';
-import { compileConfig, stateFrom, type Environment } from './pipeline.js';
+import { StateBuilder } from './model/state-builder.js';
+import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
 import { Compiler } from './rules/compile.js';
 import { NftApplier, renderRuleset } from './rules/apply.js';
 import type { Nft } from './rules/nft/exec.js';
@@ -50,6 +51,8 @@ export class Daemon {
   #source: Source | undefined;
   #userspace: UserspaceBackend | undefined;
   #state: ProxyState | undefined;
+  /** Joins only the Services that changed since the last sync. */
+  readonly #builder: StateBuilder;
   #lastFull = -Infinity;
   #skippedSeen = new Set<string>();
   #syncs = 0;
@@ -67,6 +70,8 @@ export class Daemon {
     this.#wallNow = wallTime(this.#clock);
     this.health = new ProxyHealth({ healthTimeoutMs: 2 * config.syncPeriodMs, clock: this.#clock });
     this.metrics = createMetrics();
+    this.metrics.onScrape(() => this.#refreshScraped());
+    this.#builder = new StateBuilder(modelConfig(config, deps.env));
     this.applier = new NftApplier({ nft: deps.nft, log: deps.log.child({ component: 'rules' }) });
     this.store = new ObjectStore({
       onChange: () => {
@@ -166,7 +171,10 @@ export class Daemon {
     const start = this.#clock.now();
     const changes = this.store.takeChanges();
     this.metrics.changes(changes.services.size, changes.services.size);
-    const state = stateFrom(this.store, this.config, this.deps.env);
+    const state = stateFrom(this.store, this.config, this.deps.env, {
+      builder: this.#builder,
+      changed: changes.services,
+    });
     logSkipped(this.#log, state.skipped, this.#skippedSeen);
     const node = this.store.nodes.get(this.config.hostnameOverride);
     if (node) this.health.nodeEligible(isNodeEligible(node));
@@ -176,13 +184,16 @@ export class Daemon {
         // The same NodePort addresses as the rules would use (--nodeport-addresses).
         await this.#userspace.sync(state, compileConfig(state, this.config, this.deps.env).nodePortIPs);
       } else {
-        const rules = this.#compilerFor(state).compile(state);
+        const compiler = this.#compilerFor(state);
+        const rules = compiler.compile(state, this.#builder.delta);
         const wantFull = start - this.#lastFull >= FULL_SYNC_PERIOD_MS;
-        const result = await this.applier.sync(rules, { full: wantFull });
+        const result = await this.applier.sync(rules, {
+          full: wantFull,
+          ...(compiler.delta ? { delta: compiler.delta } : {}),
+        });
         full = result.full;
         if (full) this.#lastFull = start;
         this.metrics.transaction(result.operations);
-        this.metrics.rulesetSize(rulesetSize(rules));
       }
     } catch (err) {
       this.metrics.syncFailed();
@@ -198,13 +209,25 @@ export class Daemon {
     this.metrics.lastSync(now);
     this.metrics.pending(0, 0);
     for (const t of changes.triggers) this.metrics.networkProgramming(Math.max(0, now - t) / 1000);
-    const noLocal = (pick: (sp: ProxyState['ports'][number]) => boolean) =>
+    this.#scraped = false;
+    this.#log.debug({ full, seconds, ports: state.ports.length }, 'synced');
+  }
+
+  /** Whether the scrape-time figures below reflect the last sync. */
+  #scraped = false;
+
+  /** Figures that walk every service port, for /metrics: computed at scrape, once per sync. */
+  #refreshScraped(): void {
+    const state = this.#state;
+    if (this.#scraped || !state) return;
+    this.#scraped = true;
+    const noLocal = (pick: (sp: ProxyState['ports'][number]) => boolean): number =>
       state.ports.filter((sp) => pick(sp) && sp.hasEndpoints && sp.localEndpoints.length === 0).length;
     this.metrics.noLocalEndpoints(
       noLocal((sp) => sp.internalPolicyLocal),
       noLocal((sp) => sp.externalPolicyLocal),
     );
-    this.#log.debug({ full, seconds, ports: state.ports.length }, 'synced');
+    if (this.applier.applied) this.metrics.rulesetSize(rulesetSize(this.applier.applied));
   }
 
   /** What the servers read. */

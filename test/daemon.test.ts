@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { ErrorCodes, ProxyError } from '../src/errors.js';
+import { rulesetSize } from '../src/rules/ruleset.js';
 import { silentLogger } from '../src/log.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
 import type { Source, SourceHandler } from '../src/watch/source.js';
@@ -140,6 +141,34 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
     const recovered = await sample('kubeproxy_sync_proxy_rules_last_timestamp_seconds');
     assert.ok(recovered !== undefined && recovered > firstSync, `${recovered} after ${firstSync}`);
     assert.match(nft.dump(), /10\.244\.1\.13/);
+  });
+
+  it('counts the ruleset and the Local ports without local endpoints as of the last sync, when scraped', async () => {
+    const elements = 'kube_nftproxy_ruleset_objects{kind="elements"}';
+    const noLocal = 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="internal"}';
+    const before = await sample(elements);
+    assert.equal(before, rulesetSize(daemon.applier.applied!).elements);
+    assert.equal(await sample(noLocal), 0);
+
+    // internalTrafficPolicy Local with its only endpoint on another node.
+    const h = source.handler!;
+    h.upsert(
+      'Service',
+      service('default', 'db', {
+        clusterIP: '10.96.0.11',
+        internalTrafficPolicy: 'Local',
+        ports: [{ port: 5432 }],
+      }),
+    );
+    h.upsert(
+      'EndpointSlice',
+      slice('default', 'db-a', 'db', [{ port: 5432 }], [{ ip: '10.244.2.7', nodeName: 'node-b' }]),
+    );
+    await clock.advance(0);
+    assert.equal(await sample(noLocal), 1);
+    const after = await sample(elements);
+    assert.equal(after, rulesetSize(daemon.applier.applied!).elements);
+    assert.ok(after! > before!, `${after} elements after adding a Service, ${before} before`);
   });
 
   it('lists the Service under /debug/services', async () => {

@@ -37,6 +37,11 @@ export interface ProxyMetrics {
   /** Service ports with a Local traffic policy and no local endpoints, per policy. */
   noLocalEndpoints(internal: number, external: number): void;
   rulesetSize(s: RulesetSize): void;
+  /**
+   * Called when /metrics is scraped, before the two gauges above are read: figures that cost a
+   * walk of every service port are computed then, not at every sync.
+   */
+  onScrape(refresh: () => void): void;
   /** A /healthz or /livez answer, by HTTP status code. */
   probe(path: 'healthz' | 'livez', code: number): void;
 }
@@ -60,6 +65,7 @@ const TRANSACTION_BUCKETS = exponentialBuckets(1, 4, 10);
 export function createMetrics(): ProxyMetrics {
   const registry = new Registry();
   const registers = [registry];
+  let refresh: (() => void) | undefined;
 
   const syncAll = new Histogram({
     name: 'kubeproxy_sync_proxy_rules_duration_seconds',
@@ -120,6 +126,7 @@ export function createMetrics(): ProxyMetrics {
     help: 'Number of services with a Local traffic policy and no endpoints',
     labelNames: ['traffic_policy'] as const,
     registers,
+    collect: () => refresh?.(),
   });
   const healthzTotal = new Counter({
     name: 'kubeproxy_proxy_healthz_total',
@@ -155,6 +162,7 @@ export function createMetrics(): ProxyMetrics {
     help: 'Objects in the ruleset this proxy owns, by kind',
     labelNames: ['kind'] as const,
     registers,
+    collect: () => refresh?.(),
   });
 
   // Zero-valued series from the start, so a query for them finds 0 and not nothing.
@@ -202,6 +210,9 @@ export function createMetrics(): ProxyMetrics {
       for (const kind of ['chains', 'rules', 'sets', 'elements'] as const) {
         rulesetObjects.set({ kind }, s[kind]);
       }
+    },
+    onScrape(fn) {
+      refresh = fn;
     },
     probe(path, code) {
       (path === 'healthz' ? healthzTotal : livezTotal).inc({ code: String(code) });
