@@ -1,9 +1,14 @@
 /**
  * One TCP frontend of the userspace proxy: accepts on an address, connects each client to an
- * endpoint the picker chooses and copies bytes both ways. The hot path is two `data`
- * listeners and two `drain` listeners per connection; nothing is allocated per chunk, and a
- * direction pauses its reader when the writer's buffer passes its high-water mark, so a slow
- * side buffers at most highWaterMark + one read per direction.
+ * endpoint the picker chooses and copies bytes both ways. A direction pauses its reader when
+ * the writer's buffer passes its high-water mark, so a slow side buffers at most
+ * highWaterMark + one read per direction.
+ *
+ * Upstream sockets read through `onread` into one buffer shared by the process, and each read
+ * is copied out into a buffer of its own size: for the small reads of request/response
+ * traffic that costs less than a stream's read (a 64 KiB allocation shrunk to fit, a push
+ * through the readable state, a `data` event and a tick). Accepted sockets cannot take
+ * `onread`, so the client side reads through `data` events.
  */
 import net from 'node:net';
 import type { Logger } from '../log.js';
@@ -44,7 +49,14 @@ export interface TcpProxyStats {
   connectFailures: number;
 }
 
-/** A client and its upstream; one object per connection, nothing per chunk. */
+/**
+ * Where every upstream socket reads. One buffer serves all of them because a read callback
+ * runs to its end before the next one starts, and it copies what it read out before it
+ * returns: a write may still hold its buffer after write() returns.
+ */
+const upstreamReads = Buffer.allocUnsafe(64 * 1024);
+
+/** A client and its upstream; one object per connection and one read callback per upstream. */
 class Conn {
   active = false;
   idleSince: number;
@@ -180,12 +192,23 @@ export class TcpProxy<T extends Target = Target> {
   }
 
   private connect(conn: Conn, flow: Flow, ep: T, attempt: number, avoid: Set<T> | undefined): void {
+    const client = conn.client;
     const up = net.connect({
       host: ep.ip,
       port: ep.port,
       noDelay: true,
       allowHalfOpen: true,
       highWaterMark: this.opts.highWaterMark,
+      onread: {
+        buffer: upstreamReads,
+        // Returning false stops reading, as pause() would; the client's 'drain' resumes it.
+        callback: (n: number): boolean => {
+          conn.active = true;
+          const chunk = Buffer.allocUnsafe(n);
+          upstreamReads.copy(chunk, 0, 0, n);
+          return client.write(chunk);
+        },
+      },
     } as net.NetConnectOpts);
     conn.upstream = up;
     const onConnectError = (): void => {
@@ -212,16 +235,15 @@ export class TcpProxy<T extends Target = Target> {
     });
   }
 
-  /** Copies both ways with backpressure; FIN and RST pass through in either direction. */
+  /**
+   * Copies both ways with backpressure; FIN and RST pass through in either direction. Bytes
+   * from upstream go through the read callback given to the upstream socket in `connect`.
+   */
   private splice(conn: Conn, up: net.Socket): void {
     const client = conn.client;
     client.on('data', (chunk: Buffer) => {
       conn.active = true;
       if (!up.write(chunk)) client.pause();
-    });
-    up.on('data', (chunk: Buffer) => {
-      conn.active = true;
-      if (!client.write(chunk)) up.pause();
     });
     up.on('drain', () => client.resume());
     client.on('drain', () => up.resume());

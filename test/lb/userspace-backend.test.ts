@@ -238,6 +238,44 @@ describe('userspace backend', () => {
     assert.equal(hash.digest('hex'), createHash('sha256').update(payload).digest('hex'));
   });
 
+  it('stops reading the endpoint while the client does not read, and resumes when it does', async () => {
+    // The endpoint writes for as long as the kernel takes bytes. A proxy that kept reading
+    // would let it go on forever; with backpressure the whole path fills and stalls.
+    let sent = (): number => 0;
+    const block = Buffer.alloc(1 << 20, 7);
+    const endless = net.createServer((s) => {
+      s.on('error', () => {});
+      sent = () => s.bytesWritten - s.writableLength;
+      const pump = (): void => {
+        while (!s.destroyed && s.write(block));
+      };
+      s.on('drain', pump);
+      pump();
+    });
+    const p = await listen(endless);
+    cleanup.push(() => closeServer(endless));
+    const b = backend({ highWaterMark: 64 * 1024 });
+    await b.sync(state([servicePort('endless', [endpoint(p)])]));
+    const c = net.connect(only(b).port, '127.0.0.1');
+    cleanup.push(() => void c.destroy());
+    c.on('error', () => {});
+    await new Promise((resolve) => c.once('data', resolve));
+    c.pause();
+
+    let last = -1;
+    for (let i = 0; i < 50 && sent() !== last; i++) {
+      last = sent();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    assert.equal(sent(), last, `the endpoint never stalled: ${sent()} bytes sent`);
+
+    let more = 0;
+    c.on('data', (d: Buffer) => (more += d.length));
+    c.resume();
+    while (sent() < last + (32 << 20)) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(more > 0);
+  });
+
   it('closes idle TCP connections by the injected clock', async () => {
     const echo = net.createServer((s) => s.pipe(s));
     const p = await listen(echo);
