@@ -79,7 +79,8 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.OK;
   }
   const { runDaemon } = await import('./daemon.js');
-  await runDaemon(config, { log, env, nft });
+  // The daemon's partial syncs go through one long-lived nft (NftSession): no process per sync.
+  await runDaemon(config, { log, env, nft: createNft({ session: true }) });
   return EXIT.OK;
 }
 

@@ -136,6 +136,7 @@ export class Daemon {
     await this.#source?.stop();
     await this.#servers?.close();
     await this.#userspace?.close();
+    this.deps.nft.close?.();
   }
 
   get servers(): Servers | undefined {

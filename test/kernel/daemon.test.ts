@@ -103,7 +103,7 @@ describe('kernel: the daemon against an API server', function () {
       await lab.serve(name, { tcp: [8080] });
     }
     await lab.addPod('client-pod', { ip: '10.244.1.50' });
-    nft = createNft({ netns: lab.nodeNs });
+    nft = createNft({ netns: lab.nodeNs, session: true });
     server = await TestApiServer.create({ bookmarkIntervalMs: 1_000 });
     server.create('Node', stored(node(LAB.nodeName, [LAB.nodeIp])));
     // A second Service that never changes: no partial sync of `web` may touch it.

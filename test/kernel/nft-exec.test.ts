@@ -1,9 +1,19 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ErrorCodes, hasCode, type ErrorCode } from '../../src/errors.js';
-import { createNft, spawnExec, type Nft } from '../../src/rules/nft/exec.js';
+import {
+  createNft,
+  nftError,
+  SESSION_MAX_OPERATIONS,
+  spawnExec,
+  type Nft,
+} from '../../src/rules/nft/exec.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import { probeNft } from '../../src/rules/nft/probe.js';
+import { NftSession } from '../../src/rules/nft/session.js';
 import { Transaction } from '../../src/rules/nft/transaction.js';
 import type { Element, NftObject } from '../../src/rules/nft/types.js';
 import { RESERVED_NAMES } from '../../src/rules/nft/validate.js';
@@ -407,5 +417,100 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
   it('an nft that is not installed is NFT_NOT_FOUND, also through ip netns exec', async () => {
     const missing = createNft({ netns: created[0]!, nftPath: '/nonexistent/nft' });
     await rejects(missing.version(), [ErrorCodes.NFT_NOT_FOUND]);
+  });
+});
+
+describe('kernel: small transactions through one long-lived nft -i session', function () {
+  const created: string[] = [];
+  let ns: string;
+
+  before(function () {
+    requireKernel(this);
+    sweepStale();
+    ns = newNamespace(created);
+  });
+
+  after(function () {
+    for (const name of created) ip('netns', 'del', name);
+  });
+
+  const listed = (): string =>
+    execFileSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'ip', 'knp-session'], {
+      encoding: 'utf8',
+    });
+  const element = (k: number, v: number): Element => ({
+    kind: 'element',
+    family: 'ip',
+    table: 'knp-session',
+    set: 'm',
+    key: [`10.0.0.${k}`],
+    value: [`10.1.0.${v}`],
+  });
+
+  it('commits each atomically, reports a failure with its code and leaves the kernel as it was, and goes on', async () => {
+    const session = new NftSession({ command: ['ip', 'netns', 'exec', ns, 'nft'] });
+    const nftRun = async (tx: Transaction): Promise<void> => {
+      const r = await session.run(tx.toString());
+      if (r.code !== 0) throw nftError(['-f', '-'], r);
+    };
+    try {
+      const setup = new Transaction()
+        .add({ kind: 'table', family: 'ip', table: 'knp-session' })
+        .add({
+          kind: 'map',
+          family: 'ip',
+          table: 'knp-session',
+          name: 'm',
+          type: ['ipv4_addr'],
+          valueType: ['ipv4_addr'],
+        })
+        .add(element(1, 1));
+      await nftRun(setup);
+      assert.match(listed(), /10\.0\.0\.1 : 10\.1\.0\.1/);
+
+      // A new key, then a changed value in place: the kernel refuses the whole batch.
+      const bad = new Transaction().add(element(2, 2)).add(element(1, 9));
+      const before = listed();
+      await assert.rejects(nftRun(bad), (err: unknown) => hasCode(err, ErrorCodes.NFT_EXISTS));
+      assert.equal(listed(), before, 'nothing of the failed transaction is left');
+
+      for (let k = 2; k <= 60; k++) await nftRun(new Transaction().add(element(k, k)));
+      const text = listed();
+      for (let k = 1; k <= 60; k++)
+        assert.match(text, new RegExp(`10\\.0\\.0\\.${k} : 10\\.1\\.0\\.${k}\\b`));
+      assert.ok(session.alive);
+    } finally {
+      session.close();
+    }
+    assert.ok(!existsSync(session.dir), 'the transaction file goes with the session');
+  });
+
+  it('once its nft has died, fails its transaction and every later one (the caller goes back to nft -f)', async () => {
+    const session = new NftSession({ command: ['ip', 'netns', 'exec', ns, 'nft'] });
+    assert.equal((await session.run('add table ip knp-session\n')).code, 0);
+    process.kill(session.pid!, 'SIGKILL');
+    await assert.rejects(session.run('add table ip knp-session\n'), /nft -i exited|nft session/);
+    assert.equal(session.alive, false);
+    await assert.rejects(session.run('add table ip knp-session\n'));
+  });
+
+  it('createNft({ session }) opens a session for a small transaction only; a big one goes to nft -f', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'knp-session-test-'));
+    const sessions = (): string[] => readdirSync(dir);
+    const big = new Transaction().add({ kind: 'table', family: 'ip', table: 'knp-session' });
+    for (let k = 0; k < SESSION_MAX_OPERATIONS; k++)
+      big.add({ ...element(0, 0), key: [`10.2.${k >> 8}.${k & 255}`] });
+    const nft = createNft({ netns: ns, session: { dir } });
+    try {
+      await nft.run(big);
+      assert.deepEqual(sessions(), [], `${big.size} operations: no session`);
+      assert.equal((listed().match(/10\.2\.\d+\.\d+ :/g) ?? []).length, SESSION_MAX_OPERATIONS);
+      await nft.run(new Transaction().add(element(3, 3)));
+      assert.equal(sessions().length, 1, 'one operation: a session');
+      assert.match(listed(), /10\.0\.0\.3 : 10\.1\.0\.3/);
+    } finally {
+      nft.close?.();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { ErrorCodes, ProxyError, type ErrorCode } from '../../errors.js';
+import { NftSession } from './session.js';
 import type { Transaction } from './transaction.js';
 import type { NftFamily } from './types.js';
 
@@ -38,6 +39,8 @@ export interface Nft {
   listMapJson(family: NftFamily, table: string, map: string): Promise<string>;
   /** nft's version, e.g. '1.0.6' (read once, then cached). */
   version(): Promise<string>;
+  /** Ends a long-lived nft session, if one is open (see NftOptions.session). */
+  close?(): void;
 }
 
 export interface NftOptions {
@@ -47,12 +50,29 @@ export interface NftOptions {
   netns?: string;
   /** The nft binary; default 'nft' from PATH. */
   nftPath?: string;
+  /**
+   * Run small transactions (up to SESSION_MAX_OPERATIONS) through one long-lived `nft -i`
+   * (NftSession), the daemon's partial syncs; `dir` is where it writes them (default the
+   * temp directory). Larger ones, and checks, use `nft -f -`.
+   */
+  session?: boolean | { dir?: string };
+}
+
+/**
+ * Above this many operations a transaction goes to `nft -f -`: nft's interactive mode keeps
+ * netlink buffers sized for small batches (8,000 elements in one batch failed with ENOBUFS).
+ */
+export const SESSION_MAX_OPERATIONS = 1_000;
+
+/** The command line up to and including nft: `ip netns exec NAME nft` inside a namespace. */
+function nftCommand(opts: { netns?: string; nftPath?: string }): [string, ...string[]] {
+  const nft = opts.nftPath ?? 'nft';
+  return opts.netns === undefined ? [nft] : ['ip', 'netns', 'exec', opts.netns, nft];
 }
 
 /** Spawns nft (through `ip netns exec` when `netns` is set) with LC_ALL=C so messages are stable. */
 export function spawnExec(opts: { netns?: string; nftPath?: string } = {}): Exec {
-  const nft = opts.nftPath ?? 'nft';
-  const [program, prefix] = opts.netns === undefined ? [nft, []] : ['ip', ['netns', 'exec', opts.netns, nft]];
+  const [program, ...prefix] = nftCommand(opts);
   return (args, stdin) =>
     new Promise<ExecResult>((resolve, reject) => {
       const child = spawn(program, [...prefix, ...args], {
@@ -136,14 +156,47 @@ export function createNft(opts: NftOptions = {}): Nft {
     }
   }
 
+  let session: NftSession | undefined;
+  const sessionDir = typeof opts.session === 'object' ? opts.session.dir : undefined;
+  let sessions = opts.session !== undefined && opts.session !== false && opts.exec === undefined;
+
+  /** The open session, a new one if the last died, or undefined when sessions cannot work here. */
+  function openSession(): NftSession | undefined {
+    if (!sessions) return undefined;
+    if (session?.alive) return session;
+    try {
+      session = new NftSession({
+        command: nftCommand({ ...opts, nftPath }),
+        ...(sessionDir ? { dir: sessionDir } : {}),
+      });
+      return session;
+    } catch {
+      // No writable directory for the transaction file: every transaction uses nft -f -.
+      sessions = false;
+      return undefined;
+    }
+  }
+
   async function apply(args: string[], tx: Transaction): Promise<void> {
     if (tx.err !== undefined) throw tx.err;
     if (tx.size === 0) return;
-    const result = await call(args, tx.toString());
+    const s = args[0] === '-f' && tx.size <= SESSION_MAX_OPERATIONS ? openSession() : undefined;
+    let result: ExecResult;
+    try {
+      result = s ? await s.run(tx.toString()) : await call(args, tx.toString());
+    } catch (err) {
+      if (!s) throw err;
+      // The session died under this transaction: whether nft committed it is unknown, so the
+      // caller must treat the kernel as unknown (the applier then replaces everything).
+      throw new ProxyError(ErrorCodes.NFT_REJECTED, `nft session failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
     if (result.code !== 0) throw nftError(args, result);
   }
 
   return {
+    close: () => session?.close(),
     run: (tx) => apply(['-f', '-'], tx),
     check: (tx) => apply(['-c', '-f', '-'], tx),
     async list(family, table) {
