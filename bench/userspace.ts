@@ -2,9 +2,14 @@
  * The userspace proxy against HAProxy on loopback, same backend, same load: bulk throughput
  * of one stream, request/response exchanges over a few kept-alive connections, and new
  * connections per second. Load generator (this process), backend and proxy are separate
- * processes; HAProxy runs one thread, as the Node proxy does. The two proxies take turns,
- * round by round, and the best round of each counts: the machine is shared, and the best
- * round is the one least disturbed by others.
+ * processes; HAProxy runs one thread, as the Node proxy does.
+ *
+ * The machine is shared and the rate of either proxy swings by 2-3x between rounds, so the
+ * two take turns on each measurement, round after round, first ours then HAProxy and the
+ * other way round in the next round (a drift within a pair cancels over two rounds). Each
+ * round gives one ratio per measurement; the report is their median and range. The CPU time
+ * each proxy process spends per unit of work is the steadier second figure, and where perf
+ * can count them, the instructions it retires per unit the steadiest.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -12,16 +17,71 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Bench, BenchContext, BenchResult } from './harness.js';
+import type { Bench, BenchResult } from './harness.js';
+import { perfAvailable } from './perf-counter.js';
+import { bulk, connections, keepalive, type Sample, type Target } from './userspace-load.js';
 
 const HAPROXY = '/usr/sbin/haproxy';
-const TARGETS = { bulk: 0.9, keepalive: 0.9, connect: 0.7 };
+/** Clock ticks a second in /proc/<pid>/stat (USER_HZ; 100 on every Linux architecture we run on). */
+const TICKS_PER_SECOND = 100;
 
-interface Figures {
-  bulkMBps: number;
-  keepaliveRps: number;
-  connectPerSec: number;
+type Who = 'ours' | 'haproxy';
+interface Proxy {
+  port: number;
+  pid: number;
 }
+
+interface Measurement {
+  label: string;
+  /** Names the figures: `ours_<key>_<rateUnit>`. */
+  key: string;
+  rateUnit: string;
+  /** The rate's unit in the report lines. */
+  shown: string;
+  /** CPU is reported per this many units, named by cpuLabel. */
+  cpuPer: number;
+  cpuLabel: string;
+  /** Instructions are reported per one unit, named so. */
+  unitName: string;
+  target: number;
+  run(t: Target, seconds: number): Promise<Sample>;
+}
+
+const MEASUREMENTS: Measurement[] = [
+  {
+    label: 'bulk, one stream',
+    key: 'bulk',
+    rateUnit: 'MBps',
+    shown: 'MB/s',
+    cpuPer: 1000,
+    cpuLabel: 'GB',
+    unitName: 'MB',
+    target: 0.9,
+    run: (t, s) => bulk(t, s),
+  },
+  {
+    label: 'keep-alive exchanges',
+    key: 'keepalive',
+    rateUnit: 'rps',
+    shown: '/s',
+    cpuPer: 100_000,
+    cpuLabel: '100k exchanges',
+    unitName: 'exchange',
+    target: 0.9,
+    run: (t, s) => keepalive(t, s, 8, 64),
+  },
+  {
+    label: 'new connections',
+    key: 'connect',
+    rateUnit: 'per_s',
+    shown: '/s',
+    cpuPer: 10_000,
+    cpuLabel: '10k connections',
+    unitName: 'connection',
+    target: 0.7,
+    run: (t, s) => connections(t, s, 32),
+  },
+];
 
 export const bench: Bench = {
   name: 'userspace',
@@ -35,33 +95,34 @@ export const bench: Bench = {
   },
   async run(ctx) {
     const seconds = ctx.quick ? 1 : 1.5;
-    const rounds = ctx.quick ? 1 : 3;
+    const rounds = ctx.quick ? 1 : 7;
     const children: ChildProcess[] = [];
     const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-userspace-'));
     try {
       const backend = await startChild(children, 'userspace-backend-child', []);
-      const ours = await startChild(children, 'userspace-proxy-child', [String(backend)]);
-      const haproxy = await startHaproxy(children, dir, backend);
-      const best: Record<'ours' | 'haproxy', Figures> = {
-        ours: { bulkMBps: 0, keepaliveRps: 0, connectPerSec: 0 },
-        haproxy: { bulkMBps: 0, keepaliveRps: 0, connectPerSec: 0 },
+      const perf = await perfAvailable();
+      if (!perf) ctx.say('  perf cannot count instructions here: CPU time only');
+      const proxies: Record<Who, Target> = {
+        ours: { ...(await startChild(children, 'userspace-proxy-child', [String(backend.port)])), perf },
+        haproxy: { ...(await startHaproxy(children, dir, backend.port)), perf },
       };
+      // Not counted: a first pass warms the JIT of ours (and of the load and the backend).
+      for (const m of MEASUREMENTS)
+        for (const p of Object.values(proxies)) await m.run({ ...p, perf: false }, 0.5);
+      // samples[measurement][who][round]
+      const samples = MEASUREMENTS.map(() => ({ ours: [] as Sample[], haproxy: [] as Sample[] }));
       for (let r = 0; r < rounds; r++) {
-        for (const [who, port] of [
-          ['haproxy', haproxy],
-          ['ours', ours],
-        ] as const) {
-          const f = await measure(port, seconds, ctx);
-          ctx.say(
-            `  round ${r + 1} ${who}: ${f.bulkMBps.toFixed(0)} MB/s, ${f.keepaliveRps.toFixed(0)} req/s, ${f.connectPerSec.toFixed(0)} conn/s`,
-          );
-          const b = best[who];
-          b.bulkMBps = Math.max(b.bulkMBps, f.bulkMBps);
-          b.keepaliveRps = Math.max(b.keepaliveRps, f.keepaliveRps);
-          b.connectPerSec = Math.max(b.connectPerSec, f.connectPerSec);
+        const order: Who[] = r % 2 === 0 ? ['ours', 'haproxy'] : ['haproxy', 'ours'];
+        const parts: string[] = [];
+        for (const [i, m] of MEASUREMENTS.entries()) {
+          for (const who of order) samples[i]![who].push(await m.run(proxies[who], seconds));
+          const o = samples[i]!.ours[r]!;
+          const h = samples[i]!.haproxy[r]!;
+          parts.push(`${m.key} ${fmt(rate(o))}/${fmt(rate(h))} (${(rate(o) / rate(h)).toFixed(2)})`);
         }
+        ctx.say(`  round ${r + 1}, ours/HAProxy: ${parts.join(', ')}`);
       }
-      return report(best.ours, best.haproxy);
+      return report(samples, rounds, perf);
     } finally {
       for (const c of children) c.kill('SIGTERM');
       await rm(dir, { recursive: true, force: true });
@@ -69,161 +130,85 @@ export const bench: Bench = {
   },
 };
 
-function report(ours: Figures, ha: Figures): BenchResult {
-  const ratio = (a: number, b: number): number => (b > 0 ? Math.round((a / b) * 100) / 100 : 0);
-  const r = {
-    bulk: ratio(ours.bulkMBps, ha.bulkMBps),
-    keepalive: ratio(ours.keepaliveRps, ha.keepaliveRps),
-    connect: ratio(ours.connectPerSec, ha.connectPerSec),
-  };
-  const mark = (x: number, t: number): string => (x >= t ? `target ≥${t} met` : `below target ≥${t}`);
-  const round = (x: number): number => Math.round(x);
-  return {
-    figures: {
-      ours_bulk_MBps: round(ours.bulkMBps),
-      haproxy_bulk_MBps: round(ha.bulkMBps),
-      ratio_bulk: r.bulk,
-      ours_keepalive_rps: round(ours.keepaliveRps),
-      haproxy_keepalive_rps: round(ha.keepaliveRps),
-      ratio_keepalive: r.keepalive,
-      ours_connect_per_s: round(ours.connectPerSec),
-      haproxy_connect_per_s: round(ha.connectPerSec),
-      ratio_connect: r.connect,
-    },
-    lines: [
-      `userspace proxy vs HAProxy (1 thread), loopback, best of rounds:`,
-      `  bulk, one stream:      ${round(ours.bulkMBps)} MB/s vs ${round(ha.bulkMBps)} MB/s   ratio ${r.bulk} (${mark(r.bulk, TARGETS.bulk)})`,
-      `  keep-alive exchanges:  ${round(ours.keepaliveRps)} /s vs ${round(ha.keepaliveRps)} /s   ratio ${r.keepalive} (${mark(r.keepalive, TARGETS.keepalive)})`,
-      `  new connections:       ${round(ours.connectPerSec)} /s vs ${round(ha.connectPerSec)} /s   ratio ${r.connect} (${mark(r.connect, TARGETS.connect)})`,
-    ],
-  };
+function report(samples: Array<Record<Who, Sample[]>>, rounds: number, perf: boolean): BenchResult {
+  const figures: BenchResult['figures'] = { rounds };
+  const lines = [
+    `userspace proxy vs HAProxy (1 thread), loopback, ${rounds} rounds taking turns;`,
+    `  rates are medians, ratio is the median of the rounds' ratios [lowest-highest]:`,
+  ];
+  for (const [i, m] of MEASUREMENTS.entries()) {
+    const { ours, haproxy } = samples[i]!;
+    const ratios = ours.map((o, r) => rate(o) / rate(haproxy[r]!));
+    const ratio = round2(median(ratios));
+    const cpuOurs = median(ours.map((s) => cpuSeconds(s, m.cpuPer)));
+    const cpuHa = median(haproxy.map((s) => cpuSeconds(s, m.cpuPer)));
+    const k = m.key;
+    figures[`ours_${k}_${m.rateUnit}`] = Math.round(median(ours.map(rate)));
+    figures[`haproxy_${k}_${m.rateUnit}`] = Math.round(median(haproxy.map(rate)));
+    figures[`ratio_${k}`] = ratio;
+    figures[`ratio_${k}_min`] = round2(Math.min(...ratios));
+    figures[`ratio_${k}_max`] = round2(Math.max(...ratios));
+    figures[`ours_${k}_cpu_s_per_${m.cpuLabel.replace(' ', '_')}`] = round2(cpuOurs);
+    figures[`haproxy_${k}_cpu_s_per_${m.cpuLabel.replace(' ', '_')}`] = round2(cpuHa);
+    const mark = ratio >= m.target ? `target ≥${m.target} met` : `below target ≥${m.target}`;
+    lines.push(
+      `  ${`${m.label}:`.padEnd(22)} ${fmt(median(ours.map(rate)))} vs ${fmt(median(haproxy.map(rate)))} ` +
+        `${m.shown}   ratio ${ratio} [${round2(Math.min(...ratios))}-${round2(Math.max(...ratios))}] (${mark})`,
+      `  ${''.padEnd(22)} CPU per ${m.cpuLabel}: ours ${cpuOurs.toFixed(2)} s, HAProxy ${cpuHa.toFixed(2)} s` +
+        ` (ours/HAProxy ${(cpuOurs / cpuHa).toFixed(2)})`,
+    );
+    if (!perf) continue;
+    const insn = (xs: Sample[], part: (s: Sample) => number): number =>
+      median(xs.map((s) => part(s) / s.units));
+    const user = (s: Sample): number => s.instructions?.user ?? NaN;
+    const total = (s: Sample): number => (s.instructions ? s.instructions.user + s.instructions.kernel : NaN);
+    const [oUser, oTotal, hUser, hTotal] = [
+      insn(ours, user),
+      insn(ours, total),
+      insn(haproxy, user),
+      insn(haproxy, total),
+    ];
+    figures[`ours_${k}_insn_per_${m.unitName}`] = Math.round(oTotal);
+    figures[`ours_${k}_user_insn_per_${m.unitName}`] = Math.round(oUser);
+    figures[`haproxy_${k}_insn_per_${m.unitName}`] = Math.round(hTotal);
+    figures[`haproxy_${k}_user_insn_per_${m.unitName}`] = Math.round(hUser);
+    lines.push(
+      `  ${''.padEnd(22)} instructions per ${m.unitName}: ours ${kilo(oTotal)} (${kilo(oUser)} in user space), ` +
+        `HAProxy ${kilo(hTotal)} (${kilo(hUser)}) (ours/HAProxy ${(oTotal / hTotal).toFixed(2)})`,
+    );
+  }
+  return { figures, lines };
 }
 
-async function measure(port: number, seconds: number, _ctx: BenchContext): Promise<Figures> {
-  return {
-    bulkMBps: await bulk(port, seconds),
-    keepaliveRps: await keepalive(port, seconds, 8, 64),
-    connectPerSec: await connections(port, seconds, 32),
-  };
+function rate(s: Sample): number {
+  return s.units / s.seconds;
 }
 
-/** One stream from the backend through the proxy; counted with a reused read buffer. */
-function bulk(port: number, seconds: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let bytes = 0;
-    let start = 0n;
-    const c = net.connect({
-      port,
-      host: '127.0.0.1',
-      onread: {
-        buffer: Buffer.alloc(1 << 20),
-        callback: (n: number) => {
-          bytes += n;
-          return true;
-        },
-      },
-    });
-    c.on('error', reject);
-    c.on('connect', () => {
-      c.write('B');
-      // The first half second fills buffers and warms the JIT; it is not counted.
-      setTimeout(() => {
-        bytes = 0;
-        start = process.hrtime.bigint();
-        setTimeout(() => {
-          const s = Number(process.hrtime.bigint() - start) / 1e9;
-          c.destroy();
-          resolve(bytes / 1e6 / s);
-        }, seconds * 1000);
-      }, 500);
-    });
-  });
+/** CPU seconds the proxy spent per `per` units; NaN when no unit was done. */
+function cpuSeconds(s: Sample, per: number): number {
+  return s.units > 0 ? (s.cpuTicks / TICKS_PER_SECOND / s.units) * per : NaN;
 }
 
-/** `conns` connections, each sending `size` bytes and waiting for the echo, over and over. */
-function keepalive(port: number, seconds: number, conns: number, size: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = Buffer.alloc(size, 0x71);
-    let exchanges = 0;
-    let counting = false;
-    let stop = false;
-    const sockets: net.Socket[] = [];
-    for (let i = 0; i < conns; i++) {
-      let got = 0;
-      const c = net.connect({ port, host: '127.0.0.1', noDelay: true });
-      sockets.push(c);
-      c.on('error', reject);
-      c.on('connect', () => {
-        c.write(Buffer.concat([Buffer.from('E'), req]));
-      });
-      c.on('data', (d: Buffer) => {
-        got += d.length;
-        if (got < size) return;
-        got -= size;
-        if (counting) exchanges++;
-        if (!stop) c.write(req);
-      });
-    }
-    setTimeout(() => {
-      counting = true;
-      const start = process.hrtime.bigint();
-      setTimeout(() => {
-        stop = true;
-        const s = Number(process.hrtime.bigint() - start) / 1e9;
-        for (const c of sockets) c.destroy();
-        resolve(exchanges / s);
-      }, seconds * 1000);
-    }, 300);
-  });
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-/** `concurrency` loops of connect, one 32-byte exchange, close. */
-function connections(port: number, seconds: number, concurrency: number): Promise<number> {
-  return new Promise((resolve) => {
-    const msg = Buffer.alloc(32, 0x45); // starts with 'E': echo mode
-    let done = 0;
-    let counting = false;
-    let stop = false;
-    let running = 0;
-    let start = 0n;
-    let finish = (): void => {};
-    const one = (): void => {
-      running++;
-      let got = 0;
-      const c = net.connect({ port, host: '127.0.0.1', noDelay: true });
-      c.on('connect', () => c.write(msg));
-      c.on('data', (d: Buffer) => {
-        got += d.length;
-        if (got >= msg.length - 1) {
-          if (counting) done++;
-          c.destroy();
-        }
-      });
-      c.on('error', () => {});
-      c.on('close', () => {
-        running--;
-        if (!stop) one();
-        else if (running === 0) finish();
-      });
-    };
-    for (let i = 0; i < concurrency; i++) one();
-    setTimeout(() => {
-      counting = true;
-      start = process.hrtime.bigint();
-      setTimeout(() => {
-        stop = true;
-        const s = Number(process.hrtime.bigint() - start) / 1e9;
-        const rate = done / s;
-        // A failed exchange is not counted: a proxy that fails connections only loses rate.
-        finish = () => resolve(rate);
-        if (running === 0) finish();
-      }, seconds * 1000);
-    }, 300);
-  });
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
 }
 
-/** Runs a bench child (compiled JS next to this file, or .ts under tsx); resolves its port. */
-function startChild(children: ChildProcess[], name: string, args: string[]): Promise<number> {
+function kilo(x: number): string {
+  return `${(x / 1000).toFixed(1)}k`;
+}
+
+function fmt(x: number): string {
+  return x.toFixed(0);
+}
+
+/** Runs a bench child (compiled JS next to this file, or .ts under tsx) in this process's node. */
+async function startChild(children: ChildProcess[], name: string, args: string[]): Promise<Proxy> {
   const self = fileURLToPath(import.meta.url);
   const ts = self.endsWith('.ts');
   const file = path.join(path.dirname(self), `${name}${ts ? '.ts' : '.js'}`);
@@ -231,7 +216,7 @@ function startChild(children: ChildProcess[], name: string, args: string[]): Pro
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);
-  return readPort(child, name);
+  return { port: await readPort(child, name), pid: child.pid! };
 }
 
 function readPort(child: ChildProcess, name: string): Promise<number> {
@@ -246,7 +231,8 @@ function readPort(child: ChildProcess, name: string): Promise<number> {
   });
 }
 
-async function startHaproxy(children: ChildProcess[], dir: string, backendPort: number): Promise<number> {
+/** HAProxy in the foreground (-db): one process, whose pid is the one that does the work. */
+async function startHaproxy(children: ChildProcess[], dir: string, backendPort: number): Promise<Proxy> {
   const port = await freePort();
   const cfg = path.join(dir, 'haproxy.cfg');
   await writeFile(
@@ -271,7 +257,7 @@ async function startHaproxy(children: ChildProcess[], dir: string, backendPort: 
   const child = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'inherit'] });
   children.push(child);
   for (let i = 0; i < 100; i++) {
-    if (await canConnect(port)) return port;
+    if (await canConnect(port)) return { port, pid: child.pid! };
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('haproxy did not start listening');
