@@ -8,16 +8,15 @@
  * changes the time from the write at the server to the nft commit of that change (the daemon
  * runs with --min-sync-period 0 and a 1 h --sync-period, so neither the rate limit nor a
  * periodic sync is in the figure), split into watch delivery, the sync's CPU before nft
- * (state + compile + diff + render) and nft itself; then the same CPU stages re-timed one by
- * one on the daemon's own store, the partial transaction's size and the process RSS.
+ * (state + compile + diff + render, incremental as in the daemon) and nft itself (the
+ * daemon's long-lived nft session); the partial transaction's size and the process RSS.
  */
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { silentLogger } from '../src/log.js';
-import { rulesFor, stateFrom, type Environment } from '../src/pipeline.js';
-import { partialTransaction } from '../src/rules/apply.js';
+import type { Environment } from '../src/pipeline.js';
 import { createNft, type Nft } from '../src/rules/nft/exec.js';
 import type { Transaction } from '../src/rules/nft/transaction.js';
 import { createKubeSource } from '../src/watch/kube-source.js';
@@ -168,7 +167,7 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
     );
 
     const runs: NftRun[] = [];
-    const nft = timedNft(createNft({ netns: ns }), runs);
+    const nft = timedNft(createNft({ netns: ns, session: true }), runs);
     const source = new TimedSource(
       createKubeSource({ kubeConfig: server.kubeConfig(), nodeName: NODE, log, watchdogMs: 0 }),
     );
@@ -238,41 +237,12 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
     const rssAfterChanges = rssMb();
     const heapAfterChanges = heapMb();
 
-    // The CPU part of a sync, stage by stage, on the daemon's own store and last ruleset.
-    const stages = {
-      stateMs: [] as number[],
-      compileMs: [] as number[],
-      diffMs: [] as number[],
-      renderMs: [] as number[],
-    };
-    const applied = daemon.applier.applied!;
-    for (let k = 0; k < 5; k++) {
-      let t = performance.now();
-      const state = stateFrom(daemon.store, config, env);
-      stages.stateMs.push(performance.now() - t);
-      t = performance.now();
-      const rules = rulesFor(state, config, env);
-      stages.compileMs.push(performance.now() - t);
-      t = performance.now();
-      const tx = partialTransaction(applied, rules);
-      stages.diffMs.push(performance.now() - t);
-      t = performance.now();
-      tx.toString();
-      stages.renderMs.push(performance.now() - t);
-    }
-
     const m = {
       total: median(samples.map((s) => s.total)),
       delivery: median(samples.map((s) => s.delivery)),
       cpu: median(samples.map((s) => s.cpu)),
       nft: median(samples.map((s) => s.nft)),
       ops: median(samples.map((s) => s.ops)),
-    };
-    const st = {
-      state: median(stages.stateMs),
-      compile: median(stages.compileMs),
-      diff: median(stages.diffMs),
-      render: median(stages.renderMs),
     };
     const n = services;
     const figures: BenchResult['figures'] = {
@@ -286,10 +256,6 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
       [`change_sync_cpu_ms_median@${n}`]: round(m.cpu),
       [`change_nft_ms_median@${n}`]: round(m.nft),
       [`change_operations@${n}`]: m.ops,
-      [`stage_state_ms@${n}`]: round(st.state),
-      [`stage_compile_ms@${n}`]: round(st.compile),
-      [`stage_diff_ms@${n}`]: round(st.diff),
-      [`stage_render_ms@${n}`]: round(st.render),
       [`rss_mb_api_server_only@${n}`]: rssServerOnly,
       [`rss_mb_after_full_sync@${n}`]: rssAfterFull,
       [`rss_mb_after_changes@${n}`]: rssAfterChanges,
@@ -306,8 +272,6 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
         `(target ≤ ${TARGET.changeMs} ms: ${m.total <= TARGET.changeMs ? 'met' : 'MISSED'}); ` +
         `max ${round(Math.max(...samples.map((s) => s.total)))} ms`,
       `    watch delivery ${round(m.delivery)} ms · sync CPU before nft ${round(m.cpu)} ms · nft ${round(m.nft)} ms · ${m.ops} operations`,
-      `    sync CPU by stage (re-timed on the same store): state ${round(st.state)} ms · compile ${round(st.compile)} ms · ` +
-        `diff ${round(st.diff)} ms · render ${round(st.render)} ms`,
       `  RSS: ${rssAfterChanges} MB in all; ${rssServerOnly} MB before the daemon started (the test API server's objects), ` +
         `so the daemon ≈ ${round(daemonRss)} MB (target ≤ ${TARGET.rssMb} MB: ${daemonRss <= TARGET.rssMb ? 'met' : 'MISSED'})`,
       `  heap${global.gc ? ' after a full GC' : ' (garbage included; node --expose-gc for live objects)'}: ` +
