@@ -2,6 +2,7 @@ import { Watch, type KubeConfig } from '@kubernetes/client-node';
 // 1.4 does not re-export its ObjectSerializer from the package root; the package has no
 // "exports" map, so the file is reachable, and ~1.4.0 pins its place.
 import { ObjectSerializer } from '@kubernetes/client-node/dist/serializer.js';
+import { trimObject } from './trim-object.js';
 
 export interface WatchObserver {
   /** A watch request is about to be sent (the informer has listed and now watches). */
@@ -86,7 +87,7 @@ export class ObservedWatch extends Watch {
   private typed(phase: string, obj: unknown): unknown {
     if (phase !== 'ADDED' && phase !== 'MODIFIED' && phase !== 'DELETED') return obj;
     try {
-      return ObjectSerializer.deserialize(obj, this.modelType) as unknown;
+      return trimObject(ObjectSerializer.deserialize(obj, this.modelType) as unknown);
     } catch {
       // Watch swallows whatever its callback throws: better the raw object than a lost event.
       return obj;

@@ -7,6 +7,7 @@ import {
 import type { Clock, ClockTimer } from '../clock.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { DeliveredObjects } from './delivered-objects.js';
+import { trimObject } from './trim-object.js';
 import { ObservedWatch } from './observed-watch.js';
 
 /** What to inform on: one kind, one API path, its selectors and its list call. */
@@ -142,6 +143,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
     run.phase = 'listing';
     run.lastActivity = this.opts.clock.now();
     const list = await this.spec.list();
+    for (const item of list.items) trimObject(item);
     if (this.run === run) {
       run.lastActivity = this.opts.clock.now();
       // Upserts before removes: an endpoint moving from a vanished slice to a new one is never

@@ -241,6 +241,24 @@ describe('kube source (real client-node against a test API server)', function ()
     assert.equal(h.get('Node', NODE)?.spec?.podCIDR, '10.244.1.0/24');
   });
 
+  it('drops managedFields from listed and watched objects, as kube-proxy’s informers do', async function () {
+    const managed = [{ manager: 'kubectl', operation: 'Apply', fieldsV1: { 'f:spec': { 'f:ports': {} } } }];
+    const withFields = (port: number) => {
+      const svc = service('prod', 'big', {}, port);
+      return { ...svc, metadata: { ...svc.metadata, managedFields: managed } };
+    };
+    server.create('Service', withFields(80));
+    await startSource();
+    await waitFor(() => h.view.Service.has('prod/big'), { what: 'the listed Service' });
+    assert.equal(h.get('Service', 'prod/big')?.metadata?.managedFields, undefined);
+    assert.equal(h.get('Service', 'prod/big')?.metadata?.name, 'big');
+    server.update('Service', withFields(81));
+    await waitFor(() => h.get('Service', 'prod/big')?.spec?.ports?.[0]?.port === 81, {
+      what: 'the watched update',
+    });
+    assert.equal(h.get('Service', 'prod/big')?.metadata?.managedFields, undefined);
+  });
+
   it('delivers an endpoint moving between two slices, both slices, in order', async function () {
     server.create('EndpointSlice', slice('default', 'web-def', 'web', []));
     await startSource();
