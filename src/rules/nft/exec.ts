@@ -64,6 +64,12 @@ export interface NftOptions {
  */
 export const SESSION_MAX_OPERATIONS = 1_000;
 
+/**
+ * A session is replaced after this many transactions: nft -i keeps each line it read in its
+ * history (two short lines per transaction), which would otherwise grow for as long as it runs.
+ */
+export const SESSION_MAX_RUNS = 10_000;
+
 /** The command line up to and including nft: `ip netns exec NAME nft` inside a namespace. */
 function nftCommand(opts: { netns?: string; nftPath?: string }): [string, ...string[]] {
   const nft = opts.nftPath ?? 'nft';
@@ -163,7 +169,8 @@ export function createNft(opts: NftOptions = {}): Nft {
   /** The open session, a new one if the last died, or undefined when sessions cannot work here. */
   function openSession(): NftSession | undefined {
     if (!sessions) return undefined;
-    if (session?.alive) return session;
+    if (session?.alive && session.runs < SESSION_MAX_RUNS) return session;
+    session?.close();
     try {
       session = new NftSession({
         command: nftCommand({ ...opts, nftPath }),

@@ -44,8 +44,10 @@ export class NftSession {
     this.#file = join(this.#dir, 'transaction.nft');
     this.#timeoutMs = opts.timeoutMs ?? 60_000;
     const [program, ...args] = opts.command;
+    // nft -i keeps every line in its history and loads and writes $HOME/.nft.history: HOME is
+    // the private directory, so nothing outside it is read or grows.
     this.#child = spawn(program, [...args, '-i'], {
-      env: { ...process.env, LC_ALL: 'C' },
+      env: { ...process.env, LC_ALL: 'C', HOME: this.#dir },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     // The session must not keep the process alive, and ends with it (nft -i exits at EOF).
@@ -71,6 +73,11 @@ export class NftSession {
   /** Where transactions are written (removed when the session ends). */
   get dir(): string {
     return this.#dir;
+  }
+
+  /** Transactions run so far. */
+  get runs(): number {
+    return this.#serial;
   }
 
   /** False once the session has died; it then refuses every run. */
