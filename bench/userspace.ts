@@ -95,7 +95,7 @@ export const bench: Bench = {
   },
   async run(ctx) {
     const seconds = ctx.quick ? 1 : 1.5;
-    const rounds = ctx.quick ? 1 : 7;
+    const rounds = ctx.quick ? 1 : 9;
     const children: ChildProcess[] = [];
     const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-userspace-'));
     try {
