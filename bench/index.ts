@@ -1,33 +1,68 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import type { Bench, BenchResult } from './harness.js';
 
 // Each bench registers here; order is the order they run and print.
-const loaders: Array<() => Promise<{ bench: Bench }>> = [
-  () => import('./userspace.js'),
-  () => import('./nft-load.js'),
-  () => import('./daemon-latency.js'),
+const loaders: Array<{ name: string; load: () => Promise<{ bench: Bench }> }> = [
+  { name: 'userspace', load: () => import('./userspace.js') },
+  { name: 'nft-load', load: () => import('./nft-load.js') },
+  { name: 'daemon-latency', load: () => import('./daemon-latency.js') },
 ];
+
+type Figures = Record<string, BenchResult['figures'] | { skipped: string }>;
+
+/** One bench in this process: its lines to stdout (or its figures, for --json). */
+async function runOne(name: string, quick: boolean, json: boolean): Promise<Figures> {
+  const entry = loaders.find((l) => l.name === name);
+  if (!entry) throw new Error(`no bench named ${name}; there are ${loaders.map((l) => l.name).join(', ')}`);
+  const { bench } = await entry.load();
+  const say = (line: string): void => void process.stderr.write(`${line}\n`);
+  const why = await bench.unavailable?.();
+  if (why) {
+    say(`${bench.name}: skipped: ${why}`);
+    return { [bench.name]: { skipped: why } };
+  }
+  say(`== ${bench.name}`);
+  const result = await bench.run({ quick, say });
+  if (!json) for (const line of result.lines) process.stdout.write(`${line}\n`);
+  return { [bench.name]: result.figures };
+}
+
+/**
+ * Every bench in a process of its own, one after the other: memory figures (the daemon's RSS)
+ * would otherwise include what earlier benches left committed in this process. The child
+ * prints its report to our stdout and sends its figures over the IPC channel.
+ */
+function runChild(name: string, args: string[]): Promise<Figures> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [...process.execArgv, fileURLToPath(import.meta.url), `--only=${name}`, ...args],
+      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+    );
+    let figures: Figures = {};
+    child.on('message', (m) => (figures = m as Figures));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0 ? resolve(figures) : reject(new Error(`bench ${name} failed (exit ${code})`)),
+    );
+  });
+}
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const json = args.includes('--json');
   const quick = args.includes('--quick');
   const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-  const out: Record<string, BenchResult['figures'] | { skipped: string }> = {};
-  const say = (line: string): void => void process.stderr.write(`${line}\n`);
-  for (const load of loaders) {
-    const { bench } = await load();
-    if (only && bench.name !== only) continue;
-    const why = await bench.unavailable?.();
-    if (why) {
-      say(`${bench.name}: skipped: ${why}`);
-      out[bench.name] = { skipped: why };
-      continue;
-    }
-    say(`== ${bench.name}`);
-    const result = await bench.run({ quick, say });
-    out[bench.name] = result.figures;
-    if (!json) for (const line of result.lines) process.stdout.write(`${line}\n`);
+  if (only) {
+    const figures = await runOne(only, quick, json);
+    if (process.send) process.send(figures);
+    else if (json) process.stdout.write(`${JSON.stringify(figures)}\n`);
+    return;
   }
+  const out: Figures = {};
+  const pass = [...(quick ? ['--quick'] : []), ...(json ? ['--json'] : [])];
+  for (const { name } of loaders) Object.assign(out, await runChild(name, pass));
   if (json) process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
