@@ -1,7 +1,6 @@
-import { LAB, Lab } from '../../scripts/lab/index.js';
-import { requireKernel } from '../support/capabilities.js';
+import { LAB } from '../../scripts/lab/index.js';
 import { service, slice, type EndpointSpec } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-probe.js';
+import { caseTable, type Case, labFlags, tracedLab } from '../support/traced-probe.js';
 
 /**
  * IPv6 and dual-stack Services through the real kernel (the ip6 table), held to trace():
@@ -11,8 +10,6 @@ import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-p
  */
 describe('kernel: IPv6 and dual-stack', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let proxy: TracedProxy;
   const NS = 'dual';
   const V6_ONLY = 'fd00:10:96::10';
   const PREFER_4 = '10.96.8.10';
@@ -84,28 +81,23 @@ describe('kernel: IPv6 and dual-stack', function () {
   ];
   const flags = labFlags({ dualStack: true });
 
-  before(async function () {
-    requireKernel(this);
-    lab = await Lab.create({ ipv6: true });
-    proxy = await TracedProxy.create(lab);
-    for (const [name, p] of Object.entries(pods)) {
-      await lab.addPod(name, p);
-      await lab.serve(name, { tcp: [8080], udp: [5353] });
-    }
-    await lab.addPod('pod', { ip: '10.244.1.50', ipv6: 'fd00:10:244:1::50' });
-    await lab.addClient('outside', LAB.clientIp, { ipv6: LAB.clientIp6 });
-  });
-
-  after(async () => {
-    await lab?.destroy();
-    await proxy?.remove();
-  });
+  const traced = tracedLab(
+    async (lab) => {
+      for (const [name, p] of Object.entries(pods)) {
+        await lab.addPod(name, p);
+        await lab.serve(name, { tcp: [8080], udp: [5353] });
+      }
+      await lab.addPod('pod', { ip: '10.244.1.50', ipv6: 'fd00:10:244:1::50' });
+      await lab.addClient('outside', LAB.clientIp, { ipv6: LAB.clientIp6 });
+    },
+    { ipv6: true },
+  );
 
   const seen = (sees: 'client' | 'node', ...answer: PodName[]) => ({ answer, sees });
   const node6 = LAB.nodeIp6;
   caseTable(
     'families',
-    () => proxy,
+    traced,
     [
       {
         from: 'pod',
@@ -171,6 +163,6 @@ describe('kernel: IPv6 and dual-stack', function () {
       },
       { from: 'pod', dst: UNALLOCATED_6, port: 80, proto: 'tcp', expect: 'dropped', note: 'unallocated' },
     ] satisfies Case[],
-    () => proxy.sync(objects, flags),
+    () => traced().sync(objects, flags),
   );
 });

@@ -1,8 +1,7 @@
 import type { V1Service } from '@kubernetes/client-node';
-import { LAB, Lab } from '../../scripts/lab/index.js';
-import { requireKernel } from '../support/capabilities.js';
+import { LAB } from '../../scripts/lab/index.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../support/traced-probe.js';
+import { caseTable, type Case, labFlags, addServingPods, tracedLab } from '../support/traced-probe.js';
 
 /**
  * externalTrafficPolicy: Local through the real kernel, held to trace(): traffic from outside
@@ -16,8 +15,6 @@ import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../
  */
 describe('kernel: externalTrafficPolicy Local', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let proxy: TracedProxy;
   const NS = 'etp';
   const LB_MIXED = '192.0.2.40';
   const LB_REMOTE = '192.0.2.41';
@@ -84,10 +81,7 @@ describe('kernel: externalTrafficPolicy Local', function () {
   ];
   const flags = labFlags();
 
-  before(async function () {
-    requireKernel(this);
-    lab = await Lab.create();
-    proxy = await TracedProxy.create(lab);
+  const traced = tracedLab(async (lab) => {
     await addServingPods(lab, [
       ['web-1', '10.244.1.11', true],
       ['web-2', '10.244.1.12', true],
@@ -100,16 +94,11 @@ describe('kernel: externalTrafficPolicy Local', function () {
     await lab.exec('outside', ['ip', 'route', 'add', '192.0.2.0/24', 'via', LAB.nodeIp]);
   });
 
-  after(async () => {
-    await lab?.destroy();
-    await proxy?.remove();
-  });
-
   const localOnly = { answer: ['web-1', 'web-2'], sees: 'client' } as const;
   const everyone = ['far-1', 'web-1', 'web-2'];
   caseTable(
     'local endpoints, remote ones, none',
-    () => proxy,
+    traced,
     [
       { from: 'outside', dst: LB_MIXED, port: 80, proto: 'tcp', expect: localOnly, note: 'source kept' },
       { from: 'outside', dst: LB_MIXED, port: 53, proto: 'udp', expect: localOnly },
@@ -210,6 +199,6 @@ describe('kernel: externalTrafficPolicy Local', function () {
         expect: { answer: ['web-1'], sees: 'client' },
       },
     ] satisfies Case[],
-    () => proxy.sync(objects, flags),
+    () => traced().sync(objects, flags),
   );
 });

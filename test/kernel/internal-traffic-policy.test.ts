@@ -1,7 +1,6 @@
-import { LAB, Lab } from '../../scripts/lab/index.js';
-import { requireKernel } from '../support/capabilities.js';
+import { LAB } from '../../scripts/lab/index.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../support/traced-probe.js';
+import { caseTable, type Case, labFlags, addServingPods, tracedLab } from '../support/traced-probe.js';
 
 /**
  * internalTrafficPolicy: Local through the real kernel, held to trace(): a ClusterIP reaches
@@ -10,8 +9,6 @@ import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../
  */
 describe('kernel: internalTrafficPolicy Local', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let proxy: TracedProxy;
   const NS = 'itp';
   const MIXED = '10.96.5.10';
   const REMOTE = '10.96.5.11';
@@ -58,10 +55,7 @@ describe('kernel: internalTrafficPolicy Local', function () {
   ];
   const flags = labFlags();
 
-  before(async function () {
-    requireKernel(this);
-    lab = await Lab.create();
-    proxy = await TracedProxy.create(lab);
+  const traced = tracedLab(async (lab) => {
     await addServingPods(lab, [
       ['web-1', '10.244.1.11', true],
       ['web-2', '10.244.1.12', true],
@@ -72,15 +66,10 @@ describe('kernel: internalTrafficPolicy Local', function () {
     await lab.addClient('outside');
   });
 
-  after(async () => {
-    await lab?.destroy();
-    await proxy?.remove();
-  });
-
   const here = ['web-1', 'web-2'];
   caseTable(
     'ClusterIPs',
-    () => proxy,
+    traced,
     [
       { from: 'pod', dst: MIXED, port: 80, proto: 'tcp', expect: { answer: here, sees: 'client' } },
       { from: 'pod', dst: MIXED, port: 53, proto: 'udp', expect: { answer: here, sees: 'client' } },
@@ -107,6 +96,6 @@ describe('kernel: internalTrafficPolicy Local', function () {
       { from: 'pod', dst: NONE, port: 80, proto: 'tcp', expect: 'refused', note: 'no endpoints anywhere' },
       { from: 'pod', dst: NONE, port: 53, proto: 'udp', expect: 'refused' },
     ] satisfies Case[],
-    () => proxy.sync(objects, flags),
+    () => traced().sync(objects, flags),
   );
 });

@@ -1,8 +1,7 @@
 import type { V1Service } from '@kubernetes/client-node';
-import { LAB, Lab } from '../../scripts/lab/index.js';
-import { requireKernel } from '../support/capabilities.js';
+import { LAB } from '../../scripts/lab/index.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../support/traced-probe.js';
+import { caseTable, type Case, labFlags, addServingPods, tracedLab } from '../support/traced-probe.js';
 
 /**
  * LoadBalancer ingress IPs and externalIPs through the real kernel, held to trace(): the
@@ -11,8 +10,6 @@ import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../
  */
 describe('kernel: LoadBalancer ingress IPs and externalIPs', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let proxy: TracedProxy;
   const NS = 'lb';
   const LB = '192.0.2.10';
   const LB_PROXY = '192.0.2.11';
@@ -62,10 +59,7 @@ describe('kernel: LoadBalancer ingress IPs and externalIPs', function () {
   ];
   const flags = labFlags();
 
-  before(async function () {
-    requireKernel(this);
-    lab = await Lab.create();
-    proxy = await TracedProxy.create(lab);
+  const traced = tracedLab(async (lab) => {
     await addServingPods(lab, [
       ['web-1', '10.244.1.11', true],
       ['web-2', '10.244.1.12', true],
@@ -78,15 +72,10 @@ describe('kernel: LoadBalancer ingress IPs and externalIPs', function () {
     await lab.exec('outside', ['ip', 'route', 'add', '192.0.2.0/24', 'via', LAB.nodeIp]);
   });
 
-  after(async () => {
-    await lab?.destroy();
-    await proxy?.remove();
-  });
-
   const masq = { answer: all, sees: 'node' } as const;
   caseTable(
     'eTP Cluster',
-    () => proxy,
+    traced,
     [
       { from: 'outside', dst: LB, port: 80, proto: 'tcp', expect: masq },
       { from: 'outside', dst: LB, port: 53, proto: 'udp', expect: masq },
@@ -114,6 +103,6 @@ describe('kernel: LoadBalancer ingress IPs and externalIPs', function () {
       { from: 'node', dst: EXTERNAL, port: 80, proto: 'tcp', expect: masq },
       { from: 'node', dst: LB_EMPTY, port: 80, proto: 'tcp', expect: 'refused' },
     ] satisfies Case[],
-    () => proxy.sync(objects, flags),
+    () => traced().sync(objects, flags),
   );
 });

@@ -1,7 +1,6 @@
-import { LAB, Lab } from '../../scripts/lab/index.js';
-import { requireKernel } from '../support/capabilities.js';
+import { LAB } from '../../scripts/lab/index.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../support/traced-probe.js';
+import { caseTable, type Case, labFlags, addServingPods, tracedLab } from '../support/traced-probe.js';
 
 /**
  * NodePorts (externalTrafficPolicy Cluster) through the real kernel, each case held to
@@ -10,8 +9,6 @@ import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../
  */
 describe('kernel: NodePort', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let proxy: TracedProxy;
   const NS = 'np';
   const EXTRA = '192.168.77.1';
   const all = ['far-1', 'web-1', 'web-2'];
@@ -46,10 +43,7 @@ describe('kernel: NodePort', function () {
   ];
   const flags = labFlags();
 
-  before(async function () {
-    requireKernel(this);
-    lab = await Lab.create();
-    proxy = await TracedProxy.create(lab);
+  const traced = tracedLab(async (lab) => {
     await addServingPods(lab, [
       ['web-1', '10.244.1.11', true],
       ['web-2', '10.244.1.12', true],
@@ -63,15 +57,10 @@ describe('kernel: NodePort', function () {
     await lab.serve('node', { tcp: [30080], udp: [30053] });
   });
 
-  after(async () => {
-    await lab?.destroy();
-    await proxy?.remove();
-  });
-
   const masq = { answer: all, sees: 'node' } as const;
   caseTable(
     '--nodeport-addresses primary (default)',
-    () => proxy,
+    traced,
     [
       { from: 'outside', dst: LAB.nodeIp, port: 30080, proto: 'tcp', expect: masq },
       { from: 'outside', dst: LAB.nodeIp, port: 30053, proto: 'udp', expect: masq },
@@ -106,12 +95,12 @@ describe('kernel: NodePort', function () {
         note: 'no NodePort',
       },
     ] satisfies Case[],
-    () => proxy.sync(objects, flags),
+    () => traced().sync(objects, flags),
   );
 
   caseTable(
     `--nodeport-addresses ${EXTRA}/24,127.0.0.0/8: an extra address on lo`,
-    () => proxy,
+    traced,
     [
       { from: 'outside', dst: EXTRA, port: 30080, proto: 'tcp', expect: masq },
       { from: 'outside', dst: EXTRA, port: 30053, proto: 'udp', expect: masq },
@@ -135,6 +124,6 @@ describe('kernel: NodePort', function () {
       },
       { from: 'outside', dst: EXTRA, port: 30081, proto: 'tcp', expect: 'refused', note: 'no endpoints' },
     ] satisfies Case[],
-    () => proxy.sync(objects, [...flags, '--nodeport-addresses', `${EXTRA}/24,127.0.0.0/8`]),
+    () => traced().sync(objects, [...flags, '--nodeport-addresses', `${EXTRA}/24,127.0.0.0/8`]),
   );
 });

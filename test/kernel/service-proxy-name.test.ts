@@ -1,7 +1,6 @@
-import { LAB, Lab } from '../../scripts/lab/index.js';
-import { requireKernel } from '../support/capabilities.js';
+import { LAB } from '../../scripts/lab/index.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-probe.js';
+import { caseTable, type Case, labFlags, tracedLab } from '../support/traced-probe.js';
 
 /**
  * Services labelled service.kubernetes.io/service-proxy-name belong to another proxy (any
@@ -11,8 +10,6 @@ import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-p
  */
 describe('kernel: services of another proxy', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let proxy: TracedProxy;
   const NS = 'spn';
   const LABEL = 'service.kubernetes.io/service-proxy-name';
   const OTHER = '10.96.9.10';
@@ -53,24 +50,16 @@ describe('kernel: services of another proxy', function () {
   ];
   const flags = labFlags();
 
-  before(async function () {
-    requireKernel(this);
-    lab = await Lab.create();
-    proxy = await TracedProxy.create(lab);
+  const traced = tracedLab(async (lab) => {
     await lab.addPod('web-1', { ip: '10.244.1.11' });
     await lab.serve('web-1', { tcp: [8080], udp: [5353] });
     await lab.addPod('pod', { ip: '10.244.1.50' });
     await lab.addClient('outside');
   });
 
-  after(async () => {
-    await lab?.destroy();
-    await proxy?.remove();
-  });
-
   caseTable(
     'labelled and unlabelled',
-    () => proxy,
+    traced,
     [
       { from: 'pod', dst: OTHER, port: 80, proto: 'tcp', expect: 'dropped', note: 'in the service CIDR' },
       { from: 'pod', dst: OTHER, port: 53, proto: 'udp', expect: 'dropped' },
@@ -94,6 +83,6 @@ describe('kernel: services of another proxy', function () {
       { from: 'pod', dst: MINE, port: 80, proto: 'tcp', expect: { answer: ['web-1'], sees: 'client' } },
       { from: 'pod', dst: MINE, port: 53, proto: 'udp', expect: { answer: ['web-1'], sees: 'client' } },
     ] satisfies Case[],
-    () => proxy.sync(objects, flags),
+    () => traced().sync(objects, flags),
   );
 });

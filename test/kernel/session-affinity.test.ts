@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import type { V1Service } from '@kubernetes/client-node';
-import { LAB, Lab } from '../../scripts/lab/index.js';
-import { requireKernel } from '../support/capabilities.js';
+import { LAB } from '../../scripts/lab/index.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../support/traced-probe.js';
+import { caseTable, type Case, labFlags, addServingPods, tracedLab } from '../support/traced-probe.js';
 
 /**
  * sessionAffinity: ClientIP through the real kernel, held to trace(): every connection of one
@@ -12,8 +11,6 @@ import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../
  */
 describe('kernel: sessionAffinity ClientIP', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let proxy: TracedProxy;
   const NS = 'aff';
   const STICKY = '10.96.11.10';
   const PLAIN = '10.96.11.11';
@@ -71,10 +68,7 @@ describe('kernel: sessionAffinity ClientIP', function () {
   ];
   const flags = labFlags();
 
-  before(async function () {
-    requireKernel(this);
-    lab = await Lab.create();
-    proxy = await TracedProxy.create(lab);
+  const traced = tracedLab(async (lab) => {
     await addServingPods(lab, [
       ['web-1', '10.244.1.11', true],
       ['web-2', '10.244.1.12', true],
@@ -86,16 +80,11 @@ describe('kernel: sessionAffinity ClientIP', function () {
     await lab.addClient('outside-b', '172.30.0.101');
   });
 
-  after(async () => {
-    await lab?.destroy();
-    await proxy?.remove();
-  });
-
   const all = ['far-1', 'web-1', 'web-2'];
   const one = (sees: 'client' | 'node', answer = all) => ({ answer, sees, one: true });
   caseTable(
     'one client, one endpoint',
-    () => proxy,
+    traced,
     [
       { from: 'pod-a', dst: STICKY, port: 80, proto: 'tcp', expect: one('client') },
       {
@@ -151,8 +140,8 @@ describe('kernel: sessionAffinity ClientIP', function () {
       },
     ] satisfies Case[],
     async () => {
-      await lab.exec('outside-a', ['ip', 'route', 'add', '192.0.2.0/24', 'via', LAB.nodeIp]);
-      await proxy.sync(objects, flags);
+      await traced().lab.exec('outside-a', ['ip', 'route', 'add', '192.0.2.0/24', 'via', LAB.nodeIp]);
+      await traced().sync(objects, flags);
     },
   );
 
@@ -167,7 +156,7 @@ describe('kernel: sessionAffinity ClientIP', function () {
           [LAB.nodeIp, 30910],
           ['10.96.11.12', 80],
         ] as const) {
-          const r = await lab.probe(client, { dst, port, proto: 'tcp', count: 10 });
+          const r = await traced().lab.probe(client, { dst, port, proto: 'tcp', count: 10 });
           assert.equal(r.answers.size, 1, `${client} → ${dst}:${port}: ${JSON.stringify([...r.answers])}`);
           seen.push([...r.answers.keys()][0]!);
         }

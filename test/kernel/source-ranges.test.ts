@@ -1,8 +1,7 @@
 import type { V1Service } from '@kubernetes/client-node';
-import { LAB, Lab } from '../../scripts/lab/index.js';
-import { requireKernel } from '../support/capabilities.js';
+import { LAB } from '../../scripts/lab/index.js';
 import { service, slice } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-probe.js';
+import { caseTable, type Case, labFlags, tracedLab } from '../support/traced-probe.js';
 
 /**
  * loadBalancerSourceRanges through the real kernel, held to trace(): listed sources reach the
@@ -12,8 +11,6 @@ import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-p
  */
 describe('kernel: loadBalancerSourceRanges', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let proxy: TracedProxy;
   const NS = 'fw';
   const LB = '192.0.2.30';
   /** On the node's lo: the node reaching it uses it as the source address. */
@@ -63,10 +60,7 @@ describe('kernel: loadBalancerSourceRanges', function () {
   ];
   const flags = labFlags();
 
-  before(async function () {
-    requireKernel(this);
-    lab = await Lab.create();
-    proxy = await TracedProxy.create(lab);
+  const traced = tracedLab(async (lab) => {
     await lab.addPod('web-1', { ip: '10.244.1.11' });
     await lab.addPod('far-1', { ip: '10.244.2.11', local: false });
     for (const name of eps) await lab.serve(name, { tcp: [8080], udp: [5353] });
@@ -79,15 +73,10 @@ describe('kernel: loadBalancerSourceRanges', function () {
     await lab.addNodeAddress(LB_LOCAL);
   });
 
-  after(async () => {
-    await lab?.destroy();
-    await proxy?.remove();
-  });
-
   const masq = { answer: eps, sees: 'node' } as const;
   caseTable(
     'ranges',
-    () => proxy,
+    traced,
     [
       { from: 'allowed', dst: LB, port: 80, proto: 'tcp', expect: masq, note: 'range with stray whitespace' },
       { from: 'allowed', dst: LB, port: 53, proto: 'udp', expect: masq },
@@ -147,6 +136,6 @@ describe('kernel: loadBalancerSourceRanges', function () {
         note: 'its NodePort is not',
       },
     ] satisfies Case[],
-    () => proxy.sync(objects, flags),
+    () => traced().sync(objects, flags),
   );
 });

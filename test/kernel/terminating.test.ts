@@ -1,7 +1,6 @@
-import { LAB, Lab } from '../../scripts/lab/index.js';
-import { requireKernel } from '../support/capabilities.js';
+import { LAB } from '../../scripts/lab/index.js';
 import { service, slice, type EndpointSpec } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../support/traced-probe.js';
+import { caseTable, type Case, labFlags, addServingPods, tracedLab } from '../support/traced-probe.js';
 
 /**
  * Terminating endpoints through the real kernel, held to trace(): ready endpoints first; with
@@ -10,8 +9,6 @@ import { caseTable, TracedProxy, type Case, labFlags, addServingPods } from '../
  */
 describe('kernel: terminating endpoints', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let proxy: TracedProxy;
   const NS = 'term';
   const FALLBACK = '10.96.6.10';
   const READY_FIRST = '10.96.6.11';
@@ -75,10 +72,7 @@ describe('kernel: terminating endpoints', function () {
   ];
   const flags = labFlags();
 
-  before(async function () {
-    requireKernel(this);
-    lab = await Lab.create();
-    proxy = await TracedProxy.create(lab);
+  const traced = tracedLab(async (lab) => {
     await addServingPods(lab, [
       ['web-1', '10.244.1.11', true],
       ['web-2', '10.244.1.12', true],
@@ -90,15 +84,10 @@ describe('kernel: terminating endpoints', function () {
     await lab.exec('outside', ['ip', 'route', 'add', '192.0.2.0/24', 'via', LAB.nodeIp]);
   });
 
-  after(async () => {
-    await lab?.destroy();
-    await proxy?.remove();
-  });
-
   const far = ['far-1', 'far-2'];
   caseTable(
     'ready, serving+terminating, neither',
-    () => proxy,
+    traced,
     [
       {
         from: 'pod',
@@ -158,6 +147,6 @@ describe('kernel: terminating endpoints', function () {
         note: 'iTP Local: the local terminating one',
       },
     ] satisfies Case[],
-    () => proxy.sync(objects, flags),
+    () => traced().sync(objects, flags),
   );
 });

@@ -1,7 +1,6 @@
-import { LAB, Lab } from '../../scripts/lab/index.js';
-import { requireKernel } from '../support/capabilities.js';
+import { LAB } from '../../scripts/lab/index.js';
 import { node, service, slice, type EndpointSpec } from '../support/objects.js';
-import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-probe.js';
+import { caseTable, type Case, labFlags, tracedLab } from '../support/traced-probe.js';
 
 /**
  * Topology hints through the real kernel, held to trace(): with this node's Node object
@@ -11,8 +10,6 @@ import { caseTable, TracedProxy, type Case, labFlags } from '../support/traced-p
  */
 describe('kernel: topology hints', function () {
   this.timeout(180_000);
-  let lab: Lab;
-  let proxy: TracedProxy;
   const NS = 'topo';
   const ZONE_LABEL = 'topology.kubernetes.io/zone';
   const IP = {
@@ -86,10 +83,7 @@ describe('kernel: topology hints', function () {
   ];
   const flags = labFlags();
 
-  before(async function () {
-    requireKernel(this);
-    lab = await Lab.create();
-    proxy = await TracedProxy.create(lab);
+  const traced = tracedLab(async (lab) => {
     for (const [name, p] of Object.entries(pods)) {
       await lab.addPod(name, { ip: p.ip, local: p.local });
       await lab.serve(name, { tcp: [8080], udp: [5353] });
@@ -97,15 +91,10 @@ describe('kernel: topology hints', function () {
     await lab.addPod('pod', { ip: '10.244.1.50' });
   });
 
-  after(async () => {
-    await lab?.destroy();
-    await proxy?.remove();
-  });
-
   const seen = (...answer: string[]) => ({ answer, sees: 'client' as const });
   caseTable(
     'this node in zone-a',
-    () => proxy,
+    traced,
     [
       {
         from: 'pod',
@@ -165,12 +154,12 @@ describe('kernel: topology hints', function () {
         note: 'node hints incomplete: zone hints',
       },
     ] satisfies Case[],
-    () => proxy.sync([...services, node(LAB.nodeName, [LAB.nodeIp], { [ZONE_LABEL]: 'zone-a' })], flags),
+    () => traced().sync([...services, node(LAB.nodeName, [LAB.nodeIp], { [ZONE_LABEL]: 'zone-a' })], flags),
   );
 
   caseTable(
     'this node without a zone label',
-    () => proxy,
+    traced,
     [
       {
         from: 'pod',
@@ -188,6 +177,6 @@ describe('kernel: topology hints', function () {
         note: 'node hints need no zone',
       },
     ] satisfies Case[],
-    () => proxy.sync([...services, node(LAB.nodeName, [LAB.nodeIp])], flags),
+    () => traced().sync([...services, node(LAB.nodeName, [LAB.nodeIp])], flags),
   );
 });

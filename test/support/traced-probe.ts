@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import { LAB, type Lab, type ProbeResult } from '../../scripts/lab/index.js';
+import { LAB, Lab, type LabOptions, type ProbeResult } from '../../scripts/lab/index.js';
 import { buildConfig } from '../../src/config.js';
 import type { ProxyConfig } from '../../src/config-types.js';
 import { buildState } from '../../src/model/build-state.js';
@@ -8,6 +8,7 @@ import { ipFamily } from '../../src/model/ip.js';
 import { trace, type Packet, type Trace, type TraceConfig } from '../../src/model/trace.js';
 import type { ProxyState } from '../../src/model/types.js';
 import { nodePortIPs } from '../../src/node-addresses.js';
+import { requireKernel } from './capabilities.js';
 import { runProxy, SourceDir } from './proxy.js';
 
 /**
@@ -323,4 +324,25 @@ export async function addServingPods(
     await lab.addPod(name, { ip, local });
     await lab.serve(name, { tcp: [8080], udp: [5353] });
   }
+}
+
+/**
+ * The hooks every traced kernel test file needs. Before: a fresh lab (`options` as Lab.create's)
+ * with a traced proxy, then the file's own pods and clients (`setup`). After: both removed,
+ * also when a hook failed. Returns the proxy, for caseTable and the tests; its `lab` is the lab.
+ */
+export function tracedLab(setup: (lab: Lab) => Promise<void>, options?: LabOptions): () => TracedProxy {
+  let lab: Lab | undefined;
+  let proxy: TracedProxy | undefined;
+  before(async function () {
+    requireKernel(this);
+    lab = await Lab.create(options);
+    proxy = await TracedProxy.create(lab);
+    await setup(lab);
+  });
+  after(async () => {
+    await lab?.destroy();
+    await proxy?.remove();
+  });
+  return () => proxy!;
 }
