@@ -60,14 +60,15 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.OK;
   }
   if (config.dryRun || config.once) {
-    const store = await loadOnce(config, log);
-    const state = stateFrom(store, config, env);
-    logSkipped(log, state.skipped);
+    // Refused before the whole cluster is read.
     if (config.proxyMode === 'userspace')
       throw new ProxyError(
         ErrorCodes.CONFIG_INVALID,
         '--once and --dry-run apply to --proxy-mode nftables only',
       );
+    const store = await loadOnce(config, log);
+    const state = stateFrom(store, config, env);
+    logSkipped(log, state.skipped);
     const rules = rulesFor(state, config, env);
     if (config.dryRun) {
       process.stdout.write(renderRuleset(rules));

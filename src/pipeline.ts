@@ -33,7 +33,7 @@ export function stateFrom(
 ): ProxyState {
   const builder = opts.builder ?? new StateBuilder(modelConfig(config, env));
   const state = builder.update(store.modelSource(config.hostnameOverride), opts.changed);
-  for (const p of store.problems) state.skipped.push({ kind: 'File', name: p.what, reason: p.reason });
+  for (const f of store.unreadableFiles) state.skipped.push({ kind: 'File', name: f.file, reason: f.reason });
   return state;
 }
 

@@ -84,7 +84,7 @@ export class FileSource implements Source {
     this.#reading = this.#reading.then(async () => {
       const loaded = await this.#load();
       const handler = this.#handler!;
-      for (const p of loaded.problems) handler.problem?.(`file ${p.file}`, new Error(p.reason));
+      handler.unreadable?.(loaded.problems);
       for (const [id, entry] of this.#current) {
         if (loaded.objects.has(id)) continue;
         handler.remove(

@@ -29,7 +29,8 @@ export class ObjectStore implements SourceHandler {
   /** endpoints.kubernetes.io/last-change-trigger-time of slices changed since takeChanges(). */
   #triggers: number[] = [];
   #onChange: () => void;
-  readonly problems: Array<{ what: string; reason: string }> = [];
+  /** The source's files that could not be parsed, as of its last read. */
+  unreadableFiles: Array<{ file: string; reason: string }> = [];
 
   constructor(opts: { onChange?: () => void } = {}) {
     this.#onChange = opts.onChange ?? (() => {});
@@ -77,8 +78,8 @@ export class ObjectStore implements SourceHandler {
     this.#onChange();
   }
 
-  problem(what: string, err: unknown): void {
-    this.problems.push({ what, reason: err instanceof Error ? err.message : String(err) });
+  unreadable(files: Array<{ file: string; reason: string }>): void {
+    this.unreadableFiles = files;
   }
 
   /** A slice's Service (as labelled now) changes with it. */

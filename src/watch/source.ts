@@ -22,8 +22,13 @@ export interface SourceHandler {
   remove(kind: Kind, namespace: string, name: string): void;
   /** Every kind has been listed once: syncing may begin. Called once per source start. */
   synced(): void;
-  /** A source-level problem worth a log line that does not stop the source (bad file, watch restart). */
+  /** A source-level problem worth a log line that does not stop the source (a watch restart). */
   problem?(what: string, err: unknown): void;
+  /**
+   * The files of the last read that could not be parsed, each skipped as a whole: the list
+   * replaces the one before, so a file that was mended leaves it.
+   */
+  unreadable?(files: Array<{ file: string; reason: string }>): void;
 }
 
 export interface Source {
