@@ -11,7 +11,7 @@ import type { Logger } from '../log.js';
 import type { Endpoint, Family, ProxyState } from '../model/types.js';
 import { planFrontends, type BindMode, type FrontendKind, type FrontendSpec } from './frontends.js';
 import { noLocalAddresses, type LocalAddresses } from './local-address.js';
-import { monotonicClock, type Clock } from './pickers.js';
+import { monotonicClock, samePickerSpec, type Clock } from './pickers.js';
 import { TcpProxy } from './tcp-proxy.js';
 import { UdpProxy } from './udp-proxy.js';
 
@@ -163,9 +163,14 @@ export class UserspaceBackend {
     for (const f of plan.frontends) {
       const have = this.listening.get(f.id);
       if (have) {
+        // The model keeps an unchanged service port as the same object, so its endpoint and
+        // source-range arrays keep their identity: skip the picker rebuild (a Maglev table of
+        // 16,381+ slots) and the BlockList for frontends this sync did not change.
+        if (f.endpoints !== have.spec.endpoints || !samePickerSpec(f.picker, have.spec.picker))
+          have.proxy.setEndpoints(f.endpoints, f.picker);
+        if (have.proxy instanceof TcpProxy && f.sourceRanges !== have.spec.sourceRanges)
+          have.proxy.setAllow(blockListOf(f.sourceRanges));
         have.spec = f;
-        have.proxy.setEndpoints(f.endpoints, f.picker);
-        if (have.proxy instanceof TcpProxy) have.proxy.setAllow(blockListOf(f.sourceRanges));
         continue;
       }
       try {
