@@ -4,7 +4,7 @@
  * that should survive an endpoint change (round-robin position, affinity entries) does, and
  * open connections are never touched (they hold their endpoint, not the picker).
  */
-import { buildMaglevTable, endpointName, flowHash, maglevSize, sortedBackends } from './maglev.js';
+import { endpointName, flowHash, maglevEndpointTable } from './maglev.js';
 import type { LbAlgorithm } from '../model/types.js';
 
 /** What a picker needs of an endpoint. */
@@ -91,8 +91,9 @@ export class RoundRobinPicker<T extends Target = Target> implements Picker<T> {
  * walks the following slots, which keeps the fallback deterministic too.
  */
 export class MaglevPicker<T extends Target = Target> implements Picker<T> {
-  private byIndex: T[] = [];
-  private table: Int32Array = new Int32Array(0);
+  /** The compiler's table (`maglevEndpointTable`), so the picker and the rules agree slot by slot. */
+  private slots: T[] = [];
+  private count = 0;
   constructor(
     endpoints: readonly T[],
     private readonly seed: number,
@@ -100,25 +101,21 @@ export class MaglevPicker<T extends Target = Target> implements Picker<T> {
     this.update(endpoints);
   }
   get size(): number {
-    return this.byIndex.length;
+    return this.count;
   }
   update(endpoints: readonly T[]): void {
-    const byName = new Map<string, T>();
-    for (const ep of endpoints) if (!byName.has(endpointName(ep))) byName.set(endpointName(ep), ep);
-    const names = sortedBackends([...byName.keys()]);
-    this.byIndex = names.map((n) => byName.get(n)!);
-    this.table =
-      names.length === 0 ? new Int32Array(0) : buildMaglevTable(names, maglevSize(names.length), this.seed);
+    this.slots = maglevEndpointTable(endpoints, this.seed).slots;
+    this.count = new Set(endpoints.map(endpointName)).size;
   }
   pick(flow: Flow, avoid?: ReadonlySet<T>): T | undefined {
-    const m = this.table.length;
+    const m = this.slots.length;
     if (m === 0) return undefined;
     const slot = flowHash(flow.ip, flow.port, this.seed) % m;
-    const ep = this.byIndex[this.table[slot]!]!;
+    const ep = this.slots[slot]!;
     if (!avoid || !avoid.has(ep)) return ep;
-    if (avoid.size >= this.byIndex.length) return undefined;
+    if (avoid.size >= this.count) return undefined;
     for (let i = 1; i < m; i++) {
-      const alt = this.byIndex[this.table[(slot + i) % m]!]!;
+      const alt = this.slots[(slot + i) % m]!;
       if (!avoid.has(alt)) return alt;
     }
     return undefined;
