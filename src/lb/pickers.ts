@@ -188,10 +188,16 @@ export function samePickerSpec(a: PickerSpec, b: PickerSpec): boolean {
   return a.algorithm === b.algorithm && a.affinitySeconds === b.affinitySeconds && a.seed === b.seed;
 }
 
+/** What pickers take from their owner besides the spec; the proxies pass their own options. */
+export interface PickerOptions {
+  clock?: Clock;
+  random?: () => number;
+}
+
 export function createPicker<T extends Target>(
   spec: PickerSpec,
   endpoints: readonly T[],
-  opts: { clock?: Clock; random?: () => number } = {},
+  opts: PickerOptions = {},
 ): Picker<T> {
   const inner: Picker<T> =
     spec.algorithm === 'maglev'
@@ -202,6 +208,22 @@ export function createPicker<T extends Target>(
   if (spec.affinitySeconds > 0)
     return new AffinityPicker(inner, endpoints, spec.affinitySeconds * 1000, opts.clock);
   return inner;
+}
+
+/**
+ * The picker after an endpoint change: `picker` updated in place while the spec is unchanged,
+ * so round-robin position and affinity entries survive, else a new one for the new spec.
+ */
+export function updatePicker<T extends Target>(
+  picker: Picker<T>,
+  from: PickerSpec,
+  to: PickerSpec,
+  endpoints: readonly T[],
+  opts: PickerOptions,
+): Picker<T> {
+  if (!samePickerSpec(from, to)) return createPicker(to, endpoints, opts);
+  picker.update(endpoints);
+  return picker;
 }
 
 function firstAllowed<T>(eps: readonly T[], start: number, avoid: ReadonlySet<T> | undefined): T | undefined {

@@ -14,12 +14,12 @@ import net from 'node:net';
 import type { Logger } from '../log.js';
 import {
   createPicker,
-  samePickerSpec,
   type Clock,
   type Flow,
   type Picker,
   type PickerSpec,
   type Target,
+  updatePicker,
 } from './pickers.js';
 
 export interface TcpProxyOptions<T extends Target> {
@@ -87,7 +87,7 @@ export class TcpProxy<T extends Target = Target> {
     this.log = opts.log;
     this.allow = opts.allow;
     this.spec = opts.spec;
-    this.picker = createPicker(opts.spec, opts.endpoints, { clock: opts.clock, random: opts.random });
+    this.picker = createPicker(opts.spec, opts.endpoints, opts);
     this.server = net.createServer(
       {
         // Nothing is read from a client before its upstream is connected: no buffering, and a
@@ -127,8 +127,7 @@ export class TcpProxy<T extends Target = Target> {
 
   /** New flows use the new endpoints; open connections keep the endpoint they have. */
   setEndpoints(endpoints: readonly T[], spec: PickerSpec): void {
-    if (samePickerSpec(spec, this.spec)) this.picker.update(endpoints);
-    else this.picker = createPicker(spec, endpoints, { clock: this.opts.clock, random: this.opts.random });
+    this.picker = updatePicker(this.picker, this.spec, spec, endpoints, this.opts);
     this.spec = spec;
   }
 

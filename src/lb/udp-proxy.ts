@@ -11,11 +11,11 @@ import type { Logger } from '../log.js';
 import { endpointName } from './maglev.js';
 import {
   createPicker,
-  samePickerSpec,
   type Clock,
   type Picker,
   type PickerSpec,
   type Target,
+  updatePicker,
 } from './pickers.js';
 
 export interface UdpProxyOptions<T extends Target> {
@@ -61,7 +61,7 @@ export class UdpProxy<T extends Target = Target> {
 
   private constructor(private readonly opts: UdpProxyOptions<T>) {
     this.spec = opts.spec;
-    this.picker = createPicker(opts.spec, opts.endpoints, { clock: opts.clock, random: opts.random });
+    this.picker = createPicker(opts.spec, opts.endpoints, opts);
     this.socket = dgram.createSocket(net.isIPv6(opts.address) ? 'udp6' : 'udp4');
     this.socket.on('message', (msg, rinfo) => this.fromClient(msg, rinfo));
   }
@@ -91,8 +91,7 @@ export class UdpProxy<T extends Target = Target> {
   }
 
   setEndpoints(endpoints: readonly T[], spec: PickerSpec): void {
-    if (samePickerSpec(spec, this.spec)) this.picker.update(endpoints);
-    else this.picker = createPicker(spec, endpoints, { clock: this.opts.clock, random: this.opts.random });
+    this.picker = updatePicker(this.picker, this.spec, spec, endpoints, this.opts);
     this.spec = spec;
     const live = new Set(endpoints.map(endpointName));
     for (const s of this.sessions.values()) if (!live.has(endpointName(s.endpoint))) this.end(s);
