@@ -163,7 +163,15 @@ export class Compiler {
   #update(state: ProxyState, delta: StateDelta, last: LastCompile): Ruleset {
     const { needs } = last;
     const changed = new Set<string>();
-    const before = { picks: names(needs, 'picks'), recorders: names(needs, 'recorders') };
+    // What the static part is made of, for the chains and recorders the changed ports name:
+    // as it was, then compared with what it is once they are counted.
+    const before = new Map<string, string | undefined>();
+    const note = (f: PortFragment): void => {
+      for (const [name] of f.picks)
+        before.set(`${f.family} pick ${name}`, staticOf(needs[f.family], 'pick', name));
+      for (const [name] of f.recorders)
+        before.set(`${f.family} recorder ${name}`, staticOf(needs[f.family], 'recorder', name));
+    };
     // Hairpin element keys that came or went, by set id.
     const shared = new Map<string, Set<string>>();
     const onHairpin = (family: Family, key: string): void => {
@@ -180,15 +188,20 @@ export class Compiler {
       const fragment = sp ? this.#fragmentOf(sp) : undefined;
       if (old === fragment) continue;
       changed.add(key);
+      if (old) note(old);
+      if (fragment) note(fragment);
       if (old) count(needs[old.family], old, -1, onHairpin);
       if (fragment) count(needs[fragment.family], fragment, 1, onHairpin);
       if (old && fragment) fragments[at] = fragment;
       else if (old) fragments.splice(at, 1);
       else fragments.splice(at, 0, fragment!);
     }
-    // Names appear or go only when a count crosses zero; then the static part is rebuilt.
-    const staticChanged =
-      !sameNames(before.picks, needs, 'picks') || !sameNames(before.recorders, needs, 'recorders');
+    // A pick chain's name says all of it; a recorder's rules can change under the same name
+    // (another timeout, another frontend). Either way the static part is rebuilt.
+    const staticChanged = [...before].some(([id, was]) => {
+      const [family, what, name] = id.split(' ') as [Family, 'pick' | 'recorder', string];
+      return staticOf(needs[family], what, name) !== was;
+    });
 
     const rs: Ruleset = staticChanged
       ? this.#assemble(fragments, needs)
@@ -246,19 +259,11 @@ function count(
   }
 }
 
-type Counted = 'picks' | 'recorders';
-const names = (needs: Record<Family, Needs>, what: Counted): Record<Family, Set<string>> => ({
-  ipv4: new Set(needs.ipv4[what].keys()),
-  ipv6: new Set(needs.ipv6[what].keys()),
-});
-const sameNames = (
-  before: Record<Family, Set<string>>,
-  needs: Record<Family, Needs>,
-  what: Counted,
-): boolean =>
-  FAMILIES.every(
-    (f) => before[f].size === needs[f][what].size && [...before[f]].every((name) => needs[f][what].has(name)),
-  );
+/** A pick chain's or recorder's contribution to the static part, or undefined when unused. */
+function staticOf(needs: Needs, what: 'pick' | 'recorder', name: string): string | undefined {
+  if (what === 'pick') return needs.picks.has(name) ? name : undefined;
+  return needs.recorders.get(name)?.rules.join('\n');
+}
 
 const hairpinId = (ctx: FamilyContext): string => setId(ctx.nft, ctx.table, 'hairpin');
 

@@ -67,6 +67,35 @@ describe('apply: partial transactions', () => {
     );
   });
 
+  it('an incremental compile rewrites a recorder whose rules change under the same name (affinity timeout)', () => {
+    const sticky = (affinitySeconds: number): ClusterSpec => [
+      {
+        type: 'NodePort',
+        udp: false,
+        eTPLocal: false,
+        iTPLocal: false,
+        externalIP: false,
+        ranges: false,
+        ipv6: false,
+        affinity: true,
+        affinitySeconds,
+        maglev: false,
+        endpoints: [{ host: 2, local: true, ready: true, serving: true, terminating: false }],
+      },
+    ];
+    const store = new ObjectStore();
+    const builder = new StateBuilder(MODEL_CONFIG);
+    const compiler = new Compiler(CONFIG);
+    syncStore(store, objectsOf(sticky(60)));
+    compiler.compile(builder.update(store.modelSource(MODEL_CONFIG.nodeName)));
+    store.takeChanges();
+    syncStore(store, objectsOf(sticky(999)));
+    const state = builder.update(store.modelSource(MODEL_CONFIG.nodeName), store.takeChanges().services);
+    const rules = compiler.compile(state, builder.delta);
+    assert.match(renderRuleset(rules), /timeout 999s/);
+    assert.equal(renderRuleset(rules), renderRuleset(rulesOf(sticky(999))));
+  });
+
   it('a change of one Service’s endpoints is element operations on that Service only', () => {
     const base: ClusterSpec = [0, 1, 2].map(() => ({
       type: 'ClusterIP' as const,

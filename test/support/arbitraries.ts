@@ -26,6 +26,7 @@ const serviceArb: fc.Arbitrary<ServiceSpec> = fc.record({
   endpoints: fc.array(endpointArb, { maxLength: 5 }),
   ipv6: fc.boolean(),
   affinity: fc.boolean(),
+  affinitySeconds: fc.constantFrom(60, 600, 10800),
   // Maglev tables are thousands of elements per frontend: too slow for many runs; see apply.test.ts
   maglev: fc.constant(false),
 });
@@ -40,6 +41,8 @@ export interface ServiceSpec {
   endpoints: Array<{ host: number; local: boolean; ready: boolean; serving: boolean; terminating: boolean }>;
   ipv6: boolean;
   affinity: boolean;
+  /** Default: 60, 120 or 180 s by the Service's index. */
+  affinitySeconds?: number;
   maglev: boolean;
 }
 
@@ -70,7 +73,9 @@ export function objectsOf(spec: ClusterSpec): { services: V1Service[]; slices: V
           ...(s.affinity
             ? {
                 sessionAffinity: 'ClientIP',
-                sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 * (1 + (i % 3)) } },
+                sessionAffinityConfig: {
+                  clientIP: { timeoutSeconds: s.affinitySeconds ?? 60 * (1 + (i % 3)) },
+                },
               }
             : {}),
           ...(s.externalIP ? { externalIPs: [`192.0.2.${i + 1}`] } : {}),
