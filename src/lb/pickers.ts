@@ -4,6 +4,7 @@
  * that should survive an endpoint change (round-robin position, affinity entries) does, and
  * open connections are never touched (they hold their endpoint, not the picker).
  */
+import { systemClock } from '../clock.js';
 import { endpointName, flowHash, maglevEndpointTable } from './maglev.js';
 import type { LbAlgorithm } from '../model/types.js';
 
@@ -27,8 +28,6 @@ export interface Clock {
   now(): number;
 }
 
-export const monotonicClock: Clock = { now: () => performance.now() };
-
 export interface Picker<T extends Target = Target> {
   /**
    * The endpoint for a new flow, or undefined when there is none. `avoid` holds endpoints
@@ -40,33 +39,12 @@ export interface Picker<T extends Target = Target> {
   readonly size: number;
 }
 
-/** Uniform random choice per flow: kube-proxy's default. */
-export class RandomPicker<T extends Target = Target> implements Picker<T> {
+/**
+ * A list of endpoints tried in order from a start index the subclass chooses, skipping those
+ * to avoid. Random and round-robin differ only in that choice.
+ */
+abstract class ListPicker<T extends Target> implements Picker<T> {
   private eps: readonly T[] = [];
-  constructor(
-    endpoints: readonly T[],
-    private readonly random: () => number = Math.random,
-  ) {
-    this.update(endpoints);
-  }
-  get size(): number {
-    return this.eps.length;
-  }
-  update(endpoints: readonly T[]): void {
-    this.eps = [...endpoints];
-  }
-  pick(_flow: Flow, avoid?: ReadonlySet<T>): T | undefined {
-    const n = this.eps.length;
-    if (n === 0) return undefined;
-    const start = Math.floor(this.random() * n) % n;
-    return firstAllowed(this.eps, start, avoid);
-  }
-}
-
-/** Each new flow to the next endpoint in turn. */
-export class RoundRobinPicker<T extends Target = Target> implements Picker<T> {
-  private eps: readonly T[] = [];
-  private next = 0;
   constructor(endpoints: readonly T[]) {
     this.update(endpoints);
   }
@@ -79,9 +57,32 @@ export class RoundRobinPicker<T extends Target = Target> implements Picker<T> {
   pick(_flow: Flow, avoid?: ReadonlySet<T>): T | undefined {
     const n = this.eps.length;
     if (n === 0) return undefined;
+    return firstAllowed(this.eps, this.start(n), avoid);
+  }
+  /** The index in [0, n) to try first; n > 0. */
+  protected abstract start(n: number): number;
+}
+
+/** Uniform random choice per flow: kube-proxy's default. */
+export class RandomPicker<T extends Target = Target> extends ListPicker<T> {
+  constructor(
+    endpoints: readonly T[],
+    private readonly random: () => number = Math.random,
+  ) {
+    super(endpoints);
+  }
+  protected start(n: number): number {
+    return Math.floor(this.random() * n) % n;
+  }
+}
+
+/** Each new flow to the next endpoint in turn. */
+export class RoundRobinPicker<T extends Target = Target> extends ListPicker<T> {
+  private next = 0;
+  protected start(n: number): number {
     const start = this.next % n;
     this.next = (start + 1) % n;
-    return firstAllowed(this.eps, start, avoid);
+    return start;
   }
 }
 
@@ -135,7 +136,7 @@ export class AffinityPicker<T extends Target = Target> implements Picker<T> {
     private readonly inner: Picker<T>,
     endpoints: readonly T[],
     private readonly timeoutMs: number,
-    private readonly clock: Clock = monotonicClock,
+    private readonly clock: Clock = systemClock,
   ) {
     this.lastSweep = clock.now();
     this.update(endpoints);

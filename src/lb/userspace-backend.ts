@@ -6,12 +6,13 @@
  * changes swap the picker without touching open connections.
  */
 import net from 'node:net';
+import { systemClock } from '../clock.js';
 import { ErrorCodes, ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Endpoint, Family, ProxyState } from '../model/types.js';
 import { planFrontends, type BindMode, type FrontendKind, type FrontendSpec } from './frontends.js';
 import { noLocalAddresses, type LocalAddresses } from './local-address.js';
-import { monotonicClock, samePickerSpec, type Clock } from './pickers.js';
+import { samePickerSpec, type Clock } from './pickers.js';
 import { TcpProxy } from './tcp-proxy.js';
 import { UdpProxy } from './udp-proxy.js';
 
@@ -70,7 +71,7 @@ export class UserspaceBackend {
 
   constructor(private readonly opts: UserspaceBackendOptions) {
     this.log = opts.log.child({ component: 'userspace' });
-    this.clock = opts.clock ?? monotonicClock;
+    this.clock = opts.clock ?? systemClock;
     const every = opts.sweepIntervalMs ?? 1000;
     if (every > 0) {
       this.sweeper = setInterval(() => this.sweepIdle(), every);
