@@ -23,7 +23,8 @@ import { createKubeSource } from '../src/watch/kube-source.js';
 import type { Source, SourceHandler } from '../src/watch/source.js';
 import { run } from '../scripts/lab/exec.js';
 import { TestApiServer, type StoredObject } from '../test/support/api-server.js';
-import type { Bench, BenchContext, BenchResult } from './harness.js';
+import { waitFor } from '../test/support/wait-for.js';
+import { median, round, type Bench, type BenchContext, type BenchResult } from './harness.js';
 
 const ENDPOINTS = 10;
 const TARGET = { changeMs: 50, rssMb: 200 } as const;
@@ -32,11 +33,6 @@ const NODE_IP = '172.30.0.1';
 const SERVICE_CIDR = '10.96.0.0/16';
 const CLUSTER_CIDR = '100.64.0.0/10';
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 const rssMb = (): number => round(process.memoryUsage().rss / 2 ** 20);
 /** Live heap after a full GC (`node --expose-gc`), else the heap as it stands (garbage included). */
 const heapMb = (): number => {
@@ -122,14 +118,6 @@ class TimedSource implements Source {
   }
 }
 
-async function waitUntil(what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`daemon-latency: timed out waiting for ${what}`);
-    await sleep(2);
-  }
-}
-
 async function measure(ctx: BenchContext): Promise<BenchResult> {
   const services = ctx.quick ? 1_000 : 10_000;
   const changes = ctx.quick ? 5 : 10;
@@ -195,7 +183,7 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
     daemon = new Daemon(config, { log, env, nft, source });
     await daemon.start();
     const d = daemon;
-    await waitUntil('the first sync', () => d.syncs > 0, 600_000);
+    await waitFor(() => d.syncs > 0, { what: 'the first sync', timeoutMs: 600_000, intervalMs: 2 });
     const first = runs[0]!;
     const initial = {
       totalMs: round(first.end - started),
@@ -220,10 +208,13 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
       const t0 = performance.now();
       server.update('EndpointSlice', slice(i, ips));
       let done: NftRun | undefined;
-      await waitUntil(
-        `the change of svc-${i} to be committed`,
+      await waitFor(
         () => (done = runs.slice(runsBefore).find((r) => r.text?.includes(fresh))) !== undefined,
-        60_000,
+        {
+          what: `the change of svc-${i} to be committed`,
+          timeoutMs: 60_000,
+          intervalMs: 2,
+        },
       );
       const delivered = source.delivered.get(`svc-${i}-a`) ?? t0;
       samples.push({

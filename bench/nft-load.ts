@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import type { ProxyState } from '../src/model/types.js';
 import { compile, Compiler, type CompileConfig } from '../src/rules/compile.js';
 import { fullTransaction, partialTransaction } from '../src/rules/apply.js';
-import { createNft, type Exec, type ExecResult } from '../src/rules/nft/index.js';
+import { createNft, type Exec, type ExecResult } from '../src/rules/nft/exec.js';
 import { rulesetSize, type Ruleset } from '../src/rules/ruleset.js';
-import { ms, peakRssMb, type Bench, type BenchContext, type BenchResult } from './harness.js';
+import { median, ms, peakRssMb, round, type Bench, type BenchContext, type BenchResult } from './harness.js';
 import {
   kubeProxyChange,
   kubeProxyFull,
@@ -54,11 +54,6 @@ interface NftStats {
   sysS: number | null;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 const fmtMs = (x: number): string => (x >= 10_000 ? `${round(x / 1000, 1)} s` : `${round(x, 1)} ms`);
 
 function run(program: string, args: string[]): { code: number; out: string } {
@@ -206,8 +201,56 @@ interface LayoutFigures {
   bytes: number;
 }
 
+type ChangeFigures = Pick<LayoutFigures, 'changeMs' | 'changePrepMs' | 'changeOps'>;
+
+/** A measured (not extrapolated) layout's figures from its full load and its changes. */
+function layoutFigures(fullMs: number, full: NftStats, change: ChangeFigures, text: string): LayoutFigures {
+  return {
+    fullMs,
+    fullNftMs: full.wallMs,
+    fullExtrapolated: false,
+    fullRssMb: full.peakRssMb,
+    fullUserS: full.userS,
+    fullSysS: full.sysS,
+    changeMs: change.changeMs,
+    changeExtrapolated: false,
+    changePrepMs: change.changePrepMs,
+    changeOps: change.changeOps,
+    lines: text.split('\n').length - 1,
+    bytes: text.length,
+  };
+}
+
+/**
+ * CHANGES one-endpoint changes in a row from `state`: `prepare` (timed here) makes a change's
+ * transaction, `apply` loads it and says how long nft took; medians, and the last change's size.
+ */
+async function measureChanges<T>(
+  state: ProxyState,
+  prepare: (prev: ProxyState, next: ProxyState, index: number) => T,
+  apply: (change: T) => Promise<{ nftMs: number; ops: number }>,
+): Promise<ChangeFigures> {
+  const n = state.ports.length;
+  let prevState = state;
+  const nftMs: number[] = [];
+  const prepMs: number[] = [];
+  let ops = 0;
+  for (let k = 0; k < CHANGES; k++) {
+    const index = (Math.floor(n / 2) + k * 7919) % n;
+    const nextState = replaceOneEndpoint(prevState, index, 1000 + k);
+    const prep = process.hrtime.bigint();
+    const change = prepare(prevState, nextState, index);
+    prepMs.push(ms(prep));
+    const applied = await apply(change);
+    nftMs.push(applied.nftMs);
+    ops = applied.ops;
+    prevState = nextState;
+  }
+  return { changeMs: median(nftMs), changePrepMs: median(prepMs), changeOps: ops };
+}
+
 /** Merges consecutive one-element `add element` lines of the same set into lines of up to `batch` elements. */
-export function batchElements(text: string, batch: number): string {
+function batchElements(text: string, batch: number): string {
   const out: string[] = [];
   let head = '';
   let items: string[] = [];
@@ -274,41 +317,24 @@ async function measureOurs(
 
   // The daemon's path: one Compiler kept across syncs, so unchanged ports reuse their fragments.
   const compiler = new Compiler(compileConfig);
-  let prevState = state;
   let prevRs = compiler.compile(state);
-  const nftMs: number[] = [];
-  const prepMs: number[] = [];
-  let ops = 0;
-  for (let k = 0; k < CHANGES; k++) {
-    const index = (Math.floor(n / 2) + k * 7919) % n;
-    const nextState = replaceOneEndpoint(prevState, index, 1000 + k);
-    const prep = process.hrtime.bigint();
-    const nextRs = compiler.compile(nextState);
-    const ptx = partialTransaction(prevRs, nextRs);
-    prepMs.push(ms(prep));
-    const t0 = process.hrtime.bigint();
-    await nft.run(ptx);
-    nftMs.push(ms(t0));
-    ops = ptx.size;
-    prevState = nextState;
-    prevRs = nextRs;
-  }
-  const figures: LayoutFigures = {
-    fullMs,
-    fullNftMs: full.wallMs,
-    fullExtrapolated: false,
-    fullRssMb: full.peakRssMb,
-    fullUserS: full.userS,
-    fullSysS: full.sysS,
-    changeMs: median(nftMs),
-    changeExtrapolated: false,
-    changePrepMs: median(prepMs),
-    changeOps: ops,
-    lines: text.split('\n').length - 1,
-    bytes: text.length,
-  };
+  const change = await measureChanges(
+    state,
+    (_prev, next) => {
+      const nextRs = compiler.compile(next);
+      const ptx = partialTransaction(prevRs, nextRs);
+      prevRs = nextRs;
+      return ptx;
+    },
+    async (ptx) => {
+      const t0 = process.hrtime.bigint();
+      await nft.run(ptx);
+      return { nftMs: ms(t0), ops: ptx.size };
+    },
+  );
+  const figures = layoutFigures(fullMs, full, change, text);
   ctx.say(
-    `  ours ${label}: one change: nft ${fmtMs(figures.changeMs)}, compile+diff ${fmtMs(figures.changePrepMs)}, ${ops} operations (median of ${CHANGES})`,
+    `  ours ${label}: one change: nft ${fmtMs(figures.changeMs)}, compile+diff ${fmtMs(figures.changePrepMs)}, ${figures.changeOps} operations (median of ${CHANGES})`,
   );
   return { ...figures, compileMs, compileCpuMs, rs: rs!, text };
 }
@@ -320,7 +346,6 @@ async function measureKubeProxy(
   state: ProxyState,
   label: string,
 ): Promise<LayoutFigures & { listChainsMs: number }> {
-  const n = state.ports.length;
   ns.flush();
   const gen = process.hrtime.bigint();
   const text = kubeProxyFull(state, kpOptions);
@@ -340,37 +365,17 @@ async function measureKubeProxy(
     `  kube-proxy ${label}: nft --json list chains ${fmtMs(list.wallMs)} (kube-proxy runs it every sync)`,
   );
 
-  let prevState = state;
-  const nftMs: number[] = [];
-  const prepMs: number[] = [];
-  let ops = 0;
-  for (let k = 0; k < CHANGES; k++) {
-    const index = (Math.floor(n / 2) + k * 7919) % n;
-    const nextState = replaceOneEndpoint(prevState, index, 1000 + k);
-    const prep = process.hrtime.bigint();
-    const change = kubeProxyChange(prevState.ports[index]!, nextState.ports[index]!, kpOptions);
-    prepMs.push(ms(prep));
-    const stats = await timed.load(change.text, `kube-proxy change ${label}`);
-    nftMs.push(stats.wallMs);
-    ops = change.operations;
-    prevState = nextState;
-  }
-  const figures: LayoutFigures = {
-    fullMs: full.wallMs,
-    fullNftMs: full.wallMs,
-    fullExtrapolated: false,
-    fullRssMb: full.peakRssMb,
-    fullUserS: full.userS,
-    fullSysS: full.sysS,
-    changeMs: median(nftMs),
-    changeExtrapolated: false,
-    changePrepMs: median(prepMs),
-    changeOps: ops,
-    lines,
-    bytes: text.length,
-  };
+  const change = await measureChanges(
+    state,
+    (prev, next, index) => kubeProxyChange(prev.ports[index]!, next.ports[index]!, kpOptions),
+    async (c) => ({
+      nftMs: (await timed.load(c.text, `kube-proxy change ${label}`)).wallMs,
+      ops: c.operations,
+    }),
+  );
+  const figures = layoutFigures(full.wallMs, full, change, text);
   ctx.say(
-    `  kube-proxy ${label}: one change: nft ${fmtMs(figures.changeMs)}, ${ops} operations (median of ${CHANGES}; plus the list above)`,
+    `  kube-proxy ${label}: one change: nft ${fmtMs(figures.changeMs)}, ${figures.changeOps} operations (median of ${CHANGES}; plus the list above)`,
   );
   ns.flush();
   return { ...figures, listChainsMs: list.wallMs };

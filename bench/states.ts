@@ -7,7 +7,7 @@
 import type { Endpoint, NodeInfo, ProxyState, ServicePort } from '../src/model/types.js';
 
 /** mulberry32: a tiny, good-enough 32-bit PRNG; returns floats in [0, 1). */
-export function prng(seed: number): () => number {
+function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -127,9 +127,6 @@ export function clusterIpState(n: number, endpointsPerService: number, seed = 1)
   const ports = Array.from({ length: n }, (_, i) => servicePort(d, i, endpointsPerService));
   return { node, ports: sortPorts(ports), skipped: [] };
 }
-
-/** The shares of issue 3's realistic mix (the rest is ClusterIP-only). */
-export const MIX = { nodePort: 0.2, loadBalancer: 0.15, loadBalancerLocal: 0.05, affinity: 0.05 } as const;
 
 /**
  * Issue 3's realistic mix of `n` Services: 60 % ClusterIP, 20 % NodePort, 15 % LoadBalancer

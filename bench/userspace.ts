@@ -17,7 +17,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Bench, BenchResult } from './harness.js';
+import { median, round, type Bench, type BenchResult } from './harness.js';
 import { perfAvailable } from './perf-counter.js';
 import { bulk, connections, keepalive, type Sample, type Target } from './userspace-load.js';
 
@@ -139,21 +139,21 @@ function report(samples: Array<Record<Who, Sample[]>>, rounds: number, perf: boo
   for (const [i, m] of MEASUREMENTS.entries()) {
     const { ours, haproxy } = samples[i]!;
     const ratios = ours.map((o, r) => rate(o) / rate(haproxy[r]!));
-    const ratio = round2(median(ratios));
+    const ratio = round(median(ratios), 2);
     const cpuOurs = median(ours.map((s) => cpuSeconds(s, m.cpuPer)));
     const cpuHa = median(haproxy.map((s) => cpuSeconds(s, m.cpuPer)));
     const k = m.key;
     figures[`ours_${k}_${m.rateUnit}`] = Math.round(median(ours.map(rate)));
     figures[`haproxy_${k}_${m.rateUnit}`] = Math.round(median(haproxy.map(rate)));
     figures[`ratio_${k}`] = ratio;
-    figures[`ratio_${k}_min`] = round2(Math.min(...ratios));
-    figures[`ratio_${k}_max`] = round2(Math.max(...ratios));
-    figures[`ours_${k}_cpu_s_per_${m.cpuLabel.replace(' ', '_')}`] = round2(cpuOurs);
-    figures[`haproxy_${k}_cpu_s_per_${m.cpuLabel.replace(' ', '_')}`] = round2(cpuHa);
+    figures[`ratio_${k}_min`] = round(Math.min(...ratios), 2);
+    figures[`ratio_${k}_max`] = round(Math.max(...ratios), 2);
+    figures[`ours_${k}_cpu_s_per_${m.cpuLabel.replace(' ', '_')}`] = round(cpuOurs, 2);
+    figures[`haproxy_${k}_cpu_s_per_${m.cpuLabel.replace(' ', '_')}`] = round(cpuHa, 2);
     const mark = ratio >= m.target ? `target ≥${m.target} met` : `below target ≥${m.target}`;
     lines.push(
       `  ${`${m.label}:`.padEnd(22)} ${fmt(median(ours.map(rate)))} vs ${fmt(median(haproxy.map(rate)))} ` +
-        `${m.shown}   ratio ${ratio} [${round2(Math.min(...ratios))}-${round2(Math.max(...ratios))}] (${mark})`,
+        `${m.shown}   ratio ${ratio} [${round(Math.min(...ratios), 2)}-${round(Math.max(...ratios), 2)}] (${mark})`,
       `  ${''.padEnd(22)} CPU per ${m.cpuLabel}: ours ${cpuOurs.toFixed(2)} s, HAProxy ${cpuHa.toFixed(2)} s` +
         ` (ours/HAProxy ${(cpuOurs / cpuHa).toFixed(2)})`,
     );
@@ -187,16 +187,6 @@ function rate(s: Sample): number {
 /** CPU seconds the proxy spent per `per` units; NaN when no unit was done. */
 function cpuSeconds(s: Sample, per: number): number {
   return s.units > 0 ? (s.cpuTicks / TICKS_PER_SECOND / s.units) * per : NaN;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
 }
 
 function kilo(x: number): string {
