@@ -1,3 +1,4 @@
+import { endpointName } from '../lb/maglev.js';
 import type { ListenerInfo } from '../lb/userspace-backend.js';
 import type { ProxyState } from '../model/types.js';
 
@@ -12,12 +13,19 @@ export function describeServices(state: ProxyState | undefined, listeners?: List
     serving: boolean;
     terminating: boolean;
   }) => ({
-    address: e.ip.includes(':') ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`,
+    address: endpointName(e),
     local: e.local,
     ready: e.ready,
     serving: e.serving,
     terminating: e.terminating,
   });
+  // Listeners grouped by their service port's key once, not filtered again for every port.
+  const byKey = new Map<string, ListenerInfo[]>();
+  for (const l of listeners ?? []) {
+    const group = byKey.get(l.key);
+    if (group) group.push(l);
+    else byKey.set(l.key, [l]);
+  }
   return {
     synced: true,
     node: state.node,
@@ -43,7 +51,7 @@ export function describeServices(state: ProxyState | undefined, listeners?: List
       clusterEndpoints: sp.clusterEndpoints.map(ep),
       localEndpoints: sp.localEndpoints.map(ep),
       allEndpoints: sp.allEndpoints.map(ep),
-      ...(listeners ? { listeners: listeners.filter((l) => l.key.startsWith(sp.key)) } : {}),
+      ...(listeners ? { listeners: byKey.get(sp.key) ?? [] } : {}),
     })),
     skipped: state.skipped,
   };
