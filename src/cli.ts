@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { buildConfig, usage } from './config.js';
-import { ErrorCodes, hasCode, ProxyError } from './errors.js';
+import { ErrorCodes, hasCode, isNftMissing, isPermission, ProxyError } from './errors.js';
 import { createLogger } from './log.js';
 import { logSkipped } from './log-skipped.js';
 import { hostAddresses } from './node-addresses.js';
@@ -28,9 +28,8 @@ export const EXIT = {
 
 function exitCodeFor(err: unknown): number {
   if (hasCode(err, ErrorCodes.CONFIG_INVALID)) return EXIT.USAGE;
-  if (hasCode(err, ErrorCodes.NFT_NOT_FOUND) || hasCode(err, ErrorCodes.NFT_VERSION)) return EXIT.NO_NFT;
-  if (hasCode(err, ErrorCodes.NFT_PERMISSION) || hasCode(err, ErrorCodes.NO_PRIVILEGE))
-    return EXIT.NO_PRIVILEGE;
+  if (isNftMissing(err) || hasCode(err, ErrorCodes.NFT_VERSION)) return EXIT.NO_NFT;
+  if (isPermission(err)) return EXIT.NO_PRIVILEGE;
   if (hasCode(err, ErrorCodes.SOURCE_UNREADABLE) || hasCode(err, ErrorCodes.KUBECONFIG_INVALID))
     return EXIT.NO_SOURCE;
   return EXIT.FAILED;

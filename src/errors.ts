@@ -23,12 +23,8 @@ export const ErrorCodes = {
   CONFIG_INVALID: 'CONFIG_INVALID',
   /** The --source path cannot be read. */
   SOURCE_UNREADABLE: 'SOURCE_UNREADABLE',
-  /** A Kubernetes object failed validation; it is skipped. */
-  OBJECT_INVALID: 'OBJECT_INVALID',
   /** No usable API server credentials. */
   KUBECONFIG_INVALID: 'KUBECONFIG_INVALID',
-  /** Not running as root / without CAP_NET_ADMIN where it is needed. */
-  NO_PRIVILEGE: 'NO_PRIVILEGE',
   /** The userspace proxy could not listen on a frontend (address in use, not local, ...). */
   USERSPACE_LISTEN_FAILED: 'USERSPACE_LISTEN_FAILED',
   /** A health, metrics or debug server could not listen on its address (in use, not local, ...). */
@@ -51,6 +47,5 @@ export function hasCode(err: unknown, code: ErrorCode): boolean {
 }
 
 export const isNotFound = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NOT_EXIST);
-export const isExists = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_EXISTS);
 export const isNftMissing = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NOT_FOUND);
 export const isPermission = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_PERMISSION);

@@ -66,15 +66,43 @@ const setDefinition = (s: Ruleset['sets'][number]): string => JSON.stringify({ .
 export function partialTransaction(prev: Ruleset, next: Ruleset, delta?: RulesetDelta): Transaction {
   const known = delta?.base === prev ? delta : undefined;
   const tx = new Transaction();
-  const prevTables = new Set(prev.tables.map((t) => `${t.family} ${t.table}`));
-  for (const t of next.tables) if (!prevTables.has(`${t.family} ${t.table}`)) tx.add(t);
+  // The compiler hands over the very same static part when no chain or set changed.
+  const same = prev.tables === next.tables && prev.chains === next.chains && prev.sets === next.sets;
+  const statics = same ? undefined : diffStatic(prev, next, tx);
+  const recreated = statics?.recreated ?? new Set<string>();
 
-  const prevChains = new Map(
-    prev.chains.map((c) => [chainId(c.chain.family, c.chain.table, c.chain.name), c]),
-  );
-  const nextChains = new Map(
-    next.chains.map((c) => [chainId(c.chain.family, c.chain.table, c.chain.name), c]),
-  );
+  // A recreated set lost its elements: every element of it goes back, so no shortcut then.
+  const shortcut = known && recreated.size === 0 ? known : undefined;
+  for (const [id, nextEls] of next.elements) {
+    const prevEls = recreated.has(id) ? undefined : prev.elements.get(id);
+    if (shortcut && prevEls === nextEls) continue;
+    diffShared(prevEls, nextEls, shortcut?.shared.get(id), tx);
+  }
+  for (const [id, prevEls] of prev.elements) {
+    if (next.elements.has(id) || statics?.gone(id)) continue;
+    for (const el of prevEls) tx.delete(el);
+  }
+  diffFragments(prev, next, recreated, tx, shortcut?.fragments);
+  statics?.finish();
+  return tx;
+}
+
+/**
+ * Tables, chains and sets: new ones added, changed chains flushed, changed sets recreated, now;
+ * `finish()` refills the chains and deletes what is gone, after the elements' operations.
+ */
+function diffStatic(
+  prev: Ruleset,
+  next: Ruleset,
+  tx: Transaction,
+): { recreated: Set<string>; gone: (setId: string) => boolean; finish: () => void } {
+  const tableId = (t: Table): string => `${t.family} ${t.table}`;
+  const prevTables = new Set(prev.tables.map(tableId));
+  for (const t of next.tables) if (!prevTables.has(tableId(t))) tx.add(t);
+
+  const idOf = (c: Ruleset['chains'][number]): string => chainId(c.chain.family, c.chain.table, c.chain.name);
+  const prevChains = new Map(prev.chains.map((c) => [idOf(c), c]));
+  const nextChains = new Map(next.chains.map((c) => [idOf(c), c]));
   const refill: Ruleset['chains'] = [];
   for (const [id, c] of nextChains) {
     const old = prevChains.get(id);
@@ -97,31 +125,22 @@ export function partialTransaction(prev: Ruleset, next: Ruleset, delta?: Ruleset
     }
     if (!old || recreated.has(id)) tx.add(s);
   }
-
-  // A recreated set lost its elements: every element of it goes back, so no shortcut then.
-  const shortcut = known && recreated.size === 0 ? known : undefined;
-  for (const [id, nextEls] of next.elements) {
-    const prevEls = recreated.has(id) ? undefined : prev.elements.get(id);
-    if (shortcut && prevEls === nextEls) continue;
-    const keys = shortcut?.shared.get(id);
-    diffShared(prevEls, nextEls, keys, tx);
-  }
-  for (const [id, prevEls] of prev.elements) {
-    if (next.elements.has(id) || !nextSets.has(id)) continue;
-    for (const el of prevEls) tx.delete(el);
-  }
-  diffFragments(prev, next, recreated, tx, shortcut?.fragments);
-
-  for (const c of refill) for (const r of c.rules) tx.add(r);
-  for (const [id, c] of prevChains) {
-    if (nextChains.has(id)) continue;
-    tx.flush(c.chain);
-    tx.delete(c.chain);
-  }
-  for (const [id, s] of prevSets) if (!nextSets.has(id)) tx.delete(s);
-  const nextTables = new Set(next.tables.map((t) => `${t.family} ${t.table}`));
-  for (const t of prev.tables) if (!nextTables.has(`${t.family} ${t.table}`)) tx.delete(t);
-  return tx;
+  return {
+    recreated,
+    // Elements of a set that is deleted go with it.
+    gone: (id) => !nextSets.has(id),
+    finish: () => {
+      for (const c of refill) for (const r of c.rules) tx.add(r);
+      for (const [id, c] of prevChains) {
+        if (nextChains.has(id)) continue;
+        tx.flush(c.chain);
+        tx.delete(c.chain);
+      }
+      for (const [id, s] of prevSets) if (!nextSets.has(id)) tx.delete(s);
+      const nextTables = new Set(next.tables.map(tableId));
+      for (const t of prev.tables) if (!nextTables.has(tableId(t))) tx.delete(t);
+    },
+  };
 }
 
 /**
@@ -296,7 +315,9 @@ export class NftApplier {
     const groups = new Map<string, StaleAffinity[]>();
     for (const s of stale) {
       const id = `${s.family} ${s.table} ${s.proto}`;
-      groups.set(id, [...(groups.get(id) ?? []), s]);
+      const group = groups.get(id);
+      if (group) group.push(s);
+      else groups.set(id, [s]);
     }
     for (const group of groups.values()) {
       const { family, table, proto } = group[0]!;

@@ -3,7 +3,7 @@
  * `nft -f -` on stdin, and nft's stderr is mapped to error codes from src/errors.ts.
  */
 import { spawn } from 'node:child_process';
-import { ErrorCodes, ProxyError, type ErrorCode } from '../../errors.js';
+import { ErrorCodes, isNotFound, ProxyError, type ErrorCode } from '../../errors.js';
 import { NftSession } from './session.js';
 import type { Transaction } from './transaction.js';
 import type { NftFamily } from './types.js';
@@ -202,26 +202,21 @@ export function createNft(opts: NftOptions = {}): Nft {
     if (result.code !== 0) throw nftError(args, result);
   }
 
+  /** A listing's stdout, or '' when what it lists does not exist. */
+  async function listOrEmpty(args: string[]): Promise<string> {
+    const result = await call(args);
+    if (result.code === 0) return result.stdout;
+    const err = nftError(args, result);
+    if (isNotFound(err)) return '';
+    throw err;
+  }
+
   return {
     close: () => session?.close(),
     run: (tx) => apply(['-f', '-'], tx),
     check: (tx) => apply(['-c', '-f', '-'], tx),
-    async list(family, table) {
-      const args = ['list', 'table', family, table];
-      const result = await call(args);
-      if (result.code === 0) return result.stdout;
-      const err = nftError(args, result);
-      if (err.code === ErrorCodes.NFT_NOT_EXIST) return '';
-      throw err;
-    },
-    async listMapJson(family, table, map) {
-      const args = ['-j', 'list', 'map', family, table, map];
-      const result = await call(args);
-      if (result.code === 0) return result.stdout;
-      const err = nftError(args, result);
-      if (err.code === ErrorCodes.NFT_NOT_EXIST) return '';
-      throw err;
-    },
+    list: (family, table) => listOrEmpty(['list', 'table', family, table]),
+    listMapJson: (family, table, map) => listOrEmpty(['-j', 'list', 'map', family, table, map]),
     version() {
       version ??= (async () => {
         const args = ['--version'];

@@ -2,7 +2,7 @@
  * The start-up check (STYLE.md, habit 8): nft is installed, new enough, we may use it, and it
  * accepts every construct the compiler emits. `--check` never commits, so it touches nothing.
  */
-import { ErrorCodes, ProxyError } from '../../errors.js';
+import { ErrorCodes, isNftMissing, isPermission, ProxyError } from '../../errors.js';
 import type { Nft } from './exec.js';
 import { Transaction } from './transaction.js';
 
@@ -75,11 +75,7 @@ export async function probeNft(nft: Nft): Promise<{ version: string }> {
   try {
     await nft.check(probeTransaction());
   } catch (err) {
-    if (
-      err instanceof ProxyError &&
-      err.code !== ErrorCodes.NFT_PERMISSION &&
-      err.code !== ErrorCodes.NFT_NOT_FOUND
-    ) {
+    if (err instanceof ProxyError && !isPermission(err) && !isNftMissing(err)) {
       throw new ProxyError(
         err.code,
         `nft ${version} rejects a construct kube-nftproxy needs (concatenated typeof maps, numgen, verdict maps): ${err.message}`,
