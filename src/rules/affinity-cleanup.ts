@@ -1,5 +1,5 @@
 import type { Element, NftFamily } from './nft/types.js';
-import { fragmentOf, type Ruleset } from './ruleset.js';
+import { fragmentOf, keyText, valueText, type Ruleset } from './ruleset.js';
 
 /**
  * Session affinity lives in maps the kernel fills (affinity-<proto>: frontend . client →
@@ -37,7 +37,7 @@ export function staleAffinity(prev: Ruleset, next: Ruleset, only?: ReadonlySet<s
     if (!before || after === before) continue;
     const sticky = new Map<string, Element>();
     for (const el of before.elements)
-      if (el.set.startsWith('affinity-frontends-')) sticky.set(el.key.join(' . '), el);
+      if (el.set.startsWith('affinity-frontends-')) sticky.set(keyText(el), el);
     if (sticky.size === 0) continue;
     const endpoints = (elements: readonly Element[]): Map<string, Set<string>> => {
       const byFrontend = new Map<string, Set<string>>();
@@ -46,7 +46,7 @@ export function staleAffinity(prev: Ruleset, next: Ruleset, only?: ReadonlySet<s
         const fe = frontendOf(el);
         if (!sticky.has(fe)) continue;
         const set = byFrontend.get(fe) ?? new Set<string>();
-        set.add((el.value ?? []).join(' . '));
+        set.add(valueText(el));
         byFrontend.set(fe, set);
       }
       return byFrontend;

@@ -110,14 +110,12 @@ const FAMILIES = ['ipv4', 'ipv6'] as const;
  * compile()'s.
  */
 export class Compiler {
-  readonly #config: CompileConfig;
   readonly #ctx: Record<Family, FamilyContext>;
   #fragments = new WeakMap<ServicePort, PortFragment>();
   #last: LastCompile | undefined;
   #delta: RulesetDelta | undefined;
 
   constructor(config: CompileConfig) {
-    this.#config = config;
     this.#ctx = { ipv4: familyContext('ipv4', config), ipv6: familyContext('ipv6', config) };
   }
 
@@ -137,7 +135,7 @@ export class Compiler {
   #fragmentOf(sp: ServicePort): PortFragment {
     let fragment = this.#fragments.get(sp);
     if (!fragment) {
-      fragment = compilePort(sp, this.#ctx[sp.family], this.#config);
+      fragment = compilePort(sp, this.#ctx[sp.family]);
       this.#fragments.set(sp, fragment);
     }
     return fragment;
@@ -328,7 +326,7 @@ function familyContext(family: Family, config: CompileConfig): FamilyContext {
 }
 
 /** One service port's elements, and the pick chains and recorders they jump to. Pure. */
-function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig): PortFragment {
+function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
   const { nft: family, table } = ctx;
   const p = proto(sp);
   const elements: Element[] = [];
@@ -349,6 +347,7 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
   ];
   const noEndpoints = (fe: Frontend): void =>
     element('no-endpoint-services', frontendKey(fe), [sp.hasEndpoints ? 'drop' : 'goto reject-chain']);
+  const maglevSlots = new Map<Endpoint[], Endpoint[]>();
   const route = (
     mapName: 'service-ips' | 'shortcircuit-ips',
     role: Role,
@@ -359,7 +358,9 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
     let slots = eps;
     if (sp.lbAlgorithm === 'maglev' && eps.length > 0) {
       algo = 'maglev';
-      slots = maglevEndpointTable(eps, ctx.maglevSeed).slots;
+      // One table per endpoint list: the ClusterIP, NodePorts and LB IPs share it (M up to 65,521).
+      slots = maglevSlots.get(eps) ?? maglevEndpointTable(eps, ctx.maglevSeed).slots;
+      maglevSlots.set(eps, slots);
     }
     const size = slots.length;
     // nft 1.0.6 aborts on any IPv6 map update with data (`netlink_gen_expr: Assertion dreg <
@@ -415,7 +416,7 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, config: CompileConfig)
   // reaching a VIP that is local loops back with the VIP as source (kube-proxy does the same).
   if (sp.sourceRanges.length > 0 && sp.loadBalancerIPs.length > 0) {
     const ranges = sp.sourceRanges.map((c) => parseCidr(c)!);
-    if (config.nodePortIPs[sp.family].some((ip) => ranges.some((r) => cidrContains(r, ip))))
+    if (ctx.nodePortIPs[sp.family].some((ip) => ranges.some((r) => cidrContains(r, ip))))
       for (const lb of sp.loadBalancerIPs)
         for (const src of sp.loadBalancerIPs) element('firewall-allow', [lb, p, String(sp.port), src]);
   }

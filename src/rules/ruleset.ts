@@ -51,8 +51,8 @@ export function* allElements(rs: Ruleset): Generator<Element> {
 export const setId = (family: NftFamily, table: string, set: string): string => `${family} ${table} ${set}`;
 export const chainId = (family: NftFamily, table: string, chain: string): string =>
   `${family} ${table} ${chain}`;
-export const keyText = (el: Pick<Element, 'key'>): string => el.key.join(' . ');
-export const valueText = (el: Pick<Element, 'value'>): string => (el.value ?? []).join(' . ');
+/** An element's key and value as nft prints them: the identity and content the diffs compare. */
+export { renderKey as keyText, renderValue as valueText } from './nft/render.js';
 
 /** Count of objects, for logs and metrics. */
 export function rulesetSize(rs: Ruleset): { chains: number; rules: number; sets: number; elements: number } {

@@ -16,6 +16,7 @@ import {
   renderRule,
   renderSet,
   renderTable,
+  renderValue,
 } from './render.js';
 import type { Transaction } from './transaction.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Operation, Rule, Table } from './types.js';
@@ -323,7 +324,7 @@ class Applier {
     }
     if (verb === 'create') this.fail(ErrorCodes.NFT_EXISTS, `element { ${k} } of ${o.set} exists`);
     // The kernel (6.x) answers "File exists" when an add would change an element's value.
-    if ((existing.value ?? []).join(' . ') !== (o.value ?? []).join(' . ')) {
+    if (renderValue(existing) !== renderValue(o)) {
       this.fail(ErrorCodes.NFT_EXISTS, `element { ${k} } of ${o.set} exists with another value`);
     }
   }

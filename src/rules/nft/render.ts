@@ -69,12 +69,17 @@ export function renderKey(element: Pick<Element, 'key'>): string {
   return element.key.join(' . ');
 }
 
+/** The element's value as nft prints it; '' for a set element. */
+export function renderValue(element: Pick<Element, 'value'>): string {
+  return (element.value ?? []).join(' . ');
+}
+
 /** One element inside the braces of an `element` command: key, comment and value. */
 export function renderElementItem(verb: Verb, element: Element): string {
   let item = renderKey(element);
   // nft 1.0.6 wants an element's comment between key and value: `{ k comment "c" : v }`.
   if (verb !== 'delete' && element.comment !== undefined) item += ` comment "${element.comment}"`;
-  if (verb !== 'delete' && element.value !== undefined) item += ` : ${element.value.join(' . ')}`;
+  if (verb !== 'delete' && element.value !== undefined) item += ` : ${renderValue(element)}`;
   return item;
 }
 
