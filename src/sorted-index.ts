@@ -1,3 +1,6 @@
+/** String order (UTF-16 code units, as `<`), for sort(): the order every sorted list here keeps. */
+export const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
 /**
  * Where an item with `key` is, or would go, in `list` sorted by `keyOf` (string order): the
  * binary search behind every structure that is kept sorted as it changes, so one change costs

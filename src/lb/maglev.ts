@@ -5,6 +5,7 @@
  * 1/N of the slots. The nftables compiler emits the same table as map elements; the
  * userspace pickers look flows up in it. Pure functions, no I/O, no Math.random.
  */
+import { compareStrings } from '../sorted-index.js';
 
 /** Cilium's table sizes: primes just under powers of two, so the table stays near 2^k entries. */
 export const MAGLEV_PRIMES: readonly number[] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521];
@@ -111,7 +112,7 @@ export function buildMaglevTable(backends: readonly string[], m: number, seed: n
 
 /** The backend list a table indexes into: unique, sorted by code unit (locale-independent). */
 export function sortedBackends(backends: readonly string[]): string[] {
-  return [...new Set(backends)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return [...new Set(backends)].sort(compareStrings);
 }
 
 /** The slot a 32-bit key hash falls into; -1 for an empty table. */

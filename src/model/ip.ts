@@ -97,12 +97,11 @@ export function cidrContains(cidr: Cidr, ip: string): boolean {
   return ipToBigInt(ip) >> shift === cidr.base >> shift;
 }
 
-/** Sort IPs numerically within a family, v4 before v6: deterministic and readable. */
-export function compareIps(a: string, b: string): number {
-  const fa = ipFamily(a) === 'ipv4' ? 0 : 1;
-  const fb = ipFamily(b) === 'ipv4' ? 0 : 1;
-  if (fa !== fb) return fa - fb;
-  const va = ipToBigInt(a);
-  const vb = ipToBigInt(b);
-  return va < vb ? -1 : va > vb ? 1 : 0;
+/**
+ * An address's place in the order endpoints are kept in: numerically within a family, IPv4
+ * before IPv6 (deterministic and readable). Compute it once per address, then compare.
+ */
+export function ipOrder(ip: string): bigint {
+  const v = ipToBigInt(ip);
+  return ipFamily(ip) === 'ipv4' ? v : (1n << 128n) | v;
 }

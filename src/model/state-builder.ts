@@ -1,5 +1,5 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
-import { sortedIndex } from '../sorted-index.js';
+import { compareStrings, sortedIndex } from '../sorted-index.js';
 import { canonicalIp, ipFamily } from './ip.js';
 import { serviceUnit, type ServiceUnit } from './service-unit.js';
 import type { LbAlgorithm, NodeInfo, ProxyState, ServicePort, Skipped } from './types.js';
@@ -55,8 +55,6 @@ export function nodeInfo(node: V1Node | undefined, config: ModelConfig): NodeInf
   return { name: config.nodeName, ips: [...ips], labels: { ...labels }, ...(zone ? { zone } : {}) };
 }
 
-const compareKeys = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
 const portKey = (sp: ServicePort): string => sp.key;
 
 /** Where the port with `key` is, or would go, in ports sorted by key. */
@@ -109,17 +107,19 @@ export class StateBuilder {
       const ports: ServicePort[] = [];
       for (const key of keys) {
         const unit = this.#unit(key, source, node);
-        if (unit.ports.length > 0) for (const sp of unit.ports) ports.push(sp);
+        for (const sp of unit.ports) ports.push(sp);
       }
-      this.#ports = ports.sort((a, b) => compareKeys(a.key, b.key));
+      this.#ports = ports.sort((a, b) => compareStrings(a.key, b.key));
     }
 
     const skipped: Skipped[] = [];
-    for (const key of [...this.#skipping].sort(compareKeys)) skipped.push(...this.#units.get(key)!.skipped);
-    const copiedBefore = new Set(this.#copies.keys());
+    for (const key of [...this.#skipping].sort(compareStrings))
+      skipped.push(...this.#units.get(key)!.skipped);
+    // A port that loses or regains a frontend changes without its Service changing.
+    const copiesBefore = this.#copies;
     const ports = this.#settleConflicts(skipped);
-    for (const key of copiedBefore) touched.add(key);
-    for (const key of this.#copies.keys()) touched.add(key);
+    for (const key of new Set([...copiesBefore.keys(), ...this.#copies.keys()]))
+      if (copiesBefore.get(key)?.copy !== this.#copies.get(key)?.copy) touched.add(key);
 
     const state: ProxyState = { node, ports, skipped };
     this.#delta = incremental ? { base: base!, ports: touched } : undefined;

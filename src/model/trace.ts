@@ -54,17 +54,15 @@ export function trace(state: ProxyState, config: TraceConfig, pkt: Packet): Trac
 
   // Which service port owns this frontend?
   let owner: { sp: ServicePort; kind: FrontendKind } | undefined;
-  let ownerIsClusterIP = false;
   for (const sp of state.ports) {
     if (sp.family !== family || sp.protocol.toLowerCase() !== pkt.proto) continue;
     for (const fe of frontendsOf(sp, config.nodePortIPs)) {
-      if (fe.kind === 'clusterIP' && fe.ip === pkt.dst) ownerIsClusterIP = true;
       if (fe.ip === pkt.dst && fe.port === pkt.port && !owner) owner = { sp, kind: fe.kind };
     }
   }
   if (!owner) {
-    const isClusterIP = ownerIsClusterIP || state.ports.some((sp) => sp.clusterIP === pkt.dst);
-    if (isClusterIP) return { verdict: 'reject', why: 'a ClusterIP on a port it does not define' };
+    if (state.ports.some((sp) => sp.clusterIP === pkt.dst))
+      return { verdict: 'reject', why: 'a ClusterIP on a port it does not define' };
     if (cidrs(config.serviceCIDRs).some((c) => cidrContains(c, pkt.dst)))
       return { verdict: 'drop', why: 'an unallocated IP in the service CIDR' };
     return { verdict: 'no-match', why: 'not a Service frontend' };

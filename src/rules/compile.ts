@@ -3,6 +3,7 @@ import { frontendsOf, type Frontend } from '../model/frontends.js';
 import { cidrContains, parseCidr } from '../model/ip.js';
 import { maglevEndpointTable } from '../lb/maglev.js';
 import { portIndex, type StateDelta } from '../model/state-builder.js';
+import { compareStrings } from '../sorted-index.js';
 import type { Endpoint, Family, LbAlgorithm, ProxyState, ServicePort } from '../model/types.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Rule } from './nft/types.js';
 import { HairpinSet } from './hairpin-set.js';
@@ -602,7 +603,7 @@ function staticPart(
     ],
     shortcircuit: [],
   };
-  for (const [name, spec] of [...picks.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+  for (const [name, spec] of [...picks.entries()].sort(([a], [b]) => compareStrings(a, b))) {
     const mapName = spec.role === 'shortcircuit' ? 'cluster-backends' : 'backends';
     const slot =
       spec.algo === 'maglev'
@@ -621,6 +622,6 @@ function staticPart(
         : []),
     ]);
   }
-  for (const [name, rules] of [...recorders.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+  for (const [name, rules] of [...recorders.entries()].sort(([a], [b]) => compareStrings(a, b)))
     chain(name, rules);
 }

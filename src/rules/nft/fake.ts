@@ -19,6 +19,7 @@ import {
   renderValue,
 } from './render.js';
 import type { Transaction } from './transaction.js';
+import { compareStrings as byString } from '../../sorted-index.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Operation, Rule, Table } from './types.js';
 
 interface FakeChain {
@@ -343,8 +344,6 @@ class Applier {
     }
   }
 }
-
-const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 function dumpTable(t: FakeTable): string {
   const lines = [renderTable('add', t.spec)];
