@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import type { ProxyConfig } from './config-types.js';
 import { ErrorCodes, ProxyError } from './errors.js';
 import { canonicalIp, parseCidr } from './model/ip.js';
+import { parseBindAddress } from './server/bind-address.js';
 
 export type { ProxyConfig };
 
@@ -129,9 +130,13 @@ function cidrList(text: string, flag: string): string[] {
     });
 }
 
+/** The servers' own parser decides, so an address that passes here can be listened on. */
 function hostPort(text: string, flag: string): string {
-  const m = /^(.*):(\d{1,5})$/.exec(text);
-  if (!m || Number(m[2]) > 65535) throw invalid(`--${flag}: expected HOST:PORT, got ${JSON.stringify(text)}`);
+  try {
+    parseBindAddress(text, flag);
+  } catch {
+    throw invalid(`--${flag}: expected HOST:PORT, got ${JSON.stringify(text)}`);
+  }
   return text;
 }
 

@@ -7,6 +7,7 @@ import { ipLocalAddresses } from './lb/local-address.js';
 import { trace } from './model/trace.js';
 import type { ProxyState } from './model/types.js';
 import { StateBuilder } from './model/state-builder.js';
+import { nodePortIPs } from './node-addresses.js';
 import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
 import { Compiler } from './rules/compile.js';
 import { NftApplier, renderRuleset } from './rules/apply.js';
@@ -183,7 +184,10 @@ export class Daemon {
     try {
       if (this.#userspace) {
         // The same NodePort addresses as the rules would use (--nodeport-addresses).
-        await this.#userspace.sync(state, compileConfig(state, this.config, this.deps.env).nodePortIPs);
+        await this.#userspace.sync(
+          state,
+          nodePortIPs(state.node, this.config.nodePortAddresses, this.deps.env.localAddresses),
+        );
       } else {
         const compiler = this.#compilerFor(state);
         const rules = compiler.compile(state, this.#builder.delta);
@@ -241,7 +245,6 @@ export class Daemon {
   #makeView(): DaemonView {
     return {
       mode: this.config.proxyMode,
-      state: () => this.#state,
       rules: () => (this.applier.applied ? renderRuleset(this.applier.applied) : ''),
       liveRules: async () => {
         const parts = await Promise.all(

@@ -6,7 +6,7 @@ import { compile, type CompileConfig } from './rules/compile.js';
 import type { Ruleset } from './rules/ruleset.js';
 import type { ObjectStore } from './watch/object-store.js';
 
-/** Everything the pure stages need from the outside world, gathered once per sync. */
+/** Everything the pure stages need from the outside world, gathered once at start. */
 export interface Environment {
   /** This host's own addresses (node IP fallback, --nodeport-addresses CIDRs). */
   localAddresses: string[];

@@ -1,6 +1,6 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { sliceServiceKey } from './endpoint-slice.js';
-import { objName } from './service-unit.js';
+import { objName } from './object-key.js';
 import { StateBuilder, type ModelConfig, type ModelSource } from './state-builder.js';
 import type { ProxyState, Skipped } from './types.js';
 

@@ -1,5 +1,6 @@
 import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { canonicalIp, ipFamily } from './ip.js';
+import { objectKey } from './object-key.js';
 import type { Family, Protocol } from './types.js';
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -7,7 +8,7 @@ export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 /** The Service key a slice is labelled for, `namespace/name`; '' without the label. */
 export function sliceServiceKey(slice: V1EndpointSlice): string {
   const svc = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
-  return svc ? `${slice.metadata?.namespace || 'default'}/${svc}` : '';
+  return svc ? objectKey(slice.metadata?.namespace, svc) : '';
 }
 
 export interface SliceEndpoint {

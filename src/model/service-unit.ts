@@ -2,6 +2,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { compareStrings } from '../sorted-index.js';
 import { parseEndpointSlice, type SliceInfo } from './endpoint-slice.js';
 import { ipFamily, ipOrder } from './ip.js';
+import { objName } from './object-key.js';
 import { parseService, type ServiceInfo } from './service.js';
 import { categorizeEndpoints, type HintedEndpoint } from './topology.js';
 import type { LbAlgorithm, NodeInfo, ServicePort, Skipped } from './types.js';
@@ -39,9 +40,6 @@ const joined = new WeakMap<V1Service, Joined>();
 
 const sameList = <T>(a: readonly T[], b: readonly T[]): boolean =>
   a.length === b.length && a.every((x, i) => x === b[i]);
-
-export const objName = (o: { metadata?: { namespace?: string; name?: string } }): string =>
-  `${o.metadata?.namespace || 'default'}/${o.metadata?.name ?? '<unnamed>'}`;
 
 /**
  * One Service key: its Service (if any) joined with its slices. Slices are taken in name order:

@@ -1,5 +1,4 @@
 import type { Packet } from '../model/trace.js';
-import type { ProxyState } from '../model/types.js';
 
 /** A packet to trace through the proxy's rules: GET /debug/trace (the model's Packet). */
 export type TraceQuery = Packet;
@@ -10,8 +9,6 @@ export type TraceQuery = Packet;
  */
 export interface DaemonView {
   mode: 'nftables' | 'userspace';
-  /** The last ProxyState built, undefined before the first. */
-  state(): ProxyState | undefined;
   /** The last applied ruleset in `nft -f` syntax; '' before the first sync. */
   rules(): string;
   /** The ruleset read back from the kernel. */

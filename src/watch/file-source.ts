@@ -3,6 +3,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { ErrorCodes, ProxyError } from '../errors.js';
+import { objectKey } from '../model/object-key.js';
 import type { Kind, KubeObject, Source, SourceHandler } from './source.js';
 
 const KINDS: Record<string, Kind> = { Service: 'Service', EndpointSlice: 'EndpointSlice', Node: 'Node' };
@@ -16,7 +17,7 @@ interface Loaded {
 const identity = (kind: Kind, o: KubeObject): string =>
   kind === 'Node'
     ? `Node//${o.metadata?.name}`
-    : `${kind}/${o.metadata?.namespace || 'default'}/${o.metadata?.name}`;
+    : `${kind}/${objectKey(o.metadata?.namespace, o.metadata?.name)}`;
 
 /** Every Service, EndpointSlice and Node in the documents of one file's text (Lists unpacked). */
 export function objectsInText(text: string): {

@@ -1,16 +1,11 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { sliceServiceKey } from '../model/endpoint-slice.js';
+import { objectKey } from '../model/object-key.js';
 import type { ModelSource } from '../model/state-builder.js';
 import type { Kind, KindMap, SourceHandler } from './source.js';
 
 /** When the change behind a slice happened, for kube-proxy's network programming latency. */
 export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
-
-/** `namespace/name`, an empty namespace being `default`: the model's Service keys. */
-const keyOf = (namespace: string | undefined, name: string | undefined): string =>
-  `${namespace || 'default'}/${name ?? ''}`;
-const objectKey = (o: { metadata?: { namespace?: string; name?: string } }): string =>
-  keyOf(o.metadata?.namespace, o.metadata?.name);
 
 /**
  * The latest object of every kind, fed by a source, and the Services whose rules may have
@@ -41,7 +36,7 @@ export class ObjectStore implements SourceHandler {
   }
 
   upsert<K extends Kind>(kind: K, object: KindMap[K]): void {
-    const key = objectKey(object);
+    const key = objectKey(object.metadata?.namespace, object.metadata?.name);
     if (kind === 'Service') {
       this.services.set(key, object as V1Service);
       this.#changed.add(key);
@@ -60,7 +55,7 @@ export class ObjectStore implements SourceHandler {
   }
 
   remove(kind: Kind, namespace: string, name: string): void {
-    const key = keyOf(namespace, name);
+    const key = objectKey(namespace, name);
     if (kind === 'Service') {
       if (this.services.delete(key)) this.#changed.add(key);
     } else if (kind === 'EndpointSlice') {
@@ -111,9 +106,12 @@ export class ObjectStore implements SourceHandler {
     };
   }
 
-  /** Service keys changed since the last call, and whether the Node changed; resets both. */
-  takeChanges(): { services: Set<string>; node: boolean; triggers: number[] } {
-    const out = { services: this.#changed, node: this.#nodeChanged, triggers: this.#triggers };
+  /**
+   * Service keys changed since the last call, and the slices' trigger times; resets them. (A
+   * Node change needs no key: the model sees the Node's new name, zone or IPs itself.)
+   */
+  takeChanges(): { services: Set<string>; triggers: number[] } {
+    const out = { services: this.#changed, triggers: this.#triggers };
     this.#changed = new Set();
     this.#nodeChanged = false;
     this.#triggers = [];
