@@ -277,7 +277,7 @@ export class NftApplier {
     return this.#applied;
   }
 
-  /** The text of the last transaction sent (successful or not), for /debug. */
+  /** The text of the last transaction sent (successful or not); tests read what a sync sent. */
   get lastTransaction(): string {
     return this.#lastText;
   }

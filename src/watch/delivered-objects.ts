@@ -34,10 +34,6 @@ export class DeliveredObjects {
       .sort()
       .map(splitKey);
   }
-
-  get size(): number {
-    return this.versions.size;
-  }
 }
 
 // '/' cannot occur in a namespace or a name, so the key is unambiguous.

@@ -71,7 +71,6 @@ export class SupervisedInformer<T extends KubernetesObject> {
   private run: Run | undefined;
   private retryTimer: ClockTimer | undefined;
   private watchdogTimer: ClockTimer | undefined;
-  private restartCount = 0;
 
   constructor(
     private readonly spec: InformerSpec<T>,
@@ -79,11 +78,6 @@ export class SupervisedInformer<T extends KubernetesObject> {
     private readonly opts: SupervisorOptions,
   ) {
     this.backoff = new Backoff(opts.backoff);
-  }
-
-  /** Restarts so far (errors, silent watches). */
-  get restarts(): number {
-    return this.restartCount;
   }
 
   start(): void {
@@ -203,7 +197,6 @@ export class SupervisedInformer<T extends KubernetesObject> {
   private restart(reason: string, err: unknown): void {
     if (this.state !== 'running') return;
     this.state = 'waiting';
-    this.restartCount++;
     const delayMs = this.backoff.next();
     this.teardown();
     this.sink.problem(`${this.spec.kind} informer restarts in ${delayMs} ms: ${reason}`, err);

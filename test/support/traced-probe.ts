@@ -7,7 +7,7 @@ import { buildState } from '../../src/model/build-state.js';
 import { ipFamily } from '../../src/model/ip.js';
 import { trace, type Packet, type Trace, type TraceConfig } from '../../src/model/trace.js';
 import type { ProxyState } from '../../src/model/types.js';
-import { nodePortIPs } from '../../src/node-addresses.js';
+import { compileConfig, modelConfig } from '../../src/pipeline.js';
 import { requireKernel } from './capabilities.js';
 import { runProxy, SourceDir } from './proxy.js';
 
@@ -106,6 +106,7 @@ export class TracedProxy {
     assert.equal(r.code, 0, `kube-nftproxy --once failed:\n${r.stderr}`);
     this.config = buildConfig(args, {});
     this.localAddresses = await this.nodeAddresses();
+    const env = { localAddresses: this.localAddresses };
     const node = objects.find(
       (o): o is V1Node => o.kind === 'Node' && o.metadata?.name === this.config.hostnameOverride,
     );
@@ -115,19 +116,10 @@ export class TracedProxy {
         slices: objects.filter((o): o is V1EndpointSlice => o.kind === 'EndpointSlice'),
         ...(node ? { node } : {}),
       },
-      {
-        nodeName: this.config.hostnameOverride,
-        nodeIPs: this.config.nodeIPs,
-        hostIPs: this.localAddresses,
-        lbAlgorithm: this.config.lbAlgorithm,
-      },
+      modelConfig(this.config, env),
     );
-    this.traceConfig = {
-      clusterCIDRs: this.config.clusterCIDRs,
-      masqueradeAll: this.config.masqueradeAll,
-      serviceCIDRs: this.config.serviceCIDRs,
-      nodePortIPs: nodePortIPs(this.state.node, this.config.nodePortAddresses, this.localAddresses),
-    };
+    // The daemon's own configs (its /debug/trace uses compileConfig too).
+    this.traceConfig = compileConfig(this.state, this.config, env);
   }
 
   async remove(): Promise<void> {
