@@ -1,5 +1,11 @@
 import type { Logger } from '../log.js';
-import { staleAffinity, staleEntries, type StaleAffinity } from './affinity-cleanup.js';
+import {
+  restoredEntries,
+  staleAffinity,
+  staleEntries,
+  stickyFrontends,
+  type StaleAffinity,
+} from './affinity-cleanup.js';
 import type { Nft } from './nft/exec.js';
 import { Transaction } from './nft/transaction.js';
 import type { Element, NftFamily, Table } from './nft/types.js';
@@ -20,7 +26,8 @@ import {
  * Everything in `rs`, from nothing: what a full sync sends after wiping our tables. With
  * `replace`, each table is first destroyed in the same transaction, so a restart or a
  * recovery replaces the old rules atomically: no packet ever sees a missing rule, and
- * conntrack keeps established flows on their endpoints.
+ * conntrack keeps established flows on their endpoints (NftApplier puts the sticky clients'
+ * affinity entries back in the same transaction).
  */
 export function fullTransaction(rs: Ruleset, opts: { replace: boolean } = { replace: true }): Transaction {
   const tx = new Transaction();
@@ -290,7 +297,8 @@ export class NftApplier {
     const full = opts.full === true || this.#applied === undefined;
     const delta = opts.delta?.base === this.#applied ? opts.delta : undefined;
     const tx = full ? fullTransaction(desired) : partialTransaction(this.#applied!, desired, delta);
-    if (!full) await this.#forgetStaleAffinity(this.#applied!, desired, tx, delta);
+    if (full) await this.#keepAffinity(desired, tx);
+    else await this.#forgetStaleAffinity(this.#applied!, desired, tx, delta);
     if (tx.size === 0) return { full, operations: 0 };
     this.#lastText = tx.toString();
     try {
@@ -325,6 +333,26 @@ export class NftApplier {
       for (const el of entries) tx.add(el).delete(el);
       if (entries.length)
         this.#log.info({ family, proto, entries: entries.length }, 'forgot affinity to removed endpoints');
+    }
+  }
+
+  /**
+   * A full sync recreates the affinity maps empty, which kube-proxy never does to its sticky
+   * clients: the entries that still hold go back in, in the same transaction, after the maps.
+   * A map that cannot be read (none yet, at first start) keeps nothing; the sync goes on.
+   */
+  async #keepAffinity(desired: Ruleset, tx: Transaction): Promise<void> {
+    for (const group of stickyFrontends(desired)) {
+      const { family, table, proto } = group;
+      let entries: Element[];
+      try {
+        entries = restoredEntries(group, await this.#nft.listMapJson(family, table, `affinity-${proto}`));
+      } catch (err) {
+        this.#log.warn({ err, family, proto }, 'cannot read affinity map: its clients start afresh');
+        continue;
+      }
+      for (const el of entries) tx.add(el);
+      if (entries.length) this.#log.info({ family, proto, entries: entries.length }, 'kept session affinity');
     }
   }
 

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { buildState } from '../../src/model/build-state.js';
-import { staleAffinity, staleEntries } from '../../src/rules/affinity-cleanup.js';
+import {
+  restoredEntries,
+  staleAffinity,
+  staleEntries,
+  stickyFrontends,
+} from '../../src/rules/affinity-cleanup.js';
 import { compile, type CompileConfig } from '../../src/rules/compile.js';
 import { service, slice } from '../support/objects.js';
 
@@ -38,8 +43,15 @@ const rules = (endpoints: string[], affinity = true) =>
     CONFIG,
   );
 
-/** `nft -j list map` as nft 1.0.6 prints it for affinity-tcp. */
-const listing = (entries: Array<[string, string]>): string =>
+/**
+ * `nft -j list map` as nft 1.0.6 prints it for affinity-tcp: whole seconds; an element whose
+ * timeout is the map's own has no `timeout` of its own.
+ */
+const listing = (
+  entries: Array<
+    [string, string] | [string, string, { timeout?: number; expires?: number; frontend?: string }]
+  >,
+): string =>
   JSON.stringify({
     nftables: [
       { metainfo: { version: '1.0.6' } },
@@ -48,8 +60,19 @@ const listing = (entries: Array<[string, string]>): string =>
           family: 'ip',
           name: 'affinity-tcp',
           table: 'kube-nftproxy',
-          elem: entries.map(([client, ep]) => [
-            { elem: { val: { concat: ['10.96.0.1', 80, client] }, timeout: 10800, expires: 10000 } },
+          type: ['ipv4_addr', 'inet_service', 'ipv4_addr'],
+          handle: 3,
+          map: 'ipv4_addr . inet_service',
+          flags: ['timeout'],
+          timeout: 10800,
+          elem: entries.map(([client, ep, t = { timeout: 10800, expires: 10000 }]) => [
+            {
+              elem: {
+                val: { concat: [t.frontend ?? '10.96.0.1', 80, client] },
+                ...(t.timeout === undefined ? {} : { timeout: t.timeout }),
+                ...(t.expires === undefined ? {} : { expires: t.expires }),
+              },
+            },
             { concat: [ep, 8080] },
           ]),
         },
@@ -89,5 +112,37 @@ describe('affinity cleanup', () => {
       [['affinity-tcp', '10.96.0.1 . 80 . 192.0.2.10', '10.244.0.1 . 8080']],
     );
     assert.deepEqual(staleEntries(stale, ''), [], 'no map, nothing to delete');
+  });
+
+  it('keeps, across a full sync, the entries of frontends still sticky to endpoints they still have, with the time left', () => {
+    const groups = stickyFrontends(rules(['10.244.0.1', '10.244.0.2']));
+    assert.deepEqual(
+      groups.map((g) => [g.family, g.proto, [...g.endpoints].map(([fe, eps]) => [fe, [...eps].sort()])]),
+      [['ip', 'tcp', [['10.96.0.1 . 80', ['10.244.0.1 . 8080', '10.244.0.2 . 8080']]]]],
+    );
+    const entries = restoredEntries(
+      groups[0]!,
+      listing([
+        ['192.0.2.12', '10.244.0.2', { timeout: 600, expires: 420 }],
+        ['192.0.2.10', '10.244.0.1', { expires: 9000 }],
+        ['192.0.2.11', '10.244.0.9', { timeout: 600, expires: 420 }],
+        ['192.0.2.13', '10.244.0.1', { timeout: 600, expires: 0 }],
+        ['192.0.2.14', '10.244.0.1', { timeout: 600 }],
+        ['192.0.2.15', '10.244.0.1', { frontend: '10.96.0.2', timeout: 600, expires: 420 }],
+        ['fd00::1', '10.244.0.1', { timeout: 600, expires: 420 }],
+      ]),
+    );
+    assert.deepEqual(
+      entries.map((e) => [e.set, e.key.join(' . '), (e.value ?? []).join(' . '), e.timeout, e.expires]),
+      [
+        // The map's timeout where the element has none of its own: explicit, so that the
+        // expiry can never exceed it (nft: "Numerical result out of range").
+        ['affinity-tcp', '10.96.0.1 . 80 . 192.0.2.10', '10.244.0.1 . 8080', '10800s', '9000s'],
+        ['affinity-tcp', '10.96.0.1 . 80 . 192.0.2.12', '10.244.0.2 . 8080', '600s', '420s'],
+      ],
+      'gone endpoint, under a second left, no expiry, another frontend, a client of another family: dropped',
+    );
+    assert.deepEqual(restoredEntries(groups[0]!, ''), [], 'no map yet (first start): nothing');
+    assert.deepEqual(stickyFrontends(rules(['10.244.0.1'], false)), [], 'no affinity, no map to read');
   });
 });

@@ -5,9 +5,13 @@ import { silentLogger } from '../../src/log.js';
 import { StateBuilder } from '../../src/model/state-builder.js';
 import { fullTransaction, NftApplier, partialTransaction, renderRuleset } from '../../src/rules/apply.js';
 import { compile, Compiler, type CompileConfig } from '../../src/rules/compile.js';
+import type { Nft } from '../../src/rules/nft/exec.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
+import { Transaction } from '../../src/rules/nft/transaction.js';
+import type { Element } from '../../src/rules/nft/types.js';
 import { ObjectStore } from '../../src/watch/object-store.js';
 import { clusterArb, MODEL_CONFIG, objectsOf, syncStore, type ClusterSpec } from '../support/arbitraries.js';
+import { service, slice } from '../support/objects.js';
 
 const CONFIG: CompileConfig = {
   table: 'kube-nftproxy',
@@ -186,5 +190,137 @@ describe('apply: partial transactions', () => {
     const direct = new FakeNft();
     await direct.run(fullTransaction(rulesOf([])));
     assert.equal(fake.dump(), direct.dump());
+  });
+});
+
+describe('apply: session affinity across full syncs', () => {
+  const VIP = '10.96.5.1';
+  /** One sticky ClusterIP (600 s) over these endpoints on port 8080. */
+  const sticky = (endpoints: string[]) =>
+    compile(
+      buildState(
+        {
+          services: [
+            service('ns', 'web', {
+              clusterIP: VIP,
+              sessionAffinity: 'ClientIP',
+              sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } },
+              ports: [{ port: 80 }],
+            }),
+          ],
+          slices: [
+            slice(
+              'ns',
+              'web-1',
+              'web',
+              [{ port: 8080 }],
+              endpoints.map((ip) => ({ ip })),
+            ),
+          ],
+        },
+        MODEL_CONFIG,
+      ),
+      CONFIG,
+    );
+  /** What the recorder chain would put in the map for a client that reached `endpoint`, 180 s ago. */
+  const stuck = (client: string, endpoint: string): Element => ({
+    kind: 'element',
+    family: 'ip',
+    table: CONFIG.table,
+    set: 'affinity-tcp',
+    key: [VIP, '80', client],
+    value: [endpoint, '8080'],
+    timeout: '600s',
+    expires: '420s',
+  });
+  /** client → `endpoint (timeout/expires)`, as the (fake) kernel lists affinity-tcp. */
+  const affinity = async (nft: Nft): Promise<Record<string, string>> => {
+    const json = await nft.listMapJson('ip', CONFIG.table, 'affinity-tcp');
+    if (json === '') return {};
+    const doc = JSON.parse(json) as {
+      nftables: Array<{
+        map?: {
+          elem: Array<
+            [
+              { elem: { val: { concat: unknown[] }; timeout?: number; expires?: number } },
+              { concat: unknown[] },
+            ]
+          >;
+        };
+      }>;
+    };
+    const out: Record<string, string> = {};
+    for (const [k, v] of doc.nftables.find((o) => o.map)!.map!.elem)
+      out[String(k.elem.val.concat[2])] = `${v.concat.join(':')} (${k.elem.timeout}/${k.elem.expires})`;
+    return out;
+  };
+
+  it('a client stuck to an endpoint keeps it, with the time it had left, across invalidate() and a restart', async () => {
+    const fake = new FakeNft();
+    const first = new NftApplier({ nft: fake, log: silentLogger() });
+    await first.sync(sticky(['10.244.0.1', '10.244.0.2']));
+    // The packet path, standing in: two clients got an endpoint each.
+    await fake.run(
+      new Transaction().add(stuck('192.0.2.10', '10.244.0.1')).add(stuck('192.0.2.11', '10.244.0.2')),
+    );
+    const before = await affinity(fake);
+    assert.deepEqual(before, {
+      '192.0.2.10': '10.244.0.1:8080 (600/420)',
+      '192.0.2.11': '10.244.0.2:8080 (600/420)',
+    });
+
+    first.invalidate();
+    const resync = await first.sync(sticky(['10.244.0.1', '10.244.0.2']));
+    assert.equal(resync.full, true);
+    assert.match(first.lastTransaction, /^delete table ip kube-nftproxy$/m, 'a full replacement');
+    assert.deepEqual(await affinity(fake), before, 'after invalidate() and a full sync');
+
+    const restarted = new NftApplier({ nft: fake, log: silentLogger() });
+    assert.equal((await restarted.sync(sticky(['10.244.0.1', '10.244.0.2']))).full, true);
+    assert.deepEqual(await affinity(fake), before, 'after a restart');
+  });
+
+  it('a full sync does not bring back entries to an endpoint that is gone, nor of a frontend no longer sticky', async () => {
+    const fake = new FakeNft();
+    await new NftApplier({ nft: fake, log: silentLogger() }).sync(sticky(['10.244.0.1', '10.244.0.2']));
+    await fake.run(
+      new Transaction().add(stuck('192.0.2.10', '10.244.0.1')).add(stuck('192.0.2.11', '10.244.0.2')),
+    );
+    const restarted = new NftApplier({ nft: fake, log: silentLogger() });
+    await restarted.sync(sticky(['10.244.0.2', '10.244.0.3']));
+    assert.deepEqual(await affinity(fake), { '192.0.2.11': '10.244.0.2:8080 (600/420)' });
+
+    const plain = compile(
+      buildState(
+        {
+          services: [service('ns', 'web', { clusterIP: VIP, ports: [{ port: 80 }] })],
+          slices: [slice('ns', 'web-1', 'web', [{ port: 8080 }], [{ ip: '10.244.0.2' }])],
+        },
+        MODEL_CONFIG,
+      ),
+      CONFIG,
+    );
+    restarted.invalidate();
+    await restarted.sync(plain);
+    assert.deepEqual(await affinity(fake), {}, 'affinity switched off: nothing kept');
+  });
+
+  it('a full sync that cannot read the affinity map still applies, without the old entries', async () => {
+    const fake = new FakeNft();
+    await new NftApplier({ nft: fake, log: silentLogger() }).sync(sticky(['10.244.0.1']));
+    await fake.run(new Transaction().add(stuck('192.0.2.10', '10.244.0.1')));
+    const blind: Nft = {
+      run: (tx) => fake.run(tx),
+      check: (tx) => fake.check(tx),
+      list: (family, table) => fake.list(family, table),
+      listMapJson: () => Promise.reject(new Error('nft: cannot list')),
+      version: () => fake.version(),
+    };
+    const result = await new NftApplier({ nft: blind, log: silentLogger() }).sync(
+      sticky(['10.244.0.1', '10.244.0.2']),
+    );
+    assert.equal(result.full, true);
+    assert.match(fake.dump(), /10\.244\.0\.2 \. 8080/, 'the new endpoint is in');
+    assert.deepEqual(await affinity(fake), {});
   });
 });

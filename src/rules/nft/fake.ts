@@ -21,6 +21,7 @@ import {
 import type { Transaction } from './transaction.js';
 import { compareStrings as byString } from '../../sorted-index.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Operation, Rule, Table } from './types.js';
+import { durationMs } from './validate.js';
 
 interface FakeChain {
   spec: Chain;
@@ -311,6 +312,15 @@ class Applier {
     } else if (o.value !== undefined) {
       this.fail(ErrorCodes.NFT_REJECTED, `element { ${k} } of set ${o.set} has a value`);
     }
+    if (o.timeout !== undefined || o.expires !== undefined) {
+      // The kernel: "Invalid argument" without the flag, "Numerical result out of range" for
+      // an expiry beyond the element's (or else the set's) timeout.
+      if (!spec.flags?.includes('timeout'))
+        this.fail(ErrorCodes.NFT_REJECTED, `element { ${k} } has a timeout, ${o.set} has no flags timeout`);
+      const limit = o.timeout ?? spec.timeout;
+      if (o.expires !== undefined && (limit === undefined || durationMs(o.expires) > durationMs(limit)))
+        this.fail(ErrorCodes.NFT_REJECTED, `element { ${k} } expires after its timeout`);
+    }
     // nft 1.0.6 answers "File exists" to any `create element` into an interval set created in
     // the same transaction (its implicit interval ends collide); into an older set it works.
     if (this.quirks && verb === 'create' && spec.flags?.includes('interval') && !this.preexisting.has(s)) {
@@ -328,6 +338,8 @@ class Applier {
     if (renderValue(existing) !== renderValue(o)) {
       this.fail(ErrorCodes.NFT_EXISTS, `element { ${k} } of ${o.set} exists with another value`);
     }
+    // Kernel 6.18 takes the new timeout and expiry of an element added again.
+    if (o.timeout !== undefined || o.expires !== undefined) s.elements.set(k, o);
   }
 
   /** After the whole transaction: nothing may point at a chain or set that is gone. */
@@ -358,6 +370,38 @@ function dumpTable(t: FakeTable): string {
     for (const k of [...elements.keys()].sort(byString)) lines.push(renderElement('add', elements.get(k)!));
   }
   return lines.map((l) => `${l}\n`).join('');
+}
+
+/** nft's JSON prints durations in whole seconds. */
+const seconds = (d: string): number => Math.floor(durationMs(d) / 1000);
+
+/** A key or value as nft's JSON has it: numbers as numbers, several fields as a concat. */
+function jsonData(fields: readonly string[]): unknown {
+  const data = fields.map((f) => {
+    const verdict = /^(goto|jump) (\S+)$/.exec(f);
+    if (verdict) return { [verdict[1]!]: { target: verdict[2] } };
+    return /^\d+$/.test(f) ? Number(f) : f;
+  });
+  return data.length === 1 ? data[0] : { concat: data };
+}
+
+/** One `[key, value]` of a map listing; a key with an expiry or comment is wrapped in `elem`. */
+function jsonElement(spec: NftSet | NftMap, el: Element): [unknown, unknown] {
+  const val = jsonData(el.key);
+  // An element given no timeout has the set's, which nft does not print; it expires all the same.
+  const expires = el.expires ?? el.timeout ?? (spec.flags?.includes('timeout') ? spec.timeout : undefined);
+  const key =
+    expires === undefined && el.comment === undefined
+      ? val
+      : {
+          elem: {
+            val,
+            ...(el.timeout === undefined ? {} : { timeout: seconds(el.timeout) }),
+            ...(expires === undefined ? {} : { expires: seconds(expires) }),
+            ...(el.comment === undefined ? {} : { comment: el.comment }),
+          },
+        };
+  return [key, jsonData(el.value ?? [])];
 }
 
 /** Options for FakeNft. */
@@ -411,11 +455,23 @@ export class FakeNft implements Nft {
     return t === undefined ? '' : dumpTable(t);
   }
 
-  /** The Fake holds no kernel-filled (dynamic) elements: an empty listing of an existing map. */
+  /**
+   * The map's elements as `nft -j list map` shows them. The Fake's clock stands still: an
+   * element expires in its `expires`, else its full timeout. The packet path fills no map here;
+   * a test stands in for it by adding elements with a timeout.
+   */
   async listMapJson(family: NftFamily, table: string, map: string): Promise<string> {
-    const t = this.#state.get(tableKey(family, table));
-    if (t === undefined || !t.sets.has(map)) return '';
-    return JSON.stringify({ nftables: [{ map: { family, table, name: map, elem: [] } }] });
+    const s = this.#state.get(tableKey(family, table))?.sets.get(map);
+    if (s === undefined || s.spec.kind !== 'map') return '';
+    const { spec } = s;
+    const elem = [...s.elements.keys()].sort(byString).map((k) => jsonElement(spec, s.elements.get(k)!));
+    const timeout = spec.timeout === undefined ? {} : { timeout: seconds(spec.timeout) };
+    return JSON.stringify({
+      nftables: [
+        { metainfo: { version: this.#version } },
+        { map: { family, name: map, table, ...timeout, elem } },
+      ],
+    });
   }
 
   async version(): Promise<string> {

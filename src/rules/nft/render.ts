@@ -74,12 +74,15 @@ export function renderValue(element: Pick<Element, 'value'>): string {
   return (element.value ?? []).join(' . ');
 }
 
-/** One element inside the braces of an `element` command: key, comment and value. */
+/** One element inside the braces of an `element` command: key, timeout, expiry, comment and value. */
 export function renderElementItem(verb: Verb, element: Element): string {
   let item = renderKey(element);
-  // nft 1.0.6 wants an element's comment between key and value: `{ k comment "c" : v }`.
-  if (verb !== 'delete' && element.comment !== undefined) item += ` comment "${element.comment}"`;
-  if (verb !== 'delete' && element.value !== undefined) item += ` : ${renderValue(element)}`;
+  if (verb === 'delete') return item;
+  // nft 1.0.6 wants an element's options between key and value: `{ k timeout 1s comment "c" : v }`.
+  if (element.timeout !== undefined) item += ` timeout ${element.timeout}`;
+  if (element.expires !== undefined) item += ` expires ${element.expires}`;
+  if (element.comment !== undefined) item += ` comment "${element.comment}"`;
+  if (element.value !== undefined) item += ` : ${renderValue(element)}`;
   return item;
 }
 

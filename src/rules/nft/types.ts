@@ -70,6 +70,10 @@ export interface Element extends Base {
   key: string[];
   /** Map value fields (verdicts like 'goto x' are one field); absent for sets. */
   value?: string[];
+  /** Sets and maps with flags timeout only: this element's timeout, e.g. '600s' (the set's otherwise). */
+  timeout?: string;
+  /** Sets and maps with flags timeout only: the time it has left, at most its timeout, e.g. '420s'. */
+  expires?: string;
   comment?: string;
 }
 

@@ -42,6 +42,14 @@ export const MAX_COMMENT = 128;
 const TYPE_NAME = /^[a-z][a-z0-9_]*$/;
 /** Duration such as `3h`, `10800s`, `1h30m`. */
 const DURATION = /^(?:\d+(?:ms|s|m|h|d))+$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Milliseconds in a duration that matches DURATION (`1h30m` → 5,400,000). */
+export function durationMs(text: string): number {
+  let ms = 0;
+  for (const [, n, unit] of text.matchAll(/(\d+)(ms|s|m|h|d)/g)) ms += Number(n) * UNIT_MS[unit!]!;
+  return ms;
+}
 
 /**
  * Characters that would end an object line or open another command: a newline ends the
@@ -161,6 +169,19 @@ function checkElement(verb: Verb, element: Element): string | undefined {
   if (element.value !== undefined) {
     const value = checkFields(`${where}: value`, element.value);
     if (value) return value;
+  }
+  for (const [what, d] of [
+    ['timeout', element.timeout],
+    ['expires', element.expires],
+  ] as const) {
+    // nft reads 0 as "not given": the element would get the set's full timeout.
+    if (d !== undefined && (typeof d !== 'string' || !DURATION.test(d) || durationMs(d) === 0))
+      return `${where}: bad ${what} ${JSON.stringify(d)} (a positive duration such as 600s)`;
+  }
+  // The kernel answers "Numerical result out of range".
+  if (element.timeout !== undefined && element.expires !== undefined) {
+    if (durationMs(element.expires) > durationMs(element.timeout))
+      return `${where}: expires ${element.expires} is longer than its timeout ${element.timeout}`;
   }
   return checkComment(element.comment);
 }

@@ -352,6 +352,33 @@ describe('FakeNft', () => {
         }),
     },
     {
+      why: 'element with a timeout in a set without flags timeout (kernel: Invalid argument)',
+      code: 'NFT_REJECTED',
+      tx: () =>
+        new Transaction().add({
+          kind: 'element',
+          ...at,
+          set: 'cluster-ips',
+          key: ['10.96.0.11'],
+          timeout: '10s',
+        }),
+    },
+    {
+      why: 'element expiring after the set’s timeout (kernel: Numerical result out of range)',
+      code: 'NFT_REJECTED',
+      tx: () =>
+        new Transaction()
+          .add({
+            kind: 'set',
+            ...at,
+            name: 'clients',
+            type: ['ipv4_addr'],
+            flags: ['timeout'],
+            timeout: '1h',
+          })
+          .add({ kind: 'element', ...at, set: 'clients', key: ['10.1.2.3'], expires: '2h' }),
+    },
+    {
       why: 'rule with goto to a missing chain',
       code: 'NFT_DANGLING_REFERENCE',
       tx: () => new Transaction().add({ kind: 'rule', ...at, chain: 'services', rule: 'goto nope' }),
@@ -408,6 +435,60 @@ describe('FakeNft', () => {
       await rejects(nft.check(tx), f.code);
     });
   }
+
+  it('lists a map as nft -j does, with each element’s timeout and what it has left', async () => {
+    const nft = await loaded();
+    assert.equal(await nft.listMapJson('ip', 'kube-nftproxy', 'nope'), '', 'a missing map lists as nothing');
+    assert.equal(await nft.listMapJson('ip', 'nope', 'backends'), '', 'so does a missing table');
+    await nft.run(
+      new Transaction()
+        .add({
+          kind: 'map',
+          ...at,
+          name: 'affinity-tcp',
+          typeof: 'ip daddr . th dport . ip saddr',
+          valueTypeof: 'ip daddr . tcp dport',
+          flags: ['dynamic', 'timeout'],
+          timeout: '3h',
+        })
+        .add({
+          kind: 'element',
+          ...at,
+          set: 'affinity-tcp',
+          key: ['10.96.0.1', '80', '10.1.2.3'],
+          value: ['10.0.0.1', '8080'],
+          timeout: '600s',
+          expires: '1500ms',
+        })
+        .add({
+          kind: 'element',
+          ...at,
+          set: 'affinity-tcp',
+          key: ['10.96.0.1', '80', '10.1.2.4'],
+          value: ['10.0.0.2', '8080'],
+        }),
+    );
+    const doc = JSON.parse(await nft.listMapJson('ip', 'kube-nftproxy', 'affinity-tcp')) as {
+      nftables: Array<{ map?: { timeout: number; elem: unknown[] } }>;
+    };
+    const map = doc.nftables.find((o) => o.map)!.map!;
+    assert.equal(map.timeout, 10800);
+    // Shapes copied from nft 1.0.6's output: whole seconds, rounded down; the set's timeout unprinted.
+    assert.deepEqual(map.elem, [
+      [
+        { elem: { val: { concat: ['10.96.0.1', 80, '10.1.2.3'] }, timeout: 600, expires: 1 } },
+        { concat: ['10.0.0.1', 8080] },
+      ],
+      [
+        { elem: { val: { concat: ['10.96.0.1', 80, '10.1.2.4'] }, expires: 10800 } },
+        { concat: ['10.0.0.2', 8080] },
+      ],
+    ]);
+    assert.match(
+      nft.dump(),
+      /affinity-tcp \{ 10\.96\.0\.1 \. 80 \. 10\.1\.2\.3 timeout 600s expires 1500ms : 10\.0\.0\.1 \. 8080 \}/,
+    );
+  });
 
   it('names the failing line in the message', async () => {
     const nft = await loaded();

@@ -178,6 +178,21 @@ export const RENDER_CASES: Array<{ verb: Verb; object: NftObject; lines: string[
     lines: ['add element ip kube-nftproxy cluster-ips { 10.97.0.0/16 comment "range" }'],
   },
   {
+    verb: 'add',
+    object: {
+      kind: 'element',
+      ...at,
+      set: 'affinity',
+      key: ['10.1.2.4'],
+      timeout: '600s',
+      expires: '420s',
+      comment: 'restored',
+    },
+    lines: [
+      'add element ip kube-nftproxy affinity { 10.1.2.4 timeout 600s expires 420s comment "restored" }',
+    ],
+  },
+  {
     verb: 'create',
     object: { kind: 'element', ...at, set: 'affinity', key: ['10.1.2.3'], comment: 'client' },
     lines: ['create element ip kube-nftproxy affinity { 10.1.2.3 comment "client" }'],

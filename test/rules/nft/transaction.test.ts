@@ -147,6 +147,21 @@ describe('nft Transaction', () => {
       verb: 'add',
       object: { kind: 'set', ...at, name: 's', type: ['ipv4_addr'], timeout: 'soon' },
     },
+    {
+      why: 'element with a bad timeout',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 's', key: ['10.0.0.1'], timeout: 'soon' },
+    },
+    {
+      why: 'element with a zero expiry (nft reads it as none: a full timeout)',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 's', key: ['10.0.0.1'], expires: '0s' },
+    },
+    {
+      why: 'element expiring after its timeout',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 's', key: ['10.0.0.1'], timeout: '1m', expires: '61s' },
+    },
     { why: 'destroy set without a type', verb: 'destroy', object: { kind: 'set', ...at, name: 's' } },
     { why: 'unknown kind', verb: 'add', object: { kind: 'flowtable', ...at, name: 'f' } },
   ];
