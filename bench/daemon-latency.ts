@@ -9,7 +9,9 @@
  * runs with --min-sync-period 0 and a 1 h --sync-period, so neither the rate limit nor a
  * periodic sync is in the figure), split into watch delivery, the sync's CPU before nft
  * (state + compile + diff + render, incremental as in the daemon) and nft itself (the
- * daemon's long-lived nft session); the partial transaction's size and the process RSS.
+ * daemon's long-lived nft session); the partial transaction's size. Then the binary itself runs
+ * as a child process against the same API server (bench/daemon-process.ts) and takes the same
+ * kind of changes, for its RSS alone: in this process the API server's memory would be in it.
  */
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -24,6 +26,7 @@ import type { Source, SourceHandler } from '../src/watch/source.js';
 import { run } from '../scripts/lab/exec.js';
 import { TestApiServer, type StoredObject } from '../test/support/api-server.js';
 import { waitFor } from '../test/support/wait-for.js';
+import { DaemonProcess } from './daemon-process.js';
 import { median, round, type Bench, type BenchContext, type BenchResult } from './harness.js';
 
 const ENDPOINTS = 10;
@@ -33,7 +36,6 @@ const NODE_IP = '172.30.0.1';
 const SERVICE_CIDR = '10.96.0.0/16';
 const CLUSTER_CIDR = '100.64.0.0/10';
 
-const rssMb = (): number => round(process.memoryUsage().rss / 2 ** 20);
 /** Live heap after a full GC (`node --expose-gc`), else the heap as it stands (garbage included). */
 const heapMb = (): number => {
   global.gc?.();
@@ -133,6 +135,7 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
   process.once('SIGINT', cleanup);
   const server = await TestApiServer.create({ bookmarkIntervalMs: 60_000 });
   let daemon: Daemon | undefined;
+  let child: DaemonProcess | undefined;
   try {
     server.create('Node', {
       metadata: { name: NODE },
@@ -149,10 +152,7 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
       );
     }
     const heapServerOnly = heapMb();
-    const rssServerOnly = rssMb();
-    ctx.say(
-      `daemon-latency: ${services} Services × ${ENDPOINTS} endpoints in the API server (rss ${rssServerOnly} MB)`,
-    );
+    ctx.say(`daemon-latency: ${services} Services × ${ENDPOINTS} endpoints in the API server`);
 
     const runs: NftRun[] = [];
     const nft = timedNft(createNft({ netns: ns, session: true }), runs);
@@ -160,23 +160,20 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
       createKubeSource({ kubeConfig: server.kubeConfig(), nodeName: NODE, log, watchdogMs: 0 }),
     );
     const env: Environment = { localAddresses: [NODE_IP] };
+    const flags = [
+      '--hostname-override',
+      NODE,
+      '--cluster-cidr',
+      CLUSTER_CIDR,
+      '--service-cidr',
+      SERVICE_CIDR,
+      '--min-sync-period',
+      '0s',
+      '--sync-period',
+      '1h',
+    ];
     const config = buildConfig(
-      [
-        '--hostname-override',
-        NODE,
-        '--cluster-cidr',
-        CLUSTER_CIDR,
-        '--service-cidr',
-        SERVICE_CIDR,
-        '--healthz-bind-address',
-        '127.0.0.1:0',
-        '--metrics-bind-address',
-        '127.0.0.1:0',
-        '--min-sync-period',
-        '0s',
-        '--sync-period',
-        '1h',
-      ],
+      [...flags, '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0'],
       {},
     );
     const started = performance.now();
@@ -192,21 +189,25 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
       nftMs: round(first.end - first.start),
       operations: first.operations,
     };
-    const rssAfterFull = rssMb();
     ctx.say(`daemon-latency: initial full sync ${initial.totalMs} ms (nft ${initial.nftMs} ms)`);
 
     // One EndpointSlice change at a time: endpoint 0 of a Service is replaced by a fresh IP.
-    const samples: Array<{ total: number; delivery: number; cpu: number; nft: number; ops: number }> = [];
-    for (let c = 0; c < changes; c++) {
-      await sleep(300);
+    // Change c is the c-th such IP; the child process below takes the next ones.
+    const change = (c: number): { i: number; fresh: string; object: StoredObject } => {
       const i = (c * 997 + 13) % services;
       const fresh = endpointIp(services * ENDPOINTS + c);
       const ips = Array.from({ length: ENDPOINTS }, (_, j) =>
         j === 0 ? fresh : endpointIp(i * ENDPOINTS + j),
       );
+      return { i, fresh, object: slice(i, ips) };
+    };
+    const samples: Array<{ total: number; delivery: number; cpu: number; nft: number; ops: number }> = [];
+    for (let c = 0; c < changes; c++) {
+      await sleep(300);
+      const { i, fresh, object } = change(c);
       const runsBefore = runs.length;
       const t0 = performance.now();
-      server.update('EndpointSlice', slice(i, ips));
+      server.update('EndpointSlice', object);
       let done: NftRun | undefined;
       await waitFor(
         () => (done = runs.slice(runsBefore).find((r) => r.text?.includes(fresh))) !== undefined,
@@ -225,8 +226,22 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
         ops: done!.operations,
       });
     }
-    const rssAfterChanges = rssMb();
     const heapAfterChanges = heapMb();
+    await daemon.stop();
+    daemon = undefined;
+
+    // The binary itself, alone in its process: the same list, then the same kind of changes.
+    ctx.say('daemon-latency: the kube-nftproxy binary as a child process, for its memory');
+    child = await DaemonProcess.start({ kubeConfig: server.kubeConfig(), netns: ns, flags });
+    let syncs = await child.waitForSyncs(0, 60_000);
+    const afterFull = child.memory();
+    for (let c = changes; c < 2 * changes; c++) {
+      await sleep(300);
+      server.update('EndpointSlice', change(c).object);
+      syncs = await child.waitForSyncs(syncs, 60_000);
+    }
+    const afterChanges = child.memory();
+    const rss = afterChanges.rssMb;
 
     const m = {
       total: median(samples.map((s) => s.total)),
@@ -247,15 +262,13 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
       [`change_sync_cpu_ms_median@${n}`]: round(m.cpu),
       [`change_nft_ms_median@${n}`]: round(m.nft),
       [`change_operations@${n}`]: m.ops,
-      [`rss_mb_api_server_only@${n}`]: rssServerOnly,
-      [`rss_mb_after_full_sync@${n}`]: rssAfterFull,
-      [`rss_mb_after_changes@${n}`]: rssAfterChanges,
-      [`rss_mb_daemon_estimate@${n}`]: round(rssAfterChanges - rssServerOnly),
+      [`daemon_rss_mb_after_full_sync@${n}`]: afterFull.rssMb,
+      [`daemon_rss_mb_after_changes@${n}`]: rss,
+      [`daemon_rss_mb_peak@${n}`]: afterChanges.peakMb,
       [`heap_mb_api_server_only@${n}`]: heapServerOnly,
       [`heap_mb_after_changes@${n}`]: heapAfterChanges,
       heap_after_gc: global.gc ? 'yes' : 'no (run node --expose-gc)',
     };
-    const daemonRss = rssAfterChanges - rssServerOnly;
     const lines = [
       `daemon latency, ${n} Services × ${ENDPOINTS} endpoints, real nft in a namespace, API server in-process:`,
       `  initial full sync (start → commit): ${initial.totalMs} ms = ${initial.beforeNftMs} ms list+state+compile+render, ${initial.nftMs} ms nft (${initial.operations} operations)`,
@@ -263,14 +276,15 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
         `(target ≤ ${TARGET.changeMs} ms: ${m.total <= TARGET.changeMs ? 'met' : 'MISSED'}); ` +
         `max ${round(Math.max(...samples.map((s) => s.total)))} ms`,
       `    watch delivery ${round(m.delivery)} ms · sync CPU before nft ${round(m.cpu)} ms · nft ${round(m.nft)} ms · ${m.ops} operations`,
-      `  RSS: ${rssAfterChanges} MB in all; ${rssServerOnly} MB before the daemon started (the test API server's objects), ` +
-        `so the daemon ≈ ${round(daemonRss)} MB (target ≤ ${TARGET.rssMb} MB: ${daemonRss <= TARGET.rssMb ? 'met' : 'MISSED'})`,
-      `  heap${global.gc ? ' after a full GC' : ' (garbage included; node --expose-gc for live objects)'}: ` +
-        `${heapServerOnly} MB before the daemon, ${heapAfterChanges} MB after (daemon ≈ ${round(heapAfterChanges - heapServerOnly)} MB)`,
+      `  the binary as its own process (VmRSS): ${afterFull.rssMb} MB after the full sync, ${rss} MB after ${changes} changes ` +
+        `(target ≤ ${TARGET.rssMb} MB: ${rss <= TARGET.rssMb ? 'met' : 'MISSED'}); peak ${afterChanges.peakMb} MB`,
+      `  in-process daemon's live heap${global.gc ? ' after a full GC' : ' (garbage included; node --expose-gc for live objects)'}: ` +
+        `${round(heapAfterChanges - heapServerOnly)} MB (${heapServerOnly} MB before it started, the API server's objects)`,
     ];
     return { figures, lines };
   } finally {
     await daemon?.stop();
+    await child?.stop();
     await server.close();
     process.removeListener('SIGINT', cleanup);
     await run(['ip', 'netns', 'del', ns], { allowFail: true });

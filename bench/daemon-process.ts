@@ -1,0 +1,126 @@
+/**
+ * The real `kube-nftproxy` binary (dist/src/cli.js) as a child process, so that its memory is
+ * measured alone: an in-process daemon shares its heap and RSS with the bench and the test API
+ * server, and subtracting one from the other is only an estimate. Its nft runs inside the
+ * bench's network namespace through an `nft` on PATH that is `ip netns exec NS nft`: the
+ * binary itself is unchanged and sees the host's network (where the API server listens).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { KubeConfig } from '@kubernetes/client-node';
+
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+
+/** A port free on 127.0.0.1 right now (the daemon's servers need fixed addresses). */
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** kB fields of /proc/PID/status, in MB. */
+function statusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Math.round((Number(m[1]) / 1024) * 10) / 10;
+}
+
+export class DaemonProcess {
+  private exited: string | undefined;
+  private stderr = '';
+
+  private constructor(
+    readonly child: ChildProcess,
+    private readonly dir: string,
+    readonly metricsUrl: string,
+  ) {
+    child.stderr?.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)));
+    child.on('exit', (code, signal) => (this.exited = `exit ${code ?? signal}`));
+  }
+
+  /** Starts the binary with `flags`, credentials from `kubeConfig`, and nft inside `netns`. */
+  static async start(opts: {
+    kubeConfig: KubeConfig;
+    netns: string;
+    flags: string[];
+  }): Promise<DaemonProcess> {
+    const dir = mkdtempSync(join(tmpdir(), 'kube-nftproxy-bench-'));
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(kubeconfig, opts.kubeConfig.exportConfig());
+    // The real nft by its full path: by name, the shim would find itself first on PATH.
+    const nft = execFileSync('sh', ['-c', 'command -v nft'], { encoding: 'utf8' }).trim();
+    writeFileSync(join(dir, 'nft'), `#!/bin/sh\nexec ip netns exec ${opts.netns} ${nft} "$@"\n`, {
+      mode: 0o755,
+    });
+    const metrics = `127.0.0.1:${await freePort()}`;
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        '--kubeconfig',
+        kubeconfig,
+        '--healthz-bind-address',
+        `127.0.0.1:${await freePort()}`,
+        '--metrics-bind-address',
+        metrics,
+        ...opts.flags,
+      ],
+      // The daemon's JSON log goes to a file, read only to explain a failure.
+      {
+        stdio: ['ignore', openSync(join(dir, 'log'), 'w'), 'pipe'],
+        env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ''}` },
+      },
+    );
+    return new DaemonProcess(child, dir, `http://${metrics}/metrics`);
+  }
+
+  /** Successful syncs so far, from the sync-duration histogram's count (0 before the servers answer). */
+  async syncs(): Promise<number> {
+    if (this.exited) throw new Error(`the daemon ended (${this.exited}): ${this.stderr.trim()}`);
+    const text = await fetch(this.metricsUrl)
+      .then((r) => r.text())
+      .catch(() => '');
+    const m = /^kubeproxy_sync_proxy_rules_duration_seconds_count (\d+)/m.exec(text);
+    return m ? Number(m[1]) : 0;
+  }
+
+  /** Polls until more than `than` syncs have succeeded. */
+  async waitForSyncs(than: number, timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const n = await this.syncs();
+      if (n > than) return n;
+      if (Date.now() > deadline)
+        throw new Error(
+          `the daemon made no sync past ${than} in ${timeoutMs} ms; its log ends: ${this.logTail()}`,
+        );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  private logTail(): string {
+    return readFileSync(join(this.dir, 'log'), 'utf8').slice(-2000);
+  }
+
+  /** Resident memory now, and its peak so far (VmRSS, VmHWM). */
+  memory(): { rssMb: number; peakMb: number } {
+    const pid = this.child.pid!;
+    return { rssMb: statusMb(pid, 'VmRSS'), peakMb: statusMb(pid, 'VmHWM') };
+  }
+
+  /** SIGTERM, as the kubelet stops it (the rules stay); then the temporary files go. */
+  async stop(): Promise<void> {
+    if (!this.exited) {
+      const gone = new Promise((resolve) => this.child.once('exit', resolve));
+      this.child.kill('SIGTERM');
+      await gone;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
