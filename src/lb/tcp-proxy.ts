@@ -4,11 +4,13 @@
  * the writer's buffer passes its high-water mark, so a slow side buffers at most
  * highWaterMark + one read per direction.
  *
- * Upstream sockets read through `onread` into one buffer shared by the process, and each read
- * is copied out into a buffer of its own size: for the small reads of request/response
- * traffic that costs less than a stream's read (a 64 KiB allocation shrunk to fit, a push
- * through the readable state, a `data` event and a tick). Accepted sockets cannot take
- * `onread`, so the client side reads through `data` events.
+ * Both sockets of a connection read through `onread` into one buffer shared by the process,
+ * and each read is copied out into a buffer of its own size: for the small reads of
+ * request/response traffic that costs less than a stream's read (a 64 KiB allocation shrunk
+ * to fit, a push through the readable state, a `data` event and a tick). Upstream sockets
+ * take `onread` from `net.connect`; accepted sockets have no public way to it, so they get
+ * it through Node's internals where those are as expected (`clientOnread`), and read
+ * through `data` events otherwise.
  */
 import net from 'node:net';
 import type { Logger } from '../log.js';
@@ -35,6 +37,12 @@ export interface TcpProxyOptions<T extends Target> {
   connectAttempts: number;
   /** Bytes a direction may buffer before its reader pauses. */
   highWaterMark: number;
+  /**
+   * How accepted sockets are read: 'auto' through `onread` where this Node allows it
+   * (`clientOnread`), else through 'data' events; 'data' always through 'data' events (tests
+   * cover both paths). Default 'auto'.
+   */
+  clientReads?: 'auto' | 'data';
   /** Client addresses allowed (loadBalancerSourceRanges); undefined: any. */
   allow?: net.BlockList | undefined;
   clock: Clock;
@@ -50,11 +58,67 @@ export interface TcpProxyStats {
 }
 
 /**
- * Where every upstream socket reads. One buffer serves all of them because a read callback
- * runs to its end before the next one starts, and it copies what it read out before it
- * returns: a write may still hold its buffer after write() returns.
+ * Where every socket with `onread` reads. One buffer serves all of them because a read
+ * callback runs to its end before the next one starts, and it copies what it read out before
+ * it returns: a write may still hold its buffer after write() returns.
  */
-const upstreamReads = Buffer.allocUnsafe(64 * 1024);
+const reads = Buffer.allocUnsafe(64 * 1024);
+
+/** Copies the last `n` bytes read into `reads` out and writes them; false: stop reading. */
+function forward(to: net.Socket, n: number): boolean {
+  const chunk = Buffer.allocUnsafe(n);
+  reads.copy(chunk, 0, 0, n);
+  return to.write(chunk);
+}
+
+/**
+ * Gives an accepted socket what `net.connect({ onread })` gives a new one, or returns false
+ * when this Node does not implement `onread` as Node 20 does: net.Socket keeps the option in
+ * two symbol-keyed fields, read by its stream-read callback and by pause()/resume(), and
+ * points its handle at the buffer with `useUserBuffer`. The symbols are private, so they are
+ * found once, on a probe socket, by the values they hold. Without them (another Node version
+ * may move them) the client reads through 'data' events, the public path.
+ */
+const clientOnread: ((socket: net.Socket, callback: (n: number) => boolean) => boolean) | undefined = (() => {
+  const buffer = Buffer.alloc(1);
+  const callback = (): boolean => true;
+  const probe = new net.Socket({ onread: { buffer, callback } } as net.SocketConstructorOpts);
+  const fields = probe as unknown as Record<symbol, unknown>;
+  const keys = Object.getOwnPropertySymbols(probe);
+  const bufferKey = keys.find((k) => fields[k] === buffer);
+  const callbackKey = keys.find((k) => fields[k] === callback);
+  probe.destroy();
+  if (!bufferKey || !callbackKey) return undefined;
+  return (socket, cb) => {
+    const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Buffer) => void } })._handle;
+    if (typeof handle?.useUserBuffer !== 'function') return false;
+    const s = socket as unknown as Record<symbol, unknown>;
+    s[bufferKey] = reads;
+    s[callbackKey] = cb;
+    handle.useUserBuffer(reads);
+    return true;
+  };
+})();
+
+/**
+ * The client side of a flow, read from the socket only when a picker or the source ranges
+ * ask: each address costs a getpeername(2), and the default random picker asks for neither.
+ * Read once and kept, so a retry sees the same flow even after the client is gone.
+ */
+class ClientFlow implements Flow {
+  private peer: { ip: string; port: number } | undefined;
+  constructor(private readonly socket: net.Socket) {}
+  get ip(): string {
+    return this.read().ip;
+  }
+  get port(): number {
+    return this.read().port;
+  }
+  private read(): { ip: string; port: number } {
+    this.peer ??= { ip: this.socket.remoteAddress ?? '', port: this.socket.remotePort ?? 0 };
+    return this.peer;
+  }
+}
 
 /** A client and its upstream; one object per connection and one read callback per upstream. */
 class Conn {
@@ -124,6 +188,10 @@ export class TcpProxy<T extends Target = Target> {
   get connections(): number {
     return this.conns.size;
   }
+  /** How accepted sockets are read (`clientReads`, and whether this Node allows `onread`). */
+  get clientReadPath(): 'onread' | 'data' {
+    return this.opts.clientReads !== 'data' && clientOnread ? 'onread' : 'data';
+  }
 
   /** New flows use the new endpoints; open connections keep the endpoint they have. */
   setEndpoints(endpoints: readonly T[], spec: PickerSpec): void {
@@ -159,7 +227,7 @@ export class TcpProxy<T extends Target = Target> {
 
   private accept(client: net.Socket): void {
     this.stats.accepted++;
-    const flow: Flow = { ip: client.remoteAddress ?? '', port: client.remotePort ?? 0 };
+    const flow = new ClientFlow(client);
     if (this.allow && !this.allow.check(flow.ip, net.isIPv6(flow.ip) ? 'ipv6' : 'ipv4')) {
       this.refuse(client);
       return;
@@ -198,21 +266,32 @@ export class TcpProxy<T extends Target = Target> {
       noDelay: true,
       allowHalfOpen: true,
       highWaterMark: this.opts.highWaterMark,
+      // The values net.Socket sets on its copy of these options anyway. Given here, its copy
+      // keeps their shape; added there, each copy got maps of its own (V8 11.3 keeps no
+      // transition from a spread copy's map) and every option read missed its inline cache.
+      emitClose: false,
+      autoDestroy: true,
+      decodeStrings: false,
       onread: {
-        buffer: upstreamReads,
+        buffer: reads,
         // Returning false stops reading, as pause() would; the client's 'drain' resumes it.
         callback: (n: number): boolean => {
           conn.active = true;
-          const chunk = Buffer.allocUnsafe(n);
-          upstreamReads.copy(chunk, 0, 0, n);
-          return client.write(chunk);
+          return forward(client, n);
         },
       },
     } as net.NetConnectOpts);
     conn.upstream = up;
-    const onConnectError = (): void => {
+    // One 'error' listener for the socket's life: before 'connect' an error moves on to the
+    // next endpoint, after it the client is reset.
+    let connected = false;
+    up.on('error', () => {
+      if (connected) {
+        if (!client.destroyed) client.resetAndDestroy();
+        return;
+      }
       up.destroy();
-      if (conn.client.destroyed) return;
+      if (client.destroyed) return;
       this.stats.connectFailures++;
       const tried = avoid ?? new Set<T>();
       tried.add(ep);
@@ -220,37 +299,40 @@ export class TcpProxy<T extends Target = Target> {
       if (next) this.connect(conn, flow, next, attempt + 1, tried);
       else {
         this.stats.refused++;
-        conn.client.resetAndDestroy();
+        client.resetAndDestroy();
       }
-    };
-    up.once('error', onConnectError);
-    up.once('connect', () => {
-      up.off('error', onConnectError);
-      if (conn.client.destroyed) {
-        up.destroy();
-        return;
-      }
-      this.splice(conn, up);
+    });
+    up.on('connect', () => {
+      connected = true;
+      if (client.destroyed) up.destroy();
+      else this.splice(conn, up);
     });
   }
 
   /**
    * Copies both ways with backpressure; FIN and RST pass through in either direction. Bytes
-   * from upstream go through the read callback given to the upstream socket in `connect`.
+   * from upstream go through the read callback given to the upstream socket in `connect`,
+   * bytes from the client through the one set here (or its 'data' events).
    */
   private splice(conn: Conn, up: net.Socket): void {
     const client = conn.client;
-    client.on('data', (chunk: Buffer) => {
-      conn.active = true;
-      if (!up.write(chunk)) client.pause();
-    });
+    // Set before the first read: the client is paused since accept.
+    const onread =
+      this.opts.clientReads !== 'data' &&
+      clientOnread?.(client, (n) => {
+        conn.active = true;
+        return forward(up, n);
+      });
+    if (!onread) {
+      client.on('data', (chunk: Buffer) => {
+        conn.active = true;
+        if (!up.write(chunk)) client.pause();
+      });
+    }
     up.on('drain', () => client.resume());
     client.on('drain', () => up.resume());
     client.on('end', () => up.end());
     up.on('end', () => client.end());
-    up.on('error', () => {
-      if (!client.destroyed) client.resetAndDestroy();
-    });
     up.on('close', () => {
       if (!client.destroyed && !client.writableEnded) client.destroy();
     });

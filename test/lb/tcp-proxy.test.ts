@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { silentLogger } from '../../src/log.js';
+import { TcpProxy } from '../../src/lb/tcp-proxy.js';
+import { closeServer, listen } from './support.js';
+
+/** Bytes a socket has handed to the kernel (written, less what still waits in its buffer). */
+function accepted(s: net.Socket): number {
+  return s.bytesWritten - s.writableLength;
+}
+
+/** Waits until `f()` stops changing over 200 ms (at most 10 s) and returns its last value. */
+async function settled(f: () => number): Promise<number> {
+  let last = -1;
+  for (let i = 0; i < 50 && f() !== last; i++) {
+    last = f();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return last;
+}
+
+// The client side reads through Node's internal onread fields where this Node has them, and
+// through 'data' events otherwise: each behaviour is proven on both paths.
+for (const clientReads of ['auto', 'data'] as const) {
+  describe(`tcp proxy, clients read via ${clientReads}`, () => {
+    const cleanup: Array<() => Promise<void> | void> = [];
+    afterEach(async () => {
+      for (const f of cleanup.splice(0).reverse()) await f();
+    });
+
+    async function proxyTo(server: net.Server, highWaterMark = 64 * 1024): Promise<TcpProxy> {
+      const port = await listen(server);
+      cleanup.push(() => closeServer(server));
+      const proxy = await TcpProxy.listen({
+        log: silentLogger(),
+        address: '127.0.0.1',
+        port: 0,
+        spec: { algorithm: 'random', affinitySeconds: 0, seed: 0 },
+        endpoints: [{ ip: '127.0.0.1', port }],
+        idleTimeoutMs: 0,
+        connectAttempts: 1,
+        highWaterMark,
+        clientReads,
+        clock: { now: () => 0 },
+      });
+      cleanup.push(() => proxy.close({ destroy: true }));
+      return proxy;
+    }
+
+    it('reads clients through the path asked for (onread on this Node when auto)', async () => {
+      const proxy = await proxyTo(net.createServer((s) => s.destroy()));
+      assert.equal(proxy.clientReadPath, clientReads === 'auto' ? 'onread' : 'data');
+    });
+
+    it('echoes 8 MiB byte-exact while the client still writes, then passes the FIN on', async () => {
+      const proxy = await proxyTo(net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)));
+      const payload = randomBytes(8 << 20);
+      const digest = await new Promise<string>((resolve, reject) => {
+        const hash = createHash('sha256');
+        const c = net.connect(proxy.port, '127.0.0.1');
+        c.on('error', reject);
+        c.on('data', (d: Buffer) => hash.update(d));
+        c.on('end', () => resolve(hash.digest('hex')));
+        c.end(payload);
+      });
+      assert.equal(digest, createHash('sha256').update(payload).digest('hex'));
+    });
+
+    it('answers after the client half-closes', async () => {
+      const counter = net.createServer({ allowHalfOpen: true }, (s) => {
+        let n = 0;
+        s.on('data', (d: Buffer) => (n += d.length));
+        s.on('end', () => s.end(`got ${n}`));
+      });
+      const proxy = await proxyTo(counter);
+      const reply = await new Promise<string>((resolve, reject) => {
+        const c = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+        let text = '';
+        c.on('error', reject);
+        c.on('data', (d: Buffer) => (text += d.toString()));
+        c.on('end', () => resolve(text));
+        c.end(Buffer.alloc(300_000, 1));
+      });
+      assert.equal(reply, 'got 300000');
+    });
+
+    it('stops reading the client while the endpoint does not read, and resumes when it does', async () => {
+      let endpoint: net.Socket | undefined;
+      let received = 0;
+      const slow = net.createServer((s) => {
+        endpoint = s;
+        s.pause();
+        s.on('data', (d: Buffer) => (received += d.length));
+      });
+      const proxy = await proxyTo(slow);
+      const c = net.connect(proxy.port, '127.0.0.1');
+      cleanup.push(() => void c.destroy());
+      c.on('error', () => {});
+      const block = Buffer.alloc(1 << 20, 3);
+      const pump = (): void => {
+        while (!c.destroyed && c.write(block));
+      };
+      c.on('drain', pump);
+      c.on('connect', pump);
+      // A proxy that kept reading would take the client's bytes for as long as it sends.
+      const stalled = await settled(() => accepted(c));
+      assert.ok(stalled > 0, 'the client sent nothing');
+      assert.ok(stalled < 64 << 20, `the client never stalled: ${stalled} bytes taken`);
+
+      endpoint!.resume();
+      while (received < stalled + (16 << 20)) await new Promise((resolve) => setTimeout(resolve, 20));
+    });
+  });
+}
