@@ -72,6 +72,16 @@ function forward(to: net.Socket, n: number): boolean {
 }
 
 /**
+ * Passes a FIN on to `to`. Once `to` has read its own peer's FIN and has nothing left to
+ * send, close(2) sends the FIN that shutdown(2) would, and the socket is done: the shutdown,
+ * its two epoll changes and the stream's finish are skipped.
+ */
+function passEnd(to: net.Socket): void {
+  if (to.readableEnded && to.writableLength === 0) to.destroy();
+  else to.end();
+}
+
+/**
  * Gives an accepted socket what `net.connect({ onread })` gives a new one, or returns false
  * when this Node does not implement `onread` as Node 20 does: net.Socket keeps the option in
  * two symbol-keyed fields, read by its stream-read callback and by pause()/resume(), and
@@ -331,8 +341,8 @@ export class TcpProxy<T extends Target = Target> {
     }
     up.on('drain', () => client.resume());
     client.on('drain', () => up.resume());
-    client.on('end', () => up.end());
-    up.on('end', () => client.end());
+    client.on('end', () => passEnd(up));
+    up.on('end', () => passEnd(client));
     up.on('close', () => {
       if (!client.destroyed && !client.writableEnded) client.destroy();
     });
