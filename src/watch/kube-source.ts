@@ -1,12 +1,4 @@
-import {
-  CoreV1Api,
-  DiscoveryV1Api,
-  type KubeConfig,
-  type KubernetesObject,
-  type V1EndpointSlice,
-  type V1Node,
-  type V1Service,
-} from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { systemClock, type Clock } from '../clock.js';
 import { ErrorCodes, ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -67,12 +59,10 @@ export function createKubeSource(opts: KubeSourceOptions): Source {
   return {
     async start(handler: SourceHandler): Promise<void> {
       if (informers.length > 0) throw new Error('kube source started twice');
-      const core = opts.kubeConfig.makeApiClient(CoreV1Api);
-      const discovery = opts.kubeConfig.makeApiClient(DiscoveryV1Api);
       const listed = new Set<Kind>();
       let synced = false;
 
-      const inform = <K extends Kind>(kind: K, spec: Omit<InformerSpec<KindMap[K]>, 'kind'>): void => {
+      const inform = <K extends Kind>(kind: K, spec: Omit<InformerSpec, 'kind'>): void => {
         const informer = new SupervisedInformer<KindMap[K]>(
           { ...spec, kind },
           {
@@ -96,28 +86,17 @@ export function createKubeSource(opts: KubeSourceOptions): Source {
         informers.push(informer as unknown as SupervisedInformer<KubernetesObject>);
       };
 
-      inform('Service', {
-        apiVersion: 'v1',
-        path: '/api/v1/services',
-        modelType: 'V1Service',
-        labelSelector: PROXY_LABEL_SELECTOR,
-        list: () => core.listServiceForAllNamespaces({ labelSelector: PROXY_LABEL_SELECTOR }),
-      } satisfies Omit<InformerSpec<V1Service>, 'kind'>);
+      inform('Service', { apiVersion: 'v1', path: '/api/v1/services', labelSelector: PROXY_LABEL_SELECTOR });
       inform('EndpointSlice', {
         apiVersion: 'discovery.k8s.io/v1',
         path: '/apis/discovery.k8s.io/v1/endpointslices',
-        modelType: 'V1EndpointSlice',
         labelSelector: PROXY_LABEL_SELECTOR,
-        list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: PROXY_LABEL_SELECTOR }),
-      } satisfies Omit<InformerSpec<V1EndpointSlice>, 'kind'>);
-      const nodeSelector = `metadata.name=${opts.nodeName}`;
+      });
       inform('Node', {
         apiVersion: 'v1',
         path: '/api/v1/nodes',
-        modelType: 'V1Node',
-        fieldSelector: nodeSelector,
-        list: () => core.listNode({ fieldSelector: nodeSelector }),
-      } satisfies Omit<InformerSpec<V1Node>, 'kind'>);
+        fieldSelector: `metadata.name=${opts.nodeName}`,
+      });
 
       log.info({ server: opts.kubeConfig.getCurrentCluster()?.server, node: opts.nodeName }, 'watching');
       for (const informer of informers) informer.start();

@@ -1,7 +1,4 @@
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
-// 1.4 does not re-export its ObjectSerializer from the package root; the package has no
-// "exports" map, so the file is reachable, and ~1.4.0 pins its place.
-import { ObjectSerializer } from '@kubernetes/client-node/dist/serializer.js';
 import { trimObject } from './trim-object.js';
 
 export interface WatchObserver {
@@ -27,8 +24,8 @@ export class EmptyWatchError extends Error {
  *   watchdog needs to see them;
  * - close() ends it at any time. Watch.watch() hands out its AbortController only once the
  *   response headers have arrived, so ListWatch.stop() before that leaves the watch running;
- * - watch objects are deserialized into the same typed models the list calls return (1.4 passes
- *   the raw JSON), so a consumer sees one shape whichever way an object arrived;
+ * - watch objects are trimmed (trimObject) before the informer caches them; they stay plain
+ *   JSON, as the lists (listJson) are, so a consumer sees one shape however an object arrived;
  * - a watch that ends cleanly without a line is reported as an error: ListWatch would reconnect
  *   at once, and a server that keeps doing that would be hammered without backoff.
  */
@@ -38,7 +35,6 @@ export class ObservedWatch extends Watch {
 
   constructor(
     config: KubeConfig,
-    private readonly modelType: string,
     private readonly observer: WatchObserver,
   ) {
     super(config);
@@ -59,7 +55,11 @@ export class ObservedWatch extends Watch {
       if (this.closed) return;
       lines++;
       this.observer.onLine(phase, obj);
-      callback(phase, this.typed(phase, obj), raw);
+      callback(
+        phase,
+        phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? trimObject(obj) : obj,
+        raw,
+      );
     };
     const onDone = (err: unknown): void => {
       finished = true;
@@ -82,16 +82,6 @@ export class ObservedWatch extends Watch {
       controller.signal.addEventListener('abort', () => this.controllers.delete(controller), { once: true });
     }
     return controller;
-  }
-
-  private typed(phase: string, obj: unknown): unknown {
-    if (phase !== 'ADDED' && phase !== 'MODIFIED' && phase !== 'DELETED') return obj;
-    try {
-      return trimObject(ObjectSerializer.deserialize(obj, this.modelType) as unknown);
-    } catch {
-      // Watch swallows whatever its callback throws: better the raw object than a lost event.
-      return obj;
-    }
   }
 
   /** End every connection now and any this watch would open later; no callback runs after this. */

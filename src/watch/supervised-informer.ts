@@ -7,23 +7,20 @@ import {
 import type { Clock, ClockTimer } from '../clock.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { DeliveredObjects } from './delivered-objects.js';
+import { listJson } from './list-json.js';
 import { trimObject } from './trim-object.js';
 import { ObservedWatch } from './observed-watch.js';
 
-/** What to inform on: one kind, one API path, its selectors and its list call. */
-export interface InformerSpec<T extends KubernetesObject> {
+/** What to inform on: one kind, one API path and its selectors (for the list and the watch). */
+export interface InformerSpec {
   /** The kind delivered (also the informer's name in logs). */
   kind: string;
   /** apiVersion stamped on delivered objects (list items come without one). */
   apiVersion: string;
   /** Watch path, e.g. `/api/v1/services`. */
   path: string;
-  /** client-node model name for deserializing watch objects, e.g. `V1Service`. */
-  modelType: string;
   labelSelector?: string;
   fieldSelector?: string;
-  /** The list call, with the same selectors as the watch. */
-  list(): Promise<KubernetesListObject<T>>;
 }
 
 /** Where a supervised informer delivers; every call is already deduplicated. */
@@ -73,7 +70,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
   private watchdogTimer: ClockTimer | undefined;
 
   constructor(
-    private readonly spec: InformerSpec<T>,
+    private readonly spec: InformerSpec,
     private readonly sink: InformerSink<T>,
     private readonly opts: SupervisorOptions,
   ) {
@@ -95,7 +92,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
   }
 
   private launch(): void {
-    const watch = new ObservedWatch(this.opts.kubeConfig, this.spec.modelType, {
+    const watch = new ObservedWatch(this.opts.kubeConfig, {
       onWatchStart: () => {
         if (this.run !== run) return;
         run.phase = 'watching';
@@ -136,7 +133,10 @@ export class SupervisedInformer<T extends KubernetesObject> {
   private async list(run: Run): Promise<KubernetesListObject<KubernetesObject>> {
     run.phase = 'listing';
     run.lastActivity = this.opts.clock.now();
-    const list = await this.spec.list();
+    const list = await listJson<T>(this.opts.kubeConfig, this.spec.path, {
+      labelSelector: this.spec.labelSelector,
+      fieldSelector: this.spec.fieldSelector,
+    });
     for (const item of list.items) trimObject(item);
     if (this.run === run) {
       run.lastActivity = this.opts.clock.now();

@@ -39,7 +39,7 @@ const plural = (kind: string): string => {
 /**
  * The API requests src/ makes, as `group/resource:verb`, read from the source text: calls on
  * clients made by `makeApiClient(XxxApi)` (`listNode`, `readNamespacedService`, ...) and the
- * watch paths string literals name (`'/apis/discovery.k8s.io/v1/endpointslices'`).
+ * informer paths string literals name (`'/apis/discovery.k8s.io/v1/endpointslices'`), listed then watched.
  */
 function apiRequestsInSource(): string[] {
   const files = (readdirSync(path.join(repoRoot, 'src'), { recursive: true }) as string[])
@@ -64,7 +64,8 @@ function apiRequestsInSource(): string[] {
       }
     }
     for (const m of text.matchAll(/'\/(?:api\/v1|apis\/([a-z0-9.-]+)\/v\w+)\/([a-z]+)'/g)) {
-      found.push(`${m[1] ?? ''}/${m[2]}:watch`);
+      // An informer's path is listed (listJson), then watched (ObservedWatch).
+      for (const verb of ['list', 'watch']) found.push(`${m[1] ?? ''}/${m[2]}:${verb}`);
     }
   }
   return [...new Set(found)].sort();
