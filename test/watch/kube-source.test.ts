@@ -3,6 +3,7 @@ import { systemClock, type Clock, type ClockTimer } from '../../src/clock.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { createKubeSource, PROXY_LABEL_SELECTOR } from '../../src/watch/kube-source.js';
 import type { Kind, KindMap, Source, SourceHandler } from '../../src/watch/source.js';
+import { LAST_APPLIED_ANNOTATION } from '../../src/watch/trim-object.js';
 import { parseLabelSelector, TestApiServer, type ApiKind, type StoredObject } from '../support/api-server.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -241,22 +242,59 @@ describe('kube source (real client-node against a test API server)', function ()
     assert.equal(h.get('Node', NODE)?.spec?.podCIDR, '10.244.1.0/24');
   });
 
-  it('drops managedFields from listed and watched objects, as kube-proxy’s informers do', async function () {
+  it('trims listed and watched objects of what the proxy never reads, and keeps them plain JSON', async function () {
     const managed = [{ manager: 'kubectl', operation: 'Apply', fieldsV1: { 'f:spec': { 'f:ports': {} } } }];
-    const withFields = (port: number) => {
+    const annotations = { [LAST_APPLIED_ANNOTATION]: '{"kind":"Service"}', keep: 'me' };
+    const bigService = (port: number): StoredObject => {
       const svc = service('prod', 'big', {}, port);
-      return { ...svc, metadata: { ...svc.metadata, managedFields: managed } };
+      return { ...svc, metadata: { ...svc.metadata, managedFields: managed, annotations } };
     };
-    server.create('Service', withFields(80));
+    const podRef = { kind: 'Pod', namespace: 'prod', name: 'big-0', uid: 'u-0' };
+    const bigSlice = (ip: string): StoredObject => {
+      const s = slice('prod', 'big-a', 'big', [ip]);
+      return { ...s, endpoints: (s.endpoints as object[]).map((ep) => ({ ...ep, targetRef: podRef })) };
+    };
+    const images = [{ names: ['registry.example/app@sha256:00', 'registry.example/app:1'], sizeBytes: 1 }];
+    const bigNode = (podCIDR: string): StoredObject => {
+      const n = node(NODE);
+      return { ...n, spec: { podCIDR }, status: { ...(n.status as object), images } };
+    };
+    // What must stay of each: the fields the model reads.
+    const assertTrimmed = (): void => {
+      const svc = h.get('Service', 'prod/big');
+      assert.equal(svc?.metadata?.managedFields, undefined);
+      assert.deepEqual(svc?.metadata?.annotations, { keep: 'me' });
+      assert.equal(svc?.metadata?.name, 'big');
+      const sl = h.get('EndpointSlice', 'prod/big-a');
+      assert.equal(sl?.endpoints?.[0]?.targetRef, undefined);
+      assert.equal(sl?.endpoints?.[0]?.nodeName, NODE);
+      assert.equal(sl?.endpoints?.[0]?.conditions?.ready, true);
+      const n = h.get('Node', NODE);
+      assert.equal(n?.status?.images, undefined);
+      assert.equal(n?.status?.addresses?.[0]?.address, '192.168.0.1');
+      // Parsed JSON, not client-node's model classes (a second copy of every object).
+      for (const o of [svc, sl, n, sl?.endpoints?.[0]])
+        assert.equal(Object.getPrototypeOf(o), Object.prototype, 'a plain object');
+    };
+    server.create('Service', bigService(80));
+    server.create('EndpointSlice', bigSlice('10.0.9.1'));
+    server.update('Node', bigNode('10.244.1.0/24'));
     await startSource();
-    await waitFor(() => h.view.Service.has('prod/big'), { what: 'the listed Service' });
-    assert.equal(h.get('Service', 'prod/big')?.metadata?.managedFields, undefined);
-    assert.equal(h.get('Service', 'prod/big')?.metadata?.name, 'big');
-    server.update('Service', withFields(81));
-    await waitFor(() => h.get('Service', 'prod/big')?.spec?.ports?.[0]?.port === 81, {
-      what: 'the watched update',
+    await waitFor(() => h.view.Service.has('prod/big') && h.view.EndpointSlice.has('prod/big-a'), {
+      what: 'the listed objects',
     });
-    assert.equal(h.get('Service', 'prod/big')?.metadata?.managedFields, undefined);
+    assertTrimmed();
+    server.update('Service', bigService(81));
+    server.update('EndpointSlice', bigSlice('10.0.9.2'));
+    server.update('Node', bigNode('10.244.9.0/24'));
+    await waitFor(
+      () =>
+        h.get('Service', 'prod/big')?.spec?.ports?.[0]?.port === 81 &&
+        h.get('EndpointSlice', 'prod/big-a')?.endpoints?.[0]?.addresses?.[0] === '10.0.9.2' &&
+        h.get('Node', NODE)?.spec?.podCIDR === '10.244.9.0/24',
+      { what: 'the watched updates' },
+    );
+    assertTrimmed();
   });
 
   it('delivers an endpoint moving between two slices, both slices, in order', async function () {
