@@ -16,8 +16,11 @@ export class ObjectStore implements SourceHandler {
   readonly services = new Map<string, V1Service>();
   readonly slices = new Map<string, V1EndpointSlice>();
   readonly nodes = new Map<string, V1Node>();
-  /** Slices by the Service key they are labelled for ('' without the label), then by their own key. */
-  readonly #slicesByService = new Map<string, Map<string, V1EndpointSlice>>();
+  /**
+   * The keys of the slices labelled for each Service key ('' without the label). An array, not
+   * a Map: a Service has a handful of slices, and 10,000 small Maps cost 5 MB.
+   */
+  readonly #slicesByService = new Map<string, string[]>();
   #changed = new Set<string>();
   #nodeChanged = false;
   #synced = false;
@@ -80,9 +83,9 @@ export class ObjectStore implements SourceHandler {
   /** A slice's Service (as labelled now) changes with it. */
   #index(key: string, slice: V1EndpointSlice): void {
     const svc = sliceServiceKey(slice);
-    let group = this.#slicesByService.get(svc);
-    if (!group) this.#slicesByService.set(svc, (group = new Map()));
-    group.set(key, slice);
+    const group = this.#slicesByService.get(svc);
+    if (!group) this.#slicesByService.set(svc, [key]);
+    else if (!group.includes(key)) group.push(key);
     this.#changed.add(svc);
   }
 
@@ -90,8 +93,9 @@ export class ObjectStore implements SourceHandler {
   #unindex(key: string, slice: V1EndpointSlice): void {
     const svc = sliceServiceKey(slice);
     const group = this.#slicesByService.get(svc);
-    group?.delete(key);
-    if (group?.size === 0) this.#slicesByService.delete(svc);
+    const at = group?.indexOf(key) ?? -1;
+    if (at >= 0) group!.splice(at, 1);
+    if (group?.length === 0) this.#slicesByService.delete(svc);
     this.#changed.add(svc);
   }
 
@@ -100,7 +104,7 @@ export class ObjectStore implements SourceHandler {
     const node = this.nodes.get(nodeName);
     return {
       services: this.services,
-      slicesOf: (service) => this.#slicesByService.get(service)?.values() ?? [],
+      slicesOf: (service) => (this.#slicesByService.get(service) ?? []).map((key) => this.slices.get(key)!),
       sliceServices: () => this.#slicesByService.keys(),
       ...(node ? { node } : {}),
     };
