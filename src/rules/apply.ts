@@ -257,6 +257,9 @@ function diffFragments(
   for (const el of bySet(adds)) tx.add(el);
 }
 
+/** The largest transaction whose text `NftApplier.lastTransaction` keeps. */
+export const KEPT_TRANSACTION_OPERATIONS = 10_000;
+
 export interface SyncResult {
   full: boolean;
   /** Operations sent (0: nothing changed, nothing run). */
@@ -284,7 +287,11 @@ export class NftApplier {
     return this.#applied;
   }
 
-  /** The text of the last transaction sent (successful or not); tests read what a sync sent. */
+  /**
+   * The text of the last transaction sent (successful or not), for tests and debugging. Only
+   * transactions up to KEPT_TRANSACTION_OPERATIONS are kept whole: a full sync's text is 6 MB
+   * at 10,000 Services, held until the next sync for nobody.
+   */
   get lastTransaction(): string {
     return this.#lastText;
   }
@@ -300,7 +307,10 @@ export class NftApplier {
     if (full) await this.#keepAffinity(desired, tx);
     else await this.#forgetStaleAffinity(this.#applied!, desired, tx, delta);
     if (tx.size === 0) return { full, operations: 0 };
-    this.#lastText = tx.toString();
+    this.#lastText =
+      tx.size <= KEPT_TRANSACTION_OPERATIONS
+        ? tx.toString()
+        : `# a transaction of ${tx.size} operations (not kept)\n`;
     try {
       await this.#nft.run(tx);
     } catch (err) {
