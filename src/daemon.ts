@@ -78,8 +78,8 @@ export class Daemon {
       onChange: () => {
         this.health.queued();
         this.metrics.lastQueued(this.#wallNow());
-        const pending = this.store.pendingChanges;
-        this.metrics.pending(pending, pending);
+        const pending = this.store.pending;
+        this.metrics.pending(pending.services, pending.endpoints);
         this.#runner.run();
       },
     });
@@ -172,7 +172,7 @@ export class Daemon {
     if (!this.store.isSynced) return;
     const start = this.#clock.now();
     const changes = this.store.takeChanges();
-    this.metrics.changes(changes.services.size, changes.services.size);
+    this.metrics.changes(changes.events.services, changes.events.endpoints);
     const state = stateFrom(this.store, this.config, this.deps.env, {
       builder: this.#builder,
       changed: changes.services,

@@ -171,6 +171,24 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
     assert.ok(after! > before!, `${after} elements after adding a Service, ${before} before`);
   });
 
+  it('counts Service and EndpointSlice changes apart, as kube-proxy’s change metrics do', async () => {
+    const total = (what: 'service' | 'endpoint'): Promise<number | undefined> =>
+      sample(`kubeproxy_sync_proxy_rules_${what}_changes_total`);
+    const [services, endpoints] = [await total('service'), await total('endpoint')];
+    const h = source.handler!;
+    const ports = [{ port: 8080 }];
+    // One Service event and three EndpointSlice events, all for one new Service.
+    h.upsert('Service', service('default', 'cache', { clusterIP: '10.96.0.12', ports: [{ port: 6379 }] }));
+    for (const ip of ['10.244.1.21', '10.244.1.22', '10.244.1.23'])
+      h.upsert('EndpointSlice', slice('default', 'cache-a', 'cache', ports, [{ ip, nodeName: NODE }]));
+    assert.equal(await sample('kubeproxy_sync_proxy_rules_service_changes_pending'), 1);
+    assert.equal(await sample('kubeproxy_sync_proxy_rules_endpoint_changes_pending'), 1);
+    await clock.advance(0);
+    assert.equal(await total('service'), services! + 1);
+    assert.equal(await total('endpoint'), endpoints! + 3);
+    assert.equal(await sample('kubeproxy_sync_proxy_rules_endpoint_changes_pending'), 0);
+  });
+
   it('lists the Service under /debug/services', async () => {
     const r = await get('metrics', '/debug/services');
     assert.equal(r.status, 200);

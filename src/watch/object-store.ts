@@ -22,7 +22,10 @@ export class ObjectStore implements SourceHandler {
    */
   readonly #slicesByService = new Map<string, string[]>();
   #changed = new Set<string>();
-  #nodeChanged = false;
+  /** kube-proxy's two change counts: Services whose object changed, and whose slices did. */
+  #serviceChanged = new Set<string>();
+  #endpointsChanged = new Set<string>();
+  #events = { services: 0, endpoints: 0 };
   #synced = false;
   /** endpoints.kubernetes.io/last-change-trigger-time of slices changed since takeChanges(). */
   #triggers: number[] = [];
@@ -42,8 +45,9 @@ export class ObjectStore implements SourceHandler {
     const key = objectKey(object.metadata?.namespace, object.metadata?.name);
     if (kind === 'Service') {
       this.services.set(key, object as V1Service);
-      this.#changed.add(key);
+      this.#serviceChange(key);
     } else if (kind === 'EndpointSlice') {
+      this.#events.endpoints++;
       const prev = this.slices.get(key);
       if (prev) this.#unindex(key, prev);
       this.slices.set(key, object as V1EndpointSlice);
@@ -52,7 +56,6 @@ export class ObjectStore implements SourceHandler {
       if (Number.isFinite(trigger)) this.#triggers.push(trigger);
     } else {
       this.nodes.set(object.metadata?.name ?? '', object as V1Node);
-      this.#nodeChanged = true;
     }
     this.#onChange();
   }
@@ -60,14 +63,15 @@ export class ObjectStore implements SourceHandler {
   remove(kind: Kind, namespace: string, name: string): void {
     const key = objectKey(namespace, name);
     if (kind === 'Service') {
-      if (this.services.delete(key)) this.#changed.add(key);
+      if (this.services.delete(key)) this.#serviceChange(key);
     } else if (kind === 'EndpointSlice') {
       const prev = this.slices.get(key);
       if (prev) {
+        this.#events.endpoints++;
         this.slices.delete(key);
         this.#unindex(key, prev);
       }
-    } else if (this.nodes.delete(name)) this.#nodeChanged = true;
+    } else this.nodes.delete(name);
     this.#onChange();
   }
 
@@ -86,7 +90,7 @@ export class ObjectStore implements SourceHandler {
     const group = this.#slicesByService.get(svc);
     if (!group) this.#slicesByService.set(svc, [key]);
     else if (!group.includes(key)) group.push(key);
-    this.#changed.add(svc);
+    this.#endpointsChange(svc);
   }
 
   /** The Service it belonged to changes too: an endpoint can move between Services' slices. */
@@ -96,7 +100,18 @@ export class ObjectStore implements SourceHandler {
     const at = group?.indexOf(key) ?? -1;
     if (at >= 0) group!.splice(at, 1);
     if (group?.length === 0) this.#slicesByService.delete(svc);
-    this.#changed.add(svc);
+    this.#endpointsChange(svc);
+  }
+
+  #serviceChange(key: string): void {
+    this.#events.services++;
+    this.#serviceChanged.add(key);
+    this.#changed.add(key);
+  }
+
+  #endpointsChange(service: string): void {
+    this.#endpointsChanged.add(service);
+    this.#changed.add(service);
   }
 
   /** The objects as the model reads them, with this node's Node. */
@@ -111,18 +126,26 @@ export class ObjectStore implements SourceHandler {
   }
 
   /**
-   * Service keys changed since the last call, and the slices' trigger times; resets them. (A
-   * Node change needs no key: the model sees the Node's new name, zone or IPs itself.)
+   * Service keys changed since the last call, the slices' trigger times, and how many Service
+   * and EndpointSlice events there were (kube-proxy's change totals); resets them. (A Node
+   * change needs no key: the model sees the Node's new name, zone or IPs itself.)
    */
-  takeChanges(): { services: Set<string>; triggers: number[] } {
-    const out = { services: this.#changed, triggers: this.#triggers };
+  takeChanges(): {
+    services: Set<string>;
+    triggers: number[];
+    events: { services: number; endpoints: number };
+  } {
+    const out = { services: this.#changed, triggers: this.#triggers, events: this.#events };
     this.#changed = new Set();
-    this.#nodeChanged = false;
+    this.#serviceChanged = new Set();
+    this.#endpointsChanged = new Set();
+    this.#events = { services: 0, endpoints: 0 };
     this.#triggers = [];
     return out;
   }
 
-  get pendingChanges(): number {
-    return this.#changed.size + (this.#nodeChanged ? 1 : 0);
+  /** Changes waiting for a sync: Services whose object changed, and whose endpoints did (kube-proxy's pending gauges). */
+  get pending(): { services: number; endpoints: number } {
+    return { services: this.#serviceChanged.size, endpoints: this.#endpointsChanged.size };
   }
 }
