@@ -12,8 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { parseDockerfile, stageEnv } from '../test/support/dockerfile.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+// dist/bench/ at run time: the Dockerfile is two levels up.
+const DOCKERFILE = fileURLToPath(new URL('../../Dockerfile', import.meta.url));
 
 /** A port free on 127.0.0.1 right now (the daemon's servers need fixed addresses). */
 async function freePort(): Promise<number> {
@@ -22,6 +25,12 @@ async function freePort(): Promise<number> {
   const port = (server.address() as net.AddressInfo).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/** The runtime stage's ENV of the project's Dockerfile: the binary runs as the image runs it. */
+function imageEnv(): Record<string, string> {
+  const stages = parseDockerfile(readFileSync(DOCKERFILE, 'utf8'));
+  return stageEnv(stages[stages.length - 1]!);
 }
 
 /** kB fields of /proc/PID/status, in MB. */
@@ -74,7 +83,7 @@ export class DaemonProcess {
       // The daemon's JSON log goes to a file, read only to explain a failure.
       {
         stdio: ['ignore', openSync(join(dir, 'log'), 'w'), 'pipe'],
-        env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ''}` },
+        env: { ...process.env, ...imageEnv(), PATH: `${dir}:${process.env.PATH ?? ''}` },
       },
     );
     return new DaemonProcess(child, dir, `http://${metrics}/metrics`);

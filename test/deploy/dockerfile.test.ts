@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildOnce, repoRoot } from '../support/build-output.js';
-import { execForm, parseCopy, parseDockerfile, runCommands, type Stage } from '../support/dockerfile.js';
+import {
+  execForm,
+  parseCopy,
+  parseDockerfile,
+  runCommands,
+  stageEnv,
+  type Stage,
+} from '../support/dockerfile.js';
 
 /**
  * The Dockerfile, checked statically: no Docker engine runs here (DESIGN.md, Dependencies).
@@ -136,6 +143,13 @@ describe('Dockerfile (static)', function () {
       assert.match(i.run, /apt-get update/, 'apt-get update in the same RUN as the install');
       assert.match(i.run, /rm -rf \/var\/lib\/apt\/lists\/\*/, 'apt lists removed in the same RUN');
     }
+  });
+
+  it('runtime: production mode, and malloc told to give freed memory back (bench daemon-latency)', function () {
+    const env = stageEnv(runtime);
+    assert.equal(env.NODE_ENV, 'production');
+    assert.equal(env.MALLOC_ARENA_MAX, '2');
+    assert.equal(env.MALLOC_MMAP_THRESHOLD_, '131072');
   });
 
   it('runtime: production dependencies only, no compiler, no build', function () {

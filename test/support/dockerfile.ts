@@ -99,3 +99,22 @@ export function runCommands(ins: Instruction): string[] {
     .map((c) => c.trim())
     .filter((c) => c !== '');
 }
+
+/**
+ * The environment a stage's ENV instructions set, in order (`ENV K=V K2="V 2"`, or the legacy
+ * `ENV K V`). Quotes around a value are removed; escapes and `$VAR` are not interpreted.
+ */
+export function stageEnv(stage: Stage): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const ins of stage.instructions) {
+    if (ins.keyword !== 'ENV') continue;
+    if (!ins.args.includes('=')) {
+      const [key, ...rest] = ins.args.split(/\s+/);
+      if (key) env[key] = rest.join(' ');
+      continue;
+    }
+    for (const m of ins.args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|'[^']*'|\S*)/g))
+      env[m[1]!] = m[2]!.replace(/^(["'])(.*)\1$/, '$2');
+  }
+  return env;
+}
