@@ -1,5 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, ProxyError } from '../../errors.js';
@@ -12,6 +12,44 @@ export interface SessionOptions {
   dir?: string;
   /** A transaction that has not answered after this long kills the session; default 60 s. */
   timeoutMs?: number;
+}
+
+/** Session directories are named after the process that made them: `kube-nftproxy-nft-<pid>-XXXXXX`. */
+const DIR_PREFIX = 'kube-nftproxy-nft-';
+const DIR_RE = /^kube-nftproxy-nft-(\d+)-/;
+/** This process's open sessions' directories: never swept. */
+const live = new Set<string>();
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the session directories in `parent` that no running session owns: made by a process
+ * that is gone, or by an earlier run with this very pid (a container restarted in its pod
+ * keeps its /tmp emptyDir and is pid 1 again). A daemon killed with SIGKILL cannot clean up
+ * after itself; its successor does.
+ */
+function sweepStale(parent: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = DIR_RE.exec(name);
+    if (!m) continue;
+    const path = join(parent, name);
+    const pid = Number(m[1]);
+    if (live.has(path) || (pid !== process.pid && alive(pid))) continue;
+    rmSync(path, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -40,7 +78,10 @@ export class NftSession {
   #dead: Error | undefined;
 
   constructor(opts: SessionOptions) {
-    this.#dir = mkdtempSync(join(opts.dir ?? tmpdir(), 'kube-nftproxy-'));
+    const parent = opts.dir ?? tmpdir();
+    sweepStale(parent);
+    this.#dir = mkdtempSync(join(parent, `${DIR_PREFIX}${process.pid}-`));
+    live.add(this.#dir);
     this.#file = join(this.#dir, 'transaction.nft');
     this.#timeoutMs = opts.timeoutMs ?? 60_000;
     const [program, ...args] = opts.command;
@@ -149,5 +190,6 @@ export class NftSession {
     this.#child.stdin.end();
     if (this.#child.exitCode === null) this.#child.kill();
     rmSync(this.#dir, { recursive: true, force: true });
+    live.delete(this.#dir);
   }
 }

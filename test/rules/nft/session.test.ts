@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { NftSession } from '../../../src/rules/nft/session.js';
 
 describe('NftSession', () => {
@@ -16,5 +19,38 @@ describe('NftSession', () => {
     const session = new NftSession({ command: ['/nonexistent/nft'] });
     await assert.rejects(session.run('add table ip t\n'), /ENOENT/);
     assert.equal(session.alive, false);
+  });
+
+  it('sweeps the directories sessions of gone processes left behind, and only those', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'knp-session-sweep-'));
+    // A stand-in nft that stays up reading its input.
+    const command: [string, ...string[]] = ['sh', '-c', 'exec cat >/dev/null', 'sh'];
+    try {
+      const open = new NftSession({ command, dir: parent });
+      const gonePid = spawnSync('true').pid!; // exited: nothing runs as it any more
+      const stale = [
+        `kube-nftproxy-nft-${gonePid}-aaaaaa`,
+        // This pid, but no session of this process: a container restarted with the same pid.
+        `kube-nftproxy-nft-${process.pid}-bbbbbb`,
+      ];
+      const kept = [
+        'kube-nftproxy-nft-1-cccccc', // pid 1 runs
+        'kube-nftproxy-demo-dddddd', // not a session's
+        'unrelated',
+      ];
+      for (const name of [...stale, ...kept]) mkdirSync(join(parent, name));
+      const next = new NftSession({ command, dir: parent });
+      assert.equal(dirname(next.dir), parent);
+      assert.match(basename(next.dir), new RegExp(`^kube-nftproxy-nft-${process.pid}-`));
+      assert.deepEqual(
+        readdirSync(parent).sort(),
+        [...kept, basename(open.dir), basename(next.dir)].sort(),
+        'the stale ones went; the open session and everything else stayed',
+      );
+      open.close();
+      next.close();
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
+    }
   });
 });
