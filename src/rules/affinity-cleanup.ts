@@ -24,7 +24,16 @@ export interface StaleAffinity {
   gone: Set<string>;
 }
 
-const frontendOf = (el: Element): string => `${el.key[0]} . ${el.key[2]}`;
+/**
+ * The `ip . port` of a backends element (key `ip . proto . port . slot`): its first and third
+ * fields, cut out of the key text without splitting it.
+ */
+function frontendOf(el: Element): string {
+  const { key } = el;
+  const proto = key.indexOf(' . ');
+  const port = key.indexOf(' . ', proto + 3);
+  return key.slice(0, proto) + key.slice(port, key.indexOf(' . ', port + 3));
+}
 
 /** A port's sticky frontends: `ip . port` → its element of affinity-frontends-<proto>. */
 function stickyOf(elements: readonly Element[]): Map<string, Element> {
@@ -135,8 +144,8 @@ export function staleEntries(stale: StaleAffinity[], json: string): Element[] {
       family: first.family,
       table: first.table,
       set: `affinity-${first.proto}`,
-      key,
-      value,
+      key: key.join(' . '),
+      value: endpoint,
     });
   }
   return out;
@@ -183,8 +192,9 @@ export function restoredEntries(group: StickyFrontends, json: string): Element[]
   const listing = affinityEntries(json);
   const out: Element[] = [];
   for (const { key, value, timeout, expires } of listing.entries) {
+    const endpoint = value.join(' . ');
     const eps = group.endpoints.get(`${key[0]} . ${key[1]}`);
-    if (!eps?.has(value.join(' . '))) continue;
+    if (!eps?.has(endpoint)) continue;
     // The client's address is the kernel's text: it must be an address of the map's family.
     if (ipFamily(key[2]!) !== ipFamily(key[0]!)) continue;
     // Given both, the kernel refuses an expiry beyond the timeout ("Numerical result out of range").
@@ -195,8 +205,8 @@ export function restoredEntries(group: StickyFrontends, json: string): Element[]
       family,
       table,
       set: `affinity-${proto}`,
-      key,
-      value,
+      key: key.join(' . '),
+      value: endpoint,
       timeout: `${limit}s`,
       expires: `${Math.min(expires, limit)}s`,
     });

@@ -55,6 +55,13 @@ export const pickChainName = (s: PickSpec): string =>
 
 const PROTOCOLS = ['tcp', 'udp', 'sctp'] as const;
 
+/**
+ * An element's key or value text from its fields. A join makes one flat string; a template
+ * literal makes a tree of V8 cons strings, which at 100,000 elements costs more heap than
+ * arrays of fields did (measured: 43 MB against 33 for the ruleset at 10,000 Services).
+ */
+const fields = (...parts: Array<string | number>): string => parts.join(' . ');
+
 /** A chain-name-safe, stable short name for a service port (its key may hold any Service name). */
 const portHash = (key: string): string => createHash('sha256').update(key).digest('hex').slice(0, 12);
 const proto = (sp: ServicePort): (typeof PROTOCOLS)[number] =>
@@ -334,20 +341,20 @@ function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
   const picks = new Map<string, PickSpec>();
   const recorders = new Map<string, Recorder>();
   // Plain literals: building 100,000 elements with spreads costs seconds.
-  const element = (set: string, key: string[], value?: string[]): void => {
+  const element = (set: string, key: string, value?: string): void => {
     elements.push(
       value
         ? { kind: 'element', family, table, set, key, value }
         : { kind: 'element', family, table, set, key },
     );
   };
-  const frontendKey = (fe: Frontend): string[] => [fe.ip, p, String(fe.port)];
+  const frontendKey = (fe: Frontend): string => fields(fe.ip, p, fe.port);
   const stickyGroups = [
     { frontends: new Map<string, Frontend>() },
     { frontends: new Map<string, Frontend>() },
   ];
   const noEndpoints = (fe: Frontend): void =>
-    element('no-endpoint-services', frontendKey(fe), [sp.hasEndpoints ? 'drop' : 'goto reject-chain']);
+    element('no-endpoint-services', frontendKey(fe), sp.hasEndpoints ? 'drop' : 'goto reject-chain');
   const maglevSlots = new Map<Endpoint[], Endpoint[]>();
   const route = (
     mapName: 'service-ips' | 'shortcircuit-ips',
@@ -370,12 +377,12 @@ function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
     const spec: PickSpec = { role, algo, size, sticky };
     const name = pickChainName(spec);
     picks.set(name, spec);
-    element(mapName, frontendKey(fe), [`goto ${name}`]);
+    element(mapName, frontendKey(fe), `goto ${name}`);
     const backends = `${role === 'shortcircuit' ? 'cluster-backends' : 'backends'}-${p}`;
     const port = String(fe.port);
     for (let slot = 0; slot < slots.length; slot++) {
       const ep = slots[slot]!;
-      element(backends, [fe.ip, p, port, String(slot)], [ep.ip, String(ep.port)]);
+      element(backends, fields(fe.ip, p, port, slot), fields(ep.ip, ep.port));
     }
     // Frontends that pick from the same list share stickiness, as kube-proxy keys affinity by
     // endpoint: a client seen on the ClusterIP keeps its endpoint on the NodePort. An eTP Local
@@ -388,7 +395,7 @@ function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
 
   for (const fe of frontendsOf(sp, ctx.nodePortIPs)) {
     if (fe.kind === 'clusterIP') {
-      element('cluster-ips', [fe.ip]);
+      element('cluster-ips', fe.ip);
       const eps = sp.internalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints;
       if (eps.length === 0) noEndpoints(fe);
       else route('service-ips', 'clusterip', fe, eps);
@@ -396,7 +403,7 @@ function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
     }
     if (fe.kind === 'loadBalancer' && sp.sourceRanges.length > 0) {
       element('firewall-ips', frontendKey(fe));
-      for (const range of sp.sourceRanges) element('firewall-allow', [...frontendKey(fe), range]);
+      for (const range of sp.sourceRanges) element('firewall-allow', fields(fe.ip, p, fe.port, range));
     }
     if (!sp.externalPolicyLocal) {
       if (sp.clusterEndpoints.length === 0) noEndpoints(fe);
@@ -419,7 +426,7 @@ function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
     const ranges = sp.sourceRanges.map((c) => parseCidr(c)!);
     if (ctx.nodePortIPs[sp.family].some((ip) => ranges.some((r) => cidrContains(r, ip))))
       for (const lb of sp.loadBalancerIPs)
-        for (const src of sp.loadBalancerIPs) element('firewall-allow', [lb, p, String(sp.port), src]);
+        for (const src of sp.loadBalancerIPs) element('firewall-allow', fields(lb, p, sp.port, src));
   }
   stickyGroups.forEach(({ frontends }, group) => {
     if (frontends.size === 0) return;
@@ -429,7 +436,7 @@ function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
       rules.push(
         `meta l4proto ${p} update @affinity-${p} { ${fe.ip} . ${fe.port} . ${ctx.x} saddr timeout ${sp.affinitySeconds}s : ${ctx.x} daddr . th dport }`,
       );
-      element(`affinity-frontends-${p}`, [fe.ip, String(fe.port)], [`goto ${name}`]);
+      element(`affinity-frontends-${p}`, fields(fe.ip, fe.port), `goto ${name}`);
     }
     recorders.set(name, rules);
   });

@@ -1,7 +1,7 @@
 import { sortedIndex } from '../sorted-index.js';
 import type { Element, NftFamily } from './nft/types.js';
 
-const firstKey = (el: Element): string => el.key[0]!;
+const keyOf = (el: Element): string => el.key;
 
 /**
  * The hairpin set's elements (`ip . ip` for each local endpoint that can reach itself through
@@ -13,7 +13,7 @@ export class HairpinSet {
   readonly #family: NftFamily;
   readonly #table: string;
   readonly #counts = new Map<string, number>();
-  /** Sorted by address as a string, which is also the order of their key texts. */
+  /** Sorted by key text (the order of the addresses as strings). */
   readonly #elements: Element[] = [];
   #snapshot: readonly Element[] | undefined;
 
@@ -27,20 +27,22 @@ export class HairpinSet {
     const n = (this.#counts.get(ip) ?? 0) + by;
     if (n > 0) this.#counts.set(ip, n);
     else this.#counts.delete(ip);
-    if (n === 1 && by === 1) {
-      const element: Element = {
+    const came = n === 1 && by === 1;
+    if (!came && n !== 0) return undefined;
+    // A join, not a template literal: one flat string rather than a V8 cons string.
+    const key = [ip, ip].join(' . ');
+    const at = sortedIndex(this.#elements, key, keyOf);
+    if (came)
+      this.#elements.splice(at, 0, {
         kind: 'element',
         family: this.#family,
         table: this.#table,
         set: 'hairpin',
-        key: [ip, ip],
-      };
-      this.#elements.splice(sortedIndex(this.#elements, ip, firstKey), 0, element);
-    } else if (n === 0) {
-      this.#elements.splice(sortedIndex(this.#elements, ip, firstKey), 1);
-    } else return undefined;
+        key,
+      });
+    else this.#elements.splice(at, 1);
     this.#snapshot = undefined;
-    return `${ip} . ${ip}`;
+    return key;
   }
 
   /** The elements, sorted; the same array until an address comes or goes. */

@@ -219,10 +219,10 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
         kind: 'element',
         ...at,
         set: 'service-ips',
-        key: ['10.96.0.1', 'tcp', '443'],
-        value: ['goto cip-1'],
+        key: '10.96.0.1 . tcp . 443',
+        value: 'goto cip-1',
       })
-      .add({ kind: 'element', ...at, set: 'cluster-ips', key: ['10.96.0.1'] });
+      .add({ kind: 'element', ...at, set: 'cluster-ips', key: '10.96.0.1' });
   }
 
   /** Each failure with the code real nft gives and the code the Fake gives (they differ only on references). */
@@ -254,8 +254,8 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
           kind: 'element',
           ...at,
           set: 'service-ips',
-          key: ['10.96.0.2', 'tcp', '80'],
-          value: ['goto nope'],
+          key: '10.96.0.2 . tcp . 80',
+          value: 'goto nope',
         }),
     },
     {
@@ -267,8 +267,8 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
           kind: 'element',
           ...at,
           set: 'service-ips',
-          key: ['10.96.0.1', 'tcp', '443'],
-          value: ['goto cip-2'],
+          key: '10.96.0.1 . tcp . 443',
+          value: 'goto cip-2',
         }),
     },
     {
@@ -287,7 +287,7 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
       why: 'delete of a missing element',
       kernel: 'NFT_NOT_EXIST',
       fake: 'NFT_NOT_EXIST',
-      tx: () => new Transaction().delete({ kind: 'element', ...at, set: 'cluster-ips', key: ['10.96.0.99'] }),
+      tx: () => new Transaction().delete({ kind: 'element', ...at, set: 'cluster-ips', key: '10.96.0.99' }),
     },
     {
       why: 'delete of a missing chain',
@@ -347,7 +347,7 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
       assert.notEqual(before, '');
       const tx = new Transaction()
         .add({ kind: 'chain', ...at, name: 'prefix' })
-        .add({ kind: 'element', ...at, set: 'cluster-ips', key: ['10.96.0.77'] });
+        .add({ kind: 'element', ...at, set: 'cluster-ips', key: '10.96.0.77' });
       for (const op of f.tx().operations) tx[op.verb](op.object);
       await rejects(nft.run(tx), [f.kernel]);
       assert.equal(await nft.list('ip', 'kube-nftproxy'), before);
@@ -380,7 +380,7 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
       new Transaction()
         .add({ kind: 'table', ...at })
         .add({ kind: 'set', ...at, name: 'ranges', type: ['ipv4_addr'], flags: ['interval'] });
-    const create: Element = { kind: 'element', ...at, set: 'ranges', key: ['10.0.0.0/8'] };
+    const create: Element = { kind: 'element', ...at, set: 'ranges', key: '10.0.0.0/8' };
     await rejects(nft.run(set().create(create)), [ErrorCodes.NFT_EXISTS]);
     await rejects(new FakeNft().run(set().create(create)), [ErrorCodes.NFT_EXISTS]);
     await nft.run(set());
@@ -443,8 +443,8 @@ describe('kernel: small transactions through one long-lived nft -i session', fun
     family: 'ip',
     table: 'knp-session',
     set: 'm',
-    key: [`10.0.0.${k}`],
-    value: [`10.1.0.${v}`],
+    key: `10.0.0.${k}`,
+    value: `10.1.0.${v}`,
   });
 
   it('commits each atomically, reports a failure with its code and leaves the kernel as it was, and goes on', async () => {
@@ -499,7 +499,7 @@ describe('kernel: small transactions through one long-lived nft -i session', fun
     const sessions = (): string[] => readdirSync(dir);
     const big = new Transaction().add({ kind: 'table', family: 'ip', table: 'knp-session' });
     for (let k = 0; k < SESSION_MAX_OPERATIONS; k++)
-      big.add({ ...element(0, 0), key: [`10.2.${k >> 8}.${k & 255}`] });
+      big.add({ ...element(0, 0), key: `10.2.${k >> 8}.${k & 255}` });
     const nft = createNft({ netns: ns, session: { dir } });
     try {
       await nft.run(big);

@@ -108,7 +108,7 @@ describe('affinity cleanup', () => {
       ]),
     );
     assert.deepEqual(
-      entries.map((e) => [e.set, e.key.join(' . '), (e.value ?? []).join(' . ')]),
+      entries.map((e) => [e.set, e.key, e.value]),
       [['affinity-tcp', '10.96.0.1 . 80 . 192.0.2.10', '10.244.0.1 . 8080']],
     );
     assert.deepEqual(staleEntries(stale, ''), [], 'no map, nothing to delete');
@@ -133,7 +133,7 @@ describe('affinity cleanup', () => {
       ]),
     );
     assert.deepEqual(
-      entries.map((e) => [e.set, e.key.join(' . '), (e.value ?? []).join(' . '), e.timeout, e.expires]),
+      entries.map((e) => [e.set, e.key, e.value, e.timeout, e.expires]),
       [
         // The map's timeout where the element has none of its own: explicit, so that the
         // expiry can never exceed it (nft: "Numerical result out of range").

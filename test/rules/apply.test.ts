@@ -228,8 +228,8 @@ describe('apply: session affinity across full syncs', () => {
     family: 'ip',
     table: CONFIG.table,
     set: 'affinity-tcp',
-    key: [VIP, '80', client],
-    value: [endpoint, '8080'],
+    key: `${VIP} . 80 . ${client}`,
+    value: `${endpoint} . 8080`,
     timeout: '600s',
     expires: '420s',
   });

@@ -119,8 +119,8 @@ describe('FakeNft with compiled rules', () => {
       family: 'ip',
       table: 'kube-nftproxy',
       set: 'service-ips',
-      key: ['10.96.9.9', 'tcp', '80'],
-      value: ['goto clusterip-7'],
+      key: '10.96.9.9 . tcp . 80',
+      value: 'goto clusterip-7',
     });
     await assert.rejects(fake.run(tx), (err: { code?: string }) => err.code === 'NFT_DANGLING_REFERENCE');
     assert.equal(fake.dump(), before);

@@ -78,6 +78,9 @@ function chainSpec(c: Chain): string {
   return c.hook === undefined ? '' : `${c.type} ${c.hook} ${renderPriority(c.priority ?? '')}`;
 }
 
+/** The fields of an element's key or value text. */
+const fields = (text: string): string[] => text.split(' . ');
+
 /** How many fields a key or value spec has, counting concatenation at the top level. */
 function arity(types: string[] | undefined, typeofExpr: string | undefined): number | undefined {
   if (types !== undefined) return types.length;
@@ -169,8 +172,7 @@ class Applier {
       for (const [setName, s] of t.sets) {
         if (s.spec.kind !== 'map') continue;
         for (const e of s.elements.values()) {
-          if (references((e.value ?? []).join(' ')).chains.includes(name))
-            return `an element of map ${setName}`;
+          if (references(e.value ?? '').chains.includes(name)) return `an element of map ${setName}`;
         }
       }
     }
@@ -291,10 +293,11 @@ class Applier {
     }
     const spec = s.spec;
     const keyArity = arity(spec.type, spec.typeof);
-    if (keyArity !== undefined && o.key.length !== keyArity) {
+    const keyFields = fields(o.key).length;
+    if (keyArity !== undefined && keyFields !== keyArity) {
       this.fail(
         ErrorCodes.NFT_REJECTED,
-        `element { ${k} } has ${o.key.length} key fields, ${o.set} has ${keyArity}`,
+        `element { ${k} } has ${keyFields} key fields, ${o.set} has ${keyArity}`,
       );
     }
     if (spec.kind === 'map') {
@@ -302,13 +305,14 @@ class Applier {
         this.fail(ErrorCodes.NFT_REJECTED, `element { ${k} } of map ${o.set} has no value`);
       const valueArity = arity(spec.valueType, spec.valueTypeof);
       // A verdict such as `goto x` is one field however many words it has.
-      if (valueArity !== undefined && spec.valueType?.[0] !== 'verdict' && o.value.length !== valueArity) {
+      const valueFields = fields(o.value).length;
+      if (valueArity !== undefined && spec.valueType?.[0] !== 'verdict' && valueFields !== valueArity) {
         this.fail(
           ErrorCodes.NFT_REJECTED,
-          `element { ${k} } has ${o.value.length} value fields, ${o.set} has ${valueArity}`,
+          `element { ${k} } has ${valueFields} value fields, ${o.set} has ${valueArity}`,
         );
       }
-      this.checkRefs(t, o.value.join(' '), `element { ${k} } of map ${o.set}`);
+      this.checkRefs(t, o.value, `element { ${k} } of map ${o.set}`);
     } else if (o.value !== undefined) {
       this.fail(ErrorCodes.NFT_REJECTED, `element { ${k} } of set ${o.set} has a value`);
     }
@@ -350,8 +354,7 @@ class Applier {
       }
       for (const [name, s] of t.sets) {
         if (s.spec.kind !== 'map') continue;
-        for (const e of s.elements.values())
-          this.checkRefs(t, (e.value ?? []).join(' '), `element of map ${name}`);
+        for (const e of s.elements.values()) this.checkRefs(t, e.value ?? '', `element of map ${name}`);
       }
     }
   }
@@ -387,7 +390,7 @@ function jsonData(fields: readonly string[]): unknown {
 
 /** One `[key, value]` of a map listing; a key with an expiry or comment is wrapped in `elem`. */
 function jsonElement(spec: NftSet | NftMap, el: Element): [unknown, unknown] {
-  const val = jsonData(el.key);
+  const val = jsonData(fields(el.key));
   // An element given no timeout has the set's, which nft does not print; it expires all the same.
   const expires = el.expires ?? el.timeout ?? (spec.flags?.includes('timeout') ? spec.timeout : undefined);
   const key =
@@ -401,7 +404,7 @@ function jsonElement(spec: NftSet | NftMap, el: Element): [unknown, unknown] {
             ...(el.comment === undefined ? {} : { comment: el.comment }),
           },
         };
-  return [key, jsonData(el.value ?? [])];
+  return [key, jsonData(el.value === undefined ? [] : fields(el.value))];
 }
 
 /** Options for FakeNft. */

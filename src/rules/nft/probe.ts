@@ -50,13 +50,13 @@ export function probeTransaction(): Transaction {
       rule: 'dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @m',
     })
     .add({ kind: 'rule', ...at, chain: 'prerouting', rule: 'ip daddr . meta l4proto . th dport vmap @v' })
-    .add({ kind: 'element', ...at, set: 'v', key: ['10.0.0.1', 'tcp', '80'], value: ['goto lb-2'] })
+    .add({ kind: 'element', ...at, set: 'v', key: '10.0.0.1 . tcp . 80', value: 'goto lb-2' })
     .add({
       kind: 'element',
       ...at,
       set: 'm',
-      key: ['10.0.0.1', 'tcp', '80', '0'],
-      value: ['10.1.0.1', '8080'],
+      key: '10.0.0.1 . tcp . 80 . 0',
+      value: '10.1.0.1 . 8080',
     });
 }
 

@@ -66,12 +66,12 @@ export function renderSet(verb: Verb, set: NftSet | NftMap): string {
 
 /** The element's key as nft prints it; the Fake uses it as the element's identity. */
 export function renderKey(element: Pick<Element, 'key'>): string {
-  return element.key.join(' . ');
+  return element.key;
 }
 
 /** The element's value as nft prints it; '' for a set element. */
 export function renderValue(element: Pick<Element, 'value'>): string {
-  return (element.value ?? []).join(' . ');
+  return element.value ?? '';
 }
 
 /** One element inside the braces of an `element` command: key, timeout, expiry, comment and value. */

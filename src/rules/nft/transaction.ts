@@ -11,10 +11,17 @@ import type { Element, NftObject, Operation, Verb } from './types.js';
 export const ELEMENTS_PER_LINE = 1000;
 import { validateOperation } from './validate.js';
 
-/** Copies the object so that a caller reusing its arrays cannot change what was queued. */
+/**
+ * What the transaction keeps of a queued object. Sets and maps are copied with their type and
+ * flag arrays, so that a caller reusing its arrays cannot change what was queued. Every other
+ * object holds only strings and numbers and is kept as it is: a full sync queues 100,000s of
+ * elements, and a copy of each would be garbage at the daemon's memory peak. The caller must
+ * not change an object once queued; rulesets are never changed in place.
+ */
 function snapshot(obj: NftObject): NftObject {
+  if (obj.kind !== 'set' && obj.kind !== 'map') return obj;
   const copy = { ...obj } as NftObject & Record<string, unknown>;
-  for (const field of ['key', 'value', 'type', 'valueType', 'flags'] as const) {
+  for (const field of ['type', 'valueType', 'flags'] as const) {
     const v = copy[field];
     if (Array.isArray(v)) copy[field] = [...v];
   }

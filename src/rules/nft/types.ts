@@ -66,10 +66,14 @@ export interface Element extends Base {
   kind: 'element';
   /** The set or map the element belongs to. */
   set: string;
-  /** Key fields, joined with ' . '. */
-  key: string[];
-  /** Map value fields (verdicts like 'goto x' are one field); absent for sets. */
-  value?: string[];
+  /**
+   * The key as nft reads it, fields joined with ' . ': '10.96.0.1 . tcp . 80'. One string
+   * rather than an array of fields: a ruleset holds 100,000s of elements, and an array of four
+   * short strings costs more heap than the text itself.
+   */
+  key: string;
+  /** The map value as nft reads it: '10.1.0.1 . 8080', or a verdict such as 'goto x'; absent for sets. */
+  value?: string;
   /** Sets and maps with flags timeout only: this element's timeout, e.g. '600s' (the set's otherwise). */
   timeout?: string;
   /** Sets and maps with flags timeout only: the time it has left, at most its timeout, e.g. '420s'. */

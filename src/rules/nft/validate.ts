@@ -57,7 +57,7 @@ export function durationMs(text: string): number {
  * Rule text may quote interface names, so it is allowed `"`; `{ } ,` are allowed there too.
  */
 const LINE_BREAKERS = /[\n\r;#]/;
-/** Element key and value fields sit inside `{ ... }`, where `,` and `}` end the element. */
+/** Element keys and values sit inside `{ ... }`, where `,` and `}` end the element. */
 const FIELD_BREAKERS = /[\n\r;#"{},]/;
 
 function checkName(what: string, name: unknown): string | undefined {
@@ -147,12 +147,17 @@ function checkSet(verb: Verb, set: NftSet | NftMap): string | undefined {
   return checkComment(set.comment);
 }
 
-function checkFields(what: string, fields: unknown): string | undefined {
-  if (!Array.isArray(fields) || fields.length === 0) return `${what} is empty`;
-  for (const f of fields) {
-    if (typeof f !== 'string' || f.trim() === '' || FIELD_BREAKERS.test(f)) {
-      return `${what} field ${JSON.stringify(f)} is empty or contains one of newline ; # " { } ,`;
-    }
+/**
+ * A blank field in a key or value text: blank at the start, between two ' . ' separators or
+ * at the end ('', 'a . ', 'a .  . b'), which nft would reject as a syntax error far from its cause.
+ */
+const BLANK_FIELD = /(?:^| \. )\s*(?: \. |$)/;
+
+/** Checks a key or value text: its fields joined with ' . ', none blank, none with a breaker. */
+function checkFields(what: string, text: unknown): string | undefined {
+  if (typeof text !== 'string' || text.trim() === '') return `${what} is empty`;
+  if (FIELD_BREAKERS.test(text) || BLANK_FIELD.test(text)) {
+    return `${what} ${JSON.stringify(text)} has an empty field or contains one of newline ; # " { } ,`;
   }
   return undefined;
 }

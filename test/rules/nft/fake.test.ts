@@ -52,24 +52,24 @@ function base(): Transaction {
       kind: 'element',
       ...at,
       set: 'service-ips',
-      key: ['10.96.0.10', 'tcp', '53'],
-      value: ['goto cip-2'],
+      key: '10.96.0.10 . tcp . 53',
+      value: 'goto cip-2',
     })
     .add({
       kind: 'element',
       ...at,
       set: 'backends',
-      key: ['10.96.0.10', 'tcp', '53', '1'],
-      value: ['10.0.0.2', '53'],
+      key: '10.96.0.10 . tcp . 53 . 1',
+      value: '10.0.0.2 . 53',
     })
     .add({
       kind: 'element',
       ...at,
       set: 'backends',
-      key: ['10.96.0.10', 'tcp', '53', '0'],
-      value: ['10.0.0.1', '53'],
+      key: '10.96.0.10 . tcp . 53 . 0',
+      value: '10.0.0.1 . 53',
     })
-    .add({ kind: 'element', ...at, set: 'cluster-ips', key: ['10.96.0.10'] });
+    .add({ kind: 'element', ...at, set: 'cluster-ips', key: '10.96.0.10' });
 }
 
 const BASE_DUMP = `add table ip kube-nftproxy { comment "rules for kube-nftproxy" ; }
@@ -168,7 +168,7 @@ describe('FakeNft', () => {
     const nft = await loaded();
     await nft.run(
       new Transaction()
-        .delete({ kind: 'element', ...at, set: 'backends', key: ['10.96.0.10', 'tcp', '53', '1'] })
+        .delete({ kind: 'element', ...at, set: 'backends', key: '10.96.0.10 . tcp . 53 . 1' })
         .flush({ kind: 'set', ...at, name: 'cluster-ips' }),
     );
     const dump = nft.dump();
@@ -240,14 +240,14 @@ describe('FakeNft', () => {
           kind: 'element',
           ...at,
           set: 'backends',
-          key: ['10.96.0.10', 'tcp', '53', '0'],
-          value: ['10.0.0.9', '53'],
+          key: '10.96.0.10 . tcp . 53 . 0',
+          value: '10.0.0.9 . 53',
         }),
     },
     {
       why: 'create of an existing element',
       code: 'NFT_EXISTS',
-      tx: () => new Transaction().create({ kind: 'element', ...at, set: 'cluster-ips', key: ['10.96.0.10'] }),
+      tx: () => new Transaction().create({ kind: 'element', ...at, set: 'cluster-ips', key: '10.96.0.10' }),
     },
     {
       why: 'delete of a missing chain',
@@ -272,12 +272,12 @@ describe('FakeNft', () => {
     {
       why: 'delete of a missing element',
       code: 'NFT_NOT_EXIST',
-      tx: () => new Transaction().delete({ kind: 'element', ...at, set: 'cluster-ips', key: ['10.0.0.99'] }),
+      tx: () => new Transaction().delete({ kind: 'element', ...at, set: 'cluster-ips', key: '10.0.0.99' }),
     },
     {
       why: 'element into a missing set',
       code: 'NFT_NOT_EXIST',
-      tx: () => new Transaction().add({ kind: 'element', ...at, set: 'nope', key: ['10.0.0.1'] }),
+      tx: () => new Transaction().add({ kind: 'element', ...at, set: 'nope', key: '10.0.0.1' }),
     },
     {
       why: 'rule into a missing chain',
@@ -324,8 +324,8 @@ describe('FakeNft', () => {
           kind: 'element',
           ...at,
           set: 'backends',
-          key: ['10.96.0.10', 'tcp', '53'],
-          value: ['10.0.0.1', '53'],
+          key: '10.96.0.10 . tcp . 53',
+          value: '10.0.0.1 . 53',
         }),
     },
     {
@@ -336,7 +336,7 @@ describe('FakeNft', () => {
           kind: 'element',
           ...at,
           set: 'service-ips',
-          key: ['10.96.0.11', 'tcp', '53'],
+          key: '10.96.0.11 . tcp . 53',
         }),
     },
     {
@@ -347,8 +347,8 @@ describe('FakeNft', () => {
           kind: 'element',
           ...at,
           set: 'cluster-ips',
-          key: ['10.96.0.11'],
-          value: ['accept'],
+          key: '10.96.0.11',
+          value: 'accept',
         }),
     },
     {
@@ -359,7 +359,7 @@ describe('FakeNft', () => {
           kind: 'element',
           ...at,
           set: 'cluster-ips',
-          key: ['10.96.0.11'],
+          key: '10.96.0.11',
           timeout: '10s',
         }),
     },
@@ -376,7 +376,7 @@ describe('FakeNft', () => {
             flags: ['timeout'],
             timeout: '1h',
           })
-          .add({ kind: 'element', ...at, set: 'clients', key: ['10.1.2.3'], expires: '2h' }),
+          .add({ kind: 'element', ...at, set: 'clients', key: '10.1.2.3', expires: '2h' }),
     },
     {
       why: 'rule with goto to a missing chain',
@@ -408,8 +408,8 @@ describe('FakeNft', () => {
           kind: 'element',
           ...at,
           set: 'service-ips',
-          key: ['10.96.0.11', 'tcp', '53'],
-          value: ['goto cip-7'],
+          key: '10.96.0.11 . tcp . 53',
+          value: 'goto cip-7',
         }),
     },
     {
@@ -427,7 +427,7 @@ describe('FakeNft', () => {
       // A valid prefix proves that the whole transaction is discarded, not only the failing op.
       const tx = new Transaction()
         .add({ kind: 'chain', ...at, name: 'prefix' })
-        .add({ kind: 'element', ...at, set: 'cluster-ips', key: ['10.96.0.99'] });
+        .add({ kind: 'element', ...at, set: 'cluster-ips', key: '10.96.0.99' });
       for (const op of f.tx().operations) tx[op.verb](op.object);
       assert.equal(tx.err, undefined);
       await rejects(nft.run(tx), f.code);
@@ -455,8 +455,8 @@ describe('FakeNft', () => {
           kind: 'element',
           ...at,
           set: 'affinity-tcp',
-          key: ['10.96.0.1', '80', '10.1.2.3'],
-          value: ['10.0.0.1', '8080'],
+          key: '10.96.0.1 . 80 . 10.1.2.3',
+          value: '10.0.0.1 . 8080',
           timeout: '600s',
           expires: '1500ms',
         })
@@ -464,8 +464,8 @@ describe('FakeNft', () => {
           kind: 'element',
           ...at,
           set: 'affinity-tcp',
-          key: ['10.96.0.1', '80', '10.1.2.4'],
-          value: ['10.0.0.2', '8080'],
+          key: '10.96.0.1 . 80 . 10.1.2.4',
+          value: '10.0.0.2 . 8080',
         }),
     );
     const doc = JSON.parse(await nft.listMapJson('ip', 'kube-nftproxy', 'affinity-tcp')) as {
@@ -592,7 +592,7 @@ describe('FakeNft: create element into a new interval set (nft 1.0.6)', () => {
     const set = new Transaction()
       .add({ kind: 'table', ...at })
       .add({ kind: 'set', ...at, name: 'ranges', type: ['ipv4_addr'], flags: ['interval'] });
-    const create: Element = { kind: 'element', ...at, set: 'ranges', key: ['10.0.0.0/8'] };
+    const create: Element = { kind: 'element', ...at, set: 'ranges', key: '10.0.0.0/8' };
     await rejects(
       nft.run(new Transaction().add(set.operations[0]!.object).add(set.operations[1]!.object).create(create)),
       ErrorCodes.NFT_EXISTS,

@@ -37,13 +37,19 @@ describe('nft Transaction', () => {
     assert.equal(new Transaction().toString(), '');
   });
 
-  it('copies queued objects, so later mutation by the caller changes nothing', () => {
-    const key = ['10.0.0.1'];
-    const element = { kind: 'element' as const, ...at, set: 's', key };
+  it('copies queued sets and maps, so that a caller reusing their arrays changes nothing', () => {
+    const type = ['ipv4_addr'];
+    const flags: Array<'interval' | 'timeout'> = ['interval'];
+    const tx = new Transaction().add({ kind: 'set', ...at, name: 's', type, flags });
+    type[0] = 'ipv6_addr';
+    flags.push('timeout');
+    assert.equal(tx.toString(), 'add set ip kube-nftproxy s { type ipv4_addr ; flags interval ; }\n');
+  });
+
+  it('queues elements as they are: they hold only strings, and a full sync queues 100,000s', () => {
+    const element = { kind: 'element' as const, ...at, set: 's', key: '10.0.0.1 . tcp . 80' };
     const tx = new Transaction().add(element);
-    key[0] = '10.0.0.2';
-    element.set = 'other';
-    assert.equal(tx.toString(), 'add element ip kube-nftproxy s { 10.0.0.1 }\n');
+    assert.equal(tx.operations[0]!.object, element);
   });
 
   const invalid: Array<{ why: string; verb: Verb; object: unknown }> = [
@@ -94,27 +100,67 @@ describe('nft Transaction', () => {
     { why: 'delete rule', verb: 'delete', object: { kind: 'rule', ...at, chain: 'c', rule: 'accept' } },
     { why: 'create rule', verb: 'create', object: { kind: 'rule', ...at, chain: 'c', rule: 'accept' } },
     { why: 'flush table', verb: 'flush', object: { kind: 'table', ...at } },
-    { why: 'flush element', verb: 'flush', object: { kind: 'element', ...at, set: 's', key: ['1.1.1.1'] } },
+    { why: 'flush element', verb: 'flush', object: { kind: 'element', ...at, set: 's', key: '1.1.1.1' } },
     {
       why: 'destroy element',
       verb: 'destroy',
-      object: { kind: 'element', ...at, set: 's', key: ['1.1.1.1'] },
+      object: { kind: 'element', ...at, set: 's', key: '1.1.1.1' },
     },
-    { why: 'element without key', verb: 'add', object: { kind: 'element', ...at, set: 's', key: [] } },
+    { why: 'element without key', verb: 'add', object: { kind: 'element', ...at, set: 's', key: '' } },
     {
       why: 'element key with a comma',
       verb: 'add',
-      object: { kind: 'element', ...at, set: 's', key: ['1.1.1.1, 2.2.2.2'] },
+      object: { kind: 'element', ...at, set: 's', key: '1.1.1.1, 2.2.2.2' },
     },
     {
       why: 'element key with a brace',
       verb: 'add',
-      object: { kind: 'element', ...at, set: 's', key: ['1.1.1.1 }'] },
+      object: { kind: 'element', ...at, set: 's', key: '1.1.1.1 }' },
+    },
+    {
+      why: 'element key with a blank field',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 's', key: '10.0.0.1 .  . 80' },
+    },
+    {
+      why: 'element key ending in a separator',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 's', key: '10.0.0.1 . tcp . ' },
+    },
+    {
+      why: 'element key starting with a separator',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 's', key: ' . tcp . 80' },
+    },
+    {
+      why: 'element key with a newline',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 's', key: '10.0.0.1 }\nflush ruleset' },
+    },
+    {
+      why: 'element key with ; or #',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 's', key: '10.0.0.1; flush ruleset #' },
+    },
+    {
+      why: 'element key with a quote',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 's', key: '10.0.0.1 . "x"' },
+    },
+    {
+      why: 'element key that is not a string (the old array form)',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 's', key: ['10.0.0.1'] },
+    },
+    {
+      why: 'element value with a blank field',
+      verb: 'add',
+      object: { kind: 'element', ...at, set: 'm', key: 'a', value: '10.0.0.1 . ' },
     },
     {
       why: 'element value empty field',
       verb: 'add',
-      object: { kind: 'element', ...at, set: 'm', key: ['a'], value: [''] },
+      object: { kind: 'element', ...at, set: 'm', key: 'a', value: '' },
     },
     { why: 'set without a type', verb: 'add', object: { kind: 'set', ...at, name: 's' } },
     {
@@ -150,17 +196,17 @@ describe('nft Transaction', () => {
     {
       why: 'element with a bad timeout',
       verb: 'add',
-      object: { kind: 'element', ...at, set: 's', key: ['10.0.0.1'], timeout: 'soon' },
+      object: { kind: 'element', ...at, set: 's', key: '10.0.0.1', timeout: 'soon' },
     },
     {
       why: 'element with a zero expiry (nft reads it as none: a full timeout)',
       verb: 'add',
-      object: { kind: 'element', ...at, set: 's', key: ['10.0.0.1'], expires: '0s' },
+      object: { kind: 'element', ...at, set: 's', key: '10.0.0.1', expires: '0s' },
     },
     {
       why: 'element expiring after its timeout',
       verb: 'add',
-      object: { kind: 'element', ...at, set: 's', key: ['10.0.0.1'], timeout: '1m', expires: '61s' },
+      object: { kind: 'element', ...at, set: 's', key: '10.0.0.1', timeout: '1m', expires: '61s' },
     },
     { why: 'destroy set without a type', verb: 'destroy', object: { kind: 'set', ...at, name: 's' } },
     { why: 'unknown kind', verb: 'add', object: { kind: 'flowtable', ...at, name: 'f' } },
@@ -192,7 +238,7 @@ describe('nft Transaction', () => {
     const tx = new Transaction()
       .delete({ kind: 'set', ...at, name: 's' })
       .flush({ kind: 'map', ...at, name: 'm' })
-      .delete({ kind: 'element', ...at, set: 'm', key: ['fd00::1', 'tcp', '53'] })
+      .delete({ kind: 'element', ...at, set: 'm', key: 'fd00::1 . tcp . 53' })
       .delete({ kind: 'table', ...at });
     assert.equal(tx.err, undefined);
     assert.equal(tx.size, 4);
@@ -205,8 +251,8 @@ describe('nft Transaction', () => {
         family: 'ip6',
         table: 't',
         set: 'm',
-        key: ['fd00::10', 'tcp', '53'],
-        value: ['goto x'],
+        key: 'fd00::10 . tcp . 53',
+        value: 'goto x',
       })
       .add({ kind: 'rule', ...at, chain: 'c', rule: 'iifname "eth0" accept' });
     assert.equal(tx.err, undefined);
