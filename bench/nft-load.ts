@@ -22,6 +22,7 @@ import {
   type KubeProxyLayoutOptions,
 } from './kube-proxy-layout.js';
 import { BENCH_NET, clusterIpState, mixedState, replaceOneEndpoint } from './states.js';
+import { processAlive } from '../src/process-alive.js';
 
 const ENDPOINTS = 10;
 /** Targets at 10,000 Services × 10 endpoints (issue 3). */
@@ -68,7 +69,7 @@ class Netns {
   static sweepStale(): void {
     for (const line of run('ip', ['netns', 'list']).out.split('\n')) {
       const m = /^knp-bench-(\d+)\b/.exec(line);
-      if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+      if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
       run('ip', ['netns', 'del', line.split(' ')[0]!]);
     }
   }
@@ -91,15 +92,6 @@ class Netns {
         .some((l) => l.split(' ')[0] === this.name)
     )
       run('ip', ['netns', 'del', this.name]);
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -5,6 +5,7 @@ import { isIPv6 } from 'node:net';
 import { LAB } from './addresses.js';
 import { LabError, run, runSync, type ExecOptions, type ExecResult } from './exec.js';
 import { PROBE_JS, SERVER_JS, type ProbeProgramOptions, type ProbeProgramResult } from './programs.js';
+import { processAlive } from '../../src/process-alive.js';
 
 export interface LabOptions {
   /** Namespace name prefix; default `knp-<pid>-<random>-`. Must start with `knp-<pid>-`. */
@@ -111,15 +112,6 @@ function installExitHandlers(): void {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function withLen(ip: string, len: number): string {
   return ip.includes('/') ? ip : `${ip}/${len}`;
 }
@@ -182,7 +174,7 @@ export class Lab {
     for (const line of list.stdout.split('\n')) {
       const name = line.split(' ')[0] ?? '';
       const m = PREFIX_RE.exec(name);
-      if (!m || pidAlive(Number(m[1]))) continue;
+      if (!m || processAlive(Number(m[1]))) continue;
       const pids = await run(['ip', 'netns', 'pids', name], { allowFail: true });
       for (const p of pids.stdout.split(/\s+/).filter(Boolean)) {
         try {

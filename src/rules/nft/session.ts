@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, ProxyError } from '../../errors.js';
 import type { ExecResult } from './exec.js';
+import { processAlive } from '../../process-alive.js';
 
 export interface SessionOptions {
   /** The program and its arguments up to `nft` itself, e.g. ['nft'] or ['ip', 'netns', 'exec', 'x', 'nft']. */
@@ -19,15 +20,6 @@ const DIR_PREFIX = 'kube-nftproxy-nft-';
 const DIR_RE = /^kube-nftproxy-nft-(\d+)-/;
 /** This process's open sessions' directories: never swept. */
 const live = new Set<string>();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Removes the session directories in `parent` that no running session owns: made by a process
@@ -47,7 +39,7 @@ function sweepStale(parent: string): void {
     if (!m) continue;
     const path = join(parent, name);
     const pid = Number(m[1]);
-    if (live.has(path) || (pid !== process.pid && alive(pid))) continue;
+    if (live.has(path) || (pid !== process.pid && processAlive(pid))) continue;
     rmSync(path, { recursive: true, force: true });
   }
 }
