@@ -7,25 +7,17 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { parseDockerfile, stageEnv } from '../test/support/dockerfile.js';
+import { freePort } from '../scripts/lab/free-port.js';
+import { round } from './harness.js';
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 // dist/bench/ at run time: the Dockerfile is two levels up.
 const DOCKERFILE = fileURLToPath(new URL('../../Dockerfile', import.meta.url));
-
-/** A port free on 127.0.0.1 right now (the daemon's servers need fixed addresses). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** The runtime stage's ENV of the project's Dockerfile: the binary runs as the image runs it. */
 function imageEnv(): Record<string, string> {
@@ -37,7 +29,7 @@ function imageEnv(): Record<string, string> {
 function statusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no ${field} in /proc/${pid}/status`);
-  return Math.round((Number(m[1]) / 1024) * 10) / 10;
+  return round(Number(m[1]) / 1024);
 }
 
 export class DaemonProcess {
@@ -45,9 +37,9 @@ export class DaemonProcess {
   private stderr = '';
 
   private constructor(
-    readonly child: ChildProcess,
+    private readonly child: ChildProcess,
     private readonly dir: string,
-    readonly metricsUrl: string,
+    private readonly metricsUrl: string,
   ) {
     child.stderr?.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)));
     child.on('exit', (code, signal) => (this.exited = `exit ${code ?? signal}`));

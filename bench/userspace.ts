@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { median, round, type Bench, type BenchResult } from './harness.js';
 import { perfAvailable } from './perf-counter.js';
 import { bulk, connections, keepalive, type Sample, type Target } from './userspace-load.js';
+import { freePort } from '../scripts/lab/free-port.js';
 
 const HAPROXY = '/usr/sbin/haproxy';
 /** Clock ticks a second in /proc/<pid>/stat (USER_HZ; 100 on every Linux architecture we run on). */
@@ -251,16 +252,6 @@ async function startHaproxy(children: ChildProcess[], dir: string, backendPort: 
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error('haproxy did not start listening');
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function canConnect(port: number): Promise<boolean> {

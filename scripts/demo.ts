@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, stringify } from 'yaml';
 
 import { LAB, Lab, type ProbeResult } from './lab/index.js';
+import { freePort } from './lab/free-port.js';
 
 /** What the demo reads from examples/demo. */
 interface DemoPlan {
@@ -251,18 +252,6 @@ async function startLoopbackPod(name: string, seen: Set<string>): Promise<Loopba
       await new Promise<void>((resolve) => udp.close(() => resolve()));
     },
   };
-}
-
-/** A port free a moment ago (bound on 127.0.0.1:0, then closed): the metrics address must be known. */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 function emptyProbe(attempts: number): ProbeResult {

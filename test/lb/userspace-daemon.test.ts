@@ -14,7 +14,8 @@ import { ErrorCodes, hasCode } from '../../src/errors.js';
 import { service, slice, yamlDocs } from '../support/objects.js';
 import { logLines, REPO, SourceDir } from '../support/proxy.js';
 import { waitFor } from '../support/wait-for.js';
-import { closeServer, fetchName, listen, nameServer, tally } from './support.js';
+import { closeServer, fetchName, nameServer, tally } from './support.js';
+import { freePort } from '../../scripts/lab/free-port.js';
 
 interface Listener {
   key: string;
@@ -35,14 +36,6 @@ interface ServicesView {
 const NS = 'default';
 const SVC = 'web';
 const CONNECTIONS = 30;
-
-/** A port free a moment ago: bound on 127.0.0.1:0, then closed (the metrics address must be known). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const port = await listen(s);
-  await closeServer(s);
-  return port;
-}
 
 /** Polls an async probe until it returns something; waits for outcomes, never for durations. */
 async function eventually<T>(
