@@ -21,8 +21,10 @@ export class ObjectStore implements SourceHandler {
    * a Map: a Service has a handful of slices, and 10,000 small Maps cost 5 MB.
    */
   readonly #slicesByService = new Map<string, string[]>();
-  #changed = new Set<string>();
-  /** kube-proxy's two change counts: Services whose object changed, and whose slices did. */
+  /**
+   * The Services changed since takeChanges(), apart as kube-proxy counts them: those whose
+   * object changed, and those whose slices did. Their union is what a sync joins again.
+   */
   #serviceChanged = new Set<string>();
   #endpointsChanged = new Set<string>();
   #events = { services: 0, endpoints: 0 };
@@ -106,12 +108,10 @@ export class ObjectStore implements SourceHandler {
   #serviceChange(key: string): void {
     this.#events.services++;
     this.#serviceChanged.add(key);
-    this.#changed.add(key);
   }
 
   #endpointsChange(service: string): void {
     this.#endpointsChanged.add(service);
-    this.#changed.add(service);
   }
 
   /** The objects as the model reads them, with this node's Node. */
@@ -135,8 +135,9 @@ export class ObjectStore implements SourceHandler {
     triggers: number[];
     events: { services: number; endpoints: number };
   } {
-    const out = { services: this.#changed, triggers: this.#triggers, events: this.#events };
-    this.#changed = new Set();
+    const services = this.#serviceChanged;
+    for (const key of this.#endpointsChanged) services.add(key);
+    const out = { services, triggers: this.#triggers, events: this.#events };
     this.#serviceChanged = new Set();
     this.#endpointsChanged = new Set();
     this.#events = { services: 0, endpoints: 0 };
