@@ -233,6 +233,13 @@ export class Daemon {
       noLocal((sp) => sp.externalPolicyLocal),
     );
     if (this.applier.applied) this.metrics.rulesetSize(rulesetSize(this.applier.applied));
+    const byKind: Record<string, number> = {};
+    let contested = 0;
+    for (const s of state.skipped) {
+      if (s.contested) contested++;
+      else if (!s.ignored) byKind[s.kind] = (byKind[s.kind] ?? 0) + 1;
+    }
+    this.metrics.skipped(byKind, contested);
   }
 
   /** What the servers read. */

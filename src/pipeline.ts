@@ -18,6 +18,7 @@ export function modelConfig(config: ProxyConfig, env: Environment): ModelConfig 
     nodeIPs: config.nodeIPs,
     hostIPs: env.localAddresses,
     lbAlgorithm: config.lbAlgorithm,
+    nodePortAddresses: config.nodePortAddresses,
   };
 }
 

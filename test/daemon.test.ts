@@ -171,6 +171,41 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
     assert.ok(after! > before!, `${after} elements after adding a Service, ${before} before`);
   });
 
+  it('keeps programming when a Service claims another’s ClusterIP: it loses that frontend, says so, counts it', async () => {
+    const h = source.handler!;
+    // A tenant's externalIP on web's ClusterIP and port: before frontend ownership, nft
+    // refused every transaction from here on ("File exists").
+    h.upsert(
+      'Service',
+      service('tenant', 'grab', {
+        clusterIP: '10.96.0.50',
+        externalIPs: [VIP],
+        ports: [{ port: 80, targetPort: 8080 }],
+      }),
+    );
+    h.upsert('EndpointSlice', slice('tenant', 'grab-a', 'grab', [{ port: 8080 }], [{ ip: '10.244.9.9' }]));
+    await clock.advance(0);
+    h.upsert('EndpointSlice', webSlice(['10.244.1.11', '10.244.1.13']));
+    await clock.advance(0);
+    assert.equal(nft.refused, 0);
+    assert.match(nft.dump(), /10\.244\.1\.13/, "web's endpoint change reached the rules");
+    assert.doesNotMatch(
+      nft.dump(),
+      new RegExp(`${VIP.replace(/\./g, '\\.')} \\. tcp \\. 80 : goto external`),
+    );
+    assert.match(nft.dump(), /10\.96\.0\.50 \. tcp \. 80/, "the tenant's own ClusterIP works");
+    const view = JSON.parse((await get('metrics', '/debug/services')).body) as {
+      skipped: Array<{ name: string; reason: string }>;
+    };
+    assert.deepEqual(
+      view.skipped.map((s) => s.name),
+      ['tenant/grab'],
+    );
+    assert.match(view.skipped[0]!.reason, /externalIP 10\.96\.0\.10 tcp\/80 is default\/web's clusterIP/);
+    assert.equal(await sample('kube_nftproxy_contested_frontends'), 1);
+    assert.equal((await get('healthz', '/healthz')).status, 200);
+  });
+
   it('counts Service and EndpointSlice changes apart, as kube-proxy’s change metrics do', async () => {
     const total = (what: 'service' | 'endpoint'): Promise<number | undefined> =>
       sample(`kubeproxy_sync_proxy_rules_${what}_changes_total`);

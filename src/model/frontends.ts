@@ -19,6 +19,7 @@ export function frontendsOf(sp: ServicePort, nodePortIPs: Record<Family, string[
   for (const ip of sp.externalIPs) out.push({ kind: 'externalIP', ip, port: sp.port });
   for (const ip of sp.loadBalancerIPs) out.push({ kind: 'loadBalancer', ip, port: sp.port });
   if (sp.nodePort > 0)
-    for (const ip of nodePortIPs[sp.family]) out.push({ kind: 'nodePort', ip, port: sp.nodePort });
+    for (const ip of nodePortIPs[sp.family])
+      if (!sp.lostNodePortIPs?.includes(ip)) out.push({ kind: 'nodePort', ip, port: sp.nodePort });
   return out;
 }

@@ -1,5 +1,6 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { compareStrings } from '../sorted-index.js';
+import { mergeCidrs } from './cidr-set.js';
 import { parseEndpointSlice, type SliceInfo } from './endpoint-slice.js';
 import { ipFamily, ipOrder } from './ip.js';
 import { objName } from './object-key.js';
@@ -146,9 +147,10 @@ function joinService(
       });
     // The Service's addresses of this family, shared by its ports.
     const mine = (ip: string): boolean => ipFamily(ip) === family;
-    const externalIPs = svc.externalIPs.filter(mine);
-    const loadBalancerIPs = svc.loadBalancerIPs.filter(mine);
-    const sourceRanges = svc.sourceRanges.filter((c) => mine(c.slice(0, c.indexOf('/'))));
+    // An address listed twice is one frontend; overlapping ranges are one interval set entry.
+    const externalIPs = [...new Set(svc.externalIPs.filter(mine))];
+    const loadBalancerIPs = [...new Set(svc.loadBalancerIPs.filter(mine))];
+    const sourceRanges = mergeCidrs(svc.sourceRanges.filter((c) => mine(c.slice(0, c.indexOf('/')))));
     for (const port of svc.ports) {
       const endpoints = new Map<string, HintedEndpoint>();
       for (const slice of slices) {
@@ -209,6 +211,7 @@ function joinService(
         localEndpoints,
         hasEndpoints,
         externallyAccessible: svc.externallyAccessible,
+        ...(svc.created !== undefined ? { created: svc.created } : {}),
       });
     }
   }

@@ -18,6 +18,8 @@ export interface ServiceInfo {
   affinitySeconds: number;
   healthCheckNodePort: number;
   lbAlgorithm: LbAlgorithm | undefined;
+  /** metadata.creationTimestamp in epoch ms, when present and valid. */
+  created: number | undefined;
   /** Non-fatal problems (an invalid external IP, a defaulted timeout): one log line each. */
   warnings: string[];
 }
@@ -149,6 +151,10 @@ export function parseService(svc: V1Service): ServiceResult {
   else if (annotation !== undefined)
     warnings.push(`unknown ${LB_ALGORITHM_ANNOTATION} ${JSON.stringify(annotation)}: using the default`);
 
+  // A string from JSON and YAML; a Date where client-node's model classes made one.
+  const stamp: unknown = svc.metadata?.creationTimestamp;
+  const ms = stamp instanceof Date ? stamp.getTime() : typeof stamp === 'string' ? Date.parse(stamp) : NaN;
+
   return {
     ok: true,
     service: {
@@ -168,6 +174,7 @@ export function parseService(svc: V1Service): ServiceResult {
           ? spec.healthCheckNodePort
           : 0,
       lbAlgorithm,
+      created: Number.isFinite(ms) ? ms : undefined,
       warnings,
     },
   };

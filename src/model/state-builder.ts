@@ -1,8 +1,10 @@
 import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { compareStrings, sortedIndex } from '../sorted-index.js';
+import { nodePortIPs } from '../node-addresses.js';
+import { FrontendOwners, lostReason, withoutLost } from './frontend-owners.js';
 import { canonicalIp, ipFamily } from './ip.js';
 import { serviceUnit, type ServiceUnit } from './service-unit.js';
-import type { LbAlgorithm, NodeInfo, ProxyState, ServicePort, Skipped } from './types.js';
+import type { Family, LbAlgorithm, NodeInfo, ProxyState, ServicePort, Skipped } from './types.js';
 
 /** The objects, as the store holds them. */
 export interface ModelSource {
@@ -23,6 +25,8 @@ export interface ModelConfig {
   /** The host's own addresses, the last fallback for node IPs. */
   hostIPs?: string[];
   lbAlgorithm: LbAlgorithm;
+  /** --nodeport-addresses: which addresses NodePorts claim (frontend ownership); default primary. */
+  nodePortAddresses?: 'primary' | string[];
 }
 
 /**
@@ -78,8 +82,15 @@ export class StateBuilder {
   #nodeText = '';
   #state: ProxyState | undefined;
   #delta: StateDelta | undefined;
-  /** Ports that lost a frontend to another Service: the last copy made, reused while the same. */
-  #copies = new Map<string, { from: ServicePort; copy: ServicePort }>();
+  /** Who owns each frontend: every unit port's claims. */
+  readonly #owners = new FrontendOwners();
+  /** The addresses NodePorts claim, from the node and --nodeport-addresses. */
+  #nodePortIPs: Record<Family, string[]> = { ipv4: [], ipv6: [] };
+  /**
+   * Ports that lost a frontend, by key: the port the backends get instead (a copy, never the
+   * unit's object changed) and the reasons; the copy is kept while the port and its losses are.
+   */
+  #copies = new Map<string, { from: ServicePort; copy: ServicePort; lostText: string; skipped: Skipped[] }>();
 
   constructor(config: ModelConfig) {
     this.#config = config;
@@ -98,11 +109,19 @@ export class StateBuilder {
     const incremental = changed !== undefined && base !== undefined && nodeText === this.#nodeText;
     this.#nodeText = nodeText;
     const touched = new Set<string>();
+    /** Port keys whose ownership may have moved: their copies are looked at again. */
+    const contested = new Set<string>();
     if (incremental) {
-      for (const key of changed) this.#rejoin(key, source, node, touched);
+      for (const key of changed) this.#rejoin(key, source, node, touched, contested);
     } else {
       this.#units.clear();
       this.#skipping.clear();
+      this.#owners.clear();
+      this.#nodePortIPs = nodePortIPs(
+        node,
+        this.#config.nodePortAddresses ?? 'primary',
+        this.#config.hostIPs ?? [],
+      );
       const keys = new Set([...source.services.keys(), ...source.sliceServices()]);
       const ports: ServicePort[] = [];
       for (const key of keys) {
@@ -110,16 +129,22 @@ export class StateBuilder {
         for (const sp of unit.ports) ports.push(sp);
       }
       this.#ports = ports.sort((a, b) => compareStrings(a.key, b.key));
+      for (const sp of this.#ports) this.#owners.add(sp, this.#nodePortIPs);
+      for (const sp of this.#ports) contested.add(sp.key);
+      // Copies of ports that are gone go too; those still the same are kept (same objects).
+      for (const key of this.#copies.keys()) contested.add(key);
     }
+
+    // A port that loses or regains a frontend changes without its Service changing.
+    for (const key of contested) if (this.#settle(key)) touched.add(key);
+    const ports = this.#ports.slice();
+    for (const [key, { copy }] of this.#copies) ports[portIndex(ports, key)] = copy;
 
     const skipped: Skipped[] = [];
     for (const key of [...this.#skipping].sort(compareStrings))
       skipped.push(...this.#units.get(key)!.skipped);
-    // A port that loses or regains a frontend changes without its Service changing.
-    const copiesBefore = this.#copies;
-    const ports = this.#settleConflicts(skipped);
-    for (const key of new Set([...copiesBefore.keys(), ...this.#copies.keys()]))
-      if (copiesBefore.get(key)?.copy !== this.#copies.get(key)?.copy) touched.add(key);
+    for (const key of [...this.#copies.keys()].sort(compareStrings))
+      skipped.push(...this.#copies.get(key)!.skipped);
 
     const state: ProxyState = { node, ports, skipped };
     this.#delta = incremental ? { base: base!, ports: touched } : undefined;
@@ -127,19 +152,57 @@ export class StateBuilder {
     return state;
   }
 
+  /**
+   * Settles the port with `key` against the current claims: a copy without the frontends it
+   * lost, or the unit's own port. True when what the backends get for it changed.
+   */
+  #settle(key: string): boolean {
+    const i = portIndex(this.#ports, key);
+    const sp = this.#ports[i]?.key === key ? this.#ports[i] : undefined;
+    const last = this.#copies.get(key);
+    const lost = sp ? this.#owners.lost(key) : [];
+    if (!sp || lost.length === 0) {
+      this.#copies.delete(key);
+      return last !== undefined;
+    }
+    const lostText = JSON.stringify(lost);
+    if (last && last.from === sp && last.lostText === lostText) return false;
+    const skipped = lost.map((l): Skipped => ({
+      kind: 'Service',
+      name: sp.service,
+      reason: lostReason(sp, l),
+      contested: true,
+    }));
+    this.#copies.set(key, { from: sp, copy: withoutLost(sp, lost), lostText, skipped });
+    return true;
+  }
+
   /** Joins one Service key again, moving its ports in the sorted list; notes the keys touched. */
-  #rejoin(key: string, source: ModelSource, node: NodeInfo, touched: Set<string>): void {
+  #rejoin(
+    key: string,
+    source: ModelSource,
+    node: NodeInfo,
+    touched: Set<string>,
+    contested: Set<string>,
+  ): void {
     const before = this.#units.get(key);
     const after = this.#unit(key, source, node);
     if (before && before.ports === after.ports) return;
+    const note = (k: string): void => {
+      contested.add(k);
+    };
     for (const sp of before?.ports ?? []) {
       const i = portIndex(this.#ports, sp.key);
       if (this.#ports[i]?.key === sp.key) this.#ports.splice(i, 1);
+      this.#owners.remove(sp.key, note);
       touched.add(sp.key);
+      contested.add(sp.key);
     }
     for (const sp of after.ports) {
       this.#ports.splice(portIndex(this.#ports, sp.key), 0, sp);
+      this.#owners.add(sp, this.#nodePortIPs, note);
       touched.add(sp.key);
+      contested.add(sp.key);
     }
   }
 
@@ -150,52 +213,5 @@ export class StateBuilder {
     if (unit.skipped.length > 0) this.#skipping.add(key);
     else this.#skipping.delete(key);
     return unit;
-  }
-
-  /**
-   * Two Services cannot own one frontend (an external IP, LB IP or NodePort on the same
-   * protocol and port): the first by key keeps it, the other loses just that frontend. Ports
-   * are shared with the units: one that loses a frontend is copied, never changed.
-   */
-  #settleConflicts(skipped: Skipped[]): ServicePort[] {
-    const owner = new Map<string, string>();
-    const claim = (frontend: string, sp: ServicePort): boolean => {
-      const prev = owner.get(frontend);
-      if (prev === undefined) {
-        owner.set(frontend, sp.service);
-        return true;
-      }
-      if (prev === sp.service) return true;
-      skipped.push({ kind: 'Service', name: sp.service, reason: `${frontend} is already used by ${prev}` });
-      return false;
-    };
-    const copies = new Map<string, { from: ServicePort; copy: ServicePort }>();
-    const out = this.#ports.slice();
-    for (let i = 0; i < out.length; i++) {
-      const sp = out[i]!;
-      if (sp.externalIPs.length === 0 && sp.loadBalancerIPs.length === 0 && sp.nodePort === 0) continue;
-      const proto = sp.protocol.toLowerCase();
-      const externalIPs = sp.externalIPs.filter((ip) => claim(`${ip} ${proto}/${sp.port}`, sp));
-      const loadBalancerIPs = sp.loadBalancerIPs.filter((ip) => claim(`${ip} ${proto}/${sp.port}`, sp));
-      const nodePort =
-        sp.nodePort && claim(`nodePort ${sp.family} ${proto}/${sp.nodePort}`, sp) ? sp.nodePort : 0;
-      if (
-        externalIPs.length === sp.externalIPs.length &&
-        loadBalancerIPs.length === sp.loadBalancerIPs.length &&
-        nodePort === sp.nodePort
-      )
-        continue;
-      const last = this.#copies.get(sp.key);
-      const same =
-        last?.from === sp &&
-        last.copy.nodePort === nodePort &&
-        last.copy.externalIPs.join() === externalIPs.join() &&
-        last.copy.loadBalancerIPs.join() === loadBalancerIPs.join();
-      const copy = same ? last.copy : { ...sp, externalIPs, loadBalancerIPs, nodePort };
-      copies.set(sp.key, { from: sp, copy });
-      out[i] = copy;
-    }
-    this.#copies = copies;
-    return out;
   }
 }

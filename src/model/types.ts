@@ -42,6 +42,11 @@ export interface ServicePort {
   port: number;
   /** 0 when none. */
   nodePort: number;
+  /**
+   * NodePort addresses on which another frontend owns this port's NodePort (frontend
+   * ownership, frontend-owners.ts): the NodePort is not served there. Absent when none.
+   */
+  lostNodePortIPs?: string[];
   externalIPs: string[];
   /** LoadBalancer ingress IPs of this family (ipMode Proxy ones are left out). */
   loadBalancerIPs: string[];
@@ -64,6 +69,11 @@ export interface ServicePort {
   hasEndpoints: boolean;
   /** The Service is reachable from outside: a NodePort, an external IP or a load balancer IP. */
   externallyAccessible: boolean;
+  /**
+   * The Service's creationTimestamp in epoch ms: the older Service owns a contested frontend.
+   * Absent when the object has none (a file may omit it): such a Service counts as the newest.
+   */
+  created?: number;
 }
 
 /** An object the model did not use, with the reason; shown on /debug/services and logged once. */
@@ -74,6 +84,8 @@ export interface Skipped {
   reason: string;
   /** Ignored by design (headless, ExternalName, another proxy's), not malformed: logged at debug only. */
   ignored?: boolean;
+  /** A frontend the Service claims but another owns (frontend-owners.ts); the rest of it works. */
+  contested?: boolean;
 }
 
 export interface NodeInfo {

@@ -422,11 +422,15 @@ function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
   }
   // Source ranges that admit the node's own address also admit the LB IPs themselves: a node
   // reaching a VIP that is local loops back with the VIP as source (kube-proxy does the same).
+  // An LB IP already inside a range needs no element of its own, and the interval set refuses
+  // one that overlaps a range (the model has merged the ranges themselves).
   if (sp.sourceRanges.length > 0 && sp.loadBalancerIPs.length > 0) {
     const ranges = sp.sourceRanges.map((c) => parseCidr(c)!);
-    if (ctx.nodePortIPs[sp.family].some((ip) => ranges.some((r) => cidrContains(r, ip))))
+    const inRange = (ip: string): boolean => ranges.some((r) => cidrContains(r, ip));
+    if (ctx.nodePortIPs[sp.family].some(inRange))
       for (const lb of sp.loadBalancerIPs)
-        for (const src of sp.loadBalancerIPs) element('firewall-allow', fields(lb, p, sp.port, src));
+        for (const src of sp.loadBalancerIPs)
+          if (!inRange(src)) element('firewall-allow', fields(lb, p, sp.port, src));
   }
   stickyGroups.forEach(({ frontends }, group) => {
     if (frontends.size === 0) return;

@@ -44,7 +44,15 @@ export interface ProxyMetrics {
   onScrape(refresh: () => void): void;
   /** A /healthz or /livez answer, by HTTP status code. */
   probe(path: 'healthz' | 'livez', code: number): void;
+  /**
+   * Objects skipped now as malformed or refused (not those ignored by design), by kind, and
+   * frontends left out because another Service owns them. Set at scrape time.
+   */
+  skipped(byKind: Readonly<Record<string, number>>, contestedFrontends: number): void;
 }
+
+/** The kinds of skipped object, each a series from the start. */
+const SKIPPED_KINDS = ['Service', 'EndpointSlice', 'Node', 'File'] as const;
 
 // kube-proxy's buckets (pkg/proxy/metrics): 1 ms doubling 15 times for sync durations, and
 // 0.25 s .. 5 min for network programming, so existing dashboards read the same.
@@ -165,7 +173,22 @@ export function createMetrics(): ProxyMetrics {
     collect: () => refresh?.(),
   });
 
+  const skippedObjects = new Gauge({
+    name: 'kube_nftproxy_skipped_objects',
+    help: 'Objects skipped as malformed or refused (each with its reason on /debug/services), by kind',
+    labelNames: ['kind'] as const,
+    registers,
+    collect: () => refresh?.(),
+  });
+  const contested = new Gauge({
+    name: 'kube_nftproxy_contested_frontends',
+    help: 'Frontends (IP, protocol, port) a Service claims but another Service owns: left out for it',
+    registers,
+    collect: () => refresh?.(),
+  });
+
   // Zero-valued series from the start, so a query for them finds 0 and not nothing.
+  for (const kind of SKIPPED_KINDS) skippedObjects.set({ kind }, 0);
   noLocal.set({ traffic_policy: 'internal' }, 0);
   noLocal.set({ traffic_policy: 'external' }, 0);
   for (const kind of ['chains', 'rules', 'sets', 'elements']) rulesetObjects.set({ kind }, 0);
@@ -216,6 +239,10 @@ export function createMetrics(): ProxyMetrics {
     },
     probe(path, code) {
       (path === 'healthz' ? healthzTotal : livezTotal).inc({ code: String(code) });
+    },
+    skipped(byKind, contestedFrontends) {
+      for (const kind of SKIPPED_KINDS) skippedObjects.set({ kind }, byKind[kind] ?? 0);
+      contested.set(contestedFrontends);
     },
   };
 }

@@ -148,7 +148,7 @@ describe('buildState', () => {
     );
   });
 
-  it('gives a frontend claimed by two Services to the first and says so', () => {
+  it('gives a frontend claimed by two Services of one age to the first by name and says so', () => {
     const state = buildState(
       {
         services: [
@@ -163,6 +163,9 @@ describe('buildState', () => {
       state.ports.map((p) => p.externalIPs),
       [['192.0.2.1'], []],
     );
-    assert.match(state.skipped.map((s) => s.reason).join(), /192.0.2.1 tcp\/80 is already used by ns\/x/);
+    assert.match(
+      state.skipped.map((s) => s.reason).join(),
+      /externalIP 192.0.2.1 tcp\/80 is ns\/x's externalIP/,
+    );
   });
 });

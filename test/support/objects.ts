@@ -15,7 +15,13 @@ export function service(
   ns: string,
   name: string,
   spec: Partial<V1Service['spec']> & { ports: PortSpec[] },
-  extra: { labels?: Record<string, string>; annotations?: Record<string, string>; lbIPs?: string[] } = {},
+  extra: {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    lbIPs?: string[];
+    /** metadata.creationTimestamp (RFC 3339): the older Service owns a contested frontend. */
+    created?: string;
+  } = {},
 ): V1Service {
   return {
     apiVersion: 'v1',
@@ -23,6 +29,7 @@ export function service(
     metadata: {
       name,
       namespace: ns,
+      ...(extra.created ? { creationTimestamp: extra.created as unknown as Date } : {}),
       ...(extra.labels ? { labels: extra.labels } : {}),
       ...(extra.annotations ? { annotations: extra.annotations } : {}),
     },
