@@ -6,7 +6,13 @@ import { fullTransaction, partialTransaction } from '../../src/rules/apply.js';
 import { compile, type CompileConfig } from '../../src/rules/compile.js';
 import { createNft } from '../../src/rules/nft/exec.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
-import { clusterArb, MODEL_CONFIG, objectsOf } from '../support/arbitraries.js';
+import {
+  clusterArb,
+  collidingClusterArb,
+  collidingObjectsOf,
+  MODEL_CONFIG,
+  objectsOf,
+} from '../support/arbitraries.js';
 import { requireKernel } from '../support/capabilities.js';
 
 const CONFIG: CompileConfig = {
@@ -56,6 +62,20 @@ describe('kernel: compiled transactions for random clusters', function () {
           return fake.dump();
         };
         assert.equal(await dump(), await dump());
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('nft -c accepts colliding clusters too: shared addresses, duplicates, overlapping ranges, long lists', async () => {
+    const nft = createNft({ netns: ns });
+    await fc.assert(
+      fc.asyncProperty(collidingClusterArb, collidingClusterArb, async (a, b) => {
+        const ra = compile(buildState(collidingObjectsOf(a), MODEL_CONFIG), CONFIG);
+        const rb = compile(buildState(collidingObjectsOf(b), MODEL_CONFIG), CONFIG);
+        await nft.check(fullTransaction(rb));
+        await nft.run(fullTransaction(ra));
+        await nft.check(partialTransaction(ra, rb));
       }),
       { numRuns: 25 },
     );

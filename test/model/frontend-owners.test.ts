@@ -1,10 +1,17 @@
 import assert from 'node:assert/strict';
 import type { V1Service } from '@kubernetes/client-node';
+import fc from 'fast-check';
 import { buildState } from '../../src/model/build-state.js';
 import { frontendsOf } from '../../src/model/frontends.js';
 import { StateBuilder, type ModelConfig, type ModelSource } from '../../src/model/state-builder.js';
 import { trace } from '../../src/model/trace.js';
 import type { ProxyState } from '../../src/model/types.js';
+import {
+  COLLISION_NODE_IP,
+  collidingClusterArb,
+  collidingObjectsOf,
+  type CollidingService,
+} from '../support/arbitraries.js';
 import { service } from '../support/objects.js';
 
 const NODE_IP = '192.168.0.10';
@@ -266,6 +273,64 @@ describe('frontend ownership', () => {
     assert.equal(
       same.ports.find((p) => p.service === 'ns/np'),
       third.ports.find((p) => p.service === 'ns/np'),
+    );
+  });
+
+  it('whatever collides: one owner per frontend, no claimed frontend unserved, the owner outranks every other claimant (property)', () => {
+    assert.equal(NODE_IP, COLLISION_NODE_IP);
+    /** `ip proto/port` → every [service index, kind] that claims it, from the spec alone. */
+    const claimsOf = (spec: CollidingService[]): Map<string, Array<[number, string]>> => {
+      const out = new Map<string, Array<[number, string]>>();
+      const claim = (fe: string, i: number, kind: string): void => {
+        out.set(fe, [...(out.get(fe) ?? []), [i, kind]]);
+      };
+      spec.forEach((s, i) => {
+        const p = s.udp ? 'udp' : 'tcp';
+        claim(`10.96.0.${i + 1} ${p}/${s.port}`, i, 'clusterIP');
+        for (const ip of s.externalIPs) claim(`${ip} ${p}/${s.port}`, i, 'externalIP');
+        if (s.type === 'LoadBalancer')
+          for (const ip of s.lbIPs) claim(`${ip} ${p}/${s.port}`, i, 'loadBalancer');
+        if (s.type !== 'ClusterIP') claim(`${NODE_IP} ${p}/${s.nodePort}`, i, 'nodePort');
+      });
+      return out;
+    };
+    const rank = (spec: CollidingService[], i: number, kind: string): [number, number, string] => [
+      kind === 'clusterIP' ? 0 : 1,
+      spec[i]!.created ? Date.parse(spec[i]!.created!) : Infinity,
+      `svc-${i}`,
+    ];
+    const before = (a: [number, number, string], b: [number, number, string]): boolean =>
+      a[0] !== b[0] ? a[0] < b[0] : a[1] !== b[1] ? a[1] < b[1] : a[2] <= b[2];
+
+    fc.assert(
+      fc.property(collidingClusterArb, (spec) => {
+        const objects = collidingObjectsOf(spec);
+        const state = buildState(objects, CONFIG);
+        const reversed = buildState(
+          { services: [...objects.services].reverse(), slices: [...objects.slices].reverse() },
+          CONFIG,
+        );
+        const got = served(state);
+        assert.deepEqual(served(reversed), got);
+        const owner = new Map<string, [number, string]>();
+        for (const line of got) {
+          const [svc, kind, ip, pp] = line.split(' ') as [string, string, string, string];
+          const fe = `${ip} ${pp}`;
+          assert.ok(!owner.has(fe), `${fe} served twice: ${got.join('; ')}`);
+          owner.set(fe, [Number(svc.slice('ns/svc-'.length)), kind]);
+        }
+        for (const [fe, claimants] of claimsOf(spec)) {
+          const o = owner.get(fe);
+          assert.ok(o, `${fe} is claimed and served by nobody`);
+          for (const [i, kind] of claimants)
+            if (i !== o[0])
+              assert.ok(
+                before(rank(spec, o[0], o[1]), rank(spec, i, kind)),
+                `${fe}: svc-${o[0]} (${o[1]}) owns it over svc-${i} (${kind})`,
+              );
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 });

@@ -148,3 +148,82 @@ export function syncStore(
   apply('Service', store.services, objects.services);
   apply('EndpointSlice', store.slices, objects.slices);
 }
+
+/**
+ * Clusters built to collide: Services whose external IPs, load-balancer IPs, ports and
+ * NodePorts come from small shared pools (other Services' ClusterIPs, the node IP, each
+ * other's addresses), listed twice or dozens of times, with overlapping and nested source
+ * ranges and creation times that tie or are missing. ClusterIPs stay unique, as the API
+ * server allocates them.
+ */
+export const COLLISION_NODE_IP = '192.168.0.10';
+const collidingServiceArb = fc.record({
+  type: fc.constantFrom('ClusterIP', 'NodePort', 'LoadBalancer'),
+  udp: fc.boolean(),
+  port: fc.constantFrom(80, 30000, 30001),
+  nodePort: fc.constantFrom(30000, 30001, 30002),
+  externalIPs: fc.array(
+    fc.constantFrom('10.96.0.1', '10.96.0.2', '10.96.0.3', '192.0.2.1', '192.0.2.2', COLLISION_NODE_IP),
+    { maxLength: 40 },
+  ),
+  lbIPs: fc.array(fc.constantFrom('198.51.100.1', '198.51.100.2', '192.0.2.1', COLLISION_NODE_IP), {
+    maxLength: 3,
+  }),
+  ranges: fc.array(
+    fc.constantFrom(
+      '10.0.0.0/8',
+      '10.1.0.0/16',
+      '10.1.2.0/24',
+      '10.1.3.0/24',
+      '192.0.2.0/24',
+      `${COLLISION_NODE_IP}/32`,
+      '198.51.100.0/25',
+      '198.51.100.128/25',
+      '0.0.0.0/0',
+    ),
+    { maxLength: 6 },
+  ),
+  eTPLocal: fc.boolean(),
+  created: fc.constantFrom(undefined, '2024-01-01T00:00:00Z', '2024-01-01T00:00:00Z', '2025-01-01T00:00:00Z'),
+  endpoints: fc.integer({ min: 0, max: 3 }),
+});
+export type CollidingService = typeof collidingServiceArb extends fc.Arbitrary<infer T> ? T : never;
+export const collidingClusterArb = fc.array(collidingServiceArb, { minLength: 1, maxLength: 8 });
+
+/** Objects for a colliding cluster; service i gets ClusterIP 10.96.0.(i+1). */
+export function collidingObjectsOf(spec: CollidingService[]): {
+  services: V1Service[];
+  slices: V1EndpointSlice[];
+} {
+  const services: V1Service[] = [];
+  const slices: V1EndpointSlice[] = [];
+  spec.forEach((s, i) => {
+    const name = `svc-${i}`;
+    const protocol = s.udp ? 'UDP' : 'TCP';
+    const external = s.type !== 'ClusterIP';
+    services.push(
+      service(
+        'ns',
+        name,
+        {
+          type: s.type,
+          clusterIP: `10.96.0.${i + 1}`,
+          externalIPs: s.externalIPs,
+          ...(external && s.eTPLocal ? { externalTrafficPolicy: 'Local' } : {}),
+          ...(s.type === 'LoadBalancer' ? { loadBalancerSourceRanges: s.ranges } : {}),
+          ports: [{ port: s.port, protocol, ...(external ? { nodePort: s.nodePort } : {}) }],
+        },
+        {
+          ...(s.type === 'LoadBalancer' ? { lbIPs: s.lbIPs } : {}),
+          ...(s.created ? { created: s.created } : {}),
+        },
+      ),
+    );
+    const eps = Array.from({ length: s.endpoints }, (_, e) => ({
+      ip: `10.244.${e % 2 ? 2 : 1}.${10 * i + e + 2}`,
+      nodeName: e % 2 ? 'n2' : NODE,
+    }));
+    slices.push(slice('ns', `${name}-v4`, name, [{ port: 8080, protocol }], eps));
+  });
+  return { services, slices };
+}
