@@ -4,6 +4,7 @@ import { buildConfig, usage } from './config.js';
 import { ErrorCodes, hasCode, isNftMissing, isPermission, ProxyError } from './errors.js';
 import { createLogger } from './log.js';
 import { logSkipped } from './log-skipped.js';
+import { cleanupLeftovers, KUBE_PROXY_TABLES, spawnProgram } from './kube-proxy-leftovers.js';
 import { hostAddresses } from './node-addresses.js';
 import { rulesFor, stateFrom, type Environment } from './pipeline.js';
 import { cleanupTables, NftApplier, renderRuleset } from './rules/apply.js';
@@ -54,8 +55,14 @@ async function main(argv: string[]): Promise<number> {
 
   if (config.cleanup) {
     await probeNft(nft);
-    await cleanupTables(nft, config.tableName);
-    log.info({ table: config.tableName }, 'deleted kube-nftproxy tables');
+    await cleanupTables(nft, config.tableName, KUBE_PROXY_TABLES);
+    log.info({ table: config.tableName }, "deleted kube-nftproxy's and kube-proxy's tables");
+    const report = await cleanupLeftovers(spawnProgram(), log);
+    log.info(report, "removed kube-proxy's iptables and IPVS leftovers");
+    if (report.errors.length > 0) {
+      log.error({ errors: report.errors }, 'some leftovers could not be removed');
+      return EXIT.FAILED;
+    }
     return EXIT.OK;
   }
   if (config.dryRun || config.once) {
@@ -74,13 +81,15 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.OK;
     }
     const { version } = await probeNft(nft);
-    const result = await new NftApplier({ nft, log }).sync(rules, { full: true });
+    const result = await new NftApplier({ nft, log, takeOver: KUBE_PROXY_TABLES }).sync(rules, {
+      full: true,
+    });
     log.info({ nft: version, ports: state.ports.length, operations: result.operations }, 'rules applied');
     return EXIT.OK;
   }
   const { runDaemon } = await import('./daemon.js');
   // The daemon's partial syncs go through one long-lived nft (NftSession): no process per sync.
-  await runDaemon(config, { log, env, nft: createNft({ session: true }) });
+  await runDaemon(config, { log, env, nft: createNft({ session: true }), leftovers: spawnProgram() });
   return EXIT.OK;
 }
 

@@ -7,6 +7,7 @@ import { ipLocalAddresses } from './lb/local-address.js';
 import { trace } from './model/trace.js';
 import type { ProxyState } from './model/types.js';
 import { StateBuilder } from './model/state-builder.js';
+import { cleanupLeftovers, KUBE_PROXY_TABLES, type RunProgram } from './kube-proxy-leftovers.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
 import { Compiler } from './rules/compile.js';
@@ -33,6 +34,11 @@ export interface DaemonDeps {
   nft: Nft;
   /** The object source; default: --source files, else the API server. */
   source?: Source;
+  /**
+   * Runs iptables and ip to remove kube-proxy's iptables/IPVS leftovers after the first sync
+   * (nftables mode); none: they are left alone (tests on the host must never touch it).
+   */
+  leftovers?: RunProgram;
   clock?: Clock;
 }
 
@@ -73,7 +79,11 @@ export class Daemon {
     this.metrics = createMetrics();
     this.metrics.onScrape(() => this.#refreshScraped());
     this.#builder = new StateBuilder(modelConfig(config, deps.env));
-    this.applier = new NftApplier({ nft: deps.nft, log: deps.log.child({ component: 'rules' }) });
+    this.applier = new NftApplier({
+      nft: deps.nft,
+      log: deps.log.child({ component: 'rules' }),
+      takeOver: KUBE_PROXY_TABLES,
+    });
     this.store = new ObjectStore({
       onChange: () => {
         this.health.queued();
@@ -207,6 +217,8 @@ export class Daemon {
     }
     this.#state = state;
     this.#syncs++;
+    if (this.#syncs === 1 && !this.#userspace && this.deps.leftovers)
+      void this.#removeLeftovers(this.deps.leftovers);
     const seconds = (this.#clock.now() - start) / 1000;
     this.health.updated();
     this.metrics.syncDuration(full, seconds);
@@ -216,6 +228,23 @@ export class Daemon {
     for (const t of changes.triggers) this.metrics.networkProgramming(Math.max(0, now - t) / 1000);
     this.#scraped = false;
     this.#log.debug({ full, seconds, ports: state.ports.length }, 'synced');
+  }
+
+  /**
+   * kube-proxy's iptables and IPVS leftovers go once our rules are in (its nftables tables went
+   * in that very transaction): from then on no new connection can meet its DNAT first. Runs
+   * beside the syncs; a failure is logged and costs nothing else.
+   */
+  async #removeLeftovers(run: RunProgram): Promise<void> {
+    try {
+      const report = await cleanupLeftovers(run, this.#log);
+      if (Object.keys(report.iptables).length > 0 || report.ipvsInterface)
+        this.#log.info(report, "removed kube-proxy's iptables and IPVS leftovers");
+      if (report.errors.length > 0)
+        this.#log.warn({ errors: report.errors }, "some of kube-proxy's leftovers could not be removed");
+    } catch (err) {
+      this.#log.warn({ err }, "kube-proxy's leftovers could not be removed");
+    }
   }
 
   /** Whether the scrape-time figures below reflect the last sync. */

@@ -277,9 +277,13 @@ export class NftApplier {
   #applied: Ruleset | undefined;
   #lastText = '';
 
-  constructor(opts: { nft: Nft; log: Logger }) {
+  /** Foreign tables every full sync destroys in the same transaction (kube-proxy's: a takeover). */
+  readonly #takeOver: readonly Table[];
+
+  constructor(opts: { nft: Nft; log: Logger; takeOver?: readonly Table[] }) {
     this.#nft = opts.nft;
     this.#log = opts.log;
+    this.#takeOver = opts.takeOver ?? [];
   }
 
   /** The ruleset as last applied, or undefined before the first success. */
@@ -304,6 +308,9 @@ export class NftApplier {
     const full = opts.full === true || this.#applied === undefined;
     const delta = opts.delta?.base === this.#applied ? opts.delta : undefined;
     const tx = full ? fullTransaction(desired) : partialTransaction(this.#applied!, desired, delta);
+    // kube-proxy's tables go in the transaction that brings ours: a live node switches over
+    // without a moment where both, or neither, DNAT (conntrack keeps established flows).
+    if (full) for (const t of this.#takeOver) tx.destroy(t);
     if (full) await this.#keepAffinity(desired, tx);
     else await this.#forgetStaleAffinity(this.#applied!, desired, tx, delta);
     if (tx.size === 0) return { full, operations: 0 };
@@ -372,11 +379,12 @@ export class NftApplier {
   }
 }
 
-/** Delete our tables (and nothing else); missing tables are fine. */
-export async function cleanupTables(nft: Nft, table: string): Promise<void> {
+/** Delete our tables and `also` (kube-proxy's, for --cleanup), nothing else; missing tables are fine. */
+export async function cleanupTables(nft: Nft, table: string, also: readonly Table[] = []): Promise<void> {
   const tx = new Transaction();
   for (const family of ['ip', 'ip6'] as NftFamily[])
     tx.destroy({ kind: 'table', family, table } satisfies Table);
+  for (const t of also) tx.destroy(t);
   await nft.run(tx);
 }
 
