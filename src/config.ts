@@ -85,7 +85,10 @@ export const FLAGS: FlagSpec[] = [
   { name: 'config', value: 'FILE', help: 'KubeProxyConfiguration YAML (the fields that apply); flags win' },
   { name: 'dry-run', help: 'compile once and print the nft transaction; touch nothing' },
   { name: 'once', help: 'sync once and exit: 0 on success; the rules stay' },
-  { name: 'cleanup', help: "delete this proxy's tables (and nothing else) and exit" },
+  {
+    name: 'cleanup',
+    help: "delete this proxy's tables and kube-proxy's leftovers (nftables, iptables, IPVS), nothing else, and exit",
+  },
   { name: 'help', aliases: ['h'], help: 'print this help and exit' },
   { name: 'version', help: 'print the version and exit' },
 ];
