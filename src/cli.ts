@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { stringify as stringifyYaml } from 'yaml';
 import { buildConfig, usage } from './config.js';
 import { ErrorCodes, hasCode, isNftMissing, isPermission, ProxyError } from './errors.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
 import { logSkipped } from './log-skipped.js';
+import { effectiveKubeProxyConfig } from './kube-proxy-config.js';
 import { cleanupLeftovers, KUBE_PROXY_TABLES, spawnProgram } from './kube-proxy-leftovers.js';
 import { hostAddresses } from './node-addresses.js';
 import { rulesFor, stateFrom, type Environment } from './pipeline.js';
@@ -36,6 +38,18 @@ function exitCodeFor(err: unknown): number {
   return EXIT.FAILED;
 }
 
+/**
+ * kube-proxy's --oom-score-adj: the kernel kills the proxy last. Lowering it needs
+ * CAP_SYS_RESOURCE, which the DaemonSet does not grant: then it says so and goes on.
+ */
+function setOomScoreAdj(value: number, log: Logger): void {
+  try {
+    writeFileSync('/proc/self/oom_score_adj', String(value));
+  } catch (err) {
+    log.warn({ err, value }, 'could not set oom_score_adj (needs CAP_SYS_RESOURCE to lower it); going on');
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(`${usage()}\n`);
@@ -49,7 +63,15 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.OK;
   }
   const config = buildConfig(argv);
-  const log = createLogger();
+  const log = createLogger({ level: process.env.LOG_LEVEL ?? config.logLevel });
+  // kube-proxy's flags and config fields that do not act here: once each, before anything runs.
+  for (const warning of config.warnings) log.warn(warning);
+  if (config.writeConfigTo) {
+    writeFileSync(config.writeConfigTo, stringifyYaml(effectiveKubeProxyConfig(config)));
+    log.info({ path: config.writeConfigTo }, 'wrote the effective configuration');
+    return EXIT.OK;
+  }
+  if (config.oomScoreAdj !== undefined) setOomScoreAdj(config.oomScoreAdj, log);
   const env: Environment = { localAddresses: hostAddresses() };
   const nft = createNft();
 

@@ -33,4 +33,12 @@ export interface ProxyConfig {
   cleanup: boolean;
   /** nftables table name (both families). Fixed by contract; tests may not change it. */
   tableName: 'kube-nftproxy';
+  /** From --v (klog verbosity); LOG_LEVEL in the environment wins. */
+  logLevel: 'info' | 'debug' | 'trace';
+  /** --oom-score-adj: written to /proc/self/oom_score_adj at start, as kube-proxy does. */
+  oomScoreAdj?: number;
+  /** --write-config-to: write the effective configuration there and exit. */
+  writeConfigTo?: string;
+  /** Flags and config fields accepted but not applied, one line each: logged once at start. */
+  warnings: string[];
 }

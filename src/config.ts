@@ -3,6 +3,11 @@ import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import type { ProxyConfig } from './config-types.js';
 import { ErrorCodes, ProxyError } from './errors.js';
+import {
+  ACCEPTED_KUBE_PROXY_FLAGS,
+  kubeProxyConfigFlags,
+  logLevelForVerbosity,
+} from './kube-proxy-config.js';
 import { canonicalIp, parseCidr } from './model/ip.js';
 import { parseBindAddress } from './server/bind-address.js';
 
@@ -82,7 +87,42 @@ export const FLAGS: FlagSpec[] = [
     help: '/metrics, /debug/*, /proxyMode',
     default: '127.0.0.1:10249',
   },
-  { name: 'config', value: 'FILE', help: 'KubeProxyConfiguration YAML (the fields that apply); flags win' },
+  {
+    name: 'config',
+    value: 'FILE',
+    help: "KubeProxyConfiguration (v1alpha1, kube-proxy's defaulting); fields that do not apply warn; flags win",
+  },
+  {
+    name: 'bind-address',
+    value: 'IP',
+    help: "as kube-proxy: a specific address is this node's primary IP (when --node-ip is not given); 0.0.0.0/:: means none",
+  },
+  { name: 'v', value: 'N', help: 'log verbosity, klog-style: 0-3 info, 4-5 debug, 6+ trace', default: '0' },
+  {
+    name: 'oom-score-adj',
+    value: 'N',
+    help: "the daemon's oom_score_adj (-1000..1000), as kube-proxy; unset: left as the kubelet set it",
+  },
+  {
+    name: 'write-config-to',
+    value: 'FILE',
+    help: 'write the effective configuration as a KubeProxyConfiguration and exit',
+  },
+  {
+    name: 'detect-local-mode',
+    value: 'ClusterCIDR',
+    help: 'how pod traffic is told from outside traffic; only ClusterCIDR (--cluster-cidr) is supported yet',
+  },
+  {
+    name: 'pod-bridge-interface',
+    value: 'NAME',
+    help: 'for --detect-local-mode BridgeInterface (not supported yet)',
+  },
+  {
+    name: 'pod-interface-name-prefix',
+    value: 'PREFIX',
+    help: 'for --detect-local-mode InterfaceNamePrefix (not supported yet)',
+  },
   { name: 'dry-run', help: 'compile once and print the nft transaction; touch nothing' },
   { name: 'once', help: 'sync once and exit: 0 on success; the rules stay' },
   {
@@ -143,8 +183,11 @@ function hostPort(text: string, flag: string): string {
   return text;
 }
 
-/** Raw flag values by canonical name; switches are 'true'. */
-export function parseArgs(argv: string[]): Map<string, string> {
+/**
+ * Raw flag values by canonical name; switches are 'true'. kube-proxy's flags that do not act
+ * here are accepted and named in `warnings` (one each).
+ */
+export function parseArgs(argv: string[], warnings: string[] = []): Map<string, string> {
   const byName = new Map<string, FlagSpec>();
   for (const f of FLAGS) for (const n of [f.name, ...(f.aliases ?? [])]) byName.set(n, f);
   const out = new Map<string, string>();
@@ -152,6 +195,13 @@ export function parseArgs(argv: string[]): Map<string, string> {
     const arg = argv[i]!;
     const m = /^--?([a-z][a-z0-9-]*)(?:=(.*))?$/.exec(arg);
     if (!m) throw invalid(`unexpected argument ${JSON.stringify(arg)} (see --help)`);
+    const accepted = ACCEPTED_KUBE_PROXY_FLAGS[m[1]!];
+    if (accepted && !byName.has(m[1]!)) {
+      // kube-proxy's, not ours: consume its value so the next argument is read right.
+      if (accepted.value && m[2] === undefined) i++;
+      warnings.push(`flag --${m[1]} is accepted but not applied: ${accepted.why}`);
+      continue;
+    }
     const spec = byName.get(m[1]!);
     if (!spec) throw invalid(`unknown flag --${m[1]} (see --help)`);
     let value = m[2];
@@ -169,12 +219,13 @@ export function parseArgs(argv: string[]): Map<string, string> {
 }
 
 /**
- * The KubeProxyConfiguration fields that apply, as flag values (so one code path validates
- * both). Unknown fields are ignored, as kube-proxy's lenient decoding does for other modes.
+ * A KubeProxyConfiguration file as flag values (so one code path validates both), read with
+ * kube-proxy's defaulting; fields that do not apply are named in `warnings` (kube-proxy-config.ts).
  */
 export function configFileFlags(
   path: string,
   read: (p: string) => string = (p) => readFileSync(p, 'utf8'),
+  warnings: string[] = [],
 ): Map<string, string> {
   let doc: Record<string, unknown>;
   try {
@@ -182,37 +233,22 @@ export function configFileFlags(
   } catch (err) {
     throw invalid(`--config ${path}: ${(err as Error).message.split('\n')[0]}`);
   }
-  if (typeof doc !== 'object' || doc === null)
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
     throw invalid(`--config ${path}: not a KubeProxyConfiguration`);
   if (doc.kind !== undefined && doc.kind !== 'KubeProxyConfiguration')
     throw invalid(`--config ${path}: kind is ${JSON.stringify(doc.kind)}, expected KubeProxyConfiguration`);
-  const out = new Map<string, string>();
-  const set = (flag: string, v: unknown): void => {
-    if (v === undefined || v === null || v === '') return;
-    out.set(flag, Array.isArray(v) ? v.join(',') : String(v));
-  };
-  const nft = (doc.nftables ?? {}) as Record<string, unknown>;
-  set('hostname-override', doc.hostnameOverride);
-  set('cluster-cidr', doc.clusterCIDR);
-  set('healthz-bind-address', doc.healthzBindAddress);
-  set('metrics-bind-address', doc.metricsBindAddress);
-  if (Array.isArray(doc.nodePortAddresses) && doc.nodePortAddresses.length)
-    set('nodeport-addresses', doc.nodePortAddresses);
-  set('sync-period', nft.syncPeriod ?? doc.syncPeriod);
-  set('min-sync-period', nft.minSyncPeriod ?? doc.minSyncPeriod);
-  if (nft.masqueradeAll === true) out.set('masquerade-all', 'true');
-  if (doc.mode === 'nftables' || doc.mode === 'userspace') set('proxy-mode', doc.mode);
-  else if (doc.mode !== undefined && doc.mode !== '')
-    throw invalid(`--config ${path}: mode ${JSON.stringify(doc.mode)} is not nftables or userspace`);
-  const kc = (doc.clientConnection ?? {}) as Record<string, unknown>;
-  set('kubeconfig', kc.kubeconfig);
-  return out;
+  const result = kubeProxyConfigFlags(doc, (message) => invalid(`--config ${path}: ${message}`));
+  warnings.push(...result.warnings);
+  return result.flags;
 }
 
 /** Flags over the --config file over defaults, validated: every problem names the flag. */
 export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ProxyConfig {
-  const flags = parseArgs(argv);
-  const merged = flags.has('config') ? new Map([...configFileFlags(flags.get('config')!), ...flags]) : flags;
+  const warnings: string[] = [];
+  const flags = parseArgs(argv, warnings);
+  const merged = flags.has('config')
+    ? new Map([...configFileFlags(flags.get('config')!, undefined, warnings), ...flags])
+    : flags;
   const get = (n: string): string | undefined => merged.get(n);
   const on = (n: string): boolean => get(n) === 'true';
 
@@ -227,7 +263,12 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   const lb = get('lb-algorithm') ?? 'random';
   if (lb !== 'random' && lb !== 'maglev')
     throw invalid(`--lb-algorithm: ${JSON.stringify(lb)} is not one of random, maglev`);
-  const nodeIPs = (get('node-ip') ?? '')
+  // kube-proxy's --bind-address: a specific address overrides its idea of the node's primary IP.
+  const bind = get('bind-address')?.trim();
+  if (bind !== undefined && bind !== '' && !canonicalIp(bind))
+    throw invalid(`--bind-address: invalid IP ${JSON.stringify(bind)}`);
+  const bindIP = bind && bind !== '0.0.0.0' && bind !== '::' ? canonicalIp(bind) : undefined;
+  const nodeIPs = (get('node-ip') ?? bindIP ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
@@ -244,6 +285,29 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   const minSyncPeriodMs = parseDuration(get('min-sync-period') ?? '1s', 'min-sync-period');
   if (syncPeriodMs <= 0) throw invalid('--sync-period must be greater than 0');
   if (minSyncPeriodMs > syncPeriodMs) throw invalid('--min-sync-period must not exceed --sync-period');
+
+  const verbosity = Number(get('v') ?? '0');
+  if (!Number.isInteger(verbosity) || verbosity < 0)
+    throw invalid('--v: expected a whole number (klog verbosity)');
+  const oomText = get('oom-score-adj');
+  const oom = oomText === undefined ? undefined : Number(oomText);
+  if (oom !== undefined && (!Number.isInteger(oom) || oom < -1000 || oom > 1000))
+    throw invalid('--oom-score-adj: expected an integer from -1000 to 1000');
+  const detectLocal = get('detect-local-mode');
+  if (detectLocal !== undefined && detectLocal !== 'ClusterCIDR') {
+    if (!['NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'].includes(detectLocal))
+      throw invalid(
+        `--detect-local-mode: ${JSON.stringify(detectLocal)} is not one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix`,
+      );
+    warnings.push(
+      `--detect-local-mode ${detectLocal} is not supported yet: pod traffic is told by --cluster-cidr`,
+    );
+  }
+  for (const flag of ['pod-bridge-interface', 'pod-interface-name-prefix'])
+    if (get(flag))
+      warnings.push(
+        `--${flag} is accepted but not applied: only --detect-local-mode ClusterCIDR is supported yet`,
+      );
 
   return {
     ...(get('kubeconfig') ? { kubeconfig: get('kubeconfig')! } : {}),
@@ -267,5 +331,9 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     once: on('once'),
     cleanup: on('cleanup'),
     tableName: 'kube-nftproxy',
+    logLevel: logLevelForVerbosity(verbosity),
+    ...(oom !== undefined ? { oomScoreAdj: oom } : {}),
+    ...(get('write-config-to') ? { writeConfigTo: get('write-config-to')! } : {}),
+    warnings,
   };
 }

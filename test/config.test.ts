@@ -99,8 +99,8 @@ describe('config', () => {
         hasCode(err, 'CONFIG_INVALID') && /expected KubeProxyConfiguration/.test((err as Error).message),
     );
     assert.throws(
-      () => configFileFlags('x.yaml', () => 'mode: ipvs'),
-      (err: unknown) => hasCode(err, 'CONFIG_INVALID') && /mode "ipvs"/.test((err as Error).message),
+      () => configFileFlags('x.yaml', () => 'mode: kernelspace'),
+      (err: unknown) => hasCode(err, 'CONFIG_INVALID') && /mode "kernelspace"/.test((err as Error).message),
     );
   });
 });
