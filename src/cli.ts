@@ -90,7 +90,10 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
+    // Written synchronously (stderr is a file, pipe or terminal), so nothing is lost by exiting.
     process.stderr.write(`kube-nftproxy: ${message}\n`);
-    process.exitCode = exitCodeFor(err);
+    // At once: a fatal error must not leave a process behind that answers probes while doing
+    // nothing, whatever handle (a server, the nft session, a timer) would still keep it alive.
+    process.exit(exitCodeFor(err));
   },
 );
