@@ -22,7 +22,7 @@ export const EXIT = {
   NO_NFT: 3,
   /** Not allowed to change nftables (needs root / CAP_NET_ADMIN). */
   NO_PRIVILEGE: 4,
-  /** --source cannot be read, or the API server credentials are unusable. */
+  /** --source cannot be read, or the API server credentials are unusable or refused (401/403). */
   NO_SOURCE: 5,
 } as const;
 
@@ -30,7 +30,11 @@ function exitCodeFor(err: unknown): number {
   if (hasCode(err, ErrorCodes.CONFIG_INVALID)) return EXIT.USAGE;
   if (isNftMissing(err) || hasCode(err, ErrorCodes.NFT_VERSION)) return EXIT.NO_NFT;
   if (isPermission(err)) return EXIT.NO_PRIVILEGE;
-  if (hasCode(err, ErrorCodes.SOURCE_UNREADABLE) || hasCode(err, ErrorCodes.KUBECONFIG_INVALID))
+  if (
+    hasCode(err, ErrorCodes.SOURCE_UNREADABLE) ||
+    hasCode(err, ErrorCodes.KUBECONFIG_INVALID) ||
+    hasCode(err, ErrorCodes.API_REFUSED)
+  )
     return EXIT.NO_SOURCE;
   return EXIT.FAILED;
 }
