@@ -160,16 +160,22 @@ export class Daemon {
     this.#runner.start();
   }
 
-  /** The store, and the API server's refusals for /healthz. */
+  /**
+   * The store, and the API server's refusals for /healthz. Every SourceHandler method is listed
+   * (Required): one added to the interface fails the typecheck here instead of being dropped.
+   */
   #sourceHandler(): SourceHandler {
     const store = this.store;
-    return {
+    const handler: Required<SourceHandler> = {
       upsert: (kind, object) => store.upsert(kind, object),
       remove: (kind, namespace, name) => store.remove(kind, namespace, name),
       synced: () => store.synced(),
       unreadable: (files) => store.unreadable(files),
       denied: (kind, problem) => this.health.apiAccess(kind, problem),
+      // The source has logged it already; the next sync catches up.
+      problem: () => undefined,
     };
+    return handler;
   }
 
   /** Stop watching and serving; the rules stay. */

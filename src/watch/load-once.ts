@@ -26,10 +26,12 @@ export async function loadOnce(config: ProxyConfig, log: Logger): Promise<Object
   });
   const store: ObjectStore = new ObjectStore({ onChange: () => store.isSynced && listed() });
   // A refusal ends a one-shot read at once: retrying would wait forever for a role to appear.
-  const handler: SourceHandler = {
+  const handler: Required<SourceHandler> = {
     upsert: (kind, object) => store.upsert(kind, object),
     remove: (kind, namespace, name) => store.remove(kind, namespace, name),
     synced: () => store.synced(),
+    unreadable: (files) => store.unreadable(files),
+    problem: () => undefined,
     denied: (kind, problem) => {
       if (!problem) return;
       refused(
