@@ -25,7 +25,7 @@ export const EXIT = {
   NO_NFT: 3,
   /** Not allowed to change nftables (needs root / CAP_NET_ADMIN). */
   NO_PRIVILEGE: 4,
-  /** --source cannot be read, or the API server credentials are unusable. */
+  /** --source cannot be read, or the API server credentials are unusable or refused (401/403). */
   NO_SOURCE: 5,
 } as const;
 
@@ -33,7 +33,11 @@ function exitCodeFor(err: unknown): number {
   if (hasCode(err, ErrorCodes.CONFIG_INVALID)) return EXIT.USAGE;
   if (isNftMissing(err) || hasCode(err, ErrorCodes.NFT_VERSION)) return EXIT.NO_NFT;
   if (isPermission(err)) return EXIT.NO_PRIVILEGE;
-  if (hasCode(err, ErrorCodes.SOURCE_UNREADABLE) || hasCode(err, ErrorCodes.KUBECONFIG_INVALID))
+  if (
+    hasCode(err, ErrorCodes.SOURCE_UNREADABLE) ||
+    hasCode(err, ErrorCodes.KUBECONFIG_INVALID) ||
+    hasCode(err, ErrorCodes.API_REFUSED)
+  )
     return EXIT.NO_SOURCE;
   return EXIT.FAILED;
 }
@@ -121,7 +125,10 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const message = err instanceof Error ? err.message : String(err);
+    // Written synchronously (stderr is a file, pipe or terminal), so nothing is lost by exiting.
     process.stderr.write(`kube-nftproxy: ${message}\n`);
-    process.exitCode = exitCodeFor(err);
+    // At once: a fatal error must not leave a process behind that answers probes while doing
+    // nothing, whatever handle (a server, the nft session, a timer) would still keep it alive.
+    process.exit(exitCodeFor(err));
   },
 );

@@ -23,7 +23,7 @@ import { describeServices } from './server/services-view.js';
 import { FileSource } from './watch/file-source.js';
 import { ObjectStore } from './watch/object-store.js';
 import { BoundedFrequencyRunner } from './watch/runner.js';
-import type { Source } from './watch/source.js';
+import type { Source, SourceHandler } from './watch/source.js';
 
 /** A full resync (atomic replacement of our tables) at least this often, as kube-proxy does. */
 const FULL_SYNC_PERIOD_MS = 60 * 60 * 1000;
@@ -112,7 +112,36 @@ export class Daemon {
     return this.#state;
   }
 
+  /**
+   * Start, or fail with the error that stopped it, having stopped whatever had started (servers,
+   * the nft session): a daemon that cannot start must not linger with a green /healthz. The
+   * credentials or --source are checked first: that touches nothing, and it fails in a second.
+   */
   async start(): Promise<void> {
+    // Until the first sync is applied, the start counts as a pending change (ProxyHealth).
+    this.health.started();
+    try {
+      await this.#start();
+    } catch (err) {
+      // Each part on its own: one that fails to stop (a source whose read failed rethrows it)
+      // must not keep the others running. The start's error is the one worth reporting.
+      const steps = [
+        () => this.#runner.stop(),
+        () => this.#source?.stop(),
+        () => this.#servers?.close(),
+        () => this.#userspace?.close(),
+        () => this.deps.nft.close?.(),
+      ];
+      for (const step of steps)
+        await Promise.resolve()
+          .then(step)
+          .catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async #start(): Promise<void> {
+    this.#source = this.deps.source ?? (await this.#defaultSource());
     if (this.config.proxyMode === 'nftables') {
       const { version } = await probeNft(this.deps.nft);
       this.#log.info({ nft: version }, 'nftables ready');
@@ -136,9 +165,27 @@ export class Daemon {
       view: this.view,
       log: this.deps.log.child({ component: 'server' }),
     });
-    this.#source = this.deps.source ?? (await this.#defaultSource());
-    await this.#source.start(this.store);
+    await this.#source.start(this.#sourceHandler());
+    if (this.#source instanceof FileSource) this.#source.watch();
     this.#runner.start();
+  }
+
+  /**
+   * The store, and the API server's refusals for /healthz. Every SourceHandler method is listed
+   * (Required): one added to the interface fails the typecheck here instead of being dropped.
+   */
+  #sourceHandler(): SourceHandler {
+    const store = this.store;
+    const handler: Required<SourceHandler> = {
+      upsert: (kind, object) => store.upsert(kind, object),
+      remove: (kind, namespace, name) => store.remove(kind, namespace, name),
+      synced: () => store.synced(),
+      unreadable: (files) => store.unreadable(files),
+      denied: (kind, problem) => this.health.apiAccess(kind, problem),
+      // The source has logged it already; the next sync catches up.
+      problem: () => undefined,
+    };
+    return handler;
   }
 
   /** Stop watching and serving; the rules stay. */
@@ -155,11 +202,8 @@ export class Daemon {
   }
 
   async #defaultSource(): Promise<Source> {
-    if (this.config.source) {
-      const files = new FileSource(this.config.source);
-      files.watch();
-      return files;
-    }
+    // Watched once start() has read it: a missing path is then SOURCE_UNREADABLE (exit 5).
+    if (this.config.source) return new FileSource(this.config.source);
     const { loadKubeConfig } = await import('./watch/kubeconfig.js');
     const { createKubeSource } = await import('./watch/kube-source.js');
     const { kubeConfig, source, server } = loadKubeConfig({ kubeconfigPath: this.config.kubeconfig });

@@ -29,6 +29,8 @@ export const ErrorCodes = {
   USERSPACE_LISTEN_FAILED: 'USERSPACE_LISTEN_FAILED',
   /** A health, metrics or debug server could not listen on its address (in use, not local, ...). */
   SERVER_LISTEN_FAILED: 'SERVER_LISTEN_FAILED',
+  /** The API server refuses to list or watch a kind: RBAC (403) or credentials (401). */
+  API_REFUSED: 'API_REFUSED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,7 +7,7 @@ import { join } from 'node:path';
 import { SERVICE_ACCOUNT_DIR } from '../src/watch/kubeconfig.js';
 import { TestApiServer, type StoredObject } from './support/api-server.js';
 import { node, service, slice } from './support/objects.js';
-import { runProxy } from './support/proxy.js';
+import { REPO, runProxy, type RunResult } from './support/proxy.js';
 
 /**
  * The real command (`node --import tsx src/cli.ts`) reading an API server that speaks the
@@ -101,6 +102,101 @@ describe('kube-nftproxy --dry-run against an API server', function () {
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /no API server credentials/);
     assert.equal(r.stdout, '');
+  });
+
+  it('fails with exit 5 and a line naming the refused resource when RBAC is missing', async () => {
+    server.forbid('EndpointSlice');
+    try {
+      const r = await dryRun(['--kubeconfig', kubeconfig], {});
+      assert.equal(r.code, 5, r.stderr);
+      const plain = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('{'));
+      assert.equal(plain.length, 1, r.stderr);
+      assert.match(
+        plain[0]!,
+        /^kube-nftproxy: EndpointSlice: the API server refuses to list endpointslices \(HTTP 403\); grant/,
+      );
+      assert.equal(r.stdout, '');
+    } finally {
+      server.allow();
+    }
+  });
+});
+
+/**
+ * The daemon (no --once/--dry-run) failing at start: it must exit at once with the documented
+ * code and one line, not linger with its probes answering. The child is killed if it lingers,
+ * which fails the test (exit code null).
+ */
+describe('kube-nftproxy daemon: a fatal start-up error exits at once', function () {
+  this.timeout(60_000);
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'knp-cli-fatal-'));
+  });
+
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  /** The real CLI as the daemon; killed (code null) if still running after `lingerMs`. */
+  const daemon = (args: string[], lingerMs = 20_000): Promise<RunResult> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          join(REPO, 'src/cli.ts'),
+          '--hostname-override',
+          'node-a',
+          '--healthz-bind-address',
+          '127.0.0.1:0',
+          '--metrics-bind-address',
+          '127.0.0.1:0',
+          ...args,
+        ],
+        {
+          cwd: REPO,
+          env: { ...process.env, LOG_LEVEL: 'info', KUBECONFIG: '', HOME: dir },
+          timeout: lingerMs,
+        },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  const lines = (text: string): string[] => text.split('\n').filter((l) => l !== '');
+
+  it('an unusable --kubeconfig: exit 5 and one line naming the file, before anything starts', async () => {
+    const kubeconfig = join(dir, 'broken.yaml');
+    await writeFile(kubeconfig, 'clusters: [ {name: x\n');
+    const r = await daemon(['--kubeconfig', kubeconfig]);
+    assert.equal(r.code, 5, r.stderr);
+    assert.deepEqual(lines(r.stderr).length, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`^kube-nftproxy: --kubeconfig ${kubeconfig.replace(/[.]/g, '\\.')}: `));
+    assert.equal(r.stdout, '');
+  });
+
+  it('a kubeconfig without a current context: exit 5, one line saying so', async () => {
+    const kubeconfig = join(dir, 'no-context.yaml');
+    await writeFile(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n');
+    const r = await daemon(['--kubeconfig', kubeconfig]);
+    assert.equal(r.code, 5, r.stderr);
+    assert.deepEqual(lines(r.stderr).length, 1, r.stderr);
+    assert.match(r.stderr, /no current context/);
+  });
+
+  it('a --source that does not exist: exit 5, and no process left answering probes', async () => {
+    const r = await daemon(['--source', join(dir, 'missing'), '--proxy-mode', 'userspace']);
+    assert.equal(r.code, 5, r.stderr);
+    const plain = lines(r.stderr).filter((l) => !l.startsWith('{'));
+    assert.equal(plain.length, 1, r.stderr);
+    assert.match(plain[0]!, /^kube-nftproxy: --source .*missing/);
   });
 });
 

@@ -1,5 +1,6 @@
 import { systemClock, wallTime, type Clock } from '../clock.js';
 import { ErrorCodes, ProxyError } from '../errors.js';
+import type { AccessProblem } from '../watch/source.js';
 
 /** The taint the Cluster Autoscaler puts on a node before deleting it (kube-proxy's ToBeDeletedTaint). */
 export const TO_BE_DELETED_TAINT = 'ToBeDeletedByClusterAutoscaler';
@@ -13,15 +14,31 @@ export interface HealthStatus {
   currentTime: string;
   /** False once the node is being deleted or tainted for deletion: /healthz (not /livez) fails. */
   nodeEligible: boolean;
+  /** Why the proxy is unhealthy; absent while it is healthy. */
+  reason?: string;
+  /** The kinds the API server refuses to list or watch now (RBAC, credentials); absent if none. */
+  apiErrors?: ApiError[];
+}
+
+/** An AccessProblem of one kind, as /healthz shows it. */
+export interface ApiError extends AccessProblem {
+  kind: string;
 }
 
 /** Go's zero time, which kube-proxy reports as lastUpdated before the first successful sync. */
 const ZERO_TIME = Date.parse('0001-01-01T00:00:00Z');
 
 /**
- * Proxy health with kube-proxy's semantics (pkg/proxy/healthcheck): healthy while starting up
- * or fully synced, and while the oldest queued change is younger than healthTimeout; unhealthy
- * once a queued change has waited that long without a successful sync.
+ * Proxy health with kube-proxy's semantics (pkg/proxy/healthcheck): healthy while fully synced,
+ * and while the oldest queued change is younger than healthTimeout; unhealthy once a queued
+ * change has waited that long without a successful sync.
+ *
+ * One departure, at start-up (started()): kube-proxy is healthy "while it's starting up" for as
+ * long as that takes, because its first queued change comes only after its informers synced; a
+ * kube-proxy whose lists are all refused (RBAC) or never answered stays green forever while
+ * programming nothing. Here the start itself counts as a queued change, so a daemon that has not
+ * applied its first sync within healthTimeout fails /healthz and /livez alike, as it would for
+ * any change it cannot apply. The API server's refusals are named in the status either way.
  */
 export class ProxyHealth {
   private readonly clock: Clock;
@@ -33,6 +50,9 @@ export class ProxyHealth {
   private lastUpdatedWall: number | undefined;
   // Eligible while starting up, until the first Node event says otherwise (as kube-proxy).
   private eligible = true;
+  /** clock.now() of started(), until the first successful sync. */
+  private startedAt: number | undefined;
+  private readonly refused = new Map<string, AccessProblem>();
 
   constructor(opts: { healthTimeoutMs: number; clock?: Clock }) {
     if (!(opts.healthTimeoutMs > 0)) {
@@ -46,6 +66,22 @@ export class ProxyHealth {
     this.wallNow = wallTime(this.clock);
   }
 
+  /**
+   * The daemon starts: until its first successful sync, the start counts as a change queued now
+   * (see the class comment).
+   */
+  started(): void {
+    if (this.lastUpdatedWall !== undefined) return;
+    this.startedAt = this.clock.now();
+    this.queued();
+  }
+
+  /** The API server refuses a kind (`problem`), or no longer does (undefined). */
+  apiAccess(kind: string, problem: AccessProblem | undefined): void {
+    if (problem) this.refused.set(kind, problem);
+    else this.refused.delete(kind);
+  }
+
   /** A change was queued; only the oldest unapplied one counts. */
   queued(): void {
     this.oldestPending ??= this.clock.now();
@@ -54,6 +90,7 @@ export class ProxyHealth {
   /** A sync succeeded: everything queued so far is applied. */
   updated(): void {
     this.oldestPending = undefined;
+    this.startedAt = undefined;
     this.lastUpdatedWall = this.wallNow();
   }
 
@@ -63,15 +100,33 @@ export class ProxyHealth {
   }
 
   status(): HealthStatus {
-    const healthy =
-      this.oldestPending === undefined || this.clock.now() - this.oldestPending < this.healthTimeoutMs;
+    const waited = this.oldestPending === undefined ? 0 : this.clock.now() - this.oldestPending;
+    const healthy = waited < this.healthTimeoutMs;
     const now = this.wallNow();
-    return {
+    const apiErrors = [...this.refused]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([kind, problem]) => ({ kind, ...problem }));
+    const status: HealthStatus = {
       healthy,
       lastUpdated: rfc3339(healthy ? now : (this.lastUpdatedWall ?? ZERO_TIME)),
       currentTime: rfc3339(now),
       nodeEligible: this.eligible,
     };
+    if (!healthy) {
+      const seconds = Math.round(waited / 1000);
+      let reason =
+        this.startedAt !== undefined
+          ? `no rules applied yet, ${seconds} s after start`
+          : `a change queued ${seconds} s ago is not applied yet`;
+      if (apiErrors.length > 0) {
+        reason += `; the API server refuses to ${apiErrors
+          .map((e) => `${e.verb} ${e.resource} (HTTP ${e.status})`)
+          .join(', ')}`;
+      }
+      status.reason = reason;
+    }
+    if (apiErrors.length > 0) status.apiErrors = apiErrors;
+    return status;
   }
 }
 

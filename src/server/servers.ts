@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
 import { listen } from './bind-address.js';
-import type { ProxyHealth } from './health.js';
+import type { HealthStatus, ProxyHealth } from './health.js';
 import type { ProxyMetrics } from './metrics.js';
 import { isTraceQueryError, parseTraceQuery } from './trace-query.js';
 import type { DaemonView } from './view.js';
@@ -54,10 +54,12 @@ export async function createServers(opts: ServersOptions): Promise<Servers> {
         const s = health.status();
         const code = s.healthy && s.nodeEligible ? 200 : 503;
         metrics.probe('healthz', code);
+        // kube-proxy's three fields, then ours only when they have something to say.
         return json(code, {
           lastUpdated: s.lastUpdated,
           currentTime: s.currentTime,
           nodeEligible: s.nodeEligible,
+          ...explained(s),
         });
       },
     ],
@@ -68,7 +70,7 @@ export async function createServers(opts: ServersOptions): Promise<Servers> {
         const s = health.status();
         const code = s.healthy ? 200 : 503;
         metrics.probe('livez', code);
-        return json(code, { lastUpdated: s.lastUpdated, currentTime: s.currentTime });
+        return json(code, { lastUpdated: s.lastUpdated, currentTime: s.currentTime, ...explained(s) });
       },
     ],
   ]);
@@ -134,6 +136,14 @@ export async function createServers(opts: ServersOptions): Promise<Servers> {
       closing ??= Promise.all([stopServer(healthzServer), stopServer(metricsServer)]).then(() => undefined);
       return closing;
     },
+  };
+}
+
+/** The health status's reason and apiErrors, present only when set. */
+function explained(s: HealthStatus): Pick<HealthStatus, 'reason' | 'apiErrors'> {
+  return {
+    ...(s.reason !== undefined ? { reason: s.reason } : {}),
+    ...(s.apiErrors !== undefined ? { apiErrors: s.apiErrors } : {}),
   };
 }
 

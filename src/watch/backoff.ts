@@ -5,20 +5,38 @@ export interface BackoffOptions {
   initialMs: number;
   /** The delay never grows past this. */
   maxMs: number;
+  /**
+   * Up to this fraction of each delay is taken off at random (0 ≤ jitter < 1; default 0, none).
+   * An API server restart drops the watches of every node at the same instant; without jitter
+   * a DaemonSet of hundreds of nodes would then relist in lockstep, on every retry.
+   */
+  jitter?: number;
 }
 
 /**
- * Exponential backoff: initialMs, 2×, 4×, … capped at maxMs, until reset(). No jitter: a node
- * daemon restarts one watch per kind, so there is no herd on one API server to spread out.
+ * Exponential backoff: initialMs, 2×, 4×, … capped at maxMs, until reset(); each delay then
+ * shortened by a random part of up to `jitter` of it, so maxMs stays a true maximum.
  */
 export class Backoff {
   private failures = 0;
+  private readonly jitter: number;
 
-  constructor(private readonly opts: BackoffOptions) {
+  /** `random` returns a number in [0, 1), as Math.random does; tests pass their own. */
+  constructor(
+    private readonly opts: BackoffOptions,
+    private readonly random: () => number = Math.random,
+  ) {
     if (!(opts.initialMs > 0) || !(opts.maxMs >= opts.initialMs)) {
       throw new ProxyError(
         ErrorCodes.CONFIG_INVALID,
         `backoff needs 0 < initialMs <= maxMs (got initialMs=${opts.initialMs}, maxMs=${opts.maxMs})`,
+      );
+    }
+    this.jitter = opts.jitter ?? 0;
+    if (!(this.jitter >= 0 && this.jitter < 1)) {
+      throw new ProxyError(
+        ErrorCodes.CONFIG_INVALID,
+        `backoff jitter must be in [0, 1) (got ${opts.jitter})`,
       );
     }
   }
@@ -27,7 +45,10 @@ export class Backoff {
   next(): number {
     const delay = Math.min(this.opts.maxMs, this.opts.initialMs * 2 ** Math.min(this.failures, 30));
     this.failures++;
-    return delay;
+    if (this.jitter === 0) return delay;
+    // Clamped: a random source that strays outside [0, 1) must not make a delay negative or longer.
+    const r = Math.min(Math.max(this.random(), 0), 1);
+    return Math.round(delay * (1 - this.jitter * r));
   }
 
   /** Things work again: the next failure starts from initialMs. */

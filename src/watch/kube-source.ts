@@ -25,13 +25,17 @@ export interface KubeSourceOptions {
    * bookmarks about once a minute; 0 disables the watchdog.
    */
   watchdogMs?: number;
-  /** Delay between restarts of one informer: doubles from initialMs up to maxMs. */
+  /** Delay between restarts of one informer: doubles from initialMs up to maxMs, less jitter. */
   backoff?: BackoffOptions;
+  /** The backoff's jitter source, in [0, 1); default Math.random. */
+  random?: () => number;
 }
 
 export const KUBE_SOURCE_DEFAULTS = {
   watchdogMs: 3 * 60_000,
-  backoff: { initialMs: 500, maxMs: 30_000 },
+  // Up to half of each delay off at random: the nodes of a DaemonSet that lost their watches
+  // together (an API server restart) come back spread out, not in lockstep.
+  backoff: { initialMs: 500, maxMs: 30_000, jitter: 0.5 },
 } as const;
 
 /**
@@ -53,6 +57,7 @@ export function createKubeSource(opts: KubeSourceOptions): Source {
     clock,
     watchdogMs: opts.watchdogMs ?? KUBE_SOURCE_DEFAULTS.watchdogMs,
     backoff: opts.backoff ?? KUBE_SOURCE_DEFAULTS.backoff,
+    ...(opts.random ? { random: opts.random } : {}),
   };
   let informers: Array<SupervisedInformer<KubernetesObject>> = [];
 
@@ -79,6 +84,20 @@ export function createKubeSource(opts: KubeSourceOptions): Source {
             problem: (what, err) => {
               log.warn({ kind, err }, what);
               handler.problem?.(what, err);
+            },
+            denied: (problem) => {
+              if (problem) {
+                const { verb, group, resource, status, message } = problem;
+                // One line per refused resource, at the refusal's start; the retries go on quietly.
+                log.error(
+                  { kind, verb, group, resource, status, apiMessage: message },
+                  `${kind}: the API server refuses to ${verb} ${resource} (HTTP ${status}), so no ` +
+                    `${kind} change reaches the rules; ${problem.action}`,
+                );
+              } else {
+                log.info({ kind }, `${kind}: the API server allows list and watch again`);
+              }
+              handler.denied?.(kind, problem);
             },
           },
           supervisor,

@@ -11,6 +11,20 @@ export interface KindMap {
 
 export type KubeObject = V1Service | V1EndpointSlice | V1Node;
 
+/** The API server refuses a kind's list or watch: no RBAC grant (403) or bad credentials (401). */
+export interface AccessProblem {
+  verb: 'list' | 'watch';
+  /** The API group as RBAC names it: '' for the core group. */
+  group: string;
+  /** The resource as RBAC names it, e.g. 'endpointslices'. */
+  resource: string;
+  status: 401 | 403;
+  /** The API server's own message (it names the user and what was refused). */
+  message: string;
+  /** What to do about it, for a person. */
+  action: string;
+}
+
 /**
  * What a source tells its consumer (the ChangeTracker). Sources of both kinds (kube informers,
  * files) speak this one interface, so everything downstream is the same.
@@ -29,6 +43,11 @@ export interface SourceHandler {
    * replaces the one before, so a file that was mended leaves it.
    */
   unreadable?(files: Array<{ file: string; reason: string }>): void;
+  /**
+   * The API server refuses this kind (`problem`), or accepts it again (`undefined`). Said once
+   * when it starts and once when it ends, not at every retry.
+   */
+  denied?(kind: Kind, problem: AccessProblem | undefined): void;
 }
 
 export interface Source {

@@ -7,7 +7,8 @@ import {
 import type { Clock, ClockTimer } from '../clock.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { DeliveredObjects } from './delivered-objects.js';
-import { listJson } from './list-json.js';
+import { listJson, ListStatusError } from './list-json.js';
+import type { AccessProblem } from './source.js';
 import { trimObject } from './trim-object.js';
 import { ObservedWatch } from './observed-watch.js';
 
@@ -31,6 +32,12 @@ export interface InformerSink<T extends KubernetesObject> {
   listed(): void;
   /** A restart or relist worth one log line. */
   problem(what: string, err: unknown): void;
+  /**
+   * The API server refuses this informer's list or watch (401/403), or lets it through again
+   * (undefined). Once per change, not at every retry: the refusal's restarts are not reported
+   * through problem().
+   */
+  denied(problem: AccessProblem | undefined): void;
 }
 
 export interface SupervisorOptions {
@@ -39,6 +46,8 @@ export interface SupervisorOptions {
   /** Restart a watch that has sent nothing (no event, no bookmark) for this long; 0 disables. */
   watchdogMs: number;
   backoff: BackoffOptions;
+  /** The backoff's jitter source, in [0, 1); default Math.random. */
+  random?: () => number;
 }
 
 /** A list may legitimately take long on a big cluster: it gets at least this before the watchdog bites. */
@@ -68,13 +77,23 @@ export class SupervisedInformer<T extends KubernetesObject> {
   private run: Run | undefined;
   private retryTimer: ClockTimer | undefined;
   private watchdogTimer: ClockTimer | undefined;
+  /**
+   * The newest resourceVersion seen (list, event or bookmark), as client-go's reflector keeps
+   * it: a relist asks for a state at least this new, so it never goes back in time, and the API
+   * server may answer it from its watch cache.
+   */
+  private lastSyncRv: string | undefined;
+  /** The API server said lastSyncRv is too old (410 Gone): the next list must be a consistent read. */
+  private rvUnavailable = false;
+  /** The refusal reported to the sink, until the API server lets us through again. */
+  private refusal: AccessProblem | undefined;
 
   constructor(
     private readonly spec: InformerSpec,
     private readonly sink: InformerSink<T>,
     private readonly opts: SupervisorOptions,
   ) {
-    this.backoff = new Backoff(opts.backoff);
+    this.backoff = new Backoff(opts.backoff, opts.random);
   }
 
   start(): void {
@@ -133,13 +152,24 @@ export class SupervisedInformer<T extends KubernetesObject> {
   private async list(run: Run): Promise<KubernetesListObject<KubernetesObject>> {
     run.phase = 'listing';
     run.lastActivity = this.opts.clock.now();
-    const list = await listJson<T>(this.opts.kubeConfig, this.spec.path, {
-      labelSelector: this.spec.labelSelector,
-      fieldSelector: this.spec.fieldSelector,
-    });
+    let list: KubernetesListObject<T>;
+    try {
+      list = await listJson<T>(this.opts.kubeConfig, this.spec.path, {
+        labelSelector: this.spec.labelSelector,
+        fieldSelector: this.spec.fieldSelector,
+        resourceVersion: this.listResourceVersion(),
+      });
+    } catch (err) {
+      // A list at a resourceVersion the server no longer has: the retry reads the current state.
+      if (err instanceof ListStatusError && err.statusCode === 410) this.rvUnavailable = true;
+      throw err;
+    }
     for (const item of list.items) trimObject(item);
     if (this.run === run) {
       run.lastActivity = this.opts.clock.now();
+      this.rvUnavailable = false;
+      this.seen(list.metadata?.resourceVersion);
+      if (this.refusal?.verb === 'list') this.allowed();
       // Upserts before removes: an endpoint moving from a vanished slice to a new one is never
       // missing in between.
       for (const item of list.items) this.deliverUpsert(item);
@@ -150,16 +180,37 @@ export class SupervisedInformer<T extends KubernetesObject> {
     return list;
   }
 
+  /**
+   * The resourceVersion of the next list, with client-go's reflector's semantics: "0" for the
+   * first list (any state the API server has, served from its watch cache rather than etcd, so a
+   * DaemonSet's start costs the API server little); after that the newest version seen (not
+   * older than that, so never back in time, and still servable from the cache); after a 410 Gone
+   * none at all, a consistent read: "0" could then return a state older than what we have seen.
+   */
+  private listResourceVersion(): string | undefined {
+    if (this.rvUnavailable) return undefined;
+    return this.lastSyncRv ?? '0';
+  }
+
+  private seen(rv: unknown): void {
+    if (typeof rv === 'string' && rv !== '') this.lastSyncRv = rv;
+  }
+
   private onLine(run: Run, type: string, obj: unknown): void {
     if (this.run !== run) return;
     run.lastActivity = this.opts.clock.now();
     if (!run.healthy) {
       run.healthy = true;
       this.backoff.reset();
+      if (this.refusal) this.allowed();
     }
-    if (type !== 'ERROR') return;
+    if (type !== 'ERROR') {
+      this.seen((obj as { metadata?: { resourceVersion?: unknown } } | undefined)?.metadata?.resourceVersion);
+      return;
+    }
     const code = (obj as { code?: unknown } | undefined)?.code;
     if (code === 410) {
+      this.rvUnavailable = true;
       // ListWatch relists by itself once the server closes this watch; list() reconciles.
       this.sink.problem(`${this.spec.kind} watch expired (410 Gone): relisting`, obj);
     } else {
@@ -200,14 +251,29 @@ export class SupervisedInformer<T extends KubernetesObject> {
     if (this.state !== 'running') return;
     this.state = 'waiting';
     const delayMs = this.backoff.next();
+    const refusal = accessProblem(this.spec.path, this.run?.phase === 'watching' ? 'watch' : 'list', err);
     this.teardown();
-    this.sink.problem(`${this.spec.kind} informer restarts in ${delayMs} ms: ${reason}`, err);
+    if (refusal) this.refused(refusal);
+    else this.sink.problem(`${this.spec.kind} informer restarts in ${delayMs} ms: ${reason}`, err);
     this.retryTimer = this.opts.clock.setTimeout(() => {
       this.retryTimer = undefined;
       if (this.state !== 'waiting') return;
       this.state = 'running';
       this.launch();
     }, delayMs);
+  }
+
+  /** Tell the sink about a refusal unless it is the one already told (a retry refused alike). */
+  private refused(problem: AccessProblem): void {
+    const told = this.refusal;
+    if (told?.verb === problem.verb && told.status === problem.status) return;
+    this.refusal = problem;
+    this.sink.denied(problem);
+  }
+
+  private allowed(): void {
+    this.refusal = undefined;
+    this.sink.denied(undefined);
   }
 
   private teardown(): void {
@@ -242,6 +308,34 @@ export class SupervisedInformer<T extends KubernetesObject> {
   private limit(run: Run): number {
     return run.phase === 'listing' ? Math.max(this.opts.watchdogMs, LIST_PATIENCE_MS) : this.opts.watchdogMs;
   }
+}
+
+/**
+ * What a 401 or 403 answer to `verb` on `path` means and what to do about it; undefined for any
+ * other error. Lists fail with a ListStatusError (the Status message), watches with client-node's
+ * Error carrying statusCode, and a watch stream may carry an ERROR event with a Status.
+ */
+export function accessProblem(path: string, verb: 'list' | 'watch', err: unknown): AccessProblem | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const e = err as { statusCode?: unknown; code?: unknown; message?: unknown };
+  const status = typeof e.statusCode === 'number' ? e.statusCode : e.code;
+  if (status !== 401 && status !== 403) return undefined;
+  const { group, resource } = resourceOfPath(path);
+  const message = typeof e.message === 'string' && e.message !== '' ? e.message : String(status);
+  const action =
+    status === 403
+      ? `grant kube-nftproxy's ServiceAccount get, list and watch on ${resource} in API group "${group}" ` +
+        '(manifests/clusterrole.yaml and its binding: kubectl apply -k manifests/)'
+      : 'the API server rejects these credentials: check the token of --kubeconfig or of the ' +
+        'service account (expired, revoked, or for another cluster)';
+  return { verb, group, resource, status, message, action };
+}
+
+/** RBAC's group and resource of an informer path: /api/v1/nodes, /apis/<group>/<version>/<resource>. */
+function resourceOfPath(path: string): { group: string; resource: string } {
+  const parts = path.split('/').filter((p) => p !== '');
+  if (parts[0] === 'apis') return { group: parts[1] ?? '', resource: parts[parts.length - 1] ?? '' };
+  return { group: '', resource: parts[parts.length - 1] ?? '' };
 }
 
 /** A short reason for a log line: HTTP status, socket error code, or the first line of the message. */

@@ -37,6 +37,7 @@ describe('ProxyHealth', () => {
       lastUpdated: at(1000),
       currentTime: at(122_000),
       nodeEligible: true,
+      reason: 'a change queued 120 s ago is not applied yet',
     });
     health.updated();
     assert.equal(health.status().healthy, true);
@@ -54,6 +55,57 @@ describe('ProxyHealth', () => {
     health.queued();
     await clock.advance(120_000);
     assert.equal(health.status().lastUpdated, '0001-01-01T00:00:00.000Z');
+  });
+
+  it('after started(), turns unhealthy when no sync has been applied within the timeout', async () => {
+    health.started();
+    await clock.advance(119_999);
+    assert.equal(health.status().healthy, true, 'within the grace period');
+    await clock.advance(1);
+    assert.deepEqual(health.status(), {
+      healthy: false,
+      lastUpdated: '0001-01-01T00:00:00.000Z',
+      currentTime: at(120_000),
+      nodeEligible: true,
+      reason: 'no rules applied yet, 120 s after start',
+    });
+    health.updated();
+    assert.equal(health.status().healthy, true);
+    // A later stall reads as a late change, not as a start.
+    health.queued();
+    await clock.advance(120_000);
+    assert.equal(health.status().reason, 'a change queued 120 s ago is not applied yet');
+  });
+
+  it('names what the API server refuses, sorted by kind, until it stops refusing', async () => {
+    health.started();
+    const refusal = (resource: string, group = '') => ({
+      verb: 'list' as const,
+      group,
+      resource,
+      status: 403 as const,
+      message: `${resource} is forbidden`,
+      action: `grant list on ${resource}`,
+    });
+    health.apiAccess('Service', refusal('services'));
+    health.apiAccess('EndpointSlice', refusal('endpointslices', 'discovery.k8s.io'));
+    // Refusals are shown at once, while still healthy (the grace period is not over).
+    assert.deepEqual(
+      health.status().apiErrors?.map((e) => [e.kind, e.resource, e.group]),
+      [
+        ['EndpointSlice', 'endpointslices', 'discovery.k8s.io'],
+        ['Service', 'services', ''],
+      ],
+    );
+    assert.equal(health.status().reason, undefined);
+    await clock.advance(120_000);
+    assert.equal(
+      health.status().reason,
+      'no rules applied yet, 120 s after start; the API server refuses to list endpointslices (HTTP 403), list services (HTTP 403)',
+    );
+    health.apiAccess('EndpointSlice', undefined);
+    health.apiAccess('Service', undefined);
+    assert.equal(health.status().apiErrors, undefined);
   });
 
   it('keeps node eligibility apart from proxy health', () => {

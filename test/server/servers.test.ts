@@ -128,11 +128,46 @@ describe('createServers', () => {
         lastUpdated: '2024-01-01T00:00:05.000Z',
         currentTime: '2024-01-01T00:02:05.000Z',
         nodeEligible: true,
+        reason: 'a change queued 120 s ago is not applied yet',
       });
       assert.equal((await get('healthz', '/livez')).status, 503);
       health.updated();
       assert.equal((await get('healthz', '/healthz')).status, 200);
       assert.equal((await get('healthz', '/livez')).status, 200);
+    });
+
+    it('answer 503 with the reason and the API refusals when no sync was applied after start', async () => {
+      health.started();
+      health.apiAccess('Node', {
+        verb: 'list',
+        group: '',
+        resource: 'nodes',
+        status: 403,
+        message: 'nodes is forbidden',
+        action: 'grant list and watch on nodes',
+      });
+      // Within the grace period: still 200, but the refusal already shows.
+      const early = await get('healthz', '/healthz');
+      assert.equal(early.status, 200);
+      assert.equal(JSON.parse(early.body).apiErrors[0].resource, 'nodes');
+      await clock.advance(120_000);
+      for (const path of ['/healthz', '/livez']) {
+        const r = await get('healthz', path);
+        assert.equal(r.status, 503, path);
+        const body = JSON.parse(r.body);
+        assert.match(body.reason, /no rules applied yet, 120 s after start; .*list nodes \(HTTP 403\)/);
+        assert.deepEqual(body.apiErrors, [
+          {
+            kind: 'Node',
+            verb: 'list',
+            group: '',
+            resource: 'nodes',
+            status: 403,
+            message: 'nodes is forbidden',
+            action: 'grant list and watch on nodes',
+          },
+        ]);
+      }
     });
 
     it('an ineligible node fails /healthz but not /livez', async () => {

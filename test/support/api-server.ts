@@ -78,6 +78,17 @@ interface PlannedFailure {
   status: number;
 }
 
+/** One list or watch request as it arrived: what a test checks the client asked for. */
+export interface RecordedRequest {
+  kind: ApiKind;
+  verb: 'list' | 'watch';
+  /** The query parameters, as sent. */
+  query: Record<string, string>;
+}
+
+/** Who the test server says is refused by forbid(): the DaemonSet's ServiceAccount. */
+export const FORBIDDEN_USER = 'system:serviceaccount:kube-system:kube-nftproxy';
+
 export class TestApiServer {
   /** Requests served (failed ones included), per kind. */
   readonly counters = {
@@ -90,6 +101,12 @@ export class TestApiServer {
    * requests without one. Nothing is checked: the server answers everyone alike.
    */
   readonly authorizations = new Set<string | undefined>();
+
+  /** Every list and watch request, in order (failed and forbidden ones included). */
+  readonly requests: RecordedRequest[] = [];
+
+  /** Kinds whose list and watch requests are refused: 403 Forbidden, or 401 Unauthorized. */
+  private readonly refused = new Map<ApiKind, 401 | 403>();
 
   private readonly server: http.Server | https.Server;
   private readonly tls: TestApiServerOptions['tls'];
@@ -244,6 +261,21 @@ export class TestApiServer {
     for (let i = 0; i < times; i++) this.failures.push({ kind, status });
   }
 
+  /**
+   * Refuse every list and watch of `kind` (every kind when undefined) the way a real API server
+   * does without RBAC (403, with its Forbidden Status and message) or without valid credentials
+   * (401), until allow(). Open watches carry on, as they do when a role is revoked.
+   */
+  forbid(kind?: ApiKind, status: 401 | 403 = 403): void {
+    for (const k of kind ? [kind] : (Object.keys(KINDS) as ApiKind[])) this.refused.set(k, status);
+  }
+
+  /** Lift forbid() for `kind`, or for every kind. */
+  allow(kind?: ApiKind): void {
+    if (kind) this.refused.delete(kind);
+    else this.refused.clear();
+  }
+
   /** Destroy every watch connection abruptly (no clean end of the chunked response). */
   dropWatches(): void {
     for (const w of this.watches) {
@@ -361,6 +393,28 @@ export class TestApiServer {
     if (!route) return reply(res, 404, status(404, 'NotFound', `no route for ${url.pathname}`));
     const watching = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
     this.counters[watching ? 'watch' : 'list'][route.kind]++;
+    this.requests.push({
+      kind: route.kind,
+      verb: watching ? 'watch' : 'list',
+      query: Object.fromEntries(url.searchParams),
+    });
+
+    const refusal = this.refused.get(route.kind);
+    if (refusal === 401) return reply(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+    if (refusal === 403) {
+      const info = KINDS[route.kind];
+      const group = info.apiVersion.includes('/') ? info.apiVersion.split('/')[0]! : '';
+      return reply(
+        res,
+        403,
+        status(
+          403,
+          'Forbidden',
+          `${info.plural}${group ? `.${group}` : ''} is forbidden: User "${FORBIDDEN_USER}" cannot ` +
+            `${watching ? 'watch' : 'list'} resource "${info.plural}" in API group "${group}" at the cluster scope`,
+        ),
+      );
+    }
 
     const failure = this.failures.findIndex((f) => f.kind === undefined || f.kind === route.kind);
     if (failure >= 0) {

@@ -2,9 +2,15 @@ import assert from 'node:assert/strict';
 import { systemClock, type Clock, type ClockTimer } from '../../src/clock.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { createKubeSource, PROXY_LABEL_SELECTOR } from '../../src/watch/kube-source.js';
-import type { Kind, KindMap, Source, SourceHandler } from '../../src/watch/source.js';
+import type { AccessProblem, Kind, KindMap, Source, SourceHandler } from '../../src/watch/source.js';
 import { LAST_APPLIED_ANNOTATION } from '../../src/watch/trim-object.js';
-import { parseLabelSelector, TestApiServer, type ApiKind, type StoredObject } from '../support/api-server.js';
+import {
+  FORBIDDEN_USER,
+  parseLabelSelector,
+  TestApiServer,
+  type ApiKind,
+  type StoredObject,
+} from '../support/api-server.js';
 import { waitFor } from '../support/wait-for.js';
 
 const NODE = 'node-a';
@@ -45,6 +51,13 @@ class RecordingHandler implements SourceHandler {
 
   problem(what: string): void {
     this.problems.push(what);
+  }
+
+  /** Every denied() call: the refusal, or undefined when it ended. */
+  readonly denials: Array<[Kind, AccessProblem | undefined]> = [];
+
+  denied(kind: Kind, problem: AccessProblem | undefined): void {
+    this.denials.push([kind, problem]);
   }
 
   get<K extends Kind>(kind: K, key: string): KindMap[K] | undefined {
@@ -490,5 +503,95 @@ describe('kube source (real client-node against a test API server)', function ()
     // The server sees no watch come back; nothing is delivered.
     assert.equal(server.openWatches, 0);
     assert.equal(h.calls.length, calls);
+  });
+
+  it('lists first from the watch cache (resourceVersion=0), after 410 Gone as a consistent read, else from the newest version seen', async function () {
+    await startSource();
+    await waitFor(() => h.syncedCount > 0, { what: 'synced' });
+    const lists = (kind: ApiKind) => server.requests.filter((r) => r.kind === kind && r.verb === 'list');
+    // client-go's reflector: the first list may be served by the API server's watch cache.
+    for (const k of KINDS) assert.equal(lists(k)[0]?.query.resourceVersion, '0', `${k}: first list`);
+
+    // The history is compacted under a stalled watch: 410 Gone, then a relist that must not be
+    // served from a cache that may be older than what was already seen.
+    const before410 = lists('Service').length;
+    server.silence();
+    server.create('Service', service('default', 'during-410'));
+    server.expire();
+    server.silence(false);
+    await waitFor(() => h.view.Service.has('default/during-410'), { what: 'the relist after 410' });
+    const after410 = lists('Service').slice(before410);
+    assert.ok(after410.length >= 1, 'relisted');
+    assert.equal(after410[0]!.query.resourceVersion, undefined, 'no resourceVersion: a consistent read');
+
+    // A restart for any other reason relists at the newest version seen: not older than that.
+    const seen = Math.max(...[...h.view.Service.values()].map((o) => Number(o.metadata?.resourceVersion)));
+    const beforeRestart = lists('Service').length;
+    server.failNext('Service', 500);
+    server.dropWatches();
+    server.create('Service', service('default', 'after-restart'));
+    await waitFor(() => h.view.Service.has('default/after-restart'), { what: 'the relist after a restart' });
+    await assertConverged(h, server);
+    const relists = lists('Service').slice(beforeRestart);
+    assert.ok(relists.length >= 1, `relisted: ${JSON.stringify(server.requests.slice(-6))}`);
+    const rv = relists[0]!.query.resourceVersion;
+    assert.ok(rv !== undefined && rv !== '0' && Number(rv) >= seen, `relist at ${rv}, newest seen ${seen}`);
+  });
+
+  it('names each refused resource once in the log and to the handler, retries quietly, and recovers', async function () {
+    server.forbid(undefined, 403);
+    server.forbid('Node', 401);
+    const lines: Array<Record<string, unknown>> = [];
+    const log = createLogger({
+      level: 'debug',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    await startSource({ log });
+    // Several refused retries of every kind (backoff 50..400 ms), not one.
+    await waitFor(() => KINDS.every((k) => server.counters.list[k] >= 4), { what: 'refused retries' });
+    assert.equal(h.syncedCount, 0, 'nothing synced while refused');
+
+    const errors = lines.filter((l) => l.level === 50);
+    assert.deepEqual(errors.map((l) => l.kind).sort(), ['EndpointSlice', 'Node', 'Service'], 'one line each');
+    const slices = errors.find((l) => l.kind === 'EndpointSlice')!;
+    assert.deepEqual(
+      [slices.verb, slices.group, slices.resource, slices.status],
+      ['list', 'discovery.k8s.io', 'endpointslices', 403],
+    );
+    assert.match(String(slices.msg), /refuses to list endpointslices \(HTTP 403\)/);
+    assert.match(
+      String(slices.msg),
+      /get, list and watch on endpointslices in API group "discovery\.k8s\.io"/,
+    );
+    assert.match(String(slices.msg), /kubectl apply -k manifests\//);
+    assert.match(String(slices.apiMessage), new RegExp(`User "${FORBIDDEN_USER}" cannot list`));
+    const nodes = errors.find((l) => l.kind === 'Node')!;
+    assert.equal(nodes.status, 401);
+    assert.match(String(nodes.msg), /rejects these credentials/);
+    // The refusals replace the restart warnings; nothing else was worth a warning.
+    assert.deepEqual(
+      lines.filter((l) => l.level === 40).map((l) => l.msg),
+      [],
+    );
+    assert.deepEqual(h.denials.map(([k, p]) => [k, p?.verb, p?.resource, p?.status]).sort(), [
+      ['EndpointSlice', 'list', 'endpointslices', 403],
+      ['Node', 'list', 'nodes', 401],
+      ['Service', 'list', 'services', 403],
+    ]);
+
+    server.allow();
+    await assertConverged(h, server);
+    assert.deepEqual(
+      h.denials
+        .slice(3)
+        .map(([k, p]) => [k, p])
+        .sort(),
+      [
+        ['EndpointSlice', undefined],
+        ['Node', undefined],
+        ['Service', undefined],
+      ],
+    );
+    assert.equal(lines.filter((l) => /allows list and watch again/.test(String(l.msg))).length, 3);
   });
 });
