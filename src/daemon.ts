@@ -15,6 +15,7 @@ import type { Nft } from './rules/nft/exec.js';
 import { probeNft } from './rules/nft/probe.js';
 import { rulesetSize } from './rules/ruleset.js';
 import { isNodeEligible, ProxyHealth } from './server/health.js';
+import { desiredHealthChecks, HealthCheckNodePorts } from './server/health-check-node-ports.js';
 import { createMetrics, type ProxyMetrics } from './server/metrics.js';
 import { createServers, type Servers } from './server/servers.js';
 import type { DaemonView } from './server/view.js';
@@ -47,6 +48,8 @@ export class Daemon {
   readonly health: ProxyHealth;
   readonly metrics: ProxyMetrics;
   readonly applier: NftApplier;
+  /** The healthCheckNodePort servers of eTP Local LoadBalancer Services (both modes). */
+  readonly healthChecks: HealthCheckNodePorts;
   #runner: BoundedFrequencyRunner;
   #servers: Servers | undefined;
   #source: Source | undefined;
@@ -71,6 +74,10 @@ export class Daemon {
     this.#wallNow = wallTime(this.#clock);
     this.health = new ProxyHealth({ healthTimeoutMs: 2 * config.syncPeriodMs, clock: this.#clock });
     this.metrics = createMetrics();
+    this.healthChecks = new HealthCheckNodePorts({
+      healthy: () => this.health.status().healthy,
+      log: deps.log,
+    });
     this.metrics.onScrape(() => this.#refreshScraped());
     this.#builder = new StateBuilder(modelConfig(config, deps.env));
     this.applier = new NftApplier({ nft: deps.nft, log: deps.log.child({ component: 'rules' }) });
@@ -136,6 +143,7 @@ export class Daemon {
     await this.#runner.stop();
     await this.#source?.stop();
     await this.#servers?.close();
+    await this.healthChecks.close();
     await this.#userspace?.close();
     this.deps.nft.close?.();
   }
@@ -206,6 +214,10 @@ export class Daemon {
       throw err;
     }
     this.#state = state;
+    // After the rules, as kube-proxy: a load balancer is told of local endpoints that work.
+    await this.healthChecks.reconcile(
+      desiredHealthChecks(state, this.config.nodePortAddresses, this.deps.env.localAddresses),
+    );
     this.#syncs++;
     const seconds = (this.#clock.now() - start) / 1000;
     this.health.updated();
