@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { buildConfig, usage } from './config.js';
+import { setConntrackSysctls } from './conntrack-sysctls.js';
 import { ErrorCodes, hasCode, isNftMissing, isPermission, ProxyError } from './errors.js';
 import { createLogger } from './log.js';
 import { logSkipped } from './log-skipped.js';
@@ -58,6 +59,17 @@ async function main(argv: string[]): Promise<number> {
     log.info({ table: config.tableName }, 'deleted kube-nftproxy tables');
     return EXIT.OK;
   }
+  if (config.initOnly) {
+    // kube-proxy's --init-only: the privileged steps, then exit; the daemon then needs only
+    // CAP_NET_ADMIN. Its own run of the same steps finds everything set and writes nothing.
+    const outcomes = await setConntrackSysctls(config.conntrack, { log });
+    const count = (r: string): number => outcomes.filter((o) => o.result === r).length;
+    log.info(
+      { written: count('written'), unchanged: count('unchanged'), skipped: count('skipped') },
+      'initialized (--init-only); exiting',
+    );
+    return EXIT.OK;
+  }
   if (config.dryRun || config.once) {
     // Refused before the whole cluster is read.
     if (config.proxyMode === 'userspace')
@@ -78,6 +90,9 @@ async function main(argv: string[]): Promise<number> {
     log.info({ nft: version, ports: state.ports.length, operations: result.operations }, 'rules applied');
     return EXIT.OK;
   }
+  // nftables mode only: the userspace proxy does not NAT through conntrack, and runs on
+  // developer machines (tests, the demo) whose settings it has no business changing.
+  if (config.proxyMode === 'nftables') await setConntrackSysctls(config.conntrack, { log });
   const { runDaemon } = await import('./daemon.js');
   // The daemon's partial syncs go through one long-lived nft (NftSession): no process per sync.
   await runDaemon(config, { log, env, nft: createNft({ session: true }) });
