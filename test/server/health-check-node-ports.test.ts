@@ -288,6 +288,16 @@ describe('HealthCheckNodePorts (real HTTP on 127.0.0.1)', () => {
     }
   });
 
+  it("a dual-stack Service's two families share the port on the unspecified addresses, each with its count", async () => {
+    const port = await freePort();
+    const v4 = { ...want(port, 2), addresses: ['0.0.0.0'] };
+    const v6 = { ...want(port, 1), key: 'default/web/ipv6', family: 'ipv6' as const, addresses: ['::'] };
+    assert.deepEqual((await hc.reconcile([v4, v6])).opened, ['default/web/ipv4', 'default/web/ipv6']);
+    assert.equal((await get(port)).headers.get('x-load-balancing-endpoint-weight'), '2');
+    const res = await fetch(`http://[::1]:${port}/`);
+    assert.equal(res.headers.get('x-load-balancing-endpoint-weight'), '1');
+  });
+
   it('opens all of its addresses or none', async () => {
     const blocker = net.createServer();
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.2', resolve));
