@@ -109,7 +109,7 @@ export const FLAGS: FlagSpec[] = [
   },
   {
     name: 'conntrack-tcp-be-liberal',
-    help: 'set nf_conntrack_tcp_be_liberal: out-of-window packets are not marked INVALID',
+    help: 'set nf_conntrack_tcp_be_liberal: only out-of-window RSTs are marked INVALID',
   },
   {
     name: 'conntrack-udp-timeout',
