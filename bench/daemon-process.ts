@@ -70,6 +70,10 @@ export class DaemonProcess {
         `127.0.0.1:${await freePort()}`,
         '--metrics-bind-address',
         metrics,
+        // It runs in the host's network namespace: leave the host's conntrack sysctls alone.
+        '--conntrack-max-per-core=0',
+        '--conntrack-tcp-timeout-established=0',
+        '--conntrack-tcp-timeout-close-wait=0',
         ...opts.flags,
       ],
       // The daemon's JSON log goes to a file, read only to explain a failure.

@@ -2,6 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { stringify as stringifyYaml } from 'yaml';
 import { buildConfig, usage } from './config.js';
+import { setConntrackSysctls } from './conntrack-sysctls.js';
 import { ErrorCodes, hasCode, isNftMissing, isPermission, ProxyError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { logSkipped } from './log-skipped.js';
@@ -91,6 +92,17 @@ async function main(argv: string[]): Promise<number> {
     }
     return EXIT.OK;
   }
+  if (config.initOnly) {
+    // kube-proxy's --init-only: the privileged steps, then exit; the daemon then needs only
+    // CAP_NET_ADMIN. Its own run of the same steps finds everything set and writes nothing.
+    const outcomes = await setConntrackSysctls(config.conntrack, { log });
+    const count = (r: string): number => outcomes.filter((o) => o.result === r).length;
+    log.info(
+      { written: count('written'), unchanged: count('unchanged'), skipped: count('skipped') },
+      'initialized (--init-only); exiting',
+    );
+    return EXIT.OK;
+  }
   if (config.dryRun || config.once) {
     // Refused before the whole cluster is read.
     if (config.proxyMode === 'userspace')
@@ -115,7 +127,17 @@ async function main(argv: string[]): Promise<number> {
   }
   const { runDaemon } = await import('./daemon.js');
   // The daemon's partial syncs go through one long-lived nft (NftSession): no process per sync.
-  await runDaemon(config, { log, env, nft: createNft({ session: true }), leftovers: spawnProgram() });
+  await runDaemon(config, {
+    log,
+    env,
+    nft: createNft({ session: true }),
+    leftovers: spawnProgram(),
+    // nftables mode only (the daemon decides): the userspace proxy does not NAT through
+    // conntrack, and runs on developer machines (tests, the demo) it has no business tuning.
+    prepareNode: async () => {
+      await setConntrackSysctls(config.conntrack, { log });
+    },
+  });
   return EXIT.OK;
 }
 

@@ -1,5 +1,22 @@
 import type { LbAlgorithm } from './model/types.js';
 
+/**
+ * kube-proxy's conntrack settings (KubeProxyConfiguration `conntrack`, flags --conntrack-*):
+ * 0 leaves a value as the kernel has it.
+ */
+export interface ConntrackConfig {
+  /** nf_conntrack_max per CPU; 0 leaves nf_conntrack_max (and min) alone. */
+  maxPerCore: number;
+  /** The floor of nf_conntrack_max when maxPerCore applies. */
+  min: number;
+  tcpEstablishedTimeoutMs: number;
+  tcpCloseWaitTimeoutMs: number;
+  /** Set nf_conntrack_tcp_be_liberal to 1 (only out-of-window RSTs are then marked INVALID). */
+  tcpBeLiberal: boolean;
+  udpTimeoutMs: number;
+  udpStreamTimeoutMs: number;
+}
+
 /** The resolved configuration: flags over --config file over defaults (config.ts builds it). */
 export interface ProxyConfig {
   kubeconfig?: string;
@@ -31,6 +48,9 @@ export interface ProxyConfig {
   dryRun: boolean;
   once: boolean;
   cleanup: boolean;
+  /** Set the conntrack sysctls (the steps that need privileges) and exit: an init container. */
+  initOnly: boolean;
+  conntrack: ConntrackConfig;
   /** nftables table name (both families). Fixed by contract; tests may not change it. */
   tableName: 'kube-nftproxy';
   /** From --v (klog verbosity); LOG_LEVEL in the environment wins. */

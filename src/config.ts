@@ -131,6 +131,45 @@ export const FLAGS: FlagSpec[] = [
   },
   { name: 'help', aliases: ['h'], help: 'print this help and exit' },
   { name: 'version', help: 'print the version and exit' },
+  {
+    name: 'conntrack-max-per-core',
+    value: 'N',
+    help: 'nf_conntrack_max per CPU, raised to this times the CPUs (at least --conntrack-min, at most 1048576); 0 leaves it and --conntrack-min alone',
+    default: '32768',
+  },
+  { name: 'conntrack-min', value: 'N', help: 'the least nf_conntrack_max to set', default: '131072' },
+  {
+    name: 'conntrack-tcp-timeout-established',
+    value: 'DURATION',
+    help: 'idle timeout of established TCP conntrack entries; 0 leaves it alone',
+    default: '24h',
+  },
+  {
+    name: 'conntrack-tcp-timeout-close-wait',
+    value: 'DURATION',
+    help: 'timeout of TCP conntrack entries in CLOSE_WAIT; 0 leaves it alone',
+    default: '1h',
+  },
+  {
+    name: 'conntrack-tcp-be-liberal',
+    help: 'set nf_conntrack_tcp_be_liberal: only out-of-window RSTs are marked INVALID',
+  },
+  {
+    name: 'conntrack-udp-timeout',
+    value: 'DURATION',
+    help: 'timeout of UNREPLIED UDP conntrack entries; 0 leaves it alone',
+    default: '0',
+  },
+  {
+    name: 'conntrack-udp-timeout-stream',
+    value: 'DURATION',
+    help: 'timeout of ASSURED UDP conntrack entries; 0 leaves it alone',
+    default: '0',
+  },
+  {
+    name: 'init-only',
+    help: 'set the conntrack sysctls (needs a privileged container) and exit, so the daemon can run with CAP_NET_ADMIN only',
+  },
 ];
 
 export function usage(): string {
@@ -147,6 +186,8 @@ const invalid = (message: string): ProxyError => new ProxyError(ErrorCodes.CONFI
 
 /** Go-style durations as kube-proxy takes them: 30s, 1m, 1h30m, 250ms. */
 export function parseDuration(text: string, flag: string): number {
+  // Go takes a bare 0, and kube-proxy's "0 leaves it alone" flags are written that way.
+  if (text === '0') return 0;
   const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
   let total = 0;
   let m: RegExpExecArray | null;
@@ -171,6 +212,14 @@ function cidrList(text: string, flag: string): string[] {
         throw invalid(`--${flag}: invalid CIDR ${JSON.stringify(s)} (expected e.g. 10.244.0.0/16)`);
       return c.text;
     });
+}
+
+/** A non-negative int32, as kube-proxy's int32 flags take. */
+function count(text: string, flag: string): number {
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!(n <= 0x7fffffff))
+    throw invalid(`--${flag}: expected an integer from 0 to 2147483647, got ${JSON.stringify(text)}`);
+  return n;
 }
 
 /** The servers' own parser decides, so an address that passes here can be listened on. */
@@ -330,6 +379,25 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     dryRun: on('dry-run'),
     once: on('once'),
     cleanup: on('cleanup'),
+    initOnly: on('init-only'),
+    conntrack: {
+      maxPerCore: count(get('conntrack-max-per-core') ?? '32768', 'conntrack-max-per-core'),
+      min: count(get('conntrack-min') ?? '131072', 'conntrack-min'),
+      tcpEstablishedTimeoutMs: parseDuration(
+        get('conntrack-tcp-timeout-established') ?? '24h',
+        'conntrack-tcp-timeout-established',
+      ),
+      tcpCloseWaitTimeoutMs: parseDuration(
+        get('conntrack-tcp-timeout-close-wait') ?? '1h',
+        'conntrack-tcp-timeout-close-wait',
+      ),
+      tcpBeLiberal: on('conntrack-tcp-be-liberal'),
+      udpTimeoutMs: parseDuration(get('conntrack-udp-timeout') ?? '0', 'conntrack-udp-timeout'),
+      udpStreamTimeoutMs: parseDuration(
+        get('conntrack-udp-timeout-stream') ?? '0',
+        'conntrack-udp-timeout-stream',
+      ),
+    },
     tableName: 'kube-nftproxy',
     logLevel: logLevelForVerbosity(verbosity),
     ...(oom !== undefined ? { oomScoreAdj: oom } : {}),

@@ -16,6 +16,7 @@ import type { Nft } from './rules/nft/exec.js';
 import { probeNft } from './rules/nft/probe.js';
 import { rulesetSize } from './rules/ruleset.js';
 import { isNodeEligible, ProxyHealth } from './server/health.js';
+import { desiredHealthChecks, HealthCheckNodePorts } from './server/health-check-node-ports.js';
 import { createMetrics, type ProxyMetrics } from './server/metrics.js';
 import { createServers, type Servers } from './server/servers.js';
 import type { DaemonView } from './server/view.js';
@@ -39,6 +40,11 @@ export interface DaemonDeps {
    * (nftables mode); none: they are left alone (tests on the host must never touch it).
    */
   leftovers?: RunProgram;
+  /**
+   * The node settings the nftables mode needs (conntrack sysctls), run once the credentials
+   * and nft are known to work, before anything is programmed; none: left alone (tests).
+   */
+  prepareNode?: () => Promise<void>;
   clock?: Clock;
 }
 
@@ -53,6 +59,8 @@ export class Daemon {
   readonly health: ProxyHealth;
   readonly metrics: ProxyMetrics;
   readonly applier: NftApplier;
+  /** The healthCheckNodePort servers of eTP Local LoadBalancer Services (both modes). */
+  readonly healthChecks: HealthCheckNodePorts;
   #runner: BoundedFrequencyRunner;
   #servers: Servers | undefined;
   #source: Source | undefined;
@@ -77,6 +85,10 @@ export class Daemon {
     this.#wallNow = wallTime(this.#clock);
     this.health = new ProxyHealth({ healthTimeoutMs: 2 * config.syncPeriodMs, clock: this.#clock });
     this.metrics = createMetrics();
+    this.healthChecks = new HealthCheckNodePorts({
+      healthy: () => this.health.status().healthy,
+      log: deps.log,
+    });
     this.metrics.onScrape(() => this.#refreshScraped());
     this.#builder = new StateBuilder(modelConfig(config, deps.env));
     this.applier = new NftApplier({
@@ -145,6 +157,7 @@ export class Daemon {
     if (this.config.proxyMode === 'nftables') {
       const { version } = await probeNft(this.deps.nft);
       this.#log.info({ nft: version }, 'nftables ready');
+      await this.deps.prepareNode?.();
     } else {
       const root = typeof process.getuid === 'function' && process.getuid() === 0;
       const bind = this.config.userspaceBind;
@@ -193,6 +206,7 @@ export class Daemon {
     await this.#runner.stop();
     await this.#source?.stop();
     await this.#servers?.close();
+    await this.healthChecks.close();
     await this.#userspace?.close();
     this.deps.nft.close?.();
   }
@@ -260,6 +274,10 @@ export class Daemon {
       throw err;
     }
     this.#state = state;
+    // After the rules, as kube-proxy: a load balancer is told of local endpoints that work.
+    await this.healthChecks.reconcile(
+      desiredHealthChecks(state, this.config.nodePortAddresses, this.deps.env.localAddresses),
+    );
     this.#syncs++;
     if (this.#syncs === 1 && !this.#userspace && this.deps.leftovers)
       void this.#removeLeftovers(this.deps.leftovers);

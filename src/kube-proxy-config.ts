@@ -132,6 +132,8 @@ const KNOWN_FIELDS = new Set([
   'syncPeriod',
   'minSyncPeriod',
   'windowsRunAsService',
+  'linux',
+  'windows',
 ]);
 
 /**
@@ -207,7 +209,9 @@ export function kubeProxyConfigFlags(doc: Doc, fail: (message: string) => Error)
     warnIfSet(logging[f], `logging.${f}`, IGNORED_LOGGING);
 
   // kube-proxy tells null (its default) from 0 (leave the kernel's value alone) here.
-  const conntrack = obj(doc.conntrack, 'conntrack');
+  // v1alpha1 has `conntrack`, v1alpha2 `linux.conntrack`.
+  const linux = obj(doc.linux, 'linux');
+  const conntrack = obj(linux.conntrack ?? doc.conntrack, 'conntrack');
   const CONNTRACK_FLAGS: Record<string, string> = {
     maxPerCore: 'conntrack-max-per-core',
     min: 'conntrack-min',

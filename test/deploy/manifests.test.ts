@@ -132,6 +132,22 @@ describe('manifests/ (kubectl apply -k)', function () {
     assert.equal(pod.hostIPC, undefined);
   });
 
+  it('sets the conntrack sysctls in a privileged --init-only init container, from the same image and config', function () {
+    const init = pod.initContainers ?? [];
+    assert.equal(init.length, 1);
+    const c = init[0]!;
+    assert.equal(c.image, container.image);
+    assert.equal(c.command, undefined, 'the image ENTRYPOINT runs it');
+    const flags = flagArgs(c.args ?? []);
+    assert.deepEqual([...flags.keys()].sort(), ['--config', '--init-only']);
+    assert.equal(parseArgs(c.args!).get('init-only'), 'true');
+    // The same file as the daemon's: it finds every value set and needs no privilege.
+    assert.equal(flags.get('--config'), flagArgs(container.args ?? []).get('--config'));
+    const configMount = (m: { name: string }) => m.name === pod.volumes?.find((v) => v.configMap)?.name;
+    assert.deepEqual(c.volumeMounts?.find(configMount), container.volumeMounts?.find(configMount));
+    assert.deepEqual(c.securityContext, { privileged: true });
+  });
+
   it('mounts the host read-only, /lib/modules only, and no xtables lock', function () {
     const hostPaths = (pod.volumes ?? []).filter((v) => v.hostPath);
     assert.deepEqual(
@@ -259,6 +275,9 @@ describe('manifests/configmap.yaml: the KubeProxyConfiguration', function () {
       assert.equal(resolved.masqueradeAll, false);
       assert.equal(resolved.syncPeriodMs, 30_000);
       assert.equal(resolved.minSyncPeriodMs, 1_000);
+      // kube-proxy's conntrack defaults, spelled out.
+      assert.deepEqual(resolved.conntrack, buildConfig([], {}).conntrack);
+      assert.equal(resolved.initOnly, false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
