@@ -265,7 +265,7 @@ export class TcpProxy<T extends Target = Target> implements FrontendProxy<T> {
   sweep(): void {
     const idleMs = this.opts.idleTimeoutMs;
     const connectMs = this.opts.connectTimeoutMs ?? 0;
-    if (idleMs <= 0 && connectMs <= 0) return;
+    // Runs even without timeouts: the connection cap evicts what it marks idle.
     const now = this.opts.clock.now();
     for (const c of this.conns) {
       if (!c.connected) {
@@ -277,11 +277,10 @@ export class TcpProxy<T extends Target = Target> implements FrontendProxy<T> {
         }
         continue;
       }
-      if (idleMs <= 0) continue;
       if (c.active) {
         c.active = false;
         c.idleSince = now;
-      } else if (now - c.idleSince >= this.opts.idleTimeoutMs) {
+      } else if (idleMs > 0 && now - c.idleSince >= idleMs) {
         c.destroy();
       }
     }
