@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { allowListOf } from '../../src/lb/frontend-proxy.js';
 import { UdpProxy } from '../../src/lb/udp-proxy.js';
 import { udpClient } from './support.js';
@@ -82,7 +82,9 @@ describe('udp proxy', () => {
   });
 
   it('at the session cap, a new client ends the oldest idle session', async () => {
-    const { proxy: p } = await proxy({ maxSessions: 2 });
+    const lines: Array<{ msg: string; cap?: number }> = [];
+    const log = createLogger({ destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+    const { proxy: p } = await proxy({ maxSessions: 2, log });
     const [c1, c2, c3] = [await client('127.0.0.1'), await client('127.0.0.1'), await client('127.0.0.1')];
     assert.equal(await ask(c1!, p, 'a'), 'ok:a');
     assert.equal(await ask(c2!, p, 'b'), 'ok:b');
@@ -98,5 +100,10 @@ describe('udp proxy', () => {
     assert.equal(p.stats.sessions, 4, 'c2 came back with a new session');
     assert.equal(p.stats.evicted, 2);
     assert.equal(p.active, 2);
+    assert.deepEqual(
+      lines.filter((l) => /cap reached/.test(l.msg)).map((l) => l.cap),
+      [2],
+      'one line when the cap first bites; the count is in the stats',
+    );
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { UserspaceBackend, type ListenerInfo } from '../../src/lb/userspace-backend.js';
 import {
   closeServer,
@@ -388,7 +388,9 @@ describe('userspace backend', () => {
 
   it('skips a frontend whose port is taken with its reason, serves the rest, and binds it once the port is free', async () => {
     const [e0] = await names(1);
-    const b = backend({ bindMode: 'service-ip' });
+    const lines: Array<{ msg: string; key?: string }> = [];
+    const log = createLogger({ destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+    const b = backend({ bindMode: 'service-ip', log });
     const taken = net.createServer();
     const takenPort = await listen(taken);
     const st = state([
@@ -406,11 +408,19 @@ describe('userspace backend', () => {
       new RegExp(`clusterIP 127\\.0\\.0\\.1:${takenPort}/TCP: .*EADDRINUSE`),
     );
     assert.equal(await fetchName(only(b).port), 'ep0');
+    assert.equal((await b.sync(st)).skipped.length, 1, 'tried again, still taken');
+    const skippedLines = (): number => lines.filter((l) => l.msg.startsWith('frontend skipped')).length;
+    assert.equal(skippedLines(), 1, 'logged once');
 
     await closeServer(taken);
-    const second = await b.sync(st);
-    assert.deepEqual([second.listening, second.skipped], [2, []]);
+    const third = await b.sync(st);
+    assert.deepEqual([third.listening, third.skipped], [2, []]);
     assert.equal(await fetchName(takenPort), 'ep0');
+    assert.deepEqual(
+      lines.filter((l) => l.msg === 'skipped frontend now listens').map((l) => l.key),
+      ['default/busy:/TCP/ipv4'],
+    );
+    assert.equal(skippedLines(), 1);
   });
 
   it('a UDP load-balancer frontend serves clients inside loadBalancerSourceRanges only', async () => {
