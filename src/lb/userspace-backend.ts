@@ -103,7 +103,8 @@ export class UserspaceBackend {
   private readonly draining = new Set<FrontendProxy<Endpoint>>();
   /** Addresses this process added (and only these are ever removed). */
   private readonly localIPs = new Set<string>();
-  private readonly reported = new Set<string>();
+  /** Unsupported service ports after the last sync, so each is logged once. */
+  private reported = new Set<string>();
   private unsupportedPorts: SkippedFrontend[] = [];
   /** Frontends not served after the last sync, by id: logged when they first fail or their reason changes. */
   private failedFrontends = new Map<string, SkippedFrontend>();
@@ -182,11 +183,11 @@ export class UserspaceBackend {
     if (this.closed) return { listening: 0, skipped: [] };
     const plan = planFrontends(state, this.opts.bindMode, this.opts.maglevSeed ?? 0, nodePortIPs);
     const serviceOf = new Map(state.ports.map((sp) => [sp.key, sp.service]));
-    for (const u of plan.unsupported) {
-      if (this.reported.has(u.key)) continue;
-      this.reported.add(u.key);
-      this.log.warn({ key: u.key, reason: u.reason }, 'service port not proxied');
-    }
+    for (const u of plan.unsupported)
+      if (!this.reported.has(u.key))
+        this.log.warn({ key: u.key, reason: u.reason }, 'service port not proxied');
+    // Only the ports unsupported now: the set does not grow with every Service ever seen.
+    this.reported = new Set(plan.unsupported.map((u) => u.key));
     this.unsupportedPorts = plan.unsupported.map((u) => ({ ...u, service: serviceOf.get(u.key) ?? '' }));
     const desired = new Map(plan.frontends.map((f) => [f.id, f]));
 
