@@ -182,13 +182,16 @@ export class UserspaceBackend {
   ): Promise<UserspaceSyncResult> {
     if (this.closed) return { listening: 0, skipped: [] };
     const plan = planFrontends(state, this.opts.bindMode, this.opts.maglevSeed ?? 0, nodePortIPs);
-    const serviceOf = new Map(state.ports.map((sp) => [sp.key, sp.service]));
+    // Built only when something is skipped: a quiet sync stays O(changed frontends) in allocations.
+    let services: Map<string, string> | undefined;
+    const serviceOf = (key: string): string =>
+      (services ??= new Map(state.ports.map((sp) => [sp.key, sp.service]))).get(key) ?? '';
     for (const u of plan.unsupported)
       if (!this.reported.has(u.key))
         this.log.warn({ key: u.key, reason: u.reason }, 'service port not proxied');
     // Only the ports unsupported now: the set does not grow with every Service ever seen.
     this.reported = new Set(plan.unsupported.map((u) => u.key));
-    this.unsupportedPorts = plan.unsupported.map((u) => ({ ...u, service: serviceOf.get(u.key) ?? '' }));
+    this.unsupportedPorts = plan.unsupported.map((u) => ({ ...u, service: serviceOf(u.key) }));
     const desired = new Map(plan.frontends.map((f) => [f.id, f]));
 
     for (const [id, l] of this.listening) {
@@ -205,7 +208,7 @@ export class UserspaceBackend {
     const skip = (f: FrontendSpec, reason: string): void => {
       failed.set(f.id, {
         key: f.key,
-        service: serviceOf.get(f.key) ?? '',
+        service: serviceOf(f.key),
         reason: `${f.frontend} ${f.address}:${f.port}/${f.protocol}: ${reason}`,
       });
     };
