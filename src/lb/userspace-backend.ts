@@ -246,7 +246,7 @@ export class UserspaceBackend {
         .remove(ip)
         .catch((err: unknown) => this.log.warn({ err, ip }, 'cannot remove service IP'));
     }
-    this.report(failed, plan.frontends);
+    this.report(failed, desired);
     return { listening: this.listening.size, skipped: this.skipped() };
   }
 
@@ -314,8 +314,7 @@ export class UserspaceBackend {
   }
 
   /** Logs a frontend the first time it is skipped (or its reason changes), and when it serves again. */
-  private report(failed: Map<string, SkippedFrontend>, frontends: FrontendSpec[]): void {
-    const specs = new Map(frontends.map((f) => [f.id, f]));
+  private report(failed: Map<string, SkippedFrontend>, specs: Map<string, FrontendSpec>): void {
     for (const [id, s] of failed) {
       if (this.failedFrontends.get(id)?.reason === s.reason) continue;
       const f = specs.get(id)!;
