@@ -166,6 +166,7 @@ export class Daemon {
         log: this.deps.log,
         bindMode,
         maglevSeed: this.config.maglevSeed,
+        serviceCIDRs: this.config.serviceCIDRs,
         ...(bindMode === 'service-ip' ? { localAddresses: ipLocalAddresses() } : {}),
       });
       this.#log.info({ bindMode }, 'userspace proxy ready');
@@ -355,7 +356,8 @@ export class Daemon {
         if (!state) return { verdict: 'no-match', why: 'no sync yet' };
         return trace(state, compileConfig(state, this.config, this.deps.env), q);
       },
-      services: () => describeServices(this.#state, this.#userspace?.listeners()),
+      services: () =>
+        describeServices(withUserspaceSkips(this.#state, this.#userspace), this.#userspace?.listeners()),
     };
   }
 }
@@ -373,4 +375,20 @@ export async function runDaemon(config: ProxyConfig, deps: DaemonDeps): Promise<
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await daemon.stop();
+}
+
+/** The state with the frontends the userspace proxy could not serve listed among its skipped objects. */
+function withUserspaceSkips(
+  state: ProxyState | undefined,
+  userspace: UserspaceBackend | undefined,
+): ProxyState | undefined {
+  const extra = userspace?.skipped() ?? [];
+  if (!state || extra.length === 0) return state;
+  return {
+    ...state,
+    skipped: [
+      ...state.skipped,
+      ...extra.map((s) => ({ kind: 'Service' as const, name: s.service, reason: s.reason })),
+    ],
+  };
 }

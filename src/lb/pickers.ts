@@ -123,20 +123,37 @@ export class MaglevPicker<T extends Target = Target> implements Picker<T> {
   }
 }
 
+/** How many clients an affinity picker remembers by default (per frontend). */
+export const DEFAULT_AFFINITY_CLIENTS = 65_536;
+
+/** Bounds what an AffinityPicker remembers. */
+export interface AffinityCap {
+  /** Clients remembered at most; the oldest pin goes to make room for a new one. */
+  maxClients: number;
+  /** Called for each pin dropped to make room (the owner counts and logs it). */
+  onEvict?: () => void;
+}
+
 /**
  * Session affinity by client IP (Service `sessionAffinity: ClientIP`): a client keeps its
  * endpoint until it has been idle for `timeoutMs` (each pick refreshes it, like the
- * `recent` match kube-proxy uses) or the endpoint vanished from the list.
+ * `recent` match kube-proxy uses) or the endpoint vanished from the list. At most
+ * `cap.maxClients` clients are remembered: clients come from outside, so without a bound a
+ * scan of source addresses would grow the map for a whole timeout. The oldest pin makes room
+ * (insertion order: O(1), and a pin refreshed since only loses its stickiness, not its flow).
  */
 export class AffinityPicker<T extends Target = Target> implements Picker<T> {
   private readonly entries = new Map<string, { name: string; last: number }>();
   private byName = new Map<string, T>();
   private lastSweep: number;
+  /** Pins dropped to make room under the cap. */
+  evicted = 0;
   constructor(
     private readonly inner: Picker<T>,
     endpoints: readonly T[],
     private readonly timeoutMs: number,
     private readonly clock: Clock = systemClock,
+    private readonly cap: AffinityCap = { maxClients: DEFAULT_AFFINITY_CLIENTS },
   ) {
     this.lastSweep = clock.now();
     this.update(endpoints);
@@ -166,8 +183,24 @@ export class AffinityPicker<T extends Target = Target> implements Picker<T> {
       }
     }
     const ep = this.inner.pick(flow, avoid);
-    if (ep) this.entries.set(flow.ip, { name: endpointName(ep), last: now });
-    else this.entries.delete(flow.ip);
+    if (!ep) {
+      this.entries.delete(flow.ip);
+      return ep;
+    }
+    if (e) {
+      e.name = endpointName(ep);
+      e.last = now;
+      return ep;
+    }
+    if (this.entries.size >= this.cap.maxClients) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) {
+        this.entries.delete(oldest.value);
+        this.evicted++;
+        this.cap.onEvict?.();
+      }
+    }
+    this.entries.set(flow.ip, { name: endpointName(ep), last: now });
     return ep;
   }
   private sweep(now: number): void {
@@ -193,6 +226,8 @@ export function samePickerSpec(a: PickerSpec, b: PickerSpec): boolean {
 export interface PickerOptions {
   clock?: Clock;
   random?: () => number;
+  /** Bounds affinity pickers; default DEFAULT_AFFINITY_CLIENTS clients, no callback. */
+  affinityCap?: AffinityCap;
 }
 
 export function createPicker<T extends Target>(
@@ -207,7 +242,7 @@ export function createPicker<T extends Target>(
         ? new RoundRobinPicker(endpoints)
         : new RandomPicker(endpoints, opts.random);
   if (spec.affinitySeconds > 0)
-    return new AffinityPicker(inner, endpoints, spec.affinitySeconds * 1000, opts.clock);
+    return new AffinityPicker(inner, endpoints, spec.affinitySeconds * 1000, opts.clock, opts.affinityCap);
   return inner;
 }
 

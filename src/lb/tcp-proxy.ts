@@ -14,11 +14,13 @@
  */
 import net from 'node:net';
 import type { Logger } from '../log.js';
+import { allowed, frontendPickerOptions, type FrontendProxy, type FrontendStats } from './frontend-proxy.js';
 import {
   createPicker,
   type Clock,
   type Flow,
   type Picker,
+  type PickerOptions,
   type PickerSpec,
   type Target,
   updatePicker,
@@ -35,6 +37,21 @@ export interface TcpProxyOptions<T extends Target> {
   idleTimeoutMs: number;
   /** Endpoints tried per connection before the client is reset. */
   connectAttempts: number;
+  /**
+   * An endpoint that has not answered the connect this long counts as failed and the next one
+   * is tried (a dead endpoint whose SYNs go unanswered would hold the client for the kernel's
+   * two minutes of retries); 0: the kernel decides. Checked by `sweep`, so it fires up to one
+   * sweep interval late and costs nothing per connection.
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Connections at most. A new client beyond it ends the oldest connection idle since the
+   * last sweep; when none of the oldest few is idle, the new client is reset: a working
+   * connection is not traded for a new one.
+   */
+  maxConnections?: number;
+  /** Clients a ClientIP-affinity picker remembers at most. */
+  maxAffinityClients?: number;
   /** Bytes a direction may buffer before its reader pauses. */
   highWaterMark: number;
   /**
@@ -49,13 +66,16 @@ export interface TcpProxyOptions<T extends Target> {
   random?: () => number;
 }
 
-export interface TcpProxyStats {
+export interface TcpProxyStats extends FrontendStats {
   accepted: number;
-  /** Reset at once: no endpoint, a source outside the allowed ranges, or every attempt failed. */
-  refused: number;
-  /** Upstream connects that failed and moved on to another endpoint. */
+  /** Upstream connects that failed (refused, unreachable, timed out). */
   connectFailures: number;
+  /** Of those, the ones ended by connectTimeoutMs. */
+  connectTimeouts: number;
 }
+
+/** How many of the oldest connections are looked at for an idle one when the cap is reached. */
+const EVICTION_SCAN = 16;
 
 /**
  * Where the sockets with `onread` read: every upstream socket into one buffer, every accepted
@@ -137,13 +157,18 @@ class ClientFlow implements Flow {
 /** A client and its upstream; one object per connection and one read callback per upstream. */
 class Conn {
   active = false;
+  /** The upstream has connected: bytes flow. */
+  connected = false;
   idleSince: number;
+  /** When the current upstream connect started. */
+  attemptSince: number;
   upstream: net.Socket | undefined;
   constructor(
     readonly client: net.Socket,
     now: number,
   ) {
     this.idleSince = now;
+    this.attemptSince = now;
   }
   destroy(): void {
     this.client.destroy();
@@ -151,8 +176,15 @@ class Conn {
   }
 }
 
-export class TcpProxy<T extends Target = Target> {
-  readonly stats: TcpProxyStats = { accepted: 0, refused: 0, connectFailures: 0 };
+export class TcpProxy<T extends Target = Target> implements FrontendProxy<T> {
+  readonly stats: TcpProxyStats = {
+    accepted: 0,
+    refused: 0,
+    evicted: 0,
+    affinityEvicted: 0,
+    connectFailures: 0,
+    connectTimeouts: 0,
+  };
   private picker: Picker<T>;
   private spec: PickerSpec;
   private readonly conns = new Set<Conn>();
@@ -160,12 +192,17 @@ export class TcpProxy<T extends Target = Target> {
   private readonly log: Logger;
   private boundPort = 0;
   private allow: net.BlockList | undefined;
+  private readonly pickerOptions: PickerOptions;
+  private readonly maxConnections: number;
+  private capWarned = false;
 
   private constructor(private readonly opts: TcpProxyOptions<T>) {
     this.log = opts.log;
     this.allow = opts.allow;
     this.spec = opts.spec;
-    this.picker = createPicker(opts.spec, opts.endpoints, opts);
+    this.maxConnections = opts.maxConnections ?? Infinity;
+    this.pickerOptions = frontendPickerOptions(opts, this.stats);
+    this.picker = createPicker(opts.spec, opts.endpoints, this.pickerOptions);
     this.server = net.createServer(
       {
         // Nothing is read from a client before its upstream is connected: no buffering, and a
@@ -202,6 +239,9 @@ export class TcpProxy<T extends Target = Target> {
   get connections(): number {
     return this.conns.size;
   }
+  get active(): number {
+    return this.conns.size;
+  }
   /** How accepted sockets are read (`clientReads`, and whether this Node allows `onread`). */
   get clientReadPath(): 'onread' | 'data' {
     return this.opts.clientReads !== 'data' && clientOnread ? 'onread' : 'data';
@@ -209,7 +249,7 @@ export class TcpProxy<T extends Target = Target> {
 
   /** New flows use the new endpoints; open connections keep the endpoint they have. */
   setEndpoints(endpoints: readonly T[], spec: PickerSpec): void {
-    this.picker = updatePicker(this.picker, this.spec, spec, endpoints, this.opts);
+    this.picker = updatePicker(this.picker, this.spec, spec, endpoints, this.pickerOptions);
     this.spec = spec;
   }
 
@@ -218,15 +258,29 @@ export class TcpProxy<T extends Target = Target> {
     this.allow = allow;
   }
 
-  /** Closes connections idle for idleTimeoutMs; the backend calls it periodically. */
+  /**
+   * Closes connections idle for idleTimeoutMs and fails connects older than connectTimeoutMs
+   * over to the next endpoint; the backend calls it periodically.
+   */
   sweep(): void {
-    if (this.opts.idleTimeoutMs <= 0) return;
+    const idleMs = this.opts.idleTimeoutMs;
+    const connectMs = this.opts.connectTimeoutMs ?? 0;
+    // Runs even without timeouts: the connection cap evicts what it marks idle.
     const now = this.opts.clock.now();
     for (const c of this.conns) {
+      if (!c.connected) {
+        const up = c.upstream;
+        if (connectMs > 0 && up && !up.destroyed && now - c.attemptSince >= connectMs) {
+          this.stats.connectTimeouts++;
+          // Through the socket's 'error' path: counted as a failed attempt, the next endpoint tried.
+          up.destroy(new Error(`connect timeout after ${connectMs} ms`));
+        }
+        continue;
+      }
       if (c.active) {
         c.active = false;
         c.idleSince = now;
-      } else if (now - c.idleSince >= this.opts.idleTimeoutMs) {
+      } else if (idleMs > 0 && now - c.idleSince >= idleMs) {
         c.destroy();
       }
     }
@@ -242,12 +296,12 @@ export class TcpProxy<T extends Target = Target> {
   private accept(client: net.Socket): void {
     this.stats.accepted++;
     const flow = new ClientFlow(client);
-    if (this.allow && !this.allow.check(flow.ip, net.isIPv6(flow.ip) ? 'ipv6' : 'ipv4')) {
+    if (this.allow && !allowed(this.allow, flow.ip)) {
       this.refuse(client);
       return;
     }
     const first = this.picker.pick(flow);
-    if (!first) {
+    if (!first || (this.conns.size >= this.maxConnections && !this.evictIdle())) {
       this.refuse(client);
       return;
     }
@@ -263,6 +317,29 @@ export class TcpProxy<T extends Target = Target> {
       if (up && !up.destroyed && !up.writableEnded) up.destroy();
     });
     this.connect(conn, flow, first, 1, undefined);
+  }
+
+  /** Ends the oldest connection idle since the last sweep among the oldest few; false: none is. */
+  private evictIdle(): boolean {
+    if (!this.capWarned) {
+      this.capWarned = true;
+      this.log.warn(
+        { cap: this.maxConnections },
+        'tcp connection cap reached: ending the oldest idle connection, else refusing the new one',
+      );
+    }
+    let n = 0;
+    for (const c of this.conns) {
+      if (c.connected && !c.active) {
+        this.stats.evicted++;
+        // Out of the set now: its 'close' comes later, and the next client must not pick it again.
+        this.conns.delete(c);
+        c.destroy();
+        return true;
+      }
+      if (++n >= EVICTION_SCAN) break;
+    }
+    return false;
   }
 
   private refuse(client: net.Socket): void {
@@ -311,14 +388,18 @@ export class TcpProxy<T extends Target = Target> {
       const tried = avoid ?? new Set<T>();
       tried.add(ep);
       const next = attempt < this.opts.connectAttempts ? this.picker.pick(flow, tried) : undefined;
-      if (next) this.connect(conn, flow, next, attempt + 1, tried);
-      else {
+      if (next) {
+        conn.attemptSince = this.opts.clock.now();
+        this.connect(conn, flow, next, attempt + 1, tried);
+      } else {
         this.stats.refused++;
         client.resetAndDestroy();
       }
     });
     up.on('connect', () => {
       connected = true;
+      conn.connected = true;
+      conn.active = true;
       if (client.destroyed) up.destroy();
       else this.splice(conn, up);
     });

@@ -92,6 +92,28 @@ describe('pickers', () => {
     assert.equal(p.pick(flow(1)), third, 're-pinned to the one that worked');
   });
 
+  it('affinity remembers at most maxClients clients: the oldest pin makes room, each eviction reported', () => {
+    let evictions = 0;
+    const p = new AffinityPicker(
+      new RoundRobinPicker(eps),
+      eps,
+      10_000,
+      { now: () => 0 },
+      {
+        maxClients: 2,
+        onEvict: () => evictions++,
+      },
+    );
+    const a = p.pick(flow(1, '192.168.0.1'));
+    p.pick(flow(1, '192.168.0.2'));
+    assert.equal(p.pick(flow(2, '192.168.0.1')), a, 'a use refreshes in place: no eviction');
+    assert.deepEqual([p.clients, evictions], [2, 0]);
+    for (let i = 3; i <= 100; i++) p.pick(flow(1, `192.168.0.${i}`));
+    assert.deepEqual([p.clients, evictions, p.evicted], [2, 98, 98]);
+    const last = p.pick(flow(1, '192.168.0.100'));
+    assert.equal(p.pick(flow(9, '192.168.0.100')), last, 'the newest pin is kept');
+  });
+
   it('createPicker wraps in affinity only with a timeout', () => {
     assert.ok(
       createPicker({ algorithm: 'maglev', affinitySeconds: 0, seed: 1 }, eps) instanceof MaglevPicker,

@@ -1,5 +1,7 @@
 /** Helpers for the load-balancer tests: ProxyState builders, real servers on 127.0.0.1. */
+import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Endpoint, ProxyState, ServicePort } from '../../src/model/types.js';
 
@@ -108,4 +110,61 @@ export function tally(xs: string[]): Map<string, number> {
   const m = new Map<string, number>();
   for (const x of xs) m.set(x, (m.get(x) ?? 0) + 1);
   return m;
+}
+
+/**
+ * An endpoint whose connects never complete: a listener (backlog 1) in a stopped process,
+ * its accept queue filled by two connections first, so the kernel drops every further SYN
+ * and a connect waits for the kernel's retries, as with a dead host.
+ */
+export async function stalledEndpoint(): Promise<{ port: number; close: () => void }> {
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      "const s=require('net').createServer();s.listen({port:0,host:'127.0.0.1',backlog:1},()=>console.log(s.address().port))",
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const fillers: net.Socket[] = [];
+  const close = (): void => {
+    for (const f of fillers) f.destroy();
+    child.kill('SIGKILL');
+  };
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('error', reject);
+      child.stdout!.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
+    });
+    process.kill(child.pid!, 'SIGSTOP');
+    // Stopped: state T in /proc/<pid>/stat (after the command name in parentheses).
+    while (!/\) T /.test(readFileSync(`/proc/${child.pid!}/stat`, 'utf8')))
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    for (let i = 0; i < 2; i++) {
+      const f = net.connect(port, '127.0.0.1');
+      f.on('error', () => {});
+      fillers.push(f);
+      await new Promise((resolve) => f.once('connect', resolve));
+    }
+    return { port, close };
+  } catch (err) {
+    close();
+    throw err;
+  }
+}
+
+/** A UDP port nothing is bound to on 127.0.0.1: bound once, then closed. */
+export async function freeUdpPort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+  const port = s.address().port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** A UDP client bound to `address` (any 127.0.0.0/8 address is local on lo). */
+export async function udpClient(address = '127.0.0.1'): Promise<dgram.Socket> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => s.bind(0, address, resolve));
+  return s;
 }

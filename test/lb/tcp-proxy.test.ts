@@ -3,7 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { silentLogger } from '../../src/log.js';
 import { TcpProxy } from '../../src/lb/tcp-proxy.js';
-import { closeServer, listen } from './support.js';
+import { waitFor } from '../support/wait-for.js';
+import { closeServer, listen, stalledEndpoint } from './support.js';
 
 /** Bytes a socket has handed to the kernel (written, less what still waits in its buffer). */
 function accepted(s: net.Socket): number {
@@ -113,3 +114,111 @@ for (const clientReads of ['auto', 'data'] as const) {
     });
   });
 }
+
+describe('tcp proxy limits', () => {
+  const cleanup: Array<() => Promise<void> | void> = [];
+  let now = 0;
+  beforeEach(() => {
+    now = 0;
+  });
+  afterEach(async () => {
+    for (const f of cleanup.splice(0).reverse()) await f();
+  });
+
+  async function proxyTo(
+    endpoints: number[],
+    extra: Partial<Parameters<typeof TcpProxy.listen>[0]> = {},
+  ): Promise<TcpProxy> {
+    const proxy = await TcpProxy.listen({
+      log: silentLogger(),
+      address: '127.0.0.1',
+      port: 0,
+      spec: { algorithm: 'round-robin', affinitySeconds: 0, seed: 0 },
+      endpoints: endpoints.map((port) => ({ ip: '127.0.0.1', port })),
+      idleTimeoutMs: 0,
+      connectAttempts: 3,
+      highWaterMark: 64 * 1024,
+      clock: { now: () => now },
+      ...extra,
+    });
+    cleanup.push(() => proxy.close({ destroy: true }));
+    return proxy;
+  }
+  async function server(handler: (s: net.Socket) => void): Promise<number> {
+    const s = net.createServer(handler);
+    const port = await listen(s);
+    cleanup.push(() => closeServer(s));
+    return port;
+  }
+  async function stalled(): Promise<number> {
+    const s = await stalledEndpoint();
+    cleanup.push(s.close);
+    return s.port;
+  }
+  /** Connects and resolves with what the server said before the end, or the error code. */
+  function outcome(port: number): { done: Promise<string>; socket: net.Socket } {
+    const c = net.connect(port, '127.0.0.1');
+    cleanup.push(() => void c.destroy());
+    const done = new Promise<string>((resolve) => {
+      let text = '';
+      c.on('data', (d: Buffer) => (text += d.toString()));
+      c.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+      c.on('end', () => resolve(text));
+    });
+    return { done, socket: c };
+  }
+
+  it('a connect the endpoint never answers fails over to the next endpoint after connectTimeoutMs', async () => {
+    const good = await server((s) => s.end('good'));
+    const proxy = await proxyTo([await stalled(), good], { connectTimeoutMs: 5_000 });
+    const { done } = outcome(proxy.port);
+    await waitFor(() => proxy.connections === 1, { what: 'the client to be accepted' });
+    now += 4_999;
+    proxy.sweep();
+    assert.equal(proxy.stats.connectTimeouts, 0, 'not yet');
+    now += 1;
+    proxy.sweep();
+    assert.equal(await done, 'good');
+    assert.deepEqual([proxy.stats.connectTimeouts, proxy.stats.connectFailures], [1, 1]);
+  });
+
+  it('a client whose every endpoint is dead is reset once the attempts are spent', async () => {
+    const proxy = await proxyTo([await stalled(), await stalled()], {
+      connectTimeoutMs: 5_000,
+      connectAttempts: 2,
+    });
+    const { done } = outcome(proxy.port);
+    await waitFor(() => proxy.connections === 1, { what: 'the client to be accepted' });
+    now += 5_000;
+    proxy.sweep();
+    await waitFor(() => proxy.stats.connectFailures === 1, { what: 'the first attempt to fail' });
+    now += 5_000;
+    proxy.sweep();
+    assert.equal(await done, 'ECONNRESET');
+    assert.deepEqual([proxy.stats.connectTimeouts, proxy.stats.refused], [2, 1]);
+  });
+
+  it('at the connection cap, a new client ends the oldest idle connection, or is refused when none is idle', async () => {
+    const echo = await server((s) => s.pipe(s));
+    const proxy = await proxyTo([echo], { maxConnections: 2 });
+    const exchange = async (c: net.Socket, text: string): Promise<string> =>
+      new Promise((resolve) => {
+        c.once('data', (d: Buffer) => resolve(d.toString()));
+        c.write(text);
+      });
+    const a = outcome(proxy.port);
+    const b = outcome(proxy.port);
+    assert.equal(await exchange(a.socket, 'a'), 'a');
+    assert.equal(await exchange(b.socket, 'b'), 'b');
+    proxy.sweep(); // both idle from here
+    assert.equal(await exchange(a.socket, 'a2'), 'a2'); // a busy again: b is the idle one
+    const c = outcome(proxy.port);
+    assert.equal(await exchange(c.socket, 'c'), 'c');
+    assert.equal(await b.done, 'b', 'the idle connection was ended (after its echo)');
+    assert.equal(proxy.stats.evicted, 1);
+    const d = outcome(proxy.port);
+    assert.equal(await d.done, 'ECONNRESET', 'a and c are busy: the new client is refused');
+    assert.deepEqual([proxy.stats.evicted, proxy.stats.refused, proxy.connections], [1, 1, 2]);
+    assert.equal(await exchange(a.socket, 'a3'), 'a3');
+  });
+});

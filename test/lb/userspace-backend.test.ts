@@ -2,20 +2,21 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { ErrorCodes, hasCode } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { UserspaceBackend, type ListenerInfo } from '../../src/lb/userspace-backend.js';
 import {
   closeServer,
   deadPort,
   endpoint,
   fetchName,
+  freeUdpPort,
   listen,
   nameServer,
   seededRandom,
   servicePort,
   state,
   tally,
+  udpClient,
   udpNameServer,
 } from './support.js';
 
@@ -385,26 +386,144 @@ describe('userspace backend', () => {
     assert.deepEqual(b.skipped(), []);
   });
 
-  it('reports a frontend it cannot bind with a code, and serves the rest', async () => {
+  it('skips a frontend whose port is taken with its reason, serves the rest, and binds it once the port is free', async () => {
     const [e0] = await names(1);
-    const b = backend({ bindMode: 'service-ip' });
+    const lines: Array<{ msg: string; key?: string }> = [];
+    const log = createLogger({ destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+    const b = backend({ bindMode: 'service-ip', log });
     const taken = net.createServer();
     const takenPort = await listen(taken);
-    cleanup.push(() => closeServer(taken));
-    const err = await b
-      .sync(
-        state([
-          servicePort('busy', [endpoint(e0!.port)], { clusterIP: '127.0.0.1', port: takenPort }),
-          servicePort('ok', [endpoint(e0!.port)], { clusterIP: '127.0.0.1', port: 0 }),
-        ]),
-      )
-      .catch((e: unknown) => e);
-    assert.ok(hasCode(err, ErrorCodes.USERSPACE_LISTEN_FAILED));
+    const st = state([
+      servicePort('busy', [endpoint(e0!.port)], { clusterIP: '127.0.0.1', port: takenPort }),
+      servicePort('ok', [endpoint(e0!.port)], { clusterIP: '127.0.0.1', port: 0 }),
+    ]);
+    const first = await b.sync(st);
+    assert.equal(first.listening, 1);
     assert.deepEqual(
-      b.skipped().map((s) => s.key),
+      first.skipped.map((s) => [s.key, s.service]),
+      [['default/busy:/TCP/ipv4', 'default/busy']],
+    );
+    assert.match(
+      first.skipped[0]!.reason,
+      new RegExp(`clusterIP 127\\.0\\.0\\.1:${takenPort}/TCP: .*EADDRINUSE`),
+    );
+    assert.equal(await fetchName(only(b).port), 'ep0');
+    assert.equal((await b.sync(st)).skipped.length, 1, 'tried again, still taken');
+    const skippedLines = (): number => lines.filter((l) => l.msg.startsWith('frontend skipped')).length;
+    assert.equal(skippedLines(), 1, 'logged once');
+
+    await closeServer(taken);
+    const third = await b.sync(st);
+    assert.deepEqual([third.listening, third.skipped], [2, []]);
+    assert.equal(await fetchName(takenPort), 'ep0');
+    assert.deepEqual(
+      lines.filter((l) => l.msg === 'skipped frontend now listens').map((l) => l.key),
       ['default/busy:/TCP/ipv4'],
     );
-    assert.equal(b.listeners().length, 1);
-    assert.equal(await fetchName(b.listeners()[0]!.port), 'ep0');
+    assert.equal(skippedLines(), 1);
+  });
+
+  it('a UDP load-balancer frontend serves clients inside loadBalancerSourceRanges only', async () => {
+    const heard: string[] = [];
+    const ep = dgram.createSocket('udp4');
+    ep.on('message', (msg, rinfo) => {
+      heard.push(msg.toString());
+      ep.send(`ok:${msg.toString()}`, rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve) => ep.bind(0, '127.0.0.1', resolve));
+    cleanup.push(() => void ep.close());
+    const port = await freeUdpPort();
+    const b = backend({ bindMode: 'service-ip' });
+    const lb = (ranges: string[]): ReturnType<typeof servicePort> =>
+      servicePort('dns', [endpoint(ep.address().port)], {
+        protocol: 'UDP',
+        clusterIP: undefined,
+        port,
+        loadBalancerIPs: ['127.0.0.1'],
+        sourceRanges: ranges,
+      });
+    const result = await b.sync(state([lb(['127.0.0.2/32'])]));
+    assert.deepEqual(result.skipped, []);
+    assert.equal(only(b, 'UDP').frontend, 'loadBalancerIP');
+    const inside = await udpClient('127.0.0.2');
+    const outside = await udpClient('127.0.0.3');
+    cleanup.push(
+      () => void inside.close(),
+      () => void outside.close(),
+    );
+    const ask = (c: dgram.Socket, msg: string): Promise<string> =>
+      new Promise((resolve) => {
+        c.once('message', (m) => resolve(m.toString()));
+        c.send(msg, port, '127.0.0.1');
+      });
+    // Sent first: read by the proxy before the inside client's datagram.
+    outside.send('outside', port, '127.0.0.1');
+    assert.equal(await ask(inside, 'inside'), 'ok:inside');
+    assert.deepEqual(heard, ['inside']);
+    assert.equal(only(b, 'UDP').refused, 1);
+
+    await b.sync(state([lb([])]));
+    assert.equal(await ask(outside, 'any'), 'ok:any', 'no ranges: any client');
+  });
+
+  it('service-ip mode makes local only what the address rule allows, and removes only what it added', async () => {
+    const added: string[] = [];
+    const removed: string[] = [];
+    const localAddresses = {
+      add: async (ip: string) => void added.push(ip),
+      remove: async (ip: string) => void removed.push(ip),
+      gateways: async () => ['10.96.0.254'],
+    };
+    const [e0] = await names(1);
+    const b = backend({ bindMode: 'service-ip', serviceCIDRs: ['10.96.0.0/12'], localAddresses });
+    const web = servicePort('web', [endpoint(e0!.port)], {
+      clusterIP: '10.96.0.10',
+      port: 0,
+      // Local already (127.0.0.1), outside the CIDR, the gateway, and the API server's address.
+      externalIPs: ['127.0.0.1', '203.0.113.7', '10.96.0.254', '10.100.0.1'],
+    });
+    const api = servicePort('kubernetes', [endpoint(6443, '10.100.0.1')], {
+      clusterIP: '127.0.0.1',
+      port: 0,
+    });
+    const result = await b.sync(state([web, api]));
+    assert.deepEqual(added, ['10.96.0.10'], 'only the ClusterIP inside --service-cidr');
+    const reasons = new Map(result.skipped.map((s) => [s.reason.split(':')[0]!.split(' ')[1], s.reason]));
+    assert.match(reasons.get('203.0.113.7')!, /only addresses inside --service-cidr \(10\.96\.0\.0\/12\)/);
+    assert.match(reasons.get('10.96.0.254')!, /gateway/);
+    assert.match(reasons.get('10.100.0.1')!, /endpoint of default\/kubernetes/);
+    // The fake made nothing local: the ClusterIP stays unbindable, with the kernel's reason.
+    assert.match(reasons.get('10.96.0.10')!, /EADDRNOTAVAIL/);
+    assert.deepEqual(
+      b.listeners().map((l) => [l.key, l.frontend, l.address]),
+      [
+        ['default/kubernetes:/TCP/ipv4', 'clusterIP', '127.0.0.1'],
+        ['default/web:/TCP/ipv4', 'externalIP', '127.0.0.1'],
+      ],
+    );
+    assert.equal(result.skipped.length, 4);
+
+    await b.sync(state([api]));
+    assert.deepEqual(removed, ['10.96.0.10'], 'the address it added, and no other');
+  });
+
+  it('without --service-cidr, service-ip mode makes ClusterIPs local and no externalIP', async () => {
+    const added: string[] = [];
+    const localAddresses = {
+      add: async (ip: string) => void added.push(ip),
+      remove: async () => {},
+      gateways: async () => [],
+    };
+    const b = backend({ bindMode: 'service-ip', localAddresses });
+    const result = await b.sync(
+      state([servicePort('web', [], { clusterIP: '10.96.0.10', externalIPs: ['10.96.0.11', '192.0.2.50'] })]),
+    );
+    assert.deepEqual(added, ['10.96.0.10']);
+    assert.deepEqual(
+      result.skipped
+        .filter((s) => /not set: ClusterIPs only/.test(s.reason))
+        .map((s) => s.reason.split(':')[0]),
+      ['externalIP 10.96.0.11', 'externalIP 192.0.2.50'],
+    );
   });
 });

@@ -9,9 +9,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
+import { LAB, Lab } from '../../scripts/lab/index.js';
 import { buildConfig } from '../../src/config.js';
 import { ErrorCodes, hasCode } from '../../src/errors.js';
 import { service, slice, yamlDocs } from '../support/objects.js';
+import { requireKernel } from '../support/capabilities.js';
 import { logLines, REPO, SourceDir } from '../support/proxy.js';
 import { waitFor } from '../support/wait-for.js';
 import { closeServer, fetchName, nameServer, tally } from './support.js';
@@ -217,5 +219,164 @@ describe('--userspace-bind', function () {
       () => buildConfig(['--userspace-bind', 'lo'], {}),
       (err: unknown) => hasCode(err, ErrorCodes.CONFIG_INVALID) && /--userspace-bind/.test(String(err)),
     );
+  });
+});
+
+/**
+ * Service-ip mode in a lab node namespace: the real CLI run inside it (`ip netns exec`), so
+ * the addresses it adds land on that namespace's `lo`, never the host's. --service-cidr
+ * wrongly covers the LAN too, as an operator's slip might. The Service's ClusterIP becomes
+ * local and serves a pod; of its externalIPs, the one outside the CIDR and the node's gateway
+ * (inside it) are skipped with their reasons and never added, and the node's own address is
+ * served as it is: bound, never added, never removed.
+ */
+describe('kernel: userspace service-ip mode adds only --service-cidr addresses', function () {
+  this.timeout(300_000);
+  const VIP = '10.96.0.10';
+  const OUTSIDE = '203.0.113.7';
+  const METRICS = '127.0.0.1:10249';
+  let lab: Lab | undefined;
+  let dir: SourceDir | undefined;
+  let child: ChildProcess | undefined;
+  let stderr = '';
+  let exited = false;
+
+  const loAddresses = async (): Promise<string[]> => {
+    const out = await lab!.exec('node', ['ip', '-j', 'addr', 'show', 'dev', 'lo']);
+    const links = JSON.parse(out.stdout) as Array<{ addr_info: Array<{ local: string }> }>;
+    return links.flatMap((l) => l.addr_info.map((a) => a.local));
+  };
+  const debugServices = async (): Promise<
+    { skipped: Array<{ name: string; reason: string }> } | undefined
+  > => {
+    const out = await lab!.exec(
+      'node',
+      [
+        process.execPath,
+        '-e',
+        `fetch('http://${METRICS}/debug/services').then(r=>r.text()).then(t=>process.stdout.write(t))`,
+      ],
+      { allowFail: true },
+    );
+    return out.stdout
+      ? (JSON.parse(out.stdout) as { skipped: Array<{ name: string; reason: string }> })
+      : undefined;
+  };
+
+  before(async function () {
+    requireKernel(this);
+    lab = await Lab.create();
+    await lab.addPod('web-1', { ip: '10.244.1.11' });
+    await lab.serve('web-1', { tcp: [8080] });
+    dir = await SourceDir.create();
+    await dir.write({
+      'objects.yaml': [
+        service('default', 'web', {
+          clusterIP: VIP,
+          externalIPs: [OUTSIDE, LAB.lanRouter, LAB.nodeIp],
+          ports: [{ name: 'http', port: 80, targetPort: 8080 }],
+        }),
+        slice(
+          'default',
+          'web-a',
+          'web',
+          [{ name: 'http', port: 8080 }],
+          [{ ip: '10.244.1.11', nodeName: LAB.nodeName }],
+        ),
+      ],
+    });
+    child = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        lab.nodeNs,
+        process.execPath,
+        '--import',
+        'tsx',
+        join(REPO, 'src/cli.ts'),
+        '--proxy-mode',
+        'userspace',
+        '--userspace-bind',
+        'service-ip',
+        '--service-cidr',
+        '10.96.0.0/16,172.30.0.0/24',
+        '--source',
+        dir.path,
+        '--hostname-override',
+        LAB.nodeName,
+        '--node-ip',
+        LAB.nodeIp,
+        '--healthz-bind-address',
+        '127.0.0.1:0',
+        '--metrics-bind-address',
+        METRICS,
+        '--min-sync-period',
+        '0s',
+      ],
+      { cwd: REPO, env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('exit', () => (exited = true));
+  });
+
+  after(async function () {
+    if (child && !exited) {
+      child.kill('SIGKILL');
+      await waitFor(() => exited, { what: 'the daemon to be killed' });
+    }
+    await dir?.remove();
+    await lab?.destroy();
+  });
+
+  it('the ClusterIP is made local and serves; the externalIPs are skipped with reasons and never added', async function () {
+    let view: Awaited<ReturnType<typeof debugServices>>;
+    await eventually(
+      async () => ((await loAddresses()).includes(VIP) ? true : undefined),
+      `${VIP} on the node's lo\n${stderr}`,
+      () => !exited,
+    );
+    await eventually(
+      async () => {
+        view = await debugServices();
+        return view && view.skipped.filter((s) => s.name === 'default/web').length === 2 ? true : undefined;
+      },
+      `the skipped externalIPs on /debug/services\n${stderr}`,
+      () => !exited,
+    );
+    const reasons = view!.skipped.map((s) => s.reason).sort();
+    assert.match(
+      reasons.find((r) => r.includes(OUTSIDE))!,
+      /only addresses inside --service-cidr \(10\.96\.0\.0\/16,/,
+    );
+    assert.match(
+      reasons.find((r) => r.includes(LAB.lanRouter))!,
+      /a gateway of this node/,
+    );
+    const lo = await loAddresses();
+    assert.deepEqual(
+      [OUTSIDE, LAB.lanRouter, LAB.nodeIp].filter((ip) => lo.includes(ip)),
+      [],
+      `none of them on lo: ${lo.join(',')}`,
+    );
+    const viaNode = await lab!.probe('web-1', { dst: LAB.nodeIp, port: 80, proto: 'tcp', count: 5 });
+    assert.deepEqual([...viaNode.answers], [['web-1', 5]], 'the node address serves the externalIP as it is');
+
+    const probe = await lab!.probe('web-1', { dst: VIP, port: 80, proto: 'tcp', count: 10 });
+    assert.deepEqual(
+      [...probe.answers],
+      [['web-1', 10]],
+      JSON.stringify({ ...probe, answers: [...probe.answers] }),
+    );
+  });
+
+  it('SIGTERM: the daemon removes the address it added, and only it', async function () {
+    child!.kill('SIGTERM');
+    await waitFor(() => exited, { timeoutMs: 60_000, what: 'the daemon to exit' });
+    const lo = await loAddresses();
+    assert.ok(!lo.includes(VIP), lo.join(','));
+    assert.ok(lo.includes('127.0.0.1'), lo.join(','));
+    const all = await lab!.exec('node', ['ip', '-j', 'addr', 'show']);
+    assert.ok(all.stdout.includes(`"${LAB.nodeIp}"`), 'the node address is still there');
   });
 });
