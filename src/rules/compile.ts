@@ -172,11 +172,16 @@ export class Compiler {
     // What the static part is made of, for the chains and recorders the changed ports name:
     // as it was, then compared with what it is once they are counted.
     const before = new Map<string, string | undefined>();
+    // Only the first look counts: a later port naming the same chain sees the counts already
+    // moved (two new Services needing the first external-1 chain left it out).
+    const look = (id: string, now: () => string | undefined): void => {
+      if (!before.has(id)) before.set(id, now());
+    };
     const note = (f: PortFragment): void => {
       for (const [name] of f.picks)
-        before.set(`${f.family} pick ${name}`, staticOf(needs[f.family], 'pick', name));
+        look(`${f.family} pick ${name}`, () => staticOf(needs[f.family], 'pick', name));
       for (const [name] of f.recorders)
-        before.set(`${f.family} recorder ${name}`, staticOf(needs[f.family], 'recorder', name));
+        look(`${f.family} recorder ${name}`, () => staticOf(needs[f.family], 'recorder', name));
     };
     // Hairpin element keys that came or went, by set id.
     const shared = new Map<string, Set<string>>();
