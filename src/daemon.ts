@@ -10,7 +10,17 @@ import { StateBuilder } from './model/state-builder.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
 import { Compiler } from './rules/compile.js';
-import { NftApplier, renderRuleset } from './rules/apply.js';
+import {
+  fullTransaction,
+  NftApplier,
+  partialTransaction,
+  renderRuleset,
+  type SyncResult,
+} from './rules/apply.js';
+import { HeldOut, withoutServices } from './rules/held-out.js';
+import { isolateRefusal, isRefusal, refusalReason } from './rules/isolate.js';
+import type { Ruleset } from './rules/ruleset.js';
+import type { StateDelta } from './model/state-builder.js';
 import type { Nft } from './rules/nft/exec.js';
 import { probeNft } from './rules/nft/probe.js';
 import { rulesetSize } from './rules/ruleset.js';
@@ -55,6 +65,8 @@ export class Daemon {
   /** Joins only the Services that changed since the last sync. */
   readonly #builder: StateBuilder;
   #lastFull = -Infinity;
+  /** Services whose rules nft refused: left out of every sync until their objects change. */
+  readonly #heldOut = new HeldOut();
   #skippedSeen = new Set<string>();
   #syncs = 0;
   readonly #log: Logger;
@@ -181,6 +193,7 @@ export class Daemon {
     const node = this.store.nodes.get(this.config.hostnameOverride);
     if (node) this.health.nodeEligible(isNodeEligible(node));
     let full = false;
+    let shown = state;
     try {
       if (this.#userspace) {
         // The same NodePort addresses as the rules would use (--nodeport-addresses).
@@ -189,13 +202,27 @@ export class Daemon {
           nodePortIPs(state.node, this.config.nodePortAddresses, this.deps.env.localAddresses),
         );
       } else {
-        const compiler = this.#compilerFor(state);
-        const rules = compiler.compile(state, this.#builder.delta);
         const wantFull = start - this.#lastFull >= FULL_SYNC_PERIOD_MS;
-        const result = await this.applier.sync(rules, {
-          full: wantFull,
-          ...(compiler.delta ? { delta: compiler.delta } : {}),
-        });
+        // A held-out Service is tried again when its objects change, and at every periodic
+        // full sync (what it collided with may be gone).
+        if (wantFull) this.#heldOut.releaseAll();
+        this.#heldOut.release(changes.services);
+        const { state: view, delta } = this.#heldOut.view(state, this.#builder.delta);
+        shown = view;
+        const compiler = this.#compilerFor(view);
+        const rules = compiler.compile(view, delta);
+        const before = this.applier.applied;
+        let result: SyncResult;
+        try {
+          result = await this.applier.sync(rules, {
+            full: wantFull,
+            ...(compiler.delta ? { delta: compiler.delta } : {}),
+          });
+        } catch (err) {
+          if (!isRefusal(err)) throw err;
+          const partial = !wantFull && before !== undefined;
+          ({ view: shown, result } = await this.#contain(state, view, err, partial ? { before, delta } : {}));
+        }
         full = result.full;
         if (full) this.#lastFull = start;
         this.metrics.transaction(result.operations);
@@ -204,8 +231,10 @@ export class Daemon {
       this.metrics.syncFailed();
       this.#log.error({ err }, 'sync failed; retrying');
       throw err;
+    } finally {
+      this.metrics.heldOut(this.#heldOut.size);
     }
-    this.#state = state;
+    this.#state = shown;
     this.#syncs++;
     const seconds = (this.#clock.now() - start) / 1000;
     this.health.updated();
@@ -215,7 +244,61 @@ export class Daemon {
     this.metrics.pending(0, 0);
     for (const t of changes.triggers) this.metrics.networkProgramming(Math.max(0, now - t) / 1000);
     this.#scraped = false;
-    this.#log.debug({ full, seconds, ports: state.ports.length }, 'synced');
+    this.#log.debug({ full, seconds, ports: shown.ports.length }, 'synced');
+  }
+
+  /**
+   * nft refused the sync of `view`: find the Services it refuses (isolate.ts, with `nft -c`,
+   * which changes nothing), hold them out, and apply everything else as one full sync. After
+   * a partial sync only the Services it changed are suspects, checked against the rules in the
+   * kernel (`before`: a refused transaction left them as they were). Throws when even the
+   * sync without any suspect is refused: the node is stuck, not a Service.
+   */
+  async #contain(
+    state: ProxyState,
+    view: ProxyState,
+    err: unknown,
+    partial: { before?: Ruleset; delta?: StateDelta },
+  ): Promise<{ view: ProxyState; result: SyncResult }> {
+    const began = this.#clock.now();
+    const compiler = this.#compilerFor(view);
+    const services = new Set<string>();
+    if (partial.before && partial.delta) {
+      const keys = partial.delta.ports;
+      for (const sp of view.ports) if (keys.has(sp.key)) services.add(sp.service);
+    } else for (const sp of view.ports) services.add(sp.service);
+    const refused = refusalReason(err);
+    const { before } = partial;
+    const isolation = await isolateRefusal({
+      candidates: [...services].sort(),
+      transaction: (excluded) => {
+        const rs = compiler.compile(withoutServices(view, excluded));
+        return before ? partialTransaction(before, rs) : fullTransaction(rs);
+      },
+      check: (tx) => this.deps.nft.check(tx),
+      refused,
+    });
+    if (isolation.stuck !== undefined) {
+      this.#log.error(
+        { refused: isolation.stuck, checks: isolation.checks },
+        'nft refuses even the rules without any Service',
+      );
+      throw err;
+    }
+    for (const [service, reason] of isolation.culprits) this.#heldOut.hold(service, reason);
+    const next = this.#heldOut.view(state);
+    logSkipped(this.#log, next.state.skipped, this.#skippedSeen);
+    const result = await this.applier.sync(compiler.compile(next.state), { full: true });
+    this.#log.warn(
+      {
+        refused,
+        heldOut: [...isolation.culprits.keys()],
+        checks: isolation.checks,
+        ms: this.#clock.now() - began,
+      },
+      'nft refused a sync: applied it without the Services it refuses',
+    );
+    return { view: next.state, result };
   }
 
   /** Whether the scrape-time figures below reflect the last sync. */

@@ -44,6 +44,8 @@ export interface ProxyMetrics {
   onScrape(refresh: () => void): void;
   /** A /healthz or /livez answer, by HTTP status code. */
   probe(path: 'healthz' | 'livez', code: number): void;
+  /** Services held out because nft refused their rules (src/rules/held-out.ts). */
+  heldOut(services: number): void;
 }
 
 // kube-proxy's buckets (pkg/proxy/metrics): 1 ms doubling 15 times for sync durations, and
@@ -165,6 +167,12 @@ export function createMetrics(): ProxyMetrics {
     collect: () => refresh?.(),
   });
 
+  const heldOutServices = new Gauge({
+    name: 'kube_nftproxy_services_held_out',
+    help: 'Services whose rules nft refused, held out until their objects change',
+    registers,
+  });
+
   // Zero-valued series from the start, so a query for them finds 0 and not nothing.
   noLocal.set({ traffic_policy: 'internal' }, 0);
   noLocal.set({ traffic_policy: 'external' }, 0);
@@ -216,6 +224,9 @@ export function createMetrics(): ProxyMetrics {
     },
     probe(path, code) {
       (path === 'healthz' ? healthzTotal : livezTotal).inc({ code: String(code) });
+    },
+    heldOut(services) {
+      heldOutServices.set(services);
     },
   };
 }

@@ -1,0 +1,158 @@
+/**
+ * When nft refuses a sync, find the Services whose rules it refuses, so that they can be held
+ * out and everything else applied: one bad Service costs only itself (issue #11). The search
+ * only asks an injected `check` whether a transaction would commit (the daemon passes
+ * `nft -c`, which touches nothing), so it runs the same against the Fake and the kernel.
+ */
+import { ErrorCodes, hasCode } from '../errors.js';
+import { compareStrings } from '../sorted-index.js';
+import type { Transaction } from './nft/transaction.js';
+
+/** What nft answered to one check: undefined when it would commit, else why not. */
+export type Verdict = string | undefined;
+
+export interface Isolation {
+  /** The Services to hold out, each with the refusal it met, in key order. */
+  culprits: Map<string, string>;
+  /**
+   * Set when the transaction without any candidate is refused too: nothing here is a
+   * Service's fault (the static part, or the kernel), and nothing is held out.
+   */
+  stuck?: string;
+  /** How many checks the search ran. */
+  checks: number;
+}
+
+/** The errors a Service's data can cause, and that a check can reproduce. */
+const REFUSALS = [
+  ErrorCodes.NFT_REJECTED,
+  ErrorCodes.NFT_EXISTS,
+  ErrorCodes.NFT_NOT_EXIST,
+  ErrorCodes.NFT_DANGLING_REFERENCE,
+  ErrorCodes.NFT_INVALID_OBJECT,
+];
+
+/** nft refused a transaction (rather than could not run: missing binary, no privileges). */
+export const isRefusal = (err: unknown): boolean => REFUSALS.some((code) => hasCode(err, code));
+
+/** Longest reason kept: a refused line of 1,000 elements must not end up whole in a log. */
+const MAX_REASON = 300;
+
+/**
+ * nft's first error line without its location, and the text its carets point at (the element
+ * it refused), e.g. `Could not process rule: File exists: 192.0.2.1 . tcp . 80 . 10.1.0.0/16`.
+ */
+export function refusalReason(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const lines = message.split('\n');
+  const at = lines.findIndex((l) => l.includes('Error:'));
+  let reason: string;
+  if (at < 0) {
+    reason = lines[0]!.replace(/^nft [^:]* failed: /, '');
+  } else {
+    reason = lines[at]!.slice(lines[at]!.indexOf('Error:') + 'Error:'.length).trim();
+    const source = lines[at + 1];
+    const carets = lines[at + 2];
+    if (source !== undefined && carets !== undefined && /^\s*[~^]+\s*$/.test(carets)) {
+      const start = carets.search(/[~^]/);
+      const end = carets.trimEnd().length;
+      const span = source.slice(start, end).trim();
+      if (span) reason += `: ${span}`;
+    }
+  }
+  return reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON - 1)}…` : reason;
+}
+
+/**
+ * Which of `candidates` (Service keys, sorted) to hold out so that the rest commits. The
+ * injected `verdict(excluded)` says whether the sync with those candidates held out would
+ * commit; `refused` is the known refusal of the sync with none held out (skips that check).
+ *
+ * 1. Every candidate held out: if even that is refused, the node is stuck, not a Service.
+ * 2. Candidates refused on their own: halve the refused groups, each half checked alone (every
+ *    other candidate held out). One culprit among n costs about 2·log2(n) checks of shrinking
+ *    size, about two full transactions' worth of nft work in all.
+ * 3. If the rest is still refused, some candidates are refused only together (two Services
+ *    claiming one element): accept groups in key order, halving the refused ones; each one
+ *    refused against those accepted before it is held out. Key order makes every node hold
+ *    out the same one.
+ */
+export async function findCulprits(
+  candidates: readonly string[],
+  verdict: (excluded: ReadonlySet<string>) => Promise<Verdict>,
+  opts: { refused?: string } = {},
+): Promise<Isolation> {
+  let checks = 0;
+  const ask = (excluded: ReadonlySet<string>): Promise<Verdict> => {
+    checks++;
+    return verdict(excluded);
+  };
+  const only = (kept: readonly string[]): Set<string> => {
+    const keep = new Set(kept);
+    return new Set(candidates.filter((k) => !keep.has(k)));
+  };
+  const culprits = new Map<string, string>();
+
+  const stuck = await ask(new Set(candidates));
+  if (stuck !== undefined) return { culprits, stuck, checks };
+
+  const alone = async (group: readonly string[], known?: string): Promise<void> => {
+    const refused = known ?? (await ask(only(group)));
+    if (refused === undefined) return;
+    if (group.length === 1) {
+      culprits.set(group[0]!, refused);
+      return;
+    }
+    const mid = group.length >> 1;
+    await alone(group.slice(0, mid));
+    await alone(group.slice(mid));
+  };
+  if (candidates.length > 0) await alone(candidates, opts.refused);
+
+  const rest = candidates.filter((k) => !culprits.has(k));
+  const restRefused = await ask(new Set(culprits.keys()));
+  if (restRefused !== undefined) {
+    const accepted: string[] = [];
+    const groups: Array<readonly string[]> = [rest];
+    while (groups.length > 0) {
+      const group = groups.pop()!;
+      const trial = [...accepted, ...group];
+      // The whole rest is known refused; anything smaller is asked.
+      const refused = trial.length === rest.length ? restRefused : await ask(only(trial));
+      if (refused === undefined) accepted.push(...group);
+      else if (group.length === 1) culprits.set(group[0]!, refused);
+      else {
+        const mid = group.length >> 1;
+        groups.push(group.slice(mid), group.slice(0, mid));
+      }
+    }
+  }
+  const sorted = new Map([...culprits].sort(([a], [b]) => compareStrings(a, b)));
+  return { culprits: sorted, checks };
+}
+
+/**
+ * findCulprits over transactions: `transaction(excluded)` builds the sync's transaction with
+ * those Services held out, and the injected `check` (nft -c, or the Fake's) rejects with nft's
+ * refusal or resolves when it would commit.
+ */
+export function isolateRefusal(opts: {
+  candidates: readonly string[];
+  transaction: (excluded: ReadonlySet<string>) => Transaction;
+  check: (tx: Transaction) => Promise<void>;
+  refused?: string;
+}): Promise<Isolation> {
+  return findCulprits(
+    opts.candidates,
+    async (excluded) => {
+      try {
+        await opts.check(opts.transaction(excluded));
+        return undefined;
+      } catch (err) {
+        if (!isRefusal(err)) throw err;
+        return refusalReason(err);
+      }
+    },
+    opts.refused === undefined ? {} : { refused: opts.refused },
+  );
+}
