@@ -251,8 +251,9 @@ export class Daemon {
    * nft refused the sync of `view`: find the Services it refuses (isolate.ts, with `nft -c`,
    * which changes nothing), hold them out, and apply everything else as one full sync. After
    * a partial sync only the Services it changed are suspects, checked against the rules in the
-   * kernel (`before`: a refused transaction left them as they were). Throws when even the
-   * sync without any suspect is refused: the node is stuck, not a Service.
+   * kernel (`before`: a refused transaction left them as they were). Throws the refusal when
+   * even the sync without any suspect is refused (the node is stuck, not a Service), or when
+   * no suspect is refused (it did not come back: the runner's retry is a full sync).
    */
   async #contain(
     state: ProxyState,
@@ -285,6 +286,9 @@ export class Daemon {
       );
       throw err;
     }
+    // Checked alone, nothing is refused (nft's session died, or the kernel changed under us):
+    // the runner retries, and the next sync is a full one.
+    if (isolation.culprits.size === 0) throw err;
     for (const [service, reason] of isolation.culprits) this.#heldOut.hold(service, reason);
     const next = this.#heldOut.view(state);
     logSkipped(this.#log, next.state.skipped, this.#skippedSeen);

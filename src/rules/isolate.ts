@@ -97,7 +97,8 @@ export async function findCulprits(
   if (stuck !== undefined) return { culprits, stuck, checks };
 
   const alone = async (group: readonly string[], known?: string): Promise<void> => {
-    const refused = known ?? (await ask(only(group)));
+    // A known refusal only saves the check of a group to be split: nft -c confirms a culprit.
+    const refused = group.length > 1 && known !== undefined ? known : await ask(only(group));
     if (refused === undefined) return;
     if (group.length === 1) {
       culprits.set(group[0]!, refused);

@@ -108,6 +108,12 @@ describe('isolate: finding the Services nft refuses', () => {
     assert.equal(result.culprits.size, 0);
   });
 
+  it('confirms a lone suspect with a check: a refusal that does not come back holds nothing out', async () => {
+    const { state } = cluster(1);
+    const result = await isolate(state, new FakeNft(), 'nft session died');
+    assert.equal(result.culprits.size, 0);
+  });
+
   it('is stuck, holding nothing out, when even the rules without any Service are refused', async () => {
     const { state } = cluster(5);
     const nft = new FakeNft();
