@@ -18,7 +18,7 @@ import {
   type SyncResult,
 } from './rules/apply.js';
 import { HeldOut, withoutServices } from './rules/held-out.js';
-import { isolateRefusal, isRefusal, refusalReason } from './rules/isolate.js';
+import { isolateRefusal, isRefusal, refusalReason, suspectsOf } from './rules/isolate.js';
 import type { Ruleset } from './rules/ruleset.js';
 import type { StateDelta } from './model/state-builder.js';
 import type { Nft } from './rules/nft/exec.js';
@@ -221,7 +221,13 @@ export class Daemon {
         } catch (err) {
           if (!isRefusal(err)) throw err;
           const partial = !wantFull && before !== undefined;
-          ({ view: shown, result } = await this.#contain(state, view, err, partial ? { before, delta } : {}));
+          ({ view: shown, result } = await this.#contain(
+            state,
+            view,
+            rules,
+            err,
+            partial ? { before, delta } : {},
+          ));
         }
         full = result.full;
         if (full) this.#lastFull = start;
@@ -258,6 +264,7 @@ export class Daemon {
   async #contain(
     state: ProxyState,
     view: ProxyState,
+    refusedRules: Ruleset,
     err: unknown,
     partial: { before?: Ruleset; delta?: StateDelta },
   ): Promise<{ view: ProxyState; result: SyncResult }> {
@@ -278,6 +285,7 @@ export class Daemon {
       },
       check: (tx) => this.deps.nft.check(tx),
       refused,
+      suspects: suspectsOf(err, refusedRules, view),
     });
     if (isolation.stuck !== undefined) {
       this.#log.error(

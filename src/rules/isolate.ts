@@ -5,8 +5,11 @@
  * `nft -c`, which touches nothing), so it runs the same against the Fake and the kernel.
  */
 import { ErrorCodes, hasCode } from '../errors.js';
+import { portIndex } from '../model/state-builder.js';
+import type { ProxyState } from '../model/types.js';
 import { compareStrings } from '../sorted-index.js';
 import type { Transaction } from './nft/transaction.js';
+import type { Ruleset } from './ruleset.js';
 
 /** What nft answered to one check: undefined when it would commit, else why not. */
 export type Verdict = string | undefined;
@@ -38,29 +41,62 @@ export const isRefusal = (err: unknown): boolean => REFUSALS.some((code) => hasC
 /** Longest reason kept: a refused line of 1,000 elements must not end up whole in a log. */
 const MAX_REASON = 300;
 
+/** One error nft printed: its message, and the text its carets point at (the refused element). */
+interface NftErrorBlock {
+  message: string;
+  span?: string;
+}
+
+/** nft's errors in a refusal's message: `<where>: Error: <what>`, the source line, the carets. */
+function errorBlocks(err: unknown): NftErrorBlock[] {
+  const lines = (err instanceof Error ? err.message : String(err)).split('\n');
+  const blocks: NftErrorBlock[] = [];
+  lines.forEach((line, at) => {
+    if (!line.includes('Error:')) return;
+    const message = line.slice(line.indexOf('Error:') + 'Error:'.length).trim();
+    const source = lines[at + 1];
+    const carets = lines[at + 2];
+    if (source === undefined || carets === undefined || !/^\s*[~^]+\s*$/.test(carets)) {
+      blocks.push({ message });
+      return;
+    }
+    const span = source.slice(carets.search(/[~^]/), carets.trimEnd().length).trim();
+    blocks.push(span ? { message, span } : { message });
+  });
+  return blocks;
+}
+
 /**
  * nft's first error line without its location, and the text its carets point at (the element
  * it refused), e.g. `Could not process rule: File exists: 192.0.2.1 . tcp . 80 . 10.1.0.0/16`.
  */
 export function refusalReason(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  const lines = message.split('\n');
-  const at = lines.findIndex((l) => l.includes('Error:'));
-  let reason: string;
-  if (at < 0) {
-    reason = lines[0]!.replace(/^nft [^:]* failed: /, '');
-  } else {
-    reason = lines[at]!.slice(lines[at]!.indexOf('Error:') + 'Error:'.length).trim();
-    const source = lines[at + 1];
-    const carets = lines[at + 2];
-    if (source !== undefined && carets !== undefined && /^\s*[~^]+\s*$/.test(carets)) {
-      const start = carets.search(/[~^]/);
-      const end = carets.trimEnd().length;
-      const span = source.slice(start, end).trim();
-      if (span) reason += `: ${span}`;
-    }
-  }
+  const first = errorBlocks(err)[0];
+  const reason = first
+    ? first.span
+      ? `${first.message}: ${first.span}`
+      : first.message
+    : (err instanceof Error ? err.message : String(err)).split('\n')[0]!.replace(/^nft [^:]* failed: /, '');
   return reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON - 1)}…` : reason;
+}
+
+/**
+ * The Services whose elements nft's carets point at: the search tries holding out just these
+ * first. nft marks an element's key; two Services can share a key (two claims on one element,
+ * the later one refused), so each marked key names the last Service by port key that has it:
+ * fragments are sent in port-key order. Only a hint: a check confirms it.
+ */
+export function suspectsOf(err: unknown, rs: Ruleset, state: ProxyState): string[] {
+  const spans = new Set(errorBlocks(err).flatMap((b) => (b.span ? [b.span] : [])));
+  if (spans.size === 0) return [];
+  const last = new Map<string, string>();
+  for (const f of rs.fragments) for (const el of f.elements) if (spans.has(el.key)) last.set(el.key, f.key);
+  const out = new Set<string>();
+  for (const portKey of last.values()) {
+    const sp = state.ports[portIndex(state.ports, portKey)];
+    if (sp?.key === portKey) out.add(sp.service);
+  }
+  return [...out].sort(compareStrings);
 }
 
 /**
@@ -68,6 +104,8 @@ export function refusalReason(err: unknown): string {
  * injected `verdict(excluded)` says whether the sync with those candidates held out would
  * commit; `refused` is the known refusal of the sync with none held out (skips that check).
  *
+ * 0. The `suspects` nft pointed at (suspectsOf): if the rest commits without them, done, in
+ *    one check; otherwise the search below.
  * 1. Every candidate held out: if even that is refused, the node is stuck, not a Service.
  * 2. Candidates refused on their own: halve the refused groups, each half checked alone (every
  *    other candidate held out). One culprit among n costs about 2·log2(n) checks of shrinking
@@ -80,7 +118,7 @@ export function refusalReason(err: unknown): string {
 export async function findCulprits(
   candidates: readonly string[],
   verdict: (excluded: ReadonlySet<string>) => Promise<Verdict>,
-  opts: { refused?: string } = {},
+  opts: { refused?: string; suspects?: readonly string[] } = {},
 ): Promise<Isolation> {
   let checks = 0;
   const ask = (excluded: ReadonlySet<string>): Promise<Verdict> => {
@@ -92,6 +130,12 @@ export async function findCulprits(
     return new Set(candidates.filter((k) => !keep.has(k)));
   };
   const culprits = new Map<string, string>();
+
+  const suspects = (opts.suspects ?? []).filter((k) => candidates.includes(k));
+  if (suspects.length > 0 && (await ask(new Set(suspects))) === undefined) {
+    for (const k of suspects) culprits.set(k, opts.refused ?? 'refused by nft');
+    return { culprits, checks };
+  }
 
   const stuck = await ask(new Set(candidates));
   if (stuck !== undefined) return { culprits, stuck, checks };
@@ -142,6 +186,7 @@ export function isolateRefusal(opts: {
   transaction: (excluded: ReadonlySet<string>) => Transaction;
   check: (tx: Transaction) => Promise<void>;
   refused?: string;
+  suspects?: readonly string[];
 }): Promise<Isolation> {
   return findCulprits(
     opts.candidates,
@@ -154,6 +199,9 @@ export function isolateRefusal(opts: {
         return refusalReason(err);
       }
     },
-    opts.refused === undefined ? {} : { refused: opts.refused },
+    {
+      ...(opts.refused === undefined ? {} : { refused: opts.refused }),
+      ...(opts.suspects === undefined ? {} : { suspects: opts.suspects }),
+    },
   );
 }

@@ -5,7 +5,13 @@ import type { ProxyState } from '../../src/model/types.js';
 import { fullTransaction } from '../../src/rules/apply.js';
 import { compile, type CompileConfig } from '../../src/rules/compile.js';
 import { withoutServices } from '../../src/rules/held-out.js';
-import { findCulprits, isolateRefusal, isRefusal, refusalReason } from '../../src/rules/isolate.js';
+import {
+  findCulprits,
+  isolateRefusal,
+  isRefusal,
+  refusalReason,
+  suspectsOf,
+} from '../../src/rules/isolate.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import type { Operation } from '../../src/rules/nft/types.js';
 import { service, slice } from '../support/objects.js';
@@ -55,14 +61,29 @@ const refusing =
   };
 
 /** The search as the daemon runs it after a refused full sync: every Service a suspect. */
-async function isolate(state: ProxyState, nft: FakeNft, refused?: string) {
+async function isolate(state: ProxyState, nft: FakeNft, refused?: string, suspects?: string[]) {
   const services = [...new Set(state.ports.map((sp) => sp.service))].sort();
   return isolateRefusal({
     candidates: services,
     transaction: (excluded) => fullTransaction(compile(withoutServices(state, excluded), CONFIG)),
     check: (tx) => nft.check(tx),
     ...(refused === undefined ? {} : { refused }),
+    ...(suspects === undefined ? {} : { suspects }),
   });
+}
+
+/** How real nft reports a refused element: location, message, the source line, carets under the element. */
+function nftRefusal(element: string): ProxyError {
+  const line = `add element ip kube-nftproxy backends-tcp { 10.96.0.1 . tcp . 80 . 0 : 10.244.0.1 . 8080, ${element} : 10.244.9.9 . 8080 }`;
+  const at = line.indexOf(element);
+  return new ProxyError(
+    ErrorCodes.NFT_EXISTS,
+    [
+      `nft -f - failed: /dev/stdin:40:${at + 1}-${at + element.length}: Error: Could not process rule: File exists`,
+      line,
+      `${' '.repeat(at)}${'^'.repeat(element.length)}`,
+    ].join('\n'),
+  );
 }
 
 describe('isolate: finding the Services nft refuses', () => {
@@ -114,6 +135,26 @@ describe('isolate: finding the Services nft refuses', () => {
     assert.equal(result.culprits.size, 0);
   });
 
+  it("takes the Service nft's carets point at in one check, when the rest commits without it", async () => {
+    const { state, vip } = cluster(300);
+    const nft = new FakeNft();
+    nft.refuse(refusing([vip(201)]));
+    const err = nftRefusal(`${vip(201)} . tcp . 80 . 1`);
+    const suspects = suspectsOf(err, compile(state, CONFIG), state);
+    assert.deepEqual(suspects, ['ns/svc-201']);
+    const result = await isolate(state, nft, refusalReason(err), suspects);
+    assert.deepEqual([...result.culprits.keys()], ['ns/svc-201']);
+    assert.equal(result.checks, 1);
+  });
+
+  it('falls back to the search when the Service the carets point at is not the one refused', async () => {
+    const { state, vip } = cluster(20);
+    const nft = new FakeNft();
+    nft.refuse(refusing([vip(3)]));
+    const result = await isolate(state, nft, 'refused', ['ns/svc-009']);
+    assert.deepEqual([...result.culprits.keys()], ['ns/svc-003']);
+  });
+
   it('is stuck, holding nothing out, when even the rules without any Service are refused', async () => {
     const { state } = cluster(5);
     const nft = new FakeNft();
@@ -160,7 +201,21 @@ describe('isolate: finding the Services nft refuses', () => {
   });
 });
 
-describe('isolate: refusalReason', () => {
+describe('isolate: refusalReason and suspectsOf', () => {
+  it('names the last Service by key with the element the carets mark (two claims on one key: the later is refused)', () => {
+    const { state, vip } = cluster(3);
+    const rs = compile(state, CONFIG);
+    // Two ports with the same frontend key: the second one, by key, is what nft refuses.
+    const twin = {
+      ...rs.fragments[2]!,
+      elements: rs.fragments[2]!.elements.map((el) => ({ ...el, key: el.key.replace(vip(2), vip(0)) })),
+    };
+    const clash = { ...rs, fragments: [rs.fragments[0]!, rs.fragments[1]!, twin] };
+    assert.deepEqual(suspectsOf(nftRefusal(`${vip(0)} . tcp . 80 . 0`), clash, state), ['ns/svc-002']);
+    assert.deepEqual(suspectsOf(nftRefusal('192.0.2.99 . tcp . 80 . 0'), rs, state), []);
+    assert.deepEqual(suspectsOf(new Error('line 3: no carets here'), rs, state), []);
+  });
+
   it("keeps nft's first error line without its location, and the element its carets point at", () => {
     const err = new ProxyError(
       ErrorCodes.NFT_EXISTS,
