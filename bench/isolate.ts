@@ -2,16 +2,21 @@
  * isolate: what one Service that nft refuses costs (issue #11). At 1,000 and 10,000 Services ×
  * 10 endpoints (the realistic mix), one LoadBalancer Service gets nested source ranges, which
  * the kernel refuses ("File exists"). Measured with the real nft in a throwaway namespace, as
- * the daemon does it: the refused full sync, the search for the culprit with `nft -c`
- * (isolate.ts), and the full sync of everything else; against a clean full sync of the same
- * state in the same run. Then the same for a partial sync that brings a refused Service.
+ * the daemon does it (src/rules/contain.ts): the refused full sync, then the culprit held
+ * out and the rest applied, once as the daemon finds it (nft's error names the element) and
+ * once through the search with `nft -c` alone (isolate.ts: its fallback); against a clean full
+ * sync of the same state in the same run. Then a refused partial sync that brings the Service.
  */
 import { spawnSync } from 'node:child_process';
 import type { ProxyState, ServicePort } from '../src/model/types.js';
-import { fullTransaction, partialTransaction } from '../src/rules/apply.js';
+import { ProxyError } from '../src/errors.js';
+import { silentLogger } from '../src/log.js';
+import type { StateDelta } from '../src/model/state-builder.js';
+import { fullTransaction, NftApplier, partialTransaction } from '../src/rules/apply.js';
 import { Compiler, type CompileConfig } from '../src/rules/compile.js';
-import { withoutServices } from '../src/rules/held-out.js';
-import { isolateRefusal, isRefusal, refusalReason, suspectsOf } from '../src/rules/isolate.js';
+import { containRefusal } from '../src/rules/contain.js';
+import { HeldOut, withoutServices } from '../src/rules/held-out.js';
+import { isRefusal, refusalReason } from '../src/rules/isolate.js';
 import { createNft, type Nft } from '../src/rules/nft/exec.js';
 import type { Ruleset } from '../src/rules/ruleset.js';
 import { processAlive } from '../src/process-alive.js';
@@ -41,51 +46,41 @@ function withNestedRanges(state: ProxyState, index: number): ProxyState {
   return { ...state, ports };
 }
 
-const services = (state: ProxyState): string[] => [...new Set(state.ports.map((sp) => sp.service))].sort();
-
-/** The daemon's containment: the search with nft -c, then the full sync without the culprits. */
+/**
+ * The daemon's containment (containRefusal) after `rs` was refused with `err`: timed, with the
+ * Service it held out. Without carets in the error, it goes straight to the search.
+ */
 async function contain(
   nft: Nft,
   compiler: Compiler,
   state: ProxyState,
-  candidates: string[],
-  refused: { reason: string; suspects: string[] },
-  before?: Ruleset,
-): Promise<{ searchMs: number; applyMs: number; checks: number; culprits: string[] }> {
-  const t0 = process.hrtime.bigint();
-  const isolation = await isolateRefusal({
-    candidates,
-    transaction: (excluded) => {
-      const rs = compiler.compile(withoutServices(state, excluded));
-      return before ? partialTransaction(before, rs) : fullTransaction(rs);
-    },
-    check: (tx) => nft.check(tx),
-    refused: refused.reason,
-    ...(refused.suspects.length ? { suspects: refused.suspects } : {}),
-  });
-  const searchMs = ms(t0);
-  if (isolation.stuck !== undefined) throw new Error(`stuck: ${isolation.stuck}`);
-  const t1 = process.hrtime.bigint();
-  await nft.run(
-    fullTransaction(compiler.compile(withoutServices(state, new Set(isolation.culprits.keys())))),
+  rs: Ruleset,
+  err: unknown,
+  partial?: { before: Ruleset; delta: StateDelta },
+): Promise<{ ms: number; checks: number; culprits: string[] }> {
+  const applier = new NftApplier({ nft, log: silentLogger() });
+  const t = process.hrtime.bigint();
+  const c = await containRefusal(
+    { nft, applier, compiler, heldOut: new HeldOut(), log: silentLogger() },
+    { state, view: state, rules: rs, err, ...(partial ? { partial } : {}) },
   );
-  return { searchMs, applyMs: ms(t1), checks: isolation.checks, culprits: [...isolation.culprits.keys()] };
+  return { ms: ms(t), checks: c.checks, culprits: [...c.heldOut.keys()] };
 }
 
-/** Runs what nft must refuse; its reason and the Services its carets point at. */
-async function refusal(
-  run: Promise<void>,
-  rs: Ruleset,
-  state: ProxyState,
-): Promise<{ reason: string; suspects: string[] }> {
+/** Runs what nft must refuse; its error. */
+async function refusal(run: Promise<void>): Promise<unknown> {
   try {
     await run;
   } catch (err) {
-    if (isRefusal(err)) return { reason: refusalReason(err), suspects: suspectsOf(err, rs, state) };
+    if (isRefusal(err)) return err;
     throw err;
   }
   throw new Error('nft took the transaction it should refuse: nested source ranges no longer collide');
 }
+
+/** The same refusal without the lines that point at the element. */
+const withoutCarets = (err: unknown): ProxyError =>
+  new ProxyError((err as ProxyError).code, (err as Error).message.split('\n')[0]!);
 
 export const bench: Bench = {
   name: 'isolate',
@@ -138,40 +133,41 @@ export const bench: Bench = {
         await nft.run(fullTransaction(new Compiler(compileConfig).compile(clean)));
         const cleanMs = ms(t);
 
-        // As the daemon does it (nft's carets name the suspect), and by bisection alone (the
+        // As the daemon does it (nft's carets name the suspect), and by the search alone (the
         // fallback when they do not).
-        const runs: Record<
-          'hint' | 'bisect',
-          { refusedMs: number; searchMs: number; applyMs: number; checks: number }
-        > = {} as never;
+        const runs = {} as Record<'hint' | 'search', { refusedMs: number; ms: number; checks: number }>;
         let reason = '';
-        for (const mode of ['hint', 'bisect'] as const) {
-          ctx.say(`${n}: refused full sync, search (${mode}), the rest`);
+        for (const mode of ['hint', 'search'] as const) {
+          ctx.say(`${n}: refused full sync, contained (${mode})`);
           flush();
           const compiler = new Compiler(compileConfig);
           const rs = compiler.compile(bad);
           t = process.hrtime.bigint();
-          const refused = await refusal(nft.run(fullTransaction(rs)), rs, bad);
+          const err = await refusal(nft.run(fullTransaction(rs)));
           const refusedMs = ms(t);
-          reason = refused.reason;
-          if (mode === 'bisect') refused.suspects = [];
-          const r = await contain(nft, compiler, bad, services(bad), refused);
+          reason = refusalReason(err);
+          const r = await contain(nft, compiler, bad, rs, mode === 'hint' ? err : withoutCarets(err));
           if (r.culprits.join() !== badService)
-            throw new Error(`found ${r.culprits.join()}, not ${badService}`);
-          runs[mode] = { refusedMs, ...r };
+            throw new Error(`held out ${r.culprits.join()}, not ${badService}`);
+          runs[mode] = { refusedMs, ms: r.ms, checks: r.checks };
         }
 
-        // A partial sync that brings the bad Service into a clean kernel: only it is a suspect.
-        ctx.say(`${n}: refused partial sync, search, the rest`);
+        // A partial sync that brings the bad Service into a kernel holding the rest.
+        ctx.say(`${n}: refused partial sync, contained`);
         flush();
         const pc = new Compiler(compileConfig);
-        const applied = pc.compile(withoutServices(bad, new Set([badService])));
+        const without = withoutServices(bad, new Set([badService]));
+        const applied = pc.compile(without);
         await nft.run(fullTransaction(applied));
         const prs = pc.compile(bad);
         t = process.hrtime.bigint();
-        const partialRefused = await refusal(nft.run(partialTransaction(applied, prs)), prs, bad);
+        const perr = await refusal(nft.run(partialTransaction(applied, prs)));
         const partialRefusedMs = ms(t);
-        const partial = await contain(nft, pc, bad, [badService], partialRefused, applied);
+        const badPorts = new Set(bad.ports.filter((sp) => sp.service === badService).map((sp) => sp.key));
+        const partial = await contain(nft, pc, bad, prs, withoutCarets(perr), {
+          before: applied,
+          delta: { base: without, ports: badPorts },
+        });
 
         if (n === sizes[0]) {
           figures.reason = reason;
@@ -182,27 +178,25 @@ export const bench: Bench = {
         };
         f('clean_full_sync_ms', cleanMs);
         lines.push(`  ${n} Services: clean full sync ${round(cleanMs)} ms`);
-        for (const mode of ['hint', 'bisect'] as const) {
+        for (const mode of ['hint', 'search'] as const) {
           const r = runs[mode];
-          const total = r.refusedMs + r.searchMs + r.applyMs;
+          const total = r.refusedMs + r.ms;
           f(`${mode}_refused_full_sync_ms`, r.refusedMs);
-          f(`${mode}_search_ms`, r.searchMs);
-          f(`${mode}_search_checks`, r.checks);
-          f(`${mode}_apply_rest_ms`, r.applyMs);
-          f(`${mode}_contained_total_ms`, total);
+          f(`${mode}_contain_ms`, r.ms);
+          f(`${mode}_checks`, r.checks);
+          f(`${mode}_total_ms`, total);
           lines.push(
-            `    one refused, ${mode === 'hint' ? "found from nft's error" : 'found by bisection'}: refused sync ${round(r.refusedMs)} ms` +
-              ` + search ${round(r.searchMs)} ms (${r.checks} checks) + the rest ${round(r.applyMs)} ms` +
-              ` = ${round(total)} ms (${round(total / cleanMs, 1)}× clean)`,
+            `    one refused, ${mode === 'hint' ? "named by nft's error" : 'found by the search'}: refused sync ${round(r.refusedMs)} ms` +
+              ` + held out and the rest applied ${round(r.ms)} ms (${r.checks} checks)` +
+              ` = ${round(total)} ms (${round(total / cleanMs, 1)}× the clean sync)`,
           );
         }
         f('partial_refused_ms', partialRefusedMs);
-        f('partial_search_ms', partial.searchMs);
-        f('partial_search_checks', partial.checks);
-        f('partial_apply_rest_ms', partial.applyMs);
+        f('partial_contain_ms', partial.ms);
+        f('partial_checks', partial.checks);
         lines.push(
-          `    one refused in a partial sync: refused ${round(partialRefusedMs)} ms` +
-            ` + search ${round(partial.searchMs)} ms (${partial.checks} checks) + full sync of the rest ${round(partial.applyMs)} ms`,
+          `    one refused in a partial sync (found by the search): refused ${round(partialRefusedMs)} ms` +
+            ` + held out and the rest applied as a full sync ${round(partial.ms)} ms (${partial.checks} checks)`,
         );
       }
     } finally {

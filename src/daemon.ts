@@ -10,17 +10,10 @@ import { StateBuilder } from './model/state-builder.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
 import { Compiler } from './rules/compile.js';
-import {
-  fullTransaction,
-  NftApplier,
-  partialTransaction,
-  renderRuleset,
-  type SyncResult,
-} from './rules/apply.js';
-import { HeldOut, withoutServices } from './rules/held-out.js';
-import { isolateRefusal, isRefusal, refusalReason, suspectsOf } from './rules/isolate.js';
-import type { Ruleset } from './rules/ruleset.js';
-import type { StateDelta } from './model/state-builder.js';
+import { NftApplier, renderRuleset, type SyncResult } from './rules/apply.js';
+import { containRefusal } from './rules/contain.js';
+import { HeldOut } from './rules/held-out.js';
+import { isRefusal, refusalReason } from './rules/isolate.js';
 import type { Nft } from './rules/nft/exec.js';
 import { probeNft } from './rules/nft/probe.js';
 import { rulesetSize } from './rules/ruleset.js';
@@ -220,14 +213,24 @@ export class Daemon {
           });
         } catch (err) {
           if (!isRefusal(err)) throw err;
-          const partial = !wantFull && before !== undefined;
-          ({ view: shown, result } = await this.#contain(
-            state,
-            view,
-            rules,
-            err,
-            partial ? { before, delta } : {},
-          ));
+          // One bad Service costs only itself: it is held out, the rest applied (issue #11).
+          const began = this.#clock.now();
+          const partial = !wantFull && before ? { before, ...(delta ? { delta } : {}) } : undefined;
+          const contained = await containRefusal(
+            { nft: this.deps.nft, applier: this.applier, compiler, heldOut: this.#heldOut, log: this.#log },
+            { state, view, rules, err, ...(partial ? { partial } : {}) },
+          );
+          ({ view: shown, result } = contained);
+          logSkipped(this.#log, shown.skipped, this.#skippedSeen);
+          this.#log.warn(
+            {
+              refused: refusalReason(err),
+              heldOut: [...contained.heldOut.keys()],
+              checks: contained.checks,
+              ms: this.#clock.now() - began,
+            },
+            'nft refused a sync: applied it without the Services it refuses',
+          );
         }
         full = result.full;
         if (full) this.#lastFull = start;
@@ -251,66 +254,6 @@ export class Daemon {
     for (const t of changes.triggers) this.metrics.networkProgramming(Math.max(0, now - t) / 1000);
     this.#scraped = false;
     this.#log.debug({ full, seconds, ports: shown.ports.length }, 'synced');
-  }
-
-  /**
-   * nft refused the sync of `view`: find the Services it refuses (isolate.ts, with `nft -c`,
-   * which changes nothing), hold them out, and apply everything else as one full sync. After
-   * a partial sync only the Services it changed are suspects, checked against the rules in the
-   * kernel (`before`: a refused transaction left them as they were). Throws the refusal when
-   * even the sync without any suspect is refused (the node is stuck, not a Service), or when
-   * no suspect is refused (it did not come back: the runner's retry is a full sync).
-   */
-  async #contain(
-    state: ProxyState,
-    view: ProxyState,
-    refusedRules: Ruleset,
-    err: unknown,
-    partial: { before?: Ruleset; delta?: StateDelta },
-  ): Promise<{ view: ProxyState; result: SyncResult }> {
-    const began = this.#clock.now();
-    const compiler = this.#compilerFor(view);
-    const services = new Set<string>();
-    if (partial.before && partial.delta) {
-      const keys = partial.delta.ports;
-      for (const sp of view.ports) if (keys.has(sp.key)) services.add(sp.service);
-    } else for (const sp of view.ports) services.add(sp.service);
-    const refused = refusalReason(err);
-    const { before } = partial;
-    const isolation = await isolateRefusal({
-      candidates: [...services].sort(),
-      transaction: (excluded) => {
-        const rs = compiler.compile(withoutServices(view, excluded));
-        return before ? partialTransaction(before, rs) : fullTransaction(rs);
-      },
-      check: (tx) => this.deps.nft.check(tx),
-      refused,
-      suspects: suspectsOf(err, refusedRules, view),
-    });
-    if (isolation.stuck !== undefined) {
-      this.#log.error(
-        { refused: isolation.stuck, checks: isolation.checks },
-        'nft refuses even the rules without any Service',
-      );
-      throw err;
-    }
-    // Checked alone, nothing is refused (nft's session died, or the kernel changed under us):
-    // the runner retries, and the next sync is a full one.
-    if (isolation.culprits.size === 0) throw err;
-    for (const [service, reason] of isolation.culprits) this.#heldOut.hold(service, reason);
-    const next = this.#heldOut.view(state);
-    logSkipped(this.#log, next.state.skipped, this.#skippedSeen);
-    const result = await this.applier.sync(compiler.compile(next.state), { full: true });
-    this.#log.warn(
-      {
-        refused,
-        heldOut: [...isolation.culprits.keys()],
-        checks: isolation.checks,
-        ms: this.#clock.now() - began,
-      },
-      'nft refused a sync: applied it without the Services it refuses',
-    );
-    return { view: next.state, result };
   }
 
   /** Whether the scrape-time figures below reflect the last sync. */

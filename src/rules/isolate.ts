@@ -81,8 +81,8 @@ export function refusalReason(err: unknown): string {
 }
 
 /**
- * The Services whose elements nft's carets point at: the search tries holding out just these
- * first. nft marks an element's key; two Services can share a key (two claims on one element,
+ * The Services whose elements nft's carets point at: containRefusal tries holding out just
+ * these first. nft marks an element's key; two Services can share a key (two claims on one element,
  * the later one refused), so each marked key names the last Service by port key that has it:
  * fragments are sent in port-key order. Only a hint: a check confirms it.
  */
@@ -104,8 +104,6 @@ export function suspectsOf(err: unknown, rs: Ruleset, state: ProxyState): string
  * injected `verdict(excluded)` says whether the sync with those candidates held out would
  * commit; `refused` is the known refusal of the sync with none held out (skips that check).
  *
- * 0. The `suspects` nft pointed at (suspectsOf): if the rest commits without them, done, in
- *    one check; otherwise the search below.
  * 1. Every candidate held out: if even that is refused, the node is stuck, not a Service.
  * 2. Candidates refused on their own: halve the refused groups, each half checked alone (every
  *    other candidate held out). One culprit among n costs about 2·log2(n) checks of shrinking
@@ -118,7 +116,7 @@ export function suspectsOf(err: unknown, rs: Ruleset, state: ProxyState): string
 export async function findCulprits(
   candidates: readonly string[],
   verdict: (excluded: ReadonlySet<string>) => Promise<Verdict>,
-  opts: { refused?: string; suspects?: readonly string[] } = {},
+  opts: { refused?: string } = {},
 ): Promise<Isolation> {
   let checks = 0;
   const ask = (excluded: ReadonlySet<string>): Promise<Verdict> => {
@@ -130,12 +128,6 @@ export async function findCulprits(
     return new Set(candidates.filter((k) => !keep.has(k)));
   };
   const culprits = new Map<string, string>();
-
-  const suspects = (opts.suspects ?? []).filter((k) => candidates.includes(k));
-  if (suspects.length > 0 && (await ask(new Set(suspects))) === undefined) {
-    for (const k of suspects) culprits.set(k, opts.refused ?? 'refused by nft');
-    return { culprits, checks };
-  }
 
   const stuck = await ask(new Set(candidates));
   if (stuck !== undefined) return { culprits, stuck, checks };
@@ -186,7 +178,6 @@ export function isolateRefusal(opts: {
   transaction: (excluded: ReadonlySet<string>) => Transaction;
   check: (tx: Transaction) => Promise<void>;
   refused?: string;
-  suspects?: readonly string[];
 }): Promise<Isolation> {
   return findCulprits(
     opts.candidates,
@@ -199,9 +190,6 @@ export function isolateRefusal(opts: {
         return refusalReason(err);
       }
     },
-    {
-      ...(opts.refused === undefined ? {} : { refused: opts.refused }),
-      ...(opts.suspects === undefined ? {} : { suspects: opts.suspects }),
-    },
+    opts.refused === undefined ? {} : { refused: opts.refused },
   );
 }

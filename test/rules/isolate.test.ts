@@ -61,14 +61,13 @@ const refusing =
   };
 
 /** The search as the daemon runs it after a refused full sync: every Service a suspect. */
-async function isolate(state: ProxyState, nft: FakeNft, refused?: string, suspects?: string[]) {
+async function isolate(state: ProxyState, nft: FakeNft, refused?: string) {
   const services = [...new Set(state.ports.map((sp) => sp.service))].sort();
   return isolateRefusal({
     candidates: services,
     transaction: (excluded) => fullTransaction(compile(withoutServices(state, excluded), CONFIG)),
     check: (tx) => nft.check(tx),
     ...(refused === undefined ? {} : { refused }),
-    ...(suspects === undefined ? {} : { suspects }),
   });
 }
 
@@ -133,26 +132,6 @@ describe('isolate: finding the Services nft refuses', () => {
     const { state } = cluster(1);
     const result = await isolate(state, new FakeNft(), 'nft session died');
     assert.equal(result.culprits.size, 0);
-  });
-
-  it("takes the Service nft's carets point at in one check, when the rest commits without it", async () => {
-    const { state, vip } = cluster(300);
-    const nft = new FakeNft();
-    nft.refuse(refusing([vip(201)]));
-    const err = nftRefusal(`${vip(201)} . tcp . 80 . 1`);
-    const suspects = suspectsOf(err, compile(state, CONFIG), state);
-    assert.deepEqual(suspects, ['ns/svc-201']);
-    const result = await isolate(state, nft, refusalReason(err), suspects);
-    assert.deepEqual([...result.culprits.keys()], ['ns/svc-201']);
-    assert.equal(result.checks, 1);
-  });
-
-  it('falls back to the search when the Service the carets point at is not the one refused', async () => {
-    const { state, vip } = cluster(20);
-    const nft = new FakeNft();
-    nft.refuse(refusing([vip(3)]));
-    const result = await isolate(state, nft, 'refused', ['ns/svc-009']);
-    assert.deepEqual([...result.culprits.keys()], ['ns/svc-003']);
   });
 
   it('is stuck, holding nothing out, when even the rules without any Service are refused', async () => {
