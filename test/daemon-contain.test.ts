@@ -174,6 +174,21 @@ describe('Daemon: a Service nft refuses costs only itself', () => {
     assert.equal(await sample('kube_nftproxy_services_held_out'), 1);
   });
 
+  it('tries every held-out Service again at the hourly full sync', async () => {
+    refused = ['10.96.0.11'];
+    h.synced();
+    await clock.advance(0);
+    assert.doesNotMatch(nft.dump(), /10\.96\.0\.11/);
+    // Still refused half an hour on (periodic syncs, nothing changed): still held out.
+    await clock.advance(30 * 60_000);
+    assert.equal(await sample('kube_nftproxy_services_held_out'), 1);
+    // What refused it is gone (another Service's claim, say); its objects never changed.
+    refused = [];
+    await clock.advance(31 * 60_000);
+    assert.match(nft.dump(), /10\.96\.0\.11 \. tcp \. 80 \. 0 : 10\.244\.1\.21 \. 8080/);
+    assert.equal(await sample('kube_nftproxy_services_held_out'), 0);
+  });
+
   it('stays unhealthy when nft refuses even the rules without any Service', async () => {
     nft.refuse(() => 'Could not process rule: No buffer space available');
     h.synced();
