@@ -66,7 +66,7 @@ export async function containRefusal(
     }
   };
 
-  const suspects = suspectsOf(err, refused.rules, view).filter((s) => services.has(s));
+  const suspects = suspectsOf(err, refused.rules, view, services);
   if (suspects.length > 0) {
     try {
       return await applyHolding(new Map(suspects.map((s) => [s, reason])), 0);

@@ -82,21 +82,32 @@ export function refusalReason(err: unknown): string {
 
 /**
  * The Services whose elements nft's carets point at: containRefusal tries holding out just
- * these first. nft marks an element's key; two Services can share a key (two claims on one element,
- * the later one refused), so each marked key names the last Service by port key that has it:
- * fragments are sent in port-key order. Only a hint: a check confirms it.
+ * these first. nft marks an element's key; two Services can share a key (two claims on one
+ * element, the later one refused), so each marked key names the last Service by port key that
+ * has it, among the `suspects` if given (after a partial sync, the Services it changed; the
+ * others were in the kernel before): fragments are sent in port-key order. Only a hint: the
+ * sync without them has to commit.
  */
-export function suspectsOf(err: unknown, rs: Ruleset, state: ProxyState): string[] {
+export function suspectsOf(
+  err: unknown,
+  rs: Ruleset,
+  state: ProxyState,
+  suspects?: ReadonlySet<string>,
+): string[] {
   const spans = new Set(errorBlocks(err).flatMap((b) => (b.span ? [b.span] : [])));
   if (spans.size === 0) return [];
-  const last = new Map<string, string>();
-  for (const f of rs.fragments) for (const el of f.elements) if (spans.has(el.key)) last.set(el.key, f.key);
-  const out = new Set<string>();
-  for (const portKey of last.values()) {
+  const serviceOf = (portKey: string): string | undefined => {
     const sp = state.ports[portIndex(state.ports, portKey)];
-    if (sp?.key === portKey) out.add(sp.service);
+    return sp?.key === portKey ? sp.service : undefined;
+  };
+  const last = new Map<string, string>();
+  for (const f of rs.fragments) {
+    if (!f.elements.some((el) => spans.has(el.key))) continue;
+    const service = serviceOf(f.key);
+    if (service === undefined || (suspects && !suspects.has(service))) continue;
+    for (const el of f.elements) if (spans.has(el.key)) last.set(el.key, service);
   }
-  return [...out].sort(compareStrings);
+  return [...new Set(last.values())].sort(compareStrings);
 }
 
 /**

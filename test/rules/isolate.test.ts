@@ -191,6 +191,11 @@ describe('isolate: refusalReason and suspectsOf', () => {
     };
     const clash = { ...rs, fragments: [rs.fragments[0]!, rs.fragments[1]!, twin] };
     assert.deepEqual(suspectsOf(nftRefusal(`${vip(0)} . tcp . 80 . 0`), clash, state), ['ns/svc-002']);
+    // After a partial sync only the Services it changed are suspects: the other was in the kernel.
+    assert.deepEqual(
+      suspectsOf(nftRefusal(`${vip(0)} . tcp . 80 . 0`), clash, state, new Set(['ns/svc-000'])),
+      ['ns/svc-000'],
+    );
     assert.deepEqual(suspectsOf(nftRefusal('192.0.2.99 . tcp . 80 . 0'), rs, state), []);
     assert.deepEqual(suspectsOf(new Error('line 3: no carets here'), rs, state), []);
   });
