@@ -11,7 +11,10 @@ import { cleanupLeftovers, KUBE_PROXY_TABLES, type RunProgram } from './kube-pro
 import { nodePortIPs } from './node-addresses.js';
 import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
 import { Compiler } from './rules/compile.js';
-import { NftApplier, renderRuleset } from './rules/apply.js';
+import { NftApplier, renderRuleset, type SyncResult } from './rules/apply.js';
+import { containRefusal } from './rules/contain.js';
+import { HeldOut } from './rules/held-out.js';
+import { isRefusal, refusalReason } from './rules/isolate.js';
 import type { Nft } from './rules/nft/exec.js';
 import { probeNft } from './rules/nft/probe.js';
 import { rulesetSize } from './rules/ruleset.js';
@@ -69,6 +72,8 @@ export class Daemon {
   /** Joins only the Services that changed since the last sync. */
   readonly #builder: StateBuilder;
   #lastFull = -Infinity;
+  /** Services whose rules nft refused: left out of every sync until their objects change. */
+  readonly #heldOut = new HeldOut();
   #skippedSeen = new Set<string>();
   #syncs = 0;
   readonly #log: Logger;
@@ -250,6 +255,7 @@ export class Daemon {
     const node = this.store.nodes.get(this.config.hostnameOverride);
     if (node) this.health.nodeEligible(isNodeEligible(node));
     let full = false;
+    let shown = state;
     try {
       if (this.#userspace) {
         // The same NodePort addresses as the rules would use (--nodeport-addresses).
@@ -258,13 +264,43 @@ export class Daemon {
           nodePortIPs(state.node, this.config.nodePortAddresses, this.deps.env.localAddresses),
         );
       } else {
-        const compiler = this.#compilerFor(state);
-        const rules = compiler.compile(state, this.#builder.delta);
         const wantFull = start - this.#lastFull >= FULL_SYNC_PERIOD_MS;
-        const result = await this.applier.sync(rules, {
-          full: wantFull,
-          ...(compiler.delta ? { delta: compiler.delta } : {}),
-        });
+        // A held-out Service is tried again when its objects change, and at every periodic
+        // full sync (what it collided with may be gone).
+        if (wantFull) this.#heldOut.releaseAll();
+        this.#heldOut.release(changes.services);
+        const { state: view, delta } = this.#heldOut.view(state, this.#builder.delta);
+        shown = view;
+        const compiler = this.#compilerFor(view);
+        const rules = compiler.compile(view, delta);
+        const before = this.applier.applied;
+        let result: SyncResult;
+        try {
+          result = await this.applier.sync(rules, {
+            full: wantFull,
+            ...(compiler.delta ? { delta: compiler.delta } : {}),
+          });
+        } catch (err) {
+          if (!isRefusal(err)) throw err;
+          // One bad Service costs only itself: it is held out, the rest applied (issue #11).
+          const began = this.#clock.now();
+          const partial = !wantFull && before ? { before, ...(delta ? { delta } : {}) } : undefined;
+          const contained = await containRefusal(
+            { nft: this.deps.nft, applier: this.applier, compiler, heldOut: this.#heldOut, log: this.#log },
+            { state, view, rules, err, ...(partial ? { partial } : {}) },
+          );
+          ({ view: shown, result } = contained);
+          logSkipped(this.#log, shown.skipped, this.#skippedSeen);
+          this.#log.warn(
+            {
+              refused: refusalReason(err),
+              heldOut: [...contained.heldOut.keys()],
+              checks: contained.checks,
+              ms: this.#clock.now() - began,
+            },
+            'nft refused a sync: applied it without the Services it refuses',
+          );
+        }
         full = result.full;
         if (full) this.#lastFull = start;
         this.metrics.transaction(result.operations);
@@ -273,11 +309,13 @@ export class Daemon {
       this.metrics.syncFailed();
       this.#log.error({ err }, 'sync failed; retrying');
       throw err;
+    } finally {
+      this.metrics.heldOut(this.#heldOut.size);
     }
-    this.#state = state;
+    this.#state = shown;
     // After the rules, as kube-proxy: a load balancer is told of local endpoints that work.
     await this.healthChecks.reconcile(
-      desiredHealthChecks(state, this.config.nodePortAddresses, this.deps.env.localAddresses),
+      desiredHealthChecks(shown, this.config.nodePortAddresses, this.deps.env.localAddresses),
     );
     this.#syncs++;
     if (this.#syncs === 1 && !this.#userspace && this.deps.leftovers)
@@ -290,7 +328,7 @@ export class Daemon {
     this.metrics.pending(0, 0);
     for (const t of changes.triggers) this.metrics.networkProgramming(Math.max(0, now - t) / 1000);
     this.#scraped = false;
-    this.#log.debug({ full, seconds, ports: state.ports.length }, 'synced');
+    this.#log.debug({ full, seconds, ports: shown.ports.length }, 'synced');
   }
 
   /**

@@ -49,6 +49,8 @@ export interface ProxyMetrics {
    * frontends left out because another Service owns them. Set at scrape time.
    */
   skipped(byKind: Readonly<Record<string, number>>, contestedFrontends: number): void;
+  /** Services held out because nft refused their rules (src/rules/held-out.ts). */
+  heldOut(services: number): void;
 }
 
 /** The kinds of skipped object, each a series from the start. */
@@ -186,6 +188,11 @@ export function createMetrics(): ProxyMetrics {
     registers,
     collect: () => refresh?.(),
   });
+  const heldOutServices = new Gauge({
+    name: 'kube_nftproxy_services_held_out',
+    help: 'Services whose rules nft refused, held out until their objects change',
+    registers,
+  });
 
   // Zero-valued series from the start, so a query for them finds 0 and not nothing.
   for (const kind of SKIPPED_KINDS) skippedObjects.set({ kind }, 0);
@@ -243,6 +250,9 @@ export function createMetrics(): ProxyMetrics {
     skipped(byKind, contestedFrontends) {
       for (const kind of SKIPPED_KINDS) skippedObjects.set({ kind }, byKind[kind] ?? 0);
       contested.set(contestedFrontends);
+    },
+    heldOut(services) {
+      heldOutServices.set(services);
     },
   };
 }

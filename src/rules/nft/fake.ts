@@ -422,6 +422,7 @@ export interface FakeNftOptions {
 export class FakeNft implements Nft {
   #state: State = new Map();
   #failNext: ProxyError | undefined;
+  #refuse: ((op: Operation) => string | undefined) | undefined;
   readonly #version: string;
   readonly #quirks: boolean;
   /** Every transaction passed to `run` (valid ones, whether they committed or not), in order. */
@@ -435,6 +436,15 @@ export class FakeNft implements Nft {
   /** Makes the next `run` fail with `err` and change nothing, as a kernel refusal would. */
   failNext(err: ProxyError = new ProxyError(ErrorCodes.NFT_REJECTED, 'injected failure')): void {
     this.#failNext = err;
+  }
+
+  /**
+   * From now on, every transaction (run or check) with an operation for which `why` returns a
+   * reason is refused with it, changing nothing: a stand-in for what the kernel refuses and the
+   * Fake does not model (e.g. overlapping intervals). `undefined` stops refusing.
+   */
+  refuse(why: ((op: Operation) => string | undefined) | undefined): void {
+    this.#refuse = why;
   }
 
   async run(tx: Transaction): Promise<void> {
@@ -496,6 +506,8 @@ export class FakeNft implements Nft {
     let line = 1;
     for (const op of tx.operations) {
       try {
+        const refused = this.#refuse?.(op);
+        if (refused !== undefined) throw new ProxyError(ErrorCodes.NFT_REJECTED, refused);
         applier.apply(op);
       } catch (err) {
         if (!(err instanceof ProxyError)) throw err;
