@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { buildConfig, usage } from './config.js';
+import { createConntrack } from './conntrack/exec.js';
 import { ErrorCodes, hasCode, isNftMissing, isPermission, ProxyError } from './errors.js';
 import { createLogger } from './log.js';
 import { logSkipped } from './log-skipped.js';
@@ -80,7 +81,8 @@ async function main(argv: string[]): Promise<number> {
   }
   const { runDaemon } = await import('./daemon.js');
   // The daemon's partial syncs go through one long-lived nft (NftSession): no process per sync.
-  await runDaemon(config, { log, env, nft: createNft({ session: true }) });
+  // Stale UDP conntrack entries are deleted with the host's conntrack (conntrack-tools).
+  await runDaemon(config, { log, env, nft: createNft({ session: true }), conntrack: createConntrack() });
   return EXIT.OK;
 }
 

@@ -1,4 +1,6 @@
 import { systemClock, wallTime, type Clock } from './clock.js';
+import type { Conntrack } from './conntrack/exec.js';
+import { ConntrackReconciler } from './conntrack/reconciler.js';
 import { logSkipped } from './log-skipped.js';
 import type { ProxyConfig } from './config-types.js';
 import type { Logger } from './log.js';
@@ -34,6 +36,11 @@ export interface DaemonDeps {
   /** The object source; default: --source files, else the API server. */
   source?: Source;
   clock?: Clock;
+  /**
+   * Deletes stale UDP conntrack entries after nftables syncs (src/conntrack/); without it,
+   * none are. The CLI passes the host's conntrack, tests one inside their namespace.
+   */
+  conntrack?: Conntrack;
 }
 
 /**
@@ -47,6 +54,8 @@ export class Daemon {
   readonly health: ProxyHealth;
   readonly metrics: ProxyMetrics;
   readonly applier: NftApplier;
+  /** Stale UDP conntrack cleanup, in nftables mode with a conntrack (userspace mode has no DNAT). */
+  readonly conntrack: ConntrackReconciler | undefined;
   #runner: BoundedFrequencyRunner;
   #servers: Servers | undefined;
   #source: Source | undefined;
@@ -74,6 +83,14 @@ export class Daemon {
     this.metrics.onScrape(() => this.#refreshScraped());
     this.#builder = new StateBuilder(modelConfig(config, deps.env));
     this.applier = new NftApplier({ nft: deps.nft, log: deps.log.child({ component: 'rules' }) });
+    if (config.proxyMode === 'nftables' && deps.conntrack) {
+      this.conntrack = new ConntrackReconciler({
+        conntrack: deps.conntrack,
+        log: deps.log,
+        metrics: this.metrics,
+        clock: this.#clock,
+      });
+    }
     this.store = new ObjectStore({
       onChange: () => {
         this.health.queued();
@@ -134,6 +151,7 @@ export class Daemon {
   /** Stop watching and serving; the rules stay. */
   async stop(): Promise<void> {
     await this.#runner.stop();
+    await this.conntrack?.stop();
     await this.#source?.stop();
     await this.#servers?.close();
     await this.#userspace?.close();
@@ -189,6 +207,7 @@ export class Daemon {
           nodePortIPs(state.node, this.config.nodePortAddresses, this.deps.env.localAddresses),
         );
       } else {
+        this.conntrack?.note(state, this.#builder.delta);
         const compiler = this.#compilerFor(state);
         const rules = compiler.compile(state, this.#builder.delta);
         const wantFull = start - this.#lastFull >= FULL_SYNC_PERIOD_MS;
@@ -207,6 +226,8 @@ export class Daemon {
     }
     this.#state = state;
     this.#syncs++;
+    // In the background: the next sync never waits for a cleanup.
+    this.conntrack?.synced(state);
     const seconds = (this.#clock.now() - start) / 1000;
     this.health.updated();
     this.metrics.syncDuration(full, seconds);

@@ -29,6 +29,10 @@ export const ErrorCodes = {
   USERSPACE_LISTEN_FAILED: 'USERSPACE_LISTEN_FAILED',
   /** A health, metrics or debug server could not listen on its address (in use, not local, ...). */
   SERVER_LISTEN_FAILED: 'SERVER_LISTEN_FAILED',
+  /** The `conntrack` program (conntrack-tools) is not installed or not on PATH. */
+  CONNTRACK_NOT_FOUND: 'CONNTRACK_NOT_FOUND',
+  /** conntrack ran and failed (no privileges, a kernel without conntrack, a refused command). */
+  CONNTRACK_FAILED: 'CONNTRACK_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
