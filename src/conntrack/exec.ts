@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, ProxyError } from '../errors.js';
 import type { Family } from '../model/types.js';
-import { parseFlow, type Flow } from './flow.js';
+import { origDport, parseFlow, type Flow } from './flow.js';
 import type { FlowFilter } from './stale-flows.js';
 
 export interface ConntrackResult {
@@ -37,8 +37,11 @@ export interface ConntrackExec {
 
 /** The connection-table operations the cleanup needs. */
 export interface Conntrack {
-  /** Every UDP entry of `family` (`conntrack -L -p udp -f ipv4`), handed over one by one. */
-  listUdp(family: Family, onFlow: (flow: Flow) => void): Promise<void>;
+  /**
+   * Every UDP entry of `family` (`conntrack -L -p udp -f ipv4`), handed over one by one; with
+   * `dports`, only those sent to one of these ports (the others are not even parsed).
+   */
+  listUdp(family: Family, onFlow: (flow: Flow) => void, dports?: ReadonlySet<number>): Promise<void>;
   /** Deletes the UDP entries each filter matches, in one process; resolves to how many went. */
   deleteUdp(family: Family, filters: readonly FlowFilter[]): Promise<number>;
 }
@@ -143,9 +146,10 @@ export function createConntrack(opts: ConntrackOptions = {}): Conntrack {
   }
 
   return {
-    async listUdp(family, onFlow) {
+    async listUdp(family, onFlow, dports) {
       await call(['-L', '-p', 'udp', '-f', family], {
         onLine: (line) => {
+          if (dports && !dports.has(origDport(line))) return;
           const flow = parseFlow(line);
           if (flow) onFlow(flow);
         },

@@ -30,6 +30,15 @@ function port(text: string): number {
 }
 
 /**
+ * The original destination port of a `conntrack -L` line, or -1: the cheap look a listing of
+ * 100,000 lines gets before {@link parseFlow} reads the few that may matter.
+ */
+export function origDport(line: string): number {
+  const dport = field(line, ' dport=', 0);
+  return dport ? port(dport[0]) : -1;
+}
+
+/**
  * Reads one line of `conntrack -L` (the default text output), e.g.
  * `udp 17 29 src=A dst=B sport=1 dport=2 [UNREPLIED] src=C dst=A sport=3 dport=1 mark=0 use=1`:
  * the first `src=`/`dst=`/`sport=`/`dport=` are the original direction, the second ones the

@@ -3,7 +3,7 @@ import type { Logger } from '../log.js';
 import type { StateDelta } from '../model/state-builder.js';
 import type { Family, ProxyState } from '../model/types.js';
 import type { Conntrack } from './exec.js';
-import { changedUdpFamilies, StaleFlows, udpTargets } from './stale-flows.js';
+import { changedUdpFamilies, StaleFlows, targetPorts, udpTargets } from './stale-flows.js';
 
 /** What a cleanup reports, per family: for the two kube-proxy metrics. */
 export interface ConntrackObserver {
@@ -94,7 +94,7 @@ export class ConntrackReconciler {
     const stale = new StaleFlows(udpTargets(state, family));
     try {
       if (stale.targets.frontends.size + stale.targets.nodePorts.size > 0) {
-        await this.#conntrack.listUdp(family, (flow) => stale.add(flow));
+        await this.#conntrack.listUdp(family, (flow) => stale.add(flow), targetPorts(stale.targets));
       }
       const filters = stale.filters;
       const deleted = await this.#conntrack.deleteUdp(family, filters);

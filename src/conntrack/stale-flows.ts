@@ -57,6 +57,13 @@ export function udpTargets(state: ProxyState, family: Family): UdpTargets {
   return { family, frontends, nodePorts };
 }
 
+/** Every destination port a flow must have to be judged at all: a listing's cheap first look. */
+export function targetPorts(targets: UdpTargets): Set<number> {
+  const out = new Set<number>(targets.nodePorts.keys());
+  for (const key of targets.frontends.keys()) out.add(Number(key.slice(key.lastIndexOf(' ') + 1)));
+  return out;
+}
+
 /** A frontend's or NodePort's stale flows go by these: one `conntrack -D` each. */
 export interface FlowFilter {
   /** The frontend address; absent for a NodePort (matched on the port alone). */
