@@ -91,6 +91,28 @@ describe('kernel: conntrack listing and deletion', function () {
     assert.equal(await ct.deleteUdp('ipv4', []), 0);
   });
 
+  it('lists and deletes IPv6 entries in their own family, addresses as the model writes them', async () => {
+    await insert([
+      udp('fd00:10:244:5::1', 'fd00:10:96::a', 53, 'fd00:10:244:1::1', 5353), // stale
+      udp('fd00:10:244:5::2', 'fd00:10:96::a', 53, 'fd00:10:244:1::2', 5353), // live
+    ]);
+    const ct = createConntrack({ netns: lab.nodeNs });
+    const flows: Flow[] = [];
+    await ct.listUdp('ipv6', (f) => flows.push(f), new Set([53]));
+    assert.deepEqual(flows.map((f) => [f.origSrc, f.origDst, f.replySrc]).sort(), [
+      ['fd00:10:244:5::1', 'fd00:10:96::a', 'fd00:10:244:1::1'],
+      ['fd00:10:244:5::2', 'fd00:10:96::a', 'fd00:10:244:1::2'],
+    ]);
+    const none: Flow[] = [];
+    await ct.listUdp('ipv6', (f) => none.push(f), new Set([54]));
+    assert.equal(none.length, 0, 'lines to other ports are skipped');
+    const deleted = await ct.deleteUdp('ipv6', [
+      { origDst: 'fd00:10:96::a', origDport: 53, replySrc: 'fd00:10:244:1::1', replySport: 5353 },
+    ]);
+    assert.equal(deleted, 1);
+    assert.equal(await count(['-p', 'udp', '-f', 'ipv6']), 1);
+  });
+
   it('says what to install when conntrack is missing', async () => {
     const ct = createConntrack({ netns: lab.nodeNs, path: '/nonexistent/conntrack' });
     await assert.rejects(
