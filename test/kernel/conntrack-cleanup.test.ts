@@ -29,8 +29,12 @@ describe('kernel: stale UDP conntrack entries', function () {
   const LATE_VIP = '10.96.0.54';
   const WEB_VIP = '10.96.0.80';
   const NODE_PORT = 30053;
+  const DNS6_VIP = 'fd00:10:96::53';
   const PODS = { 'dns-1': '10.244.1.21', 'dns-2': '10.244.1.22' } as const;
+  const PODS6 = { 'dns-1': 'fd00:10:244:1::21', 'dns-2': 'fd00:10:244:1::22' } as const;
   type PodName = keyof typeof PODS;
+  /** `dns` has a ClusterIP and a NodePort; `dns6` an IPv6 ClusterIP, on the same pods. */
+  type Dns = 'dns' | 'dns6';
   const log = silentLogger();
   let lab: Lab;
   let server: TestApiServer;
@@ -38,14 +42,15 @@ describe('kernel: stale UDP conntrack entries', function () {
   let daemon: Daemon | undefined;
   const children: ChildProcessWithoutNullStreams[] = [];
 
-  const dnsSlice = (pods: PodName[]): StoredObject =>
+  const dnsSlice = (pods: PodName[], svc: Dns = 'dns'): StoredObject =>
     stored(
       slice(
         NS,
-        'dns-a',
-        'dns',
+        `${svc}-a`,
+        svc,
         [{ name: 'dns', port: 5353, protocol: 'UDP' }],
-        pods.map((p) => ({ ip: PODS[p], nodeName: LAB.nodeName })),
+        pods.map((p) => ({ ip: (svc === 'dns' ? PODS : PODS6)[p], nodeName: LAB.nodeName })),
+        svc === 'dns' ? 'IPv4' : 'IPv6',
       ),
     );
 
@@ -66,11 +71,13 @@ describe('kernel: stale UDP conntrack entries', function () {
     await waitFor(() => daemon!.state !== undefined && holds(daemon!.state), { timeoutMs: 60_000, what });
     await daemon!.conntrack!.idle();
   };
-  const dnsServes = (pods: PodName[]) => (state: ProxyState) => {
-    const sp = state.ports.find((p) => p.service === `${NS}/dns` && p.protocol === 'UDP');
-    const serving = (sp?.allEndpoints ?? []).filter((e) => e.serving).map((e) => e.ip);
-    return same(serving.sort(), pods.map((p) => PODS[p]).sort());
-  };
+  const dnsServes =
+    (pods: PodName[], svc: Dns = 'dns') =>
+    (state: ProxyState) => {
+      const sp = state.ports.find((p) => p.service === `${NS}/${svc}` && p.protocol === 'UDP');
+      const serving = (sp?.allEndpoints ?? []).filter((e) => e.serving).map((e) => e.ip);
+      return same(serving.sort(), pods.map((p) => (svc === 'dns' ? PODS : PODS6)[p]).sort());
+    };
 
   const silence = (pod: PodName) =>
     lab.nft(
@@ -90,13 +97,13 @@ describe('kernel: stale UDP conntrack entries', function () {
   before(async function () {
     requireKernel(this);
     requireConntrack(this);
-    lab = await Lab.create();
+    lab = await Lab.create({ ipv6: true });
     for (const [name, ip] of Object.entries(PODS)) {
-      await lab.addPod(name, { ip });
+      await lab.addPod(name, { ip, ipv6: PODS6[name as PodName] });
       await lab.serve(name, { udp: [5353] });
       children.push(lineServer(lab.ns(name), name, 8081));
     }
-    await lab.addPod('client-pod', { ip: '10.244.1.50' });
+    await lab.addPod('client-pod', { ip: '10.244.1.50', ipv6: 'fd00:10:244:1::50' });
     await lab.addClient('outside');
     nft = createNft({ netns: lab.nodeNs, session: true });
     server = await TestApiServer.create({ bookmarkIntervalMs: 1_000 });
@@ -115,6 +122,19 @@ describe('kernel: stale UDP conntrack entries', function () {
     server.create(
       'Service',
       stored(
+        service(NS, 'dns6', {
+          ipFamilyPolicy: 'SingleStack',
+          ipFamilies: ['IPv6'],
+          clusterIP: DNS6_VIP,
+          clusterIPs: [DNS6_VIP],
+          ports: [{ name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 }],
+        }),
+      ),
+    );
+    server.create('EndpointSlice', dnsSlice(['dns-1', 'dns-2'], 'dns6'));
+    server.create(
+      'Service',
+      stored(
         service(NS, 'web', { clusterIP: WEB_VIP, ports: [{ name: 'line', port: 80, targetPort: 8081 }] }),
       ),
     );
@@ -125,7 +145,7 @@ describe('kernel: stale UDP conntrack entries', function () {
       '--hostname-override',
       LAB.nodeName,
       '--cluster-cidr',
-      LAB.clusterCidr,
+      `${LAB.clusterCidr},${LAB.clusterCidr6}`,
       '--healthz-bind-address',
       '127.0.0.1:0',
       '--metrics-bind-address',
@@ -149,7 +169,10 @@ describe('kernel: stale UDP conntrack entries', function () {
       }),
     });
     await daemon.start();
-    await synced(dnsServes(['dns-1', 'dns-2']), 'the first sync');
+    await synced(
+      (s) => dnsServes(['dns-1', 'dns-2'])(s) && dnsServes(['dns-1', 'dns-2'], 'dns6')(s),
+      'the first sync',
+    );
   });
 
   after(async () => {
@@ -159,9 +182,10 @@ describe('kernel: stale UDP conntrack entries', function () {
     await lab?.destroy();
   });
 
-  const frontends = [
-    { what: 'a ClusterIP, from a pod', from: 'client-pod', dst: DNS_VIP, port: 53 },
-    { what: 'a NodePort, from outside', from: 'outside', dst: LAB.nodeIp, port: NODE_PORT },
+  const frontends: Array<{ what: string; from: string; dst: string; port: number; svc: Dns }> = [
+    { what: 'a ClusterIP, from a pod', from: 'client-pod', dst: DNS_VIP, port: 53, svc: 'dns' },
+    { what: 'a NodePort, from outside', from: 'outside', dst: LAB.nodeIp, port: NODE_PORT, svc: 'dns' },
+    { what: 'an IPv6 ClusterIP, from a pod', from: 'client-pod', dst: DNS6_VIP, port: 53, svc: 'dns6' },
   ];
   let srcPort = 41_000;
   for (const fe of frontends) {
@@ -184,17 +208,17 @@ describe('kernel: stale UDP conntrack entries', function () {
             const stuck = await probe(fe.from, fe.dst, fe.port, sport, 2, 300);
             assert.equal(stuck.timedOut, 2, 'the flow is stuck on the silent pod');
           }
-          server.update('EndpointSlice', dnsSlice([other]));
-          await synced(dnsServes([other]), `the slice without ${held}`);
+          server.update('EndpointSlice', dnsSlice([other], fe.svc));
+          await synced(dnsServes([other], fe.svc), `the slice without ${held}`);
           const after = await probe(fe.from, fe.dst, fe.port, sport, 5);
           assert.deepEqual(only(after), [other]);
           assert.equal(after.answers.get(other), 5);
         } finally {
           // back to both, for the next case
           if (silent) await unsilence(held);
-          server.update('EndpointSlice', dnsSlice(['dns-1', 'dns-2']));
+          server.update('EndpointSlice', dnsSlice(['dns-1', 'dns-2'], fe.svc));
         }
-        await synced(dnsServes(['dns-1', 'dns-2']), 'the slice with both again');
+        await synced(dnsServes(['dns-1', 'dns-2'], fe.svc), 'the slice with both again');
       });
     }
   }
@@ -205,6 +229,10 @@ describe('kernel: stale UDP conntrack entries', function () {
       text,
     );
     assert.ok(deleted && Number(deleted[1]) >= 4, text);
+    const deleted6 = /^kubeproxy_conntrack_reconciler_deleted_entries_total\{ip_family="IPv6"\} (\d+)/m.exec(
+      text,
+    );
+    assert.ok(deleted6 && Number(deleted6[1]) >= 2, text);
     assert.match(
       text,
       /^kubeproxy_conntrack_reconciler_sync_duration_seconds_count\{ip_family="IPv4"\} [1-9]/m,
