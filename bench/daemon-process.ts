@@ -2,8 +2,9 @@
  * The real `kube-nftproxy` binary (dist/src/cli.js) as a child process, so that its memory is
  * measured alone: an in-process daemon shares its heap and RSS with the bench and the test API
  * server, and subtracting one from the other is only an estimate. Its nft runs inside the
- * bench's network namespace through an `nft` on PATH that is `ip netns exec NS nft`: the
- * binary itself is unchanged and sees the host's network (where the API server listens).
+ * bench's network namespace through an `nft` on PATH that is `ip netns exec NS nft` (and so
+ * does its `conntrack`): the binary itself is unchanged and sees the host's network (where the
+ * API server listens).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,11 +55,16 @@ export class DaemonProcess {
     const dir = mkdtempSync(join(tmpdir(), 'kube-nftproxy-bench-'));
     const kubeconfig = join(dir, 'kubeconfig');
     writeFileSync(kubeconfig, opts.kubeConfig.exportConfig());
-    // The real nft by its full path: by name, the shim would find itself first on PATH.
-    const nft = execFileSync('sh', ['-c', 'command -v nft'], { encoding: 'utf8' }).trim();
-    writeFileSync(join(dir, 'nft'), `#!/bin/sh\nexec ip netns exec ${opts.netns} ${nft} "$@"\n`, {
-      mode: 0o755,
-    });
+    // The real nft and conntrack by their full paths: by name, a shim would find itself first
+    // on PATH. conntrack too runs in the namespace: the daemon never lists or deletes the host's.
+    for (const tool of ['nft', 'conntrack']) {
+      const real = execFileSync('sh', ['-c', `command -v ${tool} || echo /usr/sbin/${tool}`], {
+        encoding: 'utf8',
+      }).trim();
+      writeFileSync(join(dir, tool), `#!/bin/sh\nexec ip netns exec ${opts.netns} ${real} "$@"\n`, {
+        mode: 0o755,
+      });
+    }
     const metrics = `127.0.0.1:${await freePort()}`;
     const child = spawn(
       process.execPath,

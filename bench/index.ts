@@ -8,6 +8,7 @@ const loaders: Array<{ name: string; load: () => Promise<{ bench: Bench }> }> = 
   { name: 'nft-load', load: () => import('./nft-load.js') },
   { name: 'daemon-latency', load: () => import('./daemon-latency.js') },
   { name: 'isolate', load: () => import('./isolate.js') },
+  { name: 'conntrack-cleanup', load: () => import('./conntrack-cleanup.js') },
 ];
 
 type Figures = Record<string, BenchResult['figures'] | { skipped: string }>;

@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { stringify as stringifyYaml } from 'yaml';
 import { buildConfig, usage } from './config.js';
 import { setConntrackSysctls } from './conntrack-sysctls.js';
+import { createConntrack } from './conntrack/exec.js';
 import { ErrorCodes, hasCode, isNftMissing, isPermission, ProxyError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { logSkipped } from './log-skipped.js';
@@ -132,6 +133,8 @@ async function main(argv: string[]): Promise<number> {
     env,
     nft: createNft({ session: true }),
     leftovers: spawnProgram(),
+    // Stale UDP conntrack entries are deleted with the host's conntrack (conntrack-tools).
+    conntrack: createConntrack(),
     // nftables mode only (the daemon decides): the userspace proxy does not NAT through
     // conntrack, and runs on developer machines (tests, the demo) it has no business tuning.
     prepareNode: async () => {

@@ -1,4 +1,6 @@
 import { systemClock, wallTime, type Clock } from './clock.js';
+import type { Conntrack } from './conntrack/exec.js';
+import { ConntrackReconciler } from './conntrack/reconciler.js';
 import { logSkipped } from './log-skipped.js';
 import type { ProxyConfig } from './config-types.js';
 import type { Logger } from './log.js';
@@ -49,6 +51,11 @@ export interface DaemonDeps {
    */
   prepareNode?: () => Promise<void>;
   clock?: Clock;
+  /**
+   * Deletes stale UDP conntrack entries after nftables syncs (src/conntrack/); without it,
+   * none are. The CLI passes the host's conntrack, tests one inside their namespace.
+   */
+  conntrack?: Conntrack;
 }
 
 /**
@@ -64,6 +71,8 @@ export class Daemon {
   readonly applier: NftApplier;
   /** The healthCheckNodePort servers of eTP Local LoadBalancer Services (both modes). */
   readonly healthChecks: HealthCheckNodePorts;
+  /** Stale UDP conntrack cleanup, in nftables mode with a conntrack (userspace mode has no DNAT). */
+  readonly conntrack: ConntrackReconciler | undefined;
   #runner: BoundedFrequencyRunner;
   #servers: Servers | undefined;
   #source: Source | undefined;
@@ -101,6 +110,14 @@ export class Daemon {
       log: deps.log.child({ component: 'rules' }),
       takeOver: KUBE_PROXY_TABLES,
     });
+    if (config.proxyMode === 'nftables' && deps.conntrack) {
+      this.conntrack = new ConntrackReconciler({
+        conntrack: deps.conntrack,
+        log: deps.log,
+        metrics: this.metrics,
+        clock: this.#clock,
+      });
+    }
     this.store = new ObjectStore({
       onChange: () => {
         this.health.queued();
@@ -210,6 +227,7 @@ export class Daemon {
   /** Stop watching and serving; the rules stay. */
   async stop(): Promise<void> {
     await this.#runner.stop();
+    await this.conntrack?.stop();
     await this.#source?.stop();
     await this.#servers?.close();
     await this.healthChecks.close();
@@ -271,6 +289,7 @@ export class Daemon {
         this.#heldOut.release(changes.services);
         const { state: view, delta } = this.#heldOut.view(state, this.#builder.delta);
         shown = view;
+        this.conntrack?.note(view, delta);
         const compiler = this.#compilerFor(view);
         const rules = compiler.compile(view, delta);
         const before = this.applier.applied;
@@ -320,6 +339,8 @@ export class Daemon {
     this.#syncs++;
     if (this.#syncs === 1 && !this.#userspace && this.deps.leftovers)
       void this.#removeLeftovers(this.deps.leftovers);
+    // In the background: the next sync never waits for a cleanup.
+    this.conntrack?.synced(shown);
     const seconds = (this.#clock.now() - start) / 1000;
     this.health.updated();
     this.metrics.syncDuration(full, seconds);

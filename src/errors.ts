@@ -31,6 +31,10 @@ export const ErrorCodes = {
   SERVER_LISTEN_FAILED: 'SERVER_LISTEN_FAILED',
   /** The API server refuses to list or watch a kind: RBAC (403) or credentials (401). */
   API_REFUSED: 'API_REFUSED',
+  /** The `conntrack` program (conntrack-tools) is not installed or not on PATH. */
+  CONNTRACK_NOT_FOUND: 'CONNTRACK_NOT_FOUND',
+  /** conntrack ran and failed (no privileges, a kernel without conntrack, a refused command). */
+  CONNTRACK_FAILED: 'CONNTRACK_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -7,6 +7,7 @@ import {
   exponentialBuckets,
   linearBuckets,
 } from 'prom-client';
+import type { Family } from '../model/types.js';
 
 /** Sizes of the ruleset this proxy owns, after a sync. */
 export interface RulesetSize {
@@ -51,6 +52,8 @@ export interface ProxyMetrics {
   skipped(byKind: Readonly<Record<string, number>>, contestedFrontends: number): void;
   /** Services held out because nft refused their rules (src/rules/held-out.ts). */
   heldOut(services: number): void;
+  /** One family's stale UDP conntrack cleanup took `seconds` and deleted `deleted` entries. */
+  conntrackReconciled(family: Family, seconds: number, deleted: number): void;
 }
 
 /** The kinds of skipped object, each a series from the start. */
@@ -151,6 +154,21 @@ export function createMetrics(): ProxyMetrics {
     registers,
   });
 
+  // kube-proxy's conntrack reconciler (pkg/proxy/conntrack), labelled as upstream.
+  const conntrackDuration = new Histogram({
+    name: 'kubeproxy_conntrack_reconciler_sync_duration_seconds',
+    help: 'ReconcileConntrackFlowsLatency latency in seconds',
+    labelNames: ['ip_family'] as const,
+    buckets: SYNC_BUCKETS,
+    registers,
+  });
+  const conntrackDeleted = new Counter({
+    name: 'kubeproxy_conntrack_reconciler_deleted_entries_total',
+    help: 'Cumulative conntrack flows deleted by conntrack reconciler',
+    labelNames: ['ip_family'] as const,
+    registers,
+  });
+
   const syncFailures = new Counter({
     name: 'kube_nftproxy_sync_failures_total',
     help: 'Syncs that failed (the rules stayed as they were; a full sync follows)',
@@ -199,6 +217,7 @@ export function createMetrics(): ProxyMetrics {
   noLocal.set({ traffic_policy: 'internal' }, 0);
   noLocal.set({ traffic_policy: 'external' }, 0);
   for (const kind of ['chains', 'rules', 'sets', 'elements']) rulesetObjects.set({ kind }, 0);
+  for (const ip_family of ['IPv4', 'IPv6']) conntrackDeleted.inc({ ip_family }, 0);
 
   collectDefaultMetrics({ register: registry, prefix: 'kube_nftproxy_' });
 
@@ -253,6 +272,11 @@ export function createMetrics(): ProxyMetrics {
     },
     heldOut(services) {
       heldOutServices.set(services);
+    },
+    conntrackReconciled(family, seconds, deleted) {
+      const ip_family = family === 'ipv4' ? 'IPv4' : 'IPv6';
+      conntrackDuration.observe({ ip_family }, seconds);
+      if (deleted > 0) conntrackDeleted.inc({ ip_family }, deleted);
     },
   };
 }

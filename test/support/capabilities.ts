@@ -36,3 +36,18 @@ export function requireKernel(ctx: Mocha.Context): void {
   process.stderr.write(`  skipped: ${why}\n`);
   ctx.skip();
 }
+
+/**
+ * Skips the calling test or suite when the `conntrack` program (conntrack-tools) is missing,
+ * saying what to install; under CI=true that is a failure, as for requireKernel.
+ */
+export function requireConntrack(ctx: Mocha.Context): void {
+  conntrackMissing ??= !runs('conntrack', ['--version']);
+  if (!conntrackMissing) return;
+  const why = 'kernel test needs: conntrack (apt-get install conntrack)';
+  if (process.env.CI === 'true') throw new Error(`${why} (CI=true: a required capability is missing)`);
+  process.stderr.write(`  skipped: ${why}\n`);
+  ctx.skip();
+}
+
+let conntrackMissing: boolean | undefined;
