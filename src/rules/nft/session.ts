@@ -29,6 +29,11 @@ export function killGroup(child: ChildProcess): void {
   }
 }
 
+/** Drops the carets nft put under the previous marker, when they arrived after it was settled. */
+function withoutCarets(stderr: string): string {
+  return stderr.replace(/^(?:[ \t]*\^+[ \t]*(?:\n|$))+/, '');
+}
+
 /** Session directories are named after the process that made them: `kube-nftproxy-nft-<pid>-XXXXXX`. */
 const DIR_PREFIX = 'kube-nftproxy-nft-';
 const DIR_RE = /^kube-nftproxy-nft-(\d+)-/;
@@ -125,7 +130,7 @@ export class NftSession {
         : deathSignal({ code: code ?? -1, signal: signal ?? undefined });
       this.#die(
         crash
-          ? crashError('nft -i', crash, this.#stderr)
+          ? crashError('nft -i', crash, withoutCarets(this.#stderr))
           : new ProxyError(ErrorCodes.NFT_REJECTED, `nft -i exited (${signal ?? code})`),
       );
     });
@@ -218,15 +223,13 @@ export class NftSession {
     const above = this.#stderr.lastIndexOf('\n', start - 2) + 1;
     const aboveLine = start > 0 ? this.#stderr.slice(above, start - 1) : '';
     if (aboveLine.includes('Error') && !aboveLine.includes(this.#file)) start = above;
-    const own = this.#stderr.slice(0, start);
+    const own = withoutCarets(this.#stderr.slice(0, start));
     this.#stderr = this.#stderr.slice(end + 1);
     this.#pending = undefined;
     const stderr = own
       .split('\n')
       .filter((l) => !l.startsWith('In file included from'))
-      .join('\n')
-      // The carets under the previous marker, if they arrived after it was settled.
-      .replace(/^(?:[ \t]*\^+[ \t]*\n)+/, '');
+      .join('\n');
     p.resolve({ stdout: '', stderr, code: stderr.trim() === '' ? 0 : 1 });
   }
 
