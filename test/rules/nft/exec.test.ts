@@ -3,6 +3,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, hasCode, type ErrorCode } from '../../../src/errors.js';
+import { silentLogger } from '../../../src/log.js';
+import { buildState } from '../../../src/model/build-state.js';
+import { NftApplier } from '../../../src/rules/apply.js';
+import { compile } from '../../../src/rules/compile.js';
 import {
   classifyStderr,
   createNft,
@@ -14,6 +18,8 @@ import {
   type ExecResult,
 } from '../../../src/rules/nft/exec.js';
 import { Transaction } from '../../../src/rules/nft/transaction.js';
+import { MODEL_CONFIG } from '../../support/arbitraries.js';
+import { service, slice } from '../../support/objects.js';
 
 /** An Exec that records its calls and answers from a script. */
 function scripted(answer: (args: string[], stdin?: string) => ExecResult | Error): {
@@ -291,5 +297,61 @@ describe('nft exec: an nft that crashes or hangs', () => {
     }));
     assert.deepEqual(await createNft({ exec }).tables!(), ['inet host-firewall', 'ip kube-nftproxy']);
     assert.deepEqual(calls[0]?.args, ['list', 'flowtables']);
+  });
+});
+
+describe('nft exec: the applier over an nft that hangs', () => {
+  const dirs: string[] = [];
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  const rules = (endpoint: string) =>
+    compile(
+      buildState(
+        {
+          services: [service('demo', 'web', { clusterIP: '10.96.0.10', ports: [{ port: 80 }] })],
+          slices: [
+            slice(
+              'demo',
+              'web-a',
+              'web',
+              [{ port: 8080 }],
+              [{ ip: endpoint, nodeName: MODEL_CONFIG.nodeName }],
+            ),
+          ],
+        },
+        MODEL_CONFIG,
+      ),
+      {
+        table: 'kube-nftproxy',
+        clusterCIDRs: ['10.244.0.0/16'],
+        masqueradeAll: false,
+        serviceCIDRs: [],
+        nodePortIPs: { ipv4: ['192.168.0.10'], ipv6: [] },
+        maglevSeed: 0,
+      },
+    );
+
+  it('a sync whose nft never answers fails with NFT_TIMEOUT, and the next sync is a full one', async () => {
+    // nft -i reads and never answers; nft -f reads, logs and succeeds.
+    const nftPath = standIn(
+      dirs,
+      'for a in "$@"; do [ "$a" = -i ] && exec cat >/dev/null; done\ncat >/dev/null; echo "$@" >>"$0.log"',
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'knp-applier-hang-'));
+    dirs.push(dir);
+    const nft = createNft({ nftPath, session: { dir }, sessionTimeoutMs: 100 });
+    const applier = new NftApplier({ nft, log: silentLogger() });
+    try {
+      await rejects(applier.sync(rules('10.244.1.11')), ErrorCodes.NFT_TIMEOUT);
+      assert.equal((await applier.sync(rules('10.244.1.11'))).full, true, 'after the hang: a full sync');
+      const partial = await applier.sync(rules('10.244.1.12'));
+      assert.equal(partial.full, false);
+      assert.ok(partial.operations > 0);
+      assert.equal(readFileSync(`${nftPath}.log`, 'utf8'), '-f -\n-f -\n');
+    } finally {
+      nft.close?.();
+    }
   });
 });
