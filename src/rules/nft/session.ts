@@ -103,7 +103,7 @@ export class NftSession {
     this.#dir = mkdtempSync(join(parent, `${DIR_PREFIX}${process.pid}-`));
     live.add(this.#dir);
     this.#file = join(this.#dir, 'transaction.nft');
-    this.#timeoutMs = opts.timeoutMs ?? 60_000;
+    this.#timeoutMs = opts.timeoutMs ?? 30_000;
     const [program, ...args] = opts.command;
     // nft -i keeps every line in its history and loads and writes $HOME/.nft.history: HOME is
     // the private directory, so nothing outside it is read or grows.
@@ -215,7 +215,8 @@ export class NftSession {
   #settle(): void {
     const p = this.#pending;
     if (!p) return;
-    const at = this.#stderr.indexOf(p.marker);
+    // Not a longer serial that starts with this one's digits.
+    const at = this.#stderr.search(new RegExp(`${p.marker}(?![0-9])`));
     if (at < 0) return;
     const end = this.#stderr.indexOf('\n', at + p.marker.length);
     if (end < 0) return;
