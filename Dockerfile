@@ -6,12 +6,15 @@
 # src/ to dist/src; `runtime` has Node, the production dependencies, the compiled code and the
 # two system tools the daemon runs (nft, conntrack), nothing that compiles.
 #
-# Base images are pinned by exact version tag (Node 20.20.2 on Debian bookworm), never by a
-# moving tag such as `20` or `latest`: bookworm is where nft 1.0.6 was measured (DESIGN.md) and
-# @kubernetes/client-node 1.4 is the line that supports Node 20.
+# Base images are pinned by exact version tag (Node 20.20.2 on Debian trixie), never by a
+# moving tag such as `20` or `latest`: @kubernetes/client-node 1.4 is the line that supports
+# Node 20, and trixie ships nft 1.1.3. Not bookworm: its nft 1.0.6 crashes (SIGSEGV) on a node
+# whose firewall a newer nft wrote (interval or dynamic sets), in `nft list ruleset` and in every
+# transaction, so kube-proxy and kube-nftproxy could not start there (docs/nft-facts.md,
+# kubernetes/kubernetes#136786). Both versions pass the kernel tests (.ci/run).
 
 ############################## build ##############################
-FROM node:20.20.2-bookworm AS build
+FROM node:20.20.2-trixie AS build
 WORKDIR /app
 
 # Dependencies first: this layer is reused as long as the lockfile does not change.
@@ -23,16 +26,20 @@ COPY src ./src
 RUN npm run build
 
 ############################## runtime ##############################
-FROM node:20.20.2-bookworm-slim AS runtime
+FROM node:20.20.2-trixie-slim AS runtime
 
-# nftables: the `nft` binary the rules are applied with (the kernel modules come from the host).
+# nftables: the `nft` binary the rules are applied with (the kernel modules come from the host):
+#   trixie's 1.1.3, which reads what older and newer nft write.
 # conntrack: deletes stale UDP conntrack entries when an endpoint goes away.
 # iproute2: `ip` to find this node's addresses (DESIGN.md, Dependencies).
+# iptables: iptables-nft and iptables-legacy, to remove kube-proxy's iptables and IPVS leftovers
+#   when taking a node over (src/kube-proxy-leftovers.ts).
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         nftables \
         conntrack \
         iproute2 \
+        iptables \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
 

@@ -23,7 +23,7 @@ export const EXIT = {
   FAILED: 1,
   /** An invalid flag or config file. */
   USAGE: 2,
-  /** nft is not installed. */
+  /** nft is not installed, too old, or crashes (nft < 1.1 on a table a newer nft wrote). */
   NO_NFT: 3,
   /** Not allowed to change nftables (needs root / CAP_NET_ADMIN). */
   NO_PRIVILEGE: 4,
@@ -33,7 +33,8 @@ export const EXIT = {
 
 function exitCodeFor(err: unknown): number {
   if (hasCode(err, ErrorCodes.CONFIG_INVALID)) return EXIT.USAGE;
-  if (isNftMissing(err) || hasCode(err, ErrorCodes.NFT_VERSION)) return EXIT.NO_NFT;
+  if (isNftMissing(err) || hasCode(err, ErrorCodes.NFT_VERSION) || hasCode(err, ErrorCodes.NFT_CRASHED))
+    return EXIT.NO_NFT;
   if (isPermission(err)) return EXIT.NO_PRIVILEGE;
   if (
     hasCode(err, ErrorCodes.SOURCE_UNREADABLE) ||

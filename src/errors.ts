@@ -35,6 +35,13 @@ export const ErrorCodes = {
   CONNTRACK_NOT_FOUND: 'CONNTRACK_NOT_FOUND',
   /** conntrack ran and failed (no privileges, a kernel without conntrack, a refused command). */
   CONNTRACK_FAILED: 'CONNTRACK_FAILED',
+  /**
+   * nft died by a signal (SIGSEGV: nft before 1.1 crashes on tables a newer nft wrote). Not a
+   * verdict on our transaction: a newer nft is the fix.
+   */
+  NFT_CRASHED: 'NFT_CRASHED',
+  /** nft did not finish in time and was killed (SIGKILL); whether it committed is unknown. */
+  NFT_TIMEOUT: 'NFT_TIMEOUT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -55,3 +62,4 @@ export function hasCode(err: unknown, code: ErrorCode): boolean {
 export const isNotFound = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NOT_EXIST);
 export const isNftMissing = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NOT_FOUND);
 export const isPermission = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_PERMISSION);
+export const isNftCrashed = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_CRASHED);

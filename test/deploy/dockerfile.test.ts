@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { compareVersions } from '../../src/rules/nft/probe.js';
 import { buildOnce, repoRoot } from '../support/build-output.js';
 import {
   execForm,
@@ -27,8 +28,14 @@ const tsconfig = JSON.parse(readFileSync(path.join(repoRoot, 'tsconfig.json'), '
   compilerOptions: { outDir: string; rootDir: string };
 };
 
-/** Exact Node release on Debian bookworm: `node:20.20.2-bookworm`, `node:20.20.2-bookworm-slim`. */
-const PINNED = /^node:(\d+)\.(\d+)\.(\d+)-bookworm(-slim)?$/;
+/** Exact Node release on a named Debian release: `node:20.20.2-trixie`, `node:20.20.2-trixie-slim`. */
+const PINNED = /^node:(\d+)\.(\d+)\.(\d+)-([a-z]+)(-slim)?$/;
+
+/**
+ * The nft each Debian release ships (docs/nft-facts.md). nft before 1.1 crashes on a ruleset a
+ * newer nft wrote (a host firewall with interval or dynamic sets): the image needs >= 1.1.
+ */
+const DEBIAN_NFT: Record<string, string> = { bullseye: '0.9.8', bookworm: '1.0.6', trixie: '1.1.3' };
 
 /** Packages that compile or fetch source; none belongs in the runtime image. */
 const BUILD_TOOLS = [
@@ -104,14 +111,38 @@ describe('Dockerfile (static)', function () {
   it('has two stages: build, then the runtime image', function () {
     assert.equal(stages.length, 2);
     assert.equal(build.name, 'build');
-    assert.match(build.image, /-bookworm$/);
-    assert.match(runtime.image, /-bookworm-slim$/);
+    assert.match(build.image, PINNED);
+    assert.match(runtime.image, /-slim$/);
+  });
+
+  it('runtime: a Debian release whose nft is >= 1.1, the same release in both stages', function () {
+    const release = (image: string): string => PINNED.exec(image)?.[4] ?? '';
+    const nft = DEBIAN_NFT[release(runtime.image)];
+    assert.ok(
+      nft,
+      `${runtime.image}: a Debian release whose nft version is known (${Object.keys(DEBIAN_NFT).join(', ')})`,
+    );
+    assert.ok(
+      compareVersions(nft, '1.1') >= 0,
+      `${runtime.image} ships nft ${nft}, which crashes on tables a newer nft wrote: use trixie or later`,
+    );
+    assert.equal(release(build.image), release(runtime.image));
+    // nftables comes from that release, not pinned to another version.
+    const packages = aptInstalls(runtime).flatMap((i) => i.packages);
+    assert.ok(packages.includes('nftables'), 'nftables without a version or release pin');
+    assert.ok(
+      !/\/etc\/apt\/sources|-t\s+\w+|bookworm/.test(
+        aptInstalls(runtime)
+          .map((i) => i.command)
+          .join('\n'),
+      ),
+    );
   });
 
   it('pins every base image by an exact Node version tag, the same in both stages', function () {
     for (const s of stages) {
       assert.doesNotMatch(s.image, /:latest$|^[^:]+$/, `${s.image} is not pinned`);
-      assert.match(s.image, PINNED, `${s.image}: pin node:X.Y.Z-bookworm[-slim]`);
+      assert.match(s.image, PINNED, `${s.image}: pin node:X.Y.Z-<debian release>[-slim]`);
     }
     const version = (image: string): string => PINNED.exec(image)!.slice(1, 4).join('.');
     assert.equal(version(build.image), version(runtime.image));

@@ -2,9 +2,10 @@
  * The start-up check (STYLE.md, habit 8): nft is installed, new enough, we may use it, and it
  * accepts every construct the compiler emits. `--check` never commits, so it touches nothing.
  */
-import { ErrorCodes, isNftMissing, isPermission, ProxyError } from '../../errors.js';
-import type { Nft } from './exec.js';
+import { ErrorCodes, hasCode, isNftCrashed, isNftMissing, isPermission, ProxyError } from '../../errors.js';
+import { NftCrashError, type Nft } from './exec.js';
 import { Transaction } from './transaction.js';
+import type { NftFamily } from './types.js';
 
 /** The oldest nft whose syntax and concatenated `typeof` maps we rely on. */
 export const MIN_NFT_VERSION = '1.0.0';
@@ -61,8 +62,49 @@ export function probeTransaction(): Transaction {
 }
 
 /**
+ * The tables that crash this nft when listed: found by listing each on its own, as nothing
+ * that reads every set at once survives (docs/nft-facts.md). Empty when nft cannot say.
+ */
+async function crashingTables(nft: Nft): Promise<string[]> {
+  if (!nft.tables) return [];
+  const crashing: string[] = [];
+  try {
+    for (const name of await nft.tables()) {
+      const [family, table] = name.split(' ') as [NftFamily, string];
+      try {
+        await nft.list(family, table);
+      } catch (err) {
+        if (isNftCrashed(err)) crashing.push(name);
+      }
+    }
+  } catch {
+    return [];
+  }
+  return crashing;
+}
+
+/** The probe crashed nft: say so, name the tables that crash it, and say what to do. */
+async function crashDiagnosis(nft: Nft, version: string, err: ProxyError): Promise<ProxyError> {
+  const signal = err instanceof NftCrashError ? ` (${err.signal})` : '';
+  const tables = await crashingTables(nft);
+  const which =
+    tables.length === 0
+      ? 'a table that a newer nft wrote'
+      : `${tables.map((t) => `table ${t}`).join(', ')}, which a newer nft wrote`;
+  return new ProxyError(
+    ErrorCodes.NFT_CRASHED,
+    `nft ${version} crashed${signal} checking a transaction that commits nothing: nft before 1.1 ` +
+      `crashes reading ${which} (interval or dynamic sets; \`nft list ruleset\` crashes the same ` +
+      "way). Run kube-nftproxy with nft >= 1.1 (its image ships 1.1.3, Debian trixie's); " +
+      'kube-nftproxy never touches tables other than its own',
+    { cause: err },
+  );
+}
+
+/**
  * Checks that nft can run our transactions. Rejects with NFT_NOT_FOUND, NFT_VERSION,
- * NFT_PERMISSION or NFT_REJECTED (a feature this nft or kernel lacks), each saying what to do.
+ * NFT_PERMISSION, NFT_CRASHED (nft died: a table a newer nft wrote crashes nft < 1.1) or
+ * NFT_REJECTED (a feature this nft or kernel lacks), each saying what to do.
  */
 export async function probeNft(nft: Nft): Promise<{ version: string }> {
   const version = await nft.version();
@@ -75,6 +117,8 @@ export async function probeNft(nft: Nft): Promise<{ version: string }> {
   try {
     await nft.check(probeTransaction());
   } catch (err) {
+    if (err instanceof ProxyError && isNftCrashed(err)) throw await crashDiagnosis(nft, version, err);
+    if (err instanceof ProxyError && hasCode(err, ErrorCodes.NFT_TIMEOUT)) throw err;
     if (err instanceof ProxyError && !isPermission(err) && !isNftMissing(err)) {
       throw new ProxyError(
         err.code,

@@ -1,14 +1,25 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ErrorCodes, hasCode, type ErrorCode } from '../../../src/errors.js';
+import { silentLogger } from '../../../src/log.js';
+import { buildState } from '../../../src/model/build-state.js';
+import { NftApplier } from '../../../src/rules/apply.js';
+import { compile } from '../../../src/rules/compile.js';
 import {
   classifyStderr,
   createNft,
+  deathSignal,
+  NftCrashError,
   parseVersion,
   spawnExec,
   type Exec,
   type ExecResult,
 } from '../../../src/rules/nft/exec.js';
 import { Transaction } from '../../../src/rules/nft/transaction.js';
+import { MODEL_CONFIG } from '../../support/arbitraries.js';
+import { service, slice } from '../../support/objects.js';
 
 /** An Exec that records its calls and answers from a script. */
 function scripted(answer: (args: string[], stdin?: string) => ExecResult | Error): {
@@ -185,5 +196,162 @@ describe('nft exec: spawnExec', () => {
     const exec = spawnExec({ nftPath: 'sh' });
     const r = await exec(['-c', 'exit 1'], 'x'.repeat(4 << 20));
     assert.equal(r.code, 1);
+  });
+});
+
+/** A stand-in nft: an executable shell script in a fresh directory, removed by `after`. */
+function standIn(dirs: string[], body: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'knp-nft-stand-in-'));
+  dirs.push(dir);
+  const path = join(dir, 'nft');
+  writeFileSync(path, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  return path;
+}
+
+describe('nft exec: an nft that crashes or hangs', () => {
+  const dirs: string[] = [];
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  const crashCases: Array<[string, ExecResult]> = [
+    ['killed by SIGSEGV, as Node reports it', { stdout: '', stderr: '', code: -1, signal: 'SIGSEGV' }],
+    ['exit status 139 through a shell that did not exec', { stdout: '', stderr: '', code: 139 }],
+  ];
+  for (const [why, result] of crashCases) {
+    it(`is NFT_CRASHED, with what to do, when nft is ${why}`, async () => {
+      const { exec } = scripted(() => result);
+      await assert.rejects(createNft({ exec }).run(tx()), (err: unknown) => {
+        assert.ok(hasCode(err, ErrorCodes.NFT_CRASHED), String(err));
+        assert.ok(err instanceof NftCrashError);
+        assert.equal(err.signal, 'SIGSEGV');
+        assert.match(err.message, /crashed \(SIGSEGV\)/);
+        assert.match(err.message, /nft >= 1\.1/);
+        return true;
+      });
+    });
+  }
+
+  it('reads the signal out of an exit status above 128 only', () => {
+    assert.equal(deathSignal({ code: 139 }), 'SIGSEGV');
+    assert.equal(deathSignal({ code: 134 }), 'SIGABRT');
+    assert.equal(deathSignal({ code: 137 }), 'SIGKILL');
+    assert.equal(deathSignal({ code: -1, signal: 'SIGBUS' }), 'SIGBUS');
+    for (const code of [0, 1, 2, 3, 127, 128, 255]) assert.equal(deathSignal({ code }), undefined, `${code}`);
+  });
+
+  it('a crash is not a refusal: listings fail with NFT_CRASHED too, never read as "does not exist"', async () => {
+    const { exec } = scripted(() => ({ stdout: '', stderr: '', code: -1, signal: 'SIGSEGV' }));
+    const nft = createNft({ exec });
+    await rejects(nft.list('ip', 't'), ErrorCodes.NFT_CRASHED);
+    await rejects(nft.listMapJson('ip', 't', 'm'), ErrorCodes.NFT_CRASHED);
+  });
+
+  it('really spawned: an nft killed by SIGSEGV is NFT_CRASHED', async () => {
+    const nftPath = standIn(dirs, 'cat >/dev/null; kill -SEGV $$');
+    await rejects(createNft({ nftPath }).run(tx()), ErrorCodes.NFT_CRASHED, /crashed \(SIGSEGV\)/);
+  });
+
+  it('kills a silent nft, and what it started, with SIGKILL when its time is up', async () => {
+    // The shell's child keeps the pipes open: the result comes only once both are dead.
+    const exec = spawnExec({ nftPath: 'sh', timeoutMs: 100 });
+    const r = await exec(['-c', 'sleep 1000 & wait']);
+    assert.equal(r.timedOut, true);
+    assert.equal(r.signal, 'SIGKILL');
+  });
+
+  it('a silent nft -f is NFT_TIMEOUT, saying the next sync replaces everything', async () => {
+    const nftPath = standIn(dirs, 'exec sleep 1000');
+    await rejects(
+      createNft({ nftPath, timeoutMs: 100 }).run(tx()),
+      ErrorCodes.NFT_TIMEOUT,
+      /killed; whether it committed is unknown, so the next sync replaces the whole ruleset/,
+    );
+  });
+
+  it('after a session that never answered, transactions go to nft -f for good', async () => {
+    // nft -i reads and never answers; nft -f reads and succeeds.
+    const nftPath = standIn(
+      dirs,
+      'for a in "$@"; do [ "$a" = -i ] && exec cat >/dev/null; done\ncat >/dev/null; echo "$@" >>"$0.log"',
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'knp-session-fallback-'));
+    dirs.push(dir);
+    const nft = createNft({ nftPath, session: { dir }, sessionTimeoutMs: 100 });
+    try {
+      await rejects(nft.run(tx()), ErrorCodes.NFT_TIMEOUT, /nft -i did not answer/);
+      await nft.run(tx());
+      await nft.run(tx());
+      assert.equal(readFileSync(`${nftPath}.log`, 'utf8'), '-f -\n-f -\n');
+      assert.deepEqual(readdirSync(dir), [], 'no session left, none opened again');
+    } finally {
+      nft.close?.();
+    }
+  });
+
+  it('tables() reads the table headers `nft list flowtables` prints', async () => {
+    const { exec, calls } = scripted(() => ({
+      stdout: 'table inet host-firewall {\n}\ntable ip kube-nftproxy {\n\tflowtable f {\n\t}\n}\n',
+      stderr: '',
+      code: 0,
+    }));
+    assert.deepEqual(await createNft({ exec }).tables!(), ['inet host-firewall', 'ip kube-nftproxy']);
+    assert.deepEqual(calls[0]?.args, ['list', 'flowtables']);
+  });
+});
+
+describe('nft exec: the applier over an nft that hangs', () => {
+  const dirs: string[] = [];
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  const rules = (endpoint: string) =>
+    compile(
+      buildState(
+        {
+          services: [service('demo', 'web', { clusterIP: '10.96.0.10', ports: [{ port: 80 }] })],
+          slices: [
+            slice(
+              'demo',
+              'web-a',
+              'web',
+              [{ port: 8080 }],
+              [{ ip: endpoint, nodeName: MODEL_CONFIG.nodeName }],
+            ),
+          ],
+        },
+        MODEL_CONFIG,
+      ),
+      {
+        table: 'kube-nftproxy',
+        clusterCIDRs: ['10.244.0.0/16'],
+        masqueradeAll: false,
+        serviceCIDRs: [],
+        nodePortIPs: { ipv4: ['192.168.0.10'], ipv6: [] },
+        maglevSeed: 0,
+      },
+    );
+
+  it('a sync whose nft never answers fails with NFT_TIMEOUT, and the next sync is a full one', async () => {
+    // nft -i reads and never answers; nft -f reads, logs and succeeds.
+    const nftPath = standIn(
+      dirs,
+      'for a in "$@"; do [ "$a" = -i ] && exec cat >/dev/null; done\ncat >/dev/null; echo "$@" >>"$0.log"',
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'knp-applier-hang-'));
+    dirs.push(dir);
+    const nft = createNft({ nftPath, session: { dir }, sessionTimeoutMs: 100 });
+    const applier = new NftApplier({ nft, log: silentLogger() });
+    try {
+      await rejects(applier.sync(rules('10.244.1.11')), ErrorCodes.NFT_TIMEOUT);
+      assert.equal((await applier.sync(rules('10.244.1.11'))).full, true, 'after the hang: a full sync');
+      const partial = await applier.sync(rules('10.244.1.12'));
+      assert.equal(partial.full, false);
+      assert.ok(partial.operations > 0);
+      assert.equal(readFileSync(`${nftPath}.log`, 'utf8'), '-f -\n-f -\n');
+    } finally {
+      nft.close?.();
+    }
   });
 });
