@@ -192,11 +192,13 @@ export function kubeProxyConfigFlags(doc: Doc, fail: (message: string) => Error)
   set('min-sync-period', first(doc.minSyncPeriod, nft.minSyncPeriod, old.minSyncPeriod), 'minSyncPeriod');
   if (nft.masqueradeAll === true || (modeSection === 'iptables' && old.masqueradeAll === true))
     flags.set('masquerade-all', 'true');
-  warnIfSet(
-    nft.masqueradeBit,
-    'nftables.masqueradeBit',
-    'the masquerade mark is bit 14 (0x4000), as kube-proxy defaults',
-  );
+  // 14 is kube-proxy's default, and the bit this proxy uses.
+  if (nft.masqueradeBit !== 14)
+    warnIfSet(
+      nft.masqueradeBit,
+      'nftables.masqueradeBit',
+      'the masquerade mark is bit 14 (0x4000), as kube-proxy defaults',
+    );
 
   const kc = obj(doc.clientConnection, 'clientConnection');
   set('kubeconfig', kc.kubeconfig, 'clientConnection.kubeconfig');
@@ -254,7 +256,7 @@ export function kubeProxyConfigFlags(doc: Doc, fail: (message: string) => Error)
     for (const [k, v] of Object.entries(s)) {
       const honoured =
         section === modeSection && ['syncPeriod', 'minSyncPeriod', 'masqueradeAll'].includes(k);
-      if (!honoured) warnIfSet(v, `${section}.${k}`, OTHER_MODE);
+      if (!honoured && !(k === 'masqueradeBit' && v === 14)) warnIfSet(v, `${section}.${k}`, OTHER_MODE);
     }
   }
   return { flags, warnings };

@@ -3,7 +3,10 @@ import { buildConfig, configFileFlags, parseDuration } from '../src/config.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stringify } from 'yaml';
 import { hasCode } from '../src/errors.js';
+import { effectiveKubeProxyConfig } from '../src/kube-proxy-config.js';
+import { REPO } from './support/proxy.js';
 
 const env = { NODE_NAME: 'node-a' } as NodeJS.ProcessEnv;
 const invalid = (fn: () => unknown, flag: RegExp): void =>
@@ -102,5 +105,101 @@ describe('config', () => {
       () => configFileFlags('x.yaml', () => 'mode: kernelspace'),
       (err: unknown) => hasCode(err, 'CONFIG_INVALID') && /mode "kernelspace"/.test((err as Error).message),
     );
+  });
+});
+
+describe('config: a drop-in for kube-proxy', () => {
+  const KUBEADM = join(REPO, 'test/fixtures/kubeadm-kube-proxy-config.yaml');
+  const env = { NODE_NAME: 'from-env' };
+
+  it("takes kubeadm's generated KubeProxyConfiguration as it is: its nulls and 0s are kube-proxy's defaults", () => {
+    const c = buildConfig([`--config=${KUBEADM}`, '--hostname-override=node-1'], env);
+    assert.equal(c.syncPeriodMs, 30_000);
+    assert.equal(c.minSyncPeriodMs, 1_000);
+    assert.equal(c.proxyMode, 'nftables');
+    assert.deepEqual(c.clusterCIDRs, ['10.244.0.0/16']);
+    assert.equal(c.kubeconfig, '/var/lib/kube-proxy/kubeconfig.conf');
+    assert.equal(c.hostnameOverride, 'node-1');
+    assert.equal(c.healthzBindAddress, '0.0.0.0:10256');
+    assert.equal(c.nodePortAddresses, 'primary');
+    assert.deepEqual(c.nodeIPs, [], 'bindAddress 0.0.0.0 names no node IP');
+    assert.equal(c.conntrack.maxPerCore, 32768, 'maxPerCore null: the default');
+    assert.deepEqual(c.warnings, [], 'defaults are not worth a warning');
+  });
+
+  it("accepts a kube-proxy DaemonSet's arguments: those that apply act, each other one warns once", () => {
+    const c = buildConfig(
+      [
+        `--config=${KUBEADM}`,
+        '--hostname-override=node-1',
+        '--v=4',
+        '--bind-address=192.168.0.10',
+        '--conntrack-max-per-core=0',
+        '--oom-score-adj=-998',
+        '--feature-gates',
+        'NFTablesProxyMode=true',
+        '--profiling',
+        '--iptables-sync-period=10s',
+      ],
+      env,
+    );
+    assert.equal(c.logLevel, 'debug');
+    assert.deepEqual(c.nodeIPs, ['192.168.0.10'], "--bind-address names the node's primary IP");
+    assert.equal(c.conntrack.maxPerCore, 0);
+    assert.equal(c.oomScoreAdj, -998);
+    assert.equal(c.syncPeriodMs, 30_000, '--iptables-sync-period does not apply to nftables mode');
+    assert.deepEqual(
+      c.warnings.map((w) => /^flag --([a-z-]+)/.exec(w)?.[1]),
+      ['feature-gates', 'profiling', 'iptables-sync-period'],
+    );
+  });
+
+  it('names every field that is set and does not apply, and unknown ones; a mode of another proxy runs nftables', () => {
+    const warnings: string[] = [];
+    const flags = configFileFlags(
+      'kpc.yaml',
+      () =>
+        [
+          'kind: KubeProxyConfiguration',
+          'mode: ipvs',
+          'ipvs: { scheduler: rr, syncPeriod: 15s }',
+          'iptables: { syncPeriod: 5s }',
+          'featureGates: { SomeGate: true }',
+          'nftables: { masqueradeBit: 15 }',
+          'detectLocal: { bridgeInterface: cbr0 }',
+          'clusterCIDRs: [10.0.0.0/8]',
+        ].join('\n'),
+      warnings,
+    );
+    assert.equal(flags.get('proxy-mode'), undefined);
+    assert.equal(flags.get('sync-period'), '15s', "the ipvs section's period counts in ipvs mode");
+    assert.deepEqual(warnings.map((w) => /(config field \S+|mode)/.exec(w)![1]).sort(), [
+      'config field clusterCIDRs',
+      'config field featureGates',
+      'config field iptables.syncPeriod',
+      'config field ipvs.scheduler',
+      'config field mode',
+      'config field nftables.masqueradeBit',
+    ]);
+  });
+
+  it('writes the effective configuration as a KubeProxyConfiguration that reads back to the same settings', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'knp-config-'));
+    const out = join(dir, 'effective.yaml');
+    const c = buildConfig(
+      [`--config=${KUBEADM}`, '--hostname-override=node-1', '--masquerade-all', '--sync-period=1m30s'],
+      env,
+    );
+    writeFileSync(out, stringify(effectiveKubeProxyConfig(c)));
+    const again = buildConfig([`--config=${out}`], env);
+    for (const k of [
+      'hostnameOverride',
+      'clusterCIDRs',
+      'masqueradeAll',
+      'syncPeriodMs',
+      'minSyncPeriodMs',
+    ] as const)
+      assert.deepEqual(again[k], c[k], k);
+    assert.deepEqual(again.warnings, []);
   });
 });
