@@ -33,4 +33,6 @@ export interface ProxyConfig {
   cleanup: boolean;
   /** nftables table name (both families). Fixed by contract; tests may not change it. */
   tableName: 'kube-nftproxy';
+  /** --max-service-elements: a Service compiling to more nft elements is skipped; Infinity: no limit. */
+  maxServiceElements: number;
 }

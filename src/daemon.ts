@@ -181,6 +181,7 @@ export class Daemon {
     const node = this.store.nodes.get(this.config.hostnameOverride);
     if (node) this.health.nodeEligible(isNodeEligible(node));
     let full = false;
+    let skipped = state.skipped;
     try {
       if (this.#userspace) {
         // The same NodePort addresses as the rules would use (--nodeport-addresses).
@@ -191,6 +192,9 @@ export class Daemon {
       } else {
         const compiler = this.#compilerFor(state);
         const rules = compiler.compile(state, this.#builder.delta);
+        // Services the compiler left out (too many elements) are listed with the model's.
+        logSkipped(this.#log, rules.skipped, this.#skippedSeen);
+        if (rules.skipped.length > 0) skipped = [...state.skipped, ...rules.skipped];
         const wantFull = start - this.#lastFull >= FULL_SYNC_PERIOD_MS;
         const result = await this.applier.sync(rules, {
           full: wantFull,
@@ -205,7 +209,7 @@ export class Daemon {
       this.#log.error({ err }, 'sync failed; retrying');
       throw err;
     }
-    this.#state = state;
+    this.#state = skipped === state.skipped ? state : { ...state, skipped };
     this.#syncs++;
     const seconds = (this.#clock.now() - start) / 1000;
     this.health.updated();

@@ -45,6 +45,7 @@ export function compileConfig(state: ProxyState, config: ProxyConfig, env: Envir
     serviceCIDRs: config.serviceCIDRs,
     nodePortIPs: nodePortIPs(state.node, config.nodePortAddresses, env.localAddresses),
     maglevSeed: config.maglevSeed,
+    maxServiceElements: config.maxServiceElements,
   };
 }
 

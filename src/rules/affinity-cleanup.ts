@@ -1,7 +1,7 @@
 import { ipFamily } from '../model/ip.js';
 import { compareStrings } from '../sorted-index.js';
 import type { Element, NftFamily } from './nft/types.js';
-import { fragmentOf, keyText, valueText, type Ruleset } from './ruleset.js';
+import { fragmentOf, keyText, type Fragment, type Ruleset, type StickyFrontend } from './ruleset.js';
 
 /**
  * Session affinity lives in maps the kernel fills (affinity-<proto>: frontend . client →
@@ -24,39 +24,9 @@ export interface StaleAffinity {
   gone: Set<string>;
 }
 
-/**
- * The `ip . port` of a backends element (key `ip . proto . port . slot`): its first and third
- * fields, cut out of the key text without splitting it.
- */
-function frontendOf(el: Element): string {
-  const { key } = el;
-  const proto = key.indexOf(' . ');
-  const port = key.indexOf(' . ', proto + 3);
-  return key.slice(0, proto) + key.slice(port, key.indexOf(' . ', port + 3));
-}
-
-/** A port's sticky frontends: `ip . port` → its element of affinity-frontends-<proto>. */
-function stickyOf(elements: readonly Element[]): Map<string, Element> {
-  const sticky = new Map<string, Element>();
-  for (const el of elements) if (el.set.startsWith('affinity-frontends-')) sticky.set(keyText(el), el);
-  return sticky;
-}
-
-/** The endpoints (`ip . port`) each of `sticky`'s frontends picks from, in a port's elements. */
-function endpointsOf(
-  elements: readonly Element[],
-  sticky: ReadonlyMap<string, Element>,
-): Map<string, Set<string>> {
-  const byFrontend = new Map<string, Set<string>>();
-  for (const el of elements) {
-    if (!el.set.startsWith('backends-') && !el.set.startsWith('cluster-backends-')) continue;
-    const fe = frontendOf(el);
-    if (!sticky.has(fe)) continue;
-    const set = byFrontend.get(fe) ?? new Set<string>();
-    set.add(valueText(el));
-    byFrontend.set(fe, set);
-  }
-  return byFrontend;
+/** The endpoints each sticky frontend of a fragment picks from, by frontend `ip . port`. */
+function stickyOf(f: Fragment | undefined): Map<string, StickyFrontend> {
+  return new Map((f?.sticky ?? []).map((s) => [s.frontend, s]));
 }
 
 /**
@@ -71,16 +41,12 @@ export function staleAffinity(prev: Ruleset, next: Ruleset, only?: ReadonlySet<s
     const before = fragmentOf(prev, key);
     const after = fragmentOf(next, key);
     if (!before || after === before) continue;
-    const sticky = stickyOf(before.elements);
-    if (sticky.size === 0) continue;
-    const had = endpointsOf(before.elements, sticky);
-    const has = endpointsOf(after?.elements ?? [], sticky);
-    for (const [frontend, eps] of had) {
-      const now = has.get(frontend) ?? new Set<string>();
-      const gone = new Set([...eps].filter((ep) => !now.has(ep)));
-      const el = sticky.get(frontend)!;
-      const proto = el.set.slice('affinity-frontends-'.length) as StaleAffinity['proto'];
-      if (gone.size > 0) out.push({ family: el.family, table: el.table, proto, frontend, gone });
+    const had = stickyOf(before);
+    const has = stickyOf(after);
+    for (const [frontend, s] of had) {
+      const now = new Set(has.get(frontend)?.endpoints ?? []);
+      const gone = new Set(s.endpoints.filter((ep) => !now.has(ep)));
+      if (gone.size > 0) out.push({ family: s.family, table: s.table, proto: s.proto, frontend, gone });
     }
   }
   return out;
@@ -164,16 +130,12 @@ export interface StickyFrontends {
 export function stickyFrontends(rs: Ruleset): StickyFrontends[] {
   const groups = new Map<string, StickyFrontends>();
   for (const f of rs.fragments) {
-    const sticky = stickyOf(f.elements);
-    if (sticky.size === 0) continue;
-    for (const [frontend, eps] of endpointsOf(f.elements, sticky)) {
-      const el = sticky.get(frontend)!;
-      const proto = el.set.slice('affinity-frontends-'.length) as Protocol;
-      const id = `${el.family} ${el.table} ${proto}`;
+    for (const s of f.sticky ?? []) {
+      const id = `${s.family} ${s.table} ${s.proto}`;
       let group = groups.get(id);
       if (!group)
-        groups.set(id, (group = { family: el.family, table: el.table, proto, endpoints: new Map() }));
-      group.endpoints.set(frontend, eps);
+        groups.set(id, (group = { family: s.family, table: s.table, proto: s.proto, endpoints: new Map() }));
+      group.endpoints.set(s.frontend, new Set(s.endpoints));
     }
   }
   return [...groups.keys()].sort(compareStrings).map((id) => groups.get(id)!);

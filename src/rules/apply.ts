@@ -89,7 +89,7 @@ export function partialTransaction(prev: Ruleset, next: Ruleset, delta?: Ruleset
     if (next.elements.has(id) || statics?.gone(id)) continue;
     for (const el of prevEls) tx.delete(el);
   }
-  diffFragments(prev, next, recreated, tx, shortcut?.fragments);
+  diffFragments(prev, next, recreated, tx, shortcut?.fragments, statics?.gone);
   statics?.finish();
   return tx;
 }
@@ -213,7 +213,8 @@ function pairs(
  * Element operations between the service ports' fragments: a fragment that is the same object
  * in both is skipped unread, so one changed Service costs its own elements only. With a delta
  * (`only`), only its keys are looked at. All deletes come before all adds, so an element that
- * moves between two ports is never in the way.
+ * moves between two ports is never in the way. Elements of a set that is deleted (`deleted`:
+ * a service port's own Maglev map) go with it, unnamed.
  */
 function diffFragments(
   prev: Ruleset,
@@ -221,6 +222,7 @@ function diffFragments(
   recreated: Set<string>,
   tx: Transaction,
   only?: ReadonlySet<string>,
+  deleted?: (setId: string) => boolean,
 ): void {
   const deletes: Element[] = [];
   const adds: Element[] = [];
@@ -235,7 +237,7 @@ function diffFragments(
     if (!before || after === before) continue;
     const now = index(after);
     for (const el of before.elements) {
-      if (gone(el)) continue;
+      if (gone(el) || deleted?.(setId(el.family, el.table, el.set))) continue;
       const same = now.get(elementId(el));
       if (!same || valueText(same) !== valueText(el)) deletes.push(el);
     }

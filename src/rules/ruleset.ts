@@ -1,4 +1,5 @@
-import { sortedFind, sortedIndex } from '../sorted-index.js';
+import type { Skipped } from '../model/types.js';
+import { sortedFind } from '../sorted-index.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Rule, Table } from './nft/types.js';
 
 /**
@@ -23,6 +24,11 @@ export interface Ruleset {
    * 10,000 ports costs microseconds where copying a Map costs milliseconds.
    */
   fragments: readonly Fragment[];
+  /**
+   * Services the compiler left out, with the reason (over --max-service-elements), sorted by
+   * name: the caller lists them with the model's skipped objects.
+   */
+  skipped: Skipped[];
 }
 
 /** The elements one service port contributes. */
@@ -30,13 +36,22 @@ export interface Fragment {
   /** The service port's key. */
   readonly key: string;
   readonly elements: readonly Element[];
+  /** Its frontends with session affinity, and what they pick from (affinity-cleanup.ts). */
+  readonly sticky?: readonly StickyFrontend[];
+}
+
+/** A frontend with sessionAffinity ClientIP: its clients' entries live in affinity-<proto>. */
+export interface StickyFrontend {
+  readonly family: NftFamily;
+  readonly table: string;
+  readonly proto: 'tcp' | 'udp' | 'sctp';
+  /** `ip . port`, as the affinity map's key starts. */
+  readonly frontend: string;
+  /** `ip . port` of every endpoint it picks from (both lists of an eTP Local frontend), sorted. */
+  readonly endpoints: readonly string[];
 }
 
 const fragmentKey = (f: Fragment): string => f.key;
-
-/** Where the fragment of `key` is, or would go, in a ruleset's fragments. */
-export const fragmentIndex = (fragments: readonly Fragment[], key: string): number =>
-  sortedIndex(fragments, key, fragmentKey);
 
 /** The fragment of port `key`, if the ruleset has one. */
 export const fragmentOf = (rs: Ruleset, key: string): Fragment | undefined =>
