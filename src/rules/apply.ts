@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
 import {
+  mapsOf,
   restoredEntries,
   staleAffinity,
   staleEntries,
@@ -18,6 +19,7 @@ import {
   keyText,
   setId,
   valueText,
+  type AffinityStore,
   type Fragment,
   type Ruleset,
 } from './ruleset.js';
@@ -324,6 +326,13 @@ export class NftApplier {
     return { full, operations: tx.size };
   }
 
+  /** The listings (`nft -j list map`) of a store's maps, by map name. */
+  async #listings(family: NftFamily, table: string, store: AffinityStore): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const map of mapsOf(store)) out.set(map, await this.#nft.listMapJson(family, table, map));
+    return out;
+  }
+
   /** Clients stuck to endpoints that are gone lose their affinity entry, in the same transaction. */
   async #forgetStaleAffinity(
     prev: Ruleset,
@@ -334,17 +343,20 @@ export class NftApplier {
     const stale = staleAffinity(prev, next, delta?.fragments);
     const groups = new Map<string, StaleAffinity[]>();
     for (const s of stale) {
-      const id = `${s.family} ${s.table} ${s.proto}`;
+      const id = `${s.family} ${s.table} ${s.store.map}`;
       const group = groups.get(id);
       if (group) group.push(s);
       else groups.set(id, [s]);
     }
     for (const group of groups.values()) {
-      const { family, table, proto } = group[0]!;
-      const entries = staleEntries(group, await this.#nft.listMapJson(family, table, `affinity-${proto}`));
+      const { family, table, proto, store } = group[0]!;
+      const entries = staleEntries(group, await this.#listings(family, table, store));
       for (const el of entries) tx.add(el).delete(el);
       if (entries.length)
-        this.#log.info({ family, proto, entries: entries.length }, 'forgot affinity to removed endpoints');
+        this.#log.info(
+          { family, proto, map: store.map, entries: entries.length },
+          'forgot affinity to removed endpoints',
+        );
     }
   }
 
@@ -355,16 +367,20 @@ export class NftApplier {
    */
   async #keepAffinity(desired: Ruleset, tx: Transaction): Promise<void> {
     for (const group of stickyFrontends(desired)) {
-      const { family, table, proto } = group;
+      const { family, table, proto, store } = group;
       let entries: Element[];
       try {
-        entries = restoredEntries(group, await this.#nft.listMapJson(family, table, `affinity-${proto}`));
+        entries = restoredEntries(group, await this.#listings(family, table, store));
       } catch (err) {
-        this.#log.warn({ err, family, proto }, 'cannot read affinity map: its clients start afresh');
+        this.#log.warn(
+          { err, family, proto, map: store.map },
+          'cannot read affinity map: its clients start afresh',
+        );
         continue;
       }
       for (const el of entries) tx.add(el);
-      if (entries.length) this.#log.info({ family, proto, entries: entries.length }, 'kept session affinity');
+      if (entries.length)
+        this.#log.info({ family, proto, map: store.map, entries: entries.length }, 'kept session affinity');
     }
   }
 

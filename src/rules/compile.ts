@@ -377,7 +377,8 @@ function staticOf(needs: Needs, what: StaticKind, name: string): string | undefi
     const table = needs.maglev.get(name)?.table;
     return table && `${table.proto} ${table.m}`;
   }
-  return needs.recorders.get(name)?.rules.join('\n');
+  const recorder = needs.recorders.get(name)?.rules;
+  return recorder && JSON.stringify(recorder);
 }
 
 const hairpinId = (ctx: FamilyContext): string => setId(ctx.nft, ctx.table, 'hairpin');
@@ -385,8 +386,17 @@ const hairpinId = (ctx: FamilyContext): string => setId(ctx.nft, ctx.table, 'hai
 /** Shared by every port without recorders or Maglev tables (most of them). */
 const NONE: ReadonlyArray<readonly [string, never]> = Object.freeze([]);
 
-/** A recorder chain's rules: the updates of the affinity map after a DNAT. */
-type Recorder = string[];
+/**
+ * A sticky frontend group's recorder: its chain's rules (the updates after a DNAT) and, for
+ * IPv6, the group's own maps and lookup chain (`lookup`, the name of all three). nft 1.0.6
+ * aborts on any IPv6 map update with a concatenated key or value (`netlink_gen_expr:
+ * Assertion dreg < ctx->reg_low`), so IPv6 cannot share IPv4's frontend . client maps: each
+ * group records client → endpoint address and client → endpoint port, one field each.
+ */
+interface Recorder {
+  rules: string[];
+  lookup?: { name: string; proto: Protocol };
+}
 
 /** A port's elements and what they need of the static part. */
 interface PortFragment extends Fragment {
@@ -475,6 +485,8 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, budget: number): PortF
     { frontends: new Map<string, Frontend>() },
     { frontends: new Map<string, Frontend>() },
   ];
+  const groupName = (group: number): string =>
+    `affinity-${portHash(sp.key)}-${group === 0 ? 'cluster' : 'local'}`;
   /** Frontend `ip . port` → the endpoints (`ip . port`) it picks from, for the sticky ones. */
   const picksFrom = new Map<string, Set<string>>();
   const noEndpoints = (fe: Frontend): void =>
@@ -500,7 +512,7 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, budget: number): PortF
     const algo: LbAlgorithm = sp.lbAlgorithm === 'maglev' && eps.length > 0 ? 'maglev' : 'random';
     // nft 1.0.6 aborts on any IPv6 map update with data (`netlink_gen_expr: Assertion dreg <
     // ctx->reg_low`), so IPv6 ports cannot record affinity: the model warns about them.
-    const sticky = sp.affinitySeconds > 0 && eps.length > 0 && ctx.family === 'ipv4';
+    const sticky = sp.affinitySeconds > 0 && eps.length > 0;
     const spec: PickSpec = { role, algo, size: algo === 'maglev' ? 0 : eps.length, sticky };
     const name = pickChainName(spec);
     picks.set(name, spec);
@@ -529,6 +541,8 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, budget: number): PortF
     if (!stickyGroups.some((g) => g.frontends.has(id))) {
       const group = role === 'external-local' || (role === 'clusterip' && sp.internalPolicyLocal) ? 1 : 0;
       stickyGroups[group]!.frontends.set(id, fe);
+      // IPv6: the sticky pick chains jump to the group's own lookup (see Recorder).
+      if (ctx.family === 'ipv6') element('affinity-ports', frontendKey(fe), `jump ${groupName(group)}`);
     }
   };
   for (const fe of frontendsOf(sp, ctx.nodePortIPs)) {
@@ -567,19 +581,35 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, budget: number): PortF
         for (const src of sp.loadBalancerIPs) element('firewall-allow', fields(lb, p, sp.port, src));
   }
   const sticky: StickyFrontend[] = [];
+  const { x } = ctx;
   stickyGroups.forEach(({ frontends }, group) => {
     if (frontends.size === 0) return;
     const name = `affinity-record-${portHash(sp.key)}-${group === 0 ? 'cluster' : 'local'}`;
     const rules: string[] = [];
+    const timeout = `timeout ${sp.affinitySeconds}s`;
+    const lookup = groupName(group);
+    const groupEndpoints = new Set<string>();
     for (const [id, fe] of frontends) {
-      rules.push(
-        `meta l4proto ${p} update @affinity-${p} { ${fe.ip} . ${fe.port} . ${ctx.x} saddr timeout ${sp.affinitySeconds}s : ${ctx.x} daddr . th dport }`,
-      );
+      if (ctx.family === 'ipv4') {
+        rules.push(
+          `meta l4proto ${p} update @affinity-${p} { ${fe.ip} . ${fe.port} . ${x} saddr ${timeout} : ${x} daddr . th dport }`,
+        );
+        const endpoints = [...picksFrom.get(id)!].sort(compareStrings);
+        sticky.push({ family, table, proto: p, store: { map: `affinity-${p}`, frontend: id }, endpoints });
+      } else {
+        for (const ep of picksFrom.get(id)!) groupEndpoints.add(ep);
+      }
       element(`affinity-frontends-${p}`, id, `goto ${name}`);
-      const endpoints = [...picksFrom.get(id)!].sort(compareStrings);
-      sticky.push({ family, table, proto: p, frontend: id, endpoints });
     }
-    recorders.set(name, rules);
+    if (ctx.family === 'ipv6') {
+      const portMap = `${lookup}-port`;
+      rules.push(
+        `meta l4proto ${p} update @${lookup} { ${x} saddr ${timeout} : ${x} daddr } update @${portMap} { ${x} saddr ${timeout} : th dport }`,
+      );
+      const endpoints = [...groupEndpoints].sort(compareStrings);
+      sticky.push({ family, table, proto: p, store: { map: lookup, portMap }, endpoints });
+    }
+    recorders.set(name, ctx.family === 'ipv6' ? { rules, lookup: { name: lookup, proto: p } } : { rules });
   });
   const hairpin: string[] = [];
   for (const ep of sp.clusterEndpoints) if (ep.local) hairpin.push(ep.ip);
@@ -733,19 +763,26 @@ function staticPart(
   // Typed per protocol for the same nft 1.0.6 reasons as the backends maps; `ct original
   // proto-dst` is typed only after a `meta l4proto` match in the same rule.
   for (const p of PROTOCOLS) {
-    map(`affinity-${p}`, {
-      typeof: `${x} daddr . th dport . ${x} saddr`,
-      valueTypeof: `${x} daddr . ${p} dport`,
-      flags: ['dynamic', 'timeout'],
-      timeout: '3h',
-      comment: `frontend . client: the ${p} endpoint it had (sessionAffinity ClientIP)`,
-    });
+    if (ctx.family === 'ipv4')
+      map(`affinity-${p}`, {
+        typeof: `${x} daddr . th dport . ${x} saddr`,
+        valueTypeof: `${x} daddr . ${p} dport`,
+        flags: ['dynamic', 'timeout'],
+        timeout: '3h',
+        comment: `frontend . client: the ${p} endpoint it had (sessionAffinity ClientIP)`,
+      });
     map(`affinity-frontends-${p}`, {
       type: [addr, 'inet_service'],
       valueType: ['verdict'],
       comment: `${p} frontends with sessionAffinity: goto the recorder of their service port`,
     });
   }
+  // IPv6 groups record in maps of their own (see Recorder), looked up through this one.
+  if (ctx.family === 'ipv6')
+    map('affinity-ports', {
+      ...verdictMap,
+      comment: 'sticky frontends: jump to the lookup of their service port (sessionAffinity ClientIP)',
+    });
   chain(
     'affinity-record',
     PROTOCOLS.map(
@@ -778,15 +815,36 @@ function staticPart(
     chain(name, [
       ...prefix[spec.role],
       // A client seen within its affinity timeout goes back to the endpoint it had.
-      ...(spec.sticky
-        ? PROTOCOLS.map(
-            (p) => `meta l4proto ${p} dnat ${x} to ${x} daddr . th dport . ${x} saddr map @affinity-${p}`,
-          )
-        : []),
+      ...(!spec.sticky
+        ? []
+        : ctx.family === 'ipv6'
+          ? [`${frontendKey} vmap @affinity-ports`]
+          : PROTOCOLS.map(
+              (p) => `meta l4proto ${p} dnat ${x} to ${x} daddr . th dport . ${x} saddr map @affinity-${p}`,
+            )),
       ...pick,
     ]);
   }
-  for (const [name, rules] of byName(used.recorders)) chain(name, rules);
+  for (const [name, { rules, lookup }] of byName(used.recorders)) {
+    chain(name, rules);
+    if (!lookup) continue;
+    const { name: own, proto: p } = lookup;
+    const dynamic = { flags: ['dynamic', 'timeout'] as Array<'dynamic' | 'timeout'>, timeout: '3h' };
+    map(own, {
+      typeof: `${x} saddr`,
+      valueTypeof: `${x} daddr`,
+      ...dynamic,
+      comment: `client: the address of the ${p} endpoint it had (sessionAffinity ClientIP)`,
+    });
+    map(`${own}-port`, {
+      typeof: `${x} saddr`,
+      valueTypeof: `${p} dport`,
+      ...dynamic,
+      comment: `client: the port of the ${p} endpoint it had (sessionAffinity ClientIP)`,
+    });
+    // Returns (no match) when the client is in neither map: the pick goes on.
+    chain(own, [`meta l4proto ${p} dnat ${x} to ${x} saddr map @${own} : ${x} saddr map @${own}-port`]);
+  }
   // One chain and one map per Maglev table, of the same name. The map's key is typed by
   // `numgen`, an integer as wide as `jhash`: `typeof jhash` as a key crashes `nft list` in 1.0.6,
   // and `type mark` does not match jhash's integer.

@@ -40,16 +40,25 @@ export interface Fragment {
   readonly sticky?: readonly StickyFrontend[];
 }
 
-/** A frontend with sessionAffinity ClientIP: its clients' entries live in affinity-<proto>. */
+/** A frontend with sessionAffinity ClientIP, where its clients are recorded, and what it picks from. */
 export interface StickyFrontend {
   readonly family: NftFamily;
   readonly table: string;
   readonly proto: 'tcp' | 'udp' | 'sctp';
-  /** `ip . port`, as the affinity map's key starts. */
-  readonly frontend: string;
+  readonly store: AffinityStore;
   /** `ip . port` of every endpoint it picks from (both lists of an eTP Local frontend), sorted. */
   readonly endpoints: readonly string[];
 }
+
+/** The maps the kernel fills with a sticky frontend's clients. */
+export type AffinityStore =
+  /** IPv4: affinity-<proto>, shared by all: frontend `ip . port` . client → endpoint `ip . port`. */
+  | { readonly map: string; readonly frontend: string }
+  /**
+   * IPv6: the frontend group's own maps, client → endpoint address (`map`) and client →
+   * endpoint port (`portMap`): nft 1.0.6 cannot update an IPv6 map with concatenations.
+   */
+  | { readonly map: string; readonly portMap: string };
 
 const fragmentKey = (f: Fragment): string => f.key;
 

@@ -203,6 +203,42 @@ describe('compile: Maglev', () => {
   });
 });
 
+describe('compile: IPv6 session affinity', () => {
+  it('records each sticky group in maps of its own, looked up through @affinity-ports (Fake dump)', async () => {
+    const state = buildState(
+      {
+        services: [
+          service('ns', 's6', {
+            type: 'NodePort',
+            ipFamilies: ['IPv6'],
+            clusterIP: 'fd00:96::1',
+            clusterIPs: ['fd00:96::1'],
+            sessionAffinity: 'ClientIP',
+            ports: [{ port: 80, nodePort: 30080 }],
+          }),
+        ],
+        slices: [
+          slice('ns', 's6-1', 's6', [{ port: 8080 }], [{ ip: 'fd00:244::1' }, { ip: 'fd00:244::2' }], 'IPv6'),
+        ],
+      },
+      { nodeName: 'n1', nodeIPs: ['192.168.0.10', 'fd00:1::10'], lbAlgorithm: 'random' },
+    );
+    const fake = new FakeNft();
+    await fake.run(
+      fullTransaction(compile(state, { ...CONFIG, nodePortIPs: { ipv4: [], ipv6: ['fd00:1::10'] } })),
+    );
+    const dump = fake.dump();
+    const hash = /affinity-([0-9a-f]{12})-cluster/.exec(dump)![1]!;
+    const shown = dump
+      .split('\n')
+      .filter((l) => l.includes(' ip6 ') && /affinity|sticky/.test(l))
+      .map((l) => l.replaceAll(hash, 'H'))
+      .join('\n');
+    assert.equal(`${shown}\n`, EXPECTED_IPV6_AFFINITY);
+    assert.doesNotMatch(dump, /map ip6 kube-nftproxy affinity-tcp/, 'no frontend . client map in ip6');
+  });
+});
+
 describe('compile: --max-service-elements', () => {
   const sized = (budget: number) => ({ ...CONFIG, maxServiceElements: budget });
 
@@ -496,4 +532,39 @@ add element ip kube-nftproxy service-ips { 198.51.100.9 . tcp . 80 : goto extern
 add element ip kube-nftproxy shortcircuit-ips { 192.0.2.1 . tcp . 80 : goto shortcircuit-maglev-sticky }
 add element ip kube-nftproxy shortcircuit-ips { 192.168.0.10 . tcp . 30080 : goto shortcircuit-maglev-sticky }
 add element ip kube-nftproxy shortcircuit-ips { 198.51.100.9 . tcp . 80 : goto shortcircuit-maglev-sticky }
+`;
+
+const EXPECTED_IPV6_AFFINITY = `add chain ip6 kube-nftproxy affinity-H-cluster
+add chain ip6 kube-nftproxy affinity-record
+add chain ip6 kube-nftproxy affinity-record-H-cluster
+add chain ip6 kube-nftproxy clusterip-2-sticky
+add chain ip6 kube-nftproxy external-2-sticky
+add map ip6 kube-nftproxy affinity-H-cluster { typeof ip6 saddr : ip6 daddr ; flags dynamic,timeout ; timeout 3h ; comment "client: the address of the tcp endpoint it had (sessionAffinity ClientIP)" ; }
+add map ip6 kube-nftproxy affinity-H-cluster-port { typeof ip6 saddr : tcp dport ; flags dynamic,timeout ; timeout 3h ; comment "client: the port of the tcp endpoint it had (sessionAffinity ClientIP)" ; }
+add map ip6 kube-nftproxy affinity-frontends-sctp { type ipv6_addr . inet_service : verdict ; comment "sctp frontends with sessionAffinity: goto the recorder of their service port" ; }
+add map ip6 kube-nftproxy affinity-frontends-tcp { type ipv6_addr . inet_service : verdict ; comment "tcp frontends with sessionAffinity: goto the recorder of their service port" ; }
+add map ip6 kube-nftproxy affinity-frontends-udp { type ipv6_addr . inet_service : verdict ; comment "udp frontends with sessionAffinity: goto the recorder of their service port" ; }
+add map ip6 kube-nftproxy affinity-ports { type ipv6_addr . inet_proto . inet_service : verdict ; comment "sticky frontends: jump to the lookup of their service port (sessionAffinity ClientIP)" ; }
+add rule ip6 kube-nftproxy affinity-H-cluster meta l4proto tcp dnat ip6 to ip6 saddr map @affinity-H-cluster : ip6 saddr map @affinity-H-cluster-port
+add rule ip6 kube-nftproxy affinity-record meta l4proto tcp ct original ip6 daddr . ct original proto-dst vmap @affinity-frontends-tcp
+add rule ip6 kube-nftproxy affinity-record meta l4proto udp ct original ip6 daddr . ct original proto-dst vmap @affinity-frontends-udp
+add rule ip6 kube-nftproxy affinity-record meta l4proto sctp ct original ip6 daddr . ct original proto-dst vmap @affinity-frontends-sctp
+add rule ip6 kube-nftproxy affinity-record-H-cluster meta l4proto tcp update @affinity-H-cluster { ip6 saddr timeout 10800s : ip6 daddr } update @affinity-H-cluster-port { ip6 saddr timeout 10800s : th dport }
+add rule ip6 kube-nftproxy clusterip-2-sticky ip6 daddr . meta l4proto . th dport vmap @affinity-ports
+add rule ip6 kube-nftproxy clusterip-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-tcp
+add rule ip6 kube-nftproxy clusterip-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-udp
+add rule ip6 kube-nftproxy clusterip-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-sctp
+add rule ip6 kube-nftproxy external-2-sticky jump mark-for-masquerade
+add rule ip6 kube-nftproxy external-2-sticky ip6 daddr . meta l4proto . th dport vmap @affinity-ports
+add rule ip6 kube-nftproxy external-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-tcp
+add rule ip6 kube-nftproxy external-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-udp
+add rule ip6 kube-nftproxy external-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-sctp
+add rule ip6 kube-nftproxy filter-output-post-dnat ct state new ct status dnat jump affinity-record
+add rule ip6 kube-nftproxy filter-prerouting-post-dnat ct state new ct status dnat jump affinity-record
+add element ip6 kube-nftproxy affinity-frontends-tcp { fd00:1::10 . 30080 : goto affinity-record-H-cluster }
+add element ip6 kube-nftproxy affinity-frontends-tcp { fd00:96::1 . 80 : goto affinity-record-H-cluster }
+add element ip6 kube-nftproxy affinity-ports { fd00:1::10 . tcp . 30080 : jump affinity-H-cluster }
+add element ip6 kube-nftproxy affinity-ports { fd00:96::1 . tcp . 80 : jump affinity-H-cluster }
+add element ip6 kube-nftproxy service-ips { fd00:1::10 . tcp . 30080 : goto external-2-sticky }
+add element ip6 kube-nftproxy service-ips { fd00:96::1 . tcp . 80 : goto clusterip-2-sticky }
 `;
