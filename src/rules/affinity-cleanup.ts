@@ -36,10 +36,16 @@ const stickyId = (s: StickyFrontend): string =>
 /**
  * Sticky frontends of `prev` whose endpoints in `next` lack some endpoint they had. Only the
  * fragments that were replaced are read: an unchanged port cannot have lost an endpoint.
- * `only`: the port keys that can differ (the compiler's delta), when known.
+ * `only`: the port keys that can differ (the compiler's delta), when known. A store whose map
+ * `next` does not have (an IPv6 group's, gone with its port) goes with its entries.
  */
 export function staleAffinity(prev: Ruleset, next: Ruleset, only?: ReadonlySet<string>): StaleAffinity[] {
   const out: StaleAffinity[] = [];
+  let maps: Set<string> | undefined;
+  const kept = (s: StickyFrontend): boolean =>
+    (maps ??= new Set(next.sets.map((set) => `${set.family} ${set.table} ${set.name}`))).has(
+      `${s.family} ${s.table} ${s.store.map}`,
+    );
   const keys = only ? [...only].sort() : prev.fragments.map((f) => f.key);
   for (const key of keys) {
     const before = fragmentOf(prev, key);
@@ -47,6 +53,7 @@ export function staleAffinity(prev: Ruleset, next: Ruleset, only?: ReadonlySet<s
     if (!before || after === before) continue;
     const has = new Map((after?.sticky ?? []).map((s) => [stickyId(s), s]));
     for (const s of before.sticky ?? []) {
+      if (!kept(s)) continue;
       const now = new Set(has.get(stickyId(s))?.endpoints ?? []);
       const gone = new Set(s.endpoints.filter((ep) => !now.has(ep)));
       if (gone.size > 0) out.push({ family: s.family, table: s.table, proto: s.proto, store: s.store, gone });

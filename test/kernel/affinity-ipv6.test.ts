@@ -165,4 +165,13 @@ describe('kernel: session affinity over IPv6', function () {
     assert.equal((await restarted.sync(rules(['p1', 'p2', 'p3']))).full, true);
     assert.deepEqual(await everyone(), before, 'after a restart');
   });
+
+  it('takes the group’s maps away, entries and all, when its last endpoint goes', async () => {
+    const applier = new NftApplier({ nft, log: silentLogger() });
+    await applier.sync(rules(['p1', 'p2', 'p3']));
+    await everyone();
+    assert.ok(Object.keys(await recorded()).length > 0);
+    assert.equal((await applier.sync(rules([]))).full, false);
+    assert.doesNotMatch(await nft.list('ip6', TABLE), /map affinity-[0-9a-f]{12}-cluster/);
+  });
 });

@@ -445,5 +445,9 @@ describe('apply: IPv6 session affinity (a group’s own maps)', () => {
       { 'fd00:1::11': 'fd00:244::2 8080' },
       'the gone endpoint’s client',
     );
+    // The last endpoint goes: the group's maps go with the recorder, entries and all.
+    const gone = await applier.sync(sticky6([]));
+    assert.equal(gone.full, false);
+    assert.equal(await fake.listMapJson('ip6', CONFIG.table, map), '');
   });
 });
