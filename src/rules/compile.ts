@@ -273,16 +273,17 @@ export class Compiler {
       const at = serviceStart(fragments, service, (f) => f.key);
       let until = at;
       while (until < fragments.length && fragments[until]!.service === service) until++;
-      const old = new Map(fragments.slice(at, until).map((f) => [f.key, f]));
-      const now = new Map(group.fragments.map((f) => [f.key, f]));
-      for (const [key, f] of old) if (now.get(key) !== f) changed.add(key);
-      for (const [key, f] of now) if (old.get(key) !== f) changed.add(key);
-      if (until - at === group.fragments.length && group.fragments.every((f, i) => f === fragments[at + i]))
-        continue;
-      for (const [key, f] of old) if (now.get(key) !== f) note(f);
-      for (const [key, f] of now) if (old.get(key) !== f) note(f);
-      for (const [key, f] of old) if (now.get(key) !== f) count(needs[f.family], f, -1, onHairpin);
-      for (const [key, f] of now) if (old.get(key) !== f) count(needs[f.family], f, 1, onHairpin);
+      // The fragments that went and came: a port of the Service may be the same object still.
+      const was = fragments.slice(at, until);
+      const went = was.filter((f) => !group.fragments.includes(f));
+      const came = group.fragments.filter((f) => !was.includes(f));
+      if (went.length === 0 && came.length === 0) continue;
+      for (const f of [...went, ...came]) {
+        changed.add(f.key);
+        note(f);
+      }
+      for (const f of went) count(needs[f.family], f, -1, onHairpin);
+      for (const f of came) count(needs[f.family], f, 1, onHairpin);
       fragments.splice(at, until - at, ...group.fragments);
     }
     // A pick chain's name says all of it; a recorder's rules can change under the same name
@@ -510,8 +511,6 @@ function compilePort(sp: ServicePort, ctx: FamilyContext, budget: number): PortF
     eps: Endpoint[],
   ): void => {
     const algo: LbAlgorithm = sp.lbAlgorithm === 'maglev' && eps.length > 0 ? 'maglev' : 'random';
-    // nft 1.0.6 aborts on any IPv6 map update with data (`netlink_gen_expr: Assertion dreg <
-    // ctx->reg_low`), so IPv6 ports cannot record affinity: the model warns about them.
     const sticky = sp.affinitySeconds > 0 && eps.length > 0;
     const spec: PickSpec = { role, algo, size: algo === 'maglev' ? 0 : eps.length, sticky };
     const name = pickChainName(spec);
