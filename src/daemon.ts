@@ -9,7 +9,7 @@ import type { ProxyState } from './model/types.js';
 import { StateBuilder } from './model/state-builder.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
-import { Compiler } from './rules/compile.js';
+import { Compiler, programmedState } from './rules/compile.js';
 import { NftApplier, renderRuleset } from './rules/apply.js';
 import type { Nft } from './rules/nft/exec.js';
 import { probeNft } from './rules/nft/probe.js';
@@ -181,7 +181,7 @@ export class Daemon {
     const node = this.store.nodes.get(this.config.hostnameOverride);
     if (node) this.health.nodeEligible(isNodeEligible(node));
     let full = false;
-    let skipped = state.skipped;
+    let programmed = state;
     try {
       if (this.#userspace) {
         // The same NodePort addresses as the rules would use (--nodeport-addresses).
@@ -194,7 +194,7 @@ export class Daemon {
         const rules = compiler.compile(state, this.#builder.delta);
         // Services the compiler left out (too many elements) are listed with the model's.
         logSkipped(this.#log, rules.skipped, this.#skippedSeen);
-        if (rules.skipped.length > 0) skipped = [...state.skipped, ...rules.skipped];
+        programmed = programmedState(state, rules);
         const wantFull = start - this.#lastFull >= FULL_SYNC_PERIOD_MS;
         const result = await this.applier.sync(rules, {
           full: wantFull,
@@ -209,7 +209,7 @@ export class Daemon {
       this.#log.error({ err }, 'sync failed; retrying');
       throw err;
     }
-    this.#state = skipped === state.skipped ? state : { ...state, skipped };
+    this.#state = programmed;
     this.#syncs++;
     const seconds = (this.#clock.now() - start) / 1000;
     this.health.updated();

@@ -258,8 +258,14 @@ describe('Daemon: --max-service-elements', () => {
 
       const port = daemon.servers!.metrics.port;
       const view = (await (await fetch(`http://127.0.0.1:${port}/debug/services`)).json()) as {
+        ports: Array<{ service: string }>;
         skipped: Array<{ kind: string; name: string; reason: string }>;
       };
+      assert.deepEqual(
+        view.ports.map((p) => p.service),
+        ['default/small'],
+        'a skipped Service is not listed as programmed',
+      );
       const reason = 'needs about 32 nft elements, more than --max-service-elements 20';
       assert.deepEqual(view.skipped, [{ kind: 'Service', name: 'default/big', reason }]);
       assert.deepEqual(

@@ -106,6 +106,21 @@ export function compile(state: ProxyState, config: CompileConfig): Ruleset {
 }
 
 /**
+ * The state as `rs` programs it, for the debug views and metrics: the Services the compiler
+ * left out (over --max-service-elements) move from `ports` to `skipped`. The same object when
+ * none was.
+ */
+export function programmedState(state: ProxyState, rs: Ruleset): ProxyState {
+  if (rs.skipped.length === 0) return state;
+  const left = new Set(rs.skipped.map((s) => s.name));
+  return {
+    ...state,
+    ports: state.ports.filter((sp) => !left.has(sp.service)),
+    skipped: [...state.skipped, ...rs.skipped],
+  };
+}
+
+/**
  * How a ruleset differs from an earlier one (`base`): every fragment whose port key is not in
  * `fragments` is the same object in both, and the shared sets (hairpin) differ at most in the
  * element keys listed in `shared`, by set id. The applier diffs just those.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { buildState } from '../../src/model/build-state.js';
 import type { ProxyState } from '../../src/model/types.js';
 import { fullTransaction, partialTransaction, renderRuleset } from '../../src/rules/apply.js';
-import { compile, Compiler, type CompileConfig } from '../../src/rules/compile.js';
+import { compile, Compiler, programmedState, type CompileConfig } from '../../src/rules/compile.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import { Transaction } from '../../src/rules/nft/transaction.js';
 import { service, slice } from '../support/objects.js';
@@ -262,6 +262,10 @@ describe('compile: --max-service-elements', () => {
       all.fragments.filter((f) => f.key.startsWith('ns/a:') || f.key.startsWith('ns/b:')),
       'the others compile as before',
     );
+    const programmed = programmedState(state, rs);
+    assert.deepEqual([...new Set(programmed.ports.map((sp) => sp.service))], ['ns/a', 'ns/b']);
+    assert.deepEqual(programmed.skipped.slice(-2), rs.skipped, 'listed with the model’s skipped objects');
+    assert.equal(programmedState(state, all), state, 'nothing left out: the same state');
     assert.deepEqual(compile(state, sized(9)).skipped, [], 'at the budget is within it');
     assert.deepEqual(all.skipped, [], 'no budget, nothing left out');
   });
