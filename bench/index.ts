@@ -9,6 +9,7 @@ const loaders: Array<{ name: string; load: () => Promise<{ bench: Bench }> }> = 
   { name: 'daemon-latency', load: () => import('./daemon-latency.js') },
   { name: 'isolate', load: () => import('./isolate.js') },
   { name: 'conntrack-cleanup', load: () => import('./conntrack-cleanup.js') },
+  { name: 'maglev-frontends', load: () => import('./maglev-frontends.js') },
 ];
 
 type Figures = Record<string, BenchResult['figures'] | { skipped: string }>;

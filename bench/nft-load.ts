@@ -57,13 +57,13 @@ interface NftStats {
 
 const fmtMs = (x: number): string => (x >= 10_000 ? `${round(x / 1000, 1)} s` : `${round(x, 1)} ms`);
 
-function run(program: string, args: string[]): { code: number; out: string } {
+export function run(program: string, args: string[]): { code: number; out: string } {
   const r = spawnSync(program, args, { encoding: 'utf8', timeout: 60_000 });
   return { code: r.error ? -1 : (r.status ?? -1), out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
 /** A network namespace of our own; `del` is idempotent. */
-class Netns {
+export class Netns {
   constructor(readonly name: string) {}
 
   static sweepStale(): void {
@@ -99,7 +99,7 @@ class Netns {
  * An Exec for createNft that runs nft inside `ns` under /usr/bin/time (peak RSS, user and
  * system CPU into a file, so nft's stderr stays nft's), keeping the stats of the last run.
  */
-class TimedExec {
+export class TimedExec {
   last: NftStats | undefined;
   readonly #dir = mkdtempSync(join(tmpdir(), 'knp-bench-'));
   readonly #useTime = existsSync(TIME);

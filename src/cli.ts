@@ -116,6 +116,7 @@ async function main(argv: string[]): Promise<number> {
     const state = stateFrom(store, config, env);
     logSkipped(log, state.skipped);
     const rules = rulesFor(state, config, env);
+    logSkipped(log, rules.skipped);
     if (config.dryRun) {
       process.stdout.write(renderRuleset(rules));
       return EXIT.OK;

@@ -61,4 +61,6 @@ export interface ProxyConfig {
   writeConfigTo?: string;
   /** Flags and config fields accepted but not applied, one line each: logged once at start. */
   warnings: string[];
+  /** --max-service-elements: a Service compiling to more nft elements is skipped; Infinity: no limit. */
+  maxServiceElements: number;
 }

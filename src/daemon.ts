@@ -12,7 +12,7 @@ import { StateBuilder } from './model/state-builder.js';
 import { cleanupLeftovers, KUBE_PROXY_TABLES, type RunProgram } from './kube-proxy-leftovers.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
-import { Compiler } from './rules/compile.js';
+import { Compiler, programmedState } from './rules/compile.js';
 import { NftApplier, renderRuleset, type SyncResult } from './rules/apply.js';
 import { containRefusal } from './rules/contain.js';
 import { HeldOut } from './rules/held-out.js';
@@ -292,6 +292,9 @@ export class Daemon {
         this.conntrack?.note(view, delta);
         const compiler = this.#compilerFor(view);
         const rules = compiler.compile(view, delta);
+        // Services the compiler left out (too many elements) are listed with the model's.
+        logSkipped(this.#log, rules.skipped, this.#skippedSeen);
+        shown = programmedState(view, rules);
         const before = this.applier.applied;
         let result: SyncResult;
         try {
@@ -308,7 +311,8 @@ export class Daemon {
             { nft: this.deps.nft, applier: this.applier, compiler, heldOut: this.#heldOut, log: this.#log },
             { state, view, rules, err, ...(partial ? { partial } : {}) },
           );
-          ({ view: shown, result } = contained);
+          result = contained.result;
+          shown = programmedState(contained.view, this.applier.applied ?? rules);
           logSkipped(this.#log, shown.skipped, this.#skippedSeen);
           this.#log.warn(
             {

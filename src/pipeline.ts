@@ -46,6 +46,7 @@ export function compileConfig(state: ProxyState, config: ProxyConfig, env: Envir
     serviceCIDRs: config.serviceCIDRs,
     nodePortIPs: nodePortIPs(state.node, config.nodePortAddresses, env.localAddresses),
     maglevSeed: config.maglevSeed,
+    maxServiceElements: config.maxServiceElements,
   };
 }
 

@@ -3,7 +3,7 @@ import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { ErrorCodes, ProxyError } from '../src/errors.js';
 import { rulesetSize } from '../src/rules/ruleset.js';
-import { silentLogger } from '../src/log.js';
+import { createLogger, silentLogger } from '../src/log.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
 import type { Source, SourceHandler } from '../src/watch/source.js';
 import { FakeClock } from './support/fake-clock.js';
@@ -252,5 +252,66 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
     const live = await get('metrics', '/debug/rules?live=1');
     assert.equal(live.status, 200);
     assert.match(live.body, /10\.96\.0\.10/);
+  });
+});
+
+describe('Daemon: --max-service-elements', () => {
+  it('lists a Service over the budget under /debug/services, logs it once, and programs the rest', async () => {
+    const clock = new FakeClock();
+    const nft = new FakeNft();
+    const source = new HandSource();
+    const lines: Array<{ msg?: string; object?: string; reason?: string }> = [];
+    const log = createLogger({ destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+    const config = buildConfig([
+      '--hostname-override',
+      'node-a',
+      '--healthz-bind-address',
+      '127.0.0.1:0',
+      '--metrics-bind-address',
+      '127.0.0.1:0',
+      '--min-sync-period',
+      '0s',
+      '--max-service-elements',
+      '20',
+    ]);
+    const daemon = new Daemon(config, { log, env: { localAddresses: ['10.0.0.1'] }, nft, source, clock });
+    await daemon.start();
+    try {
+      const h = source.handler!;
+      const eps = (n: number) => Array.from({ length: n }, (_, i) => ({ ip: `10.244.1.${i + 2}` }));
+      h.upsert('Node', node('node-a', ['10.0.0.1']));
+      h.upsert('Service', service('default', 'small', { clusterIP: '10.96.0.1', ports: [{ port: 80 }] }));
+      h.upsert('EndpointSlice', slice('default', 'small-a', 'small', [{ port: 8080 }], eps(2)));
+      h.upsert('Service', service('default', 'big', { clusterIP: '10.96.0.2', ports: [{ port: 80 }] }));
+      h.upsert('EndpointSlice', slice('default', 'big-a', 'big', [{ port: 8080 }], eps(30)));
+      h.synced();
+      await clock.advance(0);
+      // A change elsewhere: the big Service stays skipped and is not logged again.
+      h.upsert('EndpointSlice', slice('default', 'small-a', 'small', [{ port: 8080 }], eps(3)));
+      await clock.advance(0);
+      assert.equal(daemon.syncs, 2);
+
+      const port = daemon.servers!.metrics.port;
+      const view = (await (await fetch(`http://127.0.0.1:${port}/debug/services`)).json()) as {
+        ports: Array<{ service: string }>;
+        skipped: Array<{ kind: string; name: string; reason: string }>;
+      };
+      assert.deepEqual(
+        view.ports.map((p) => p.service),
+        ['default/small'],
+        'a skipped Service is not listed as programmed',
+      );
+      const reason = 'needs about 32 nft elements, more than --max-service-elements 20';
+      assert.deepEqual(view.skipped, [{ kind: 'Service', name: 'default/big', reason }]);
+      assert.deepEqual(
+        lines.filter((l) => l.object === 'default/big').map((l) => [l.msg, l.reason]),
+        [['skipped invalid object', reason]],
+      );
+      const rules = await nft.list('ip', 'kube-nftproxy');
+      assert.match(rules, /10\.96\.0\.1 \. tcp \. 80/);
+      assert.doesNotMatch(rules, /10\.96\.0\.2/);
+    } finally {
+      await daemon.stop();
+    }
   });
 });

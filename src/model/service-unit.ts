@@ -138,13 +138,6 @@ function joinService(
   for (const family of ['ipv4', 'ipv6'] as const) {
     const clusterIP = svc.clusterIPs[family];
     if (!clusterIP) continue;
-    if (family === 'ipv6' && svc.affinitySeconds > 0)
-      out.skipped.push({
-        kind: 'Service',
-        name: key,
-        reason:
-          'sessionAffinity is not applied to IPv6: nft 1.0.6 cannot record IPv6 affinity (IPv4 ports are sticky)',
-      });
     // The Service's addresses of this family, shared by its ports.
     const mine = (ip: string): boolean => ipFamily(ip) === family;
     // An address listed twice is one frontend; overlapping ranges are one interval set entry.

@@ -1,5 +1,6 @@
 import type { Logger } from '../log.js';
 import {
+  mapsOf,
   restoredEntries,
   staleAffinity,
   staleEntries,
@@ -18,6 +19,7 @@ import {
   keyText,
   setId,
   valueText,
+  type AffinityStore,
   type Fragment,
   type Ruleset,
 } from './ruleset.js';
@@ -89,7 +91,7 @@ export function partialTransaction(prev: Ruleset, next: Ruleset, delta?: Ruleset
     if (next.elements.has(id) || statics?.gone(id)) continue;
     for (const el of prevEls) tx.delete(el);
   }
-  diffFragments(prev, next, recreated, tx, shortcut?.fragments);
+  diffFragments(prev, next, recreated, tx, shortcut?.fragments, statics?.gone);
   statics?.finish();
   return tx;
 }
@@ -213,7 +215,8 @@ function pairs(
  * Element operations between the service ports' fragments: a fragment that is the same object
  * in both is skipped unread, so one changed Service costs its own elements only. With a delta
  * (`only`), only its keys are looked at. All deletes come before all adds, so an element that
- * moves between two ports is never in the way.
+ * moves between two ports is never in the way. Elements of a set that is deleted (`deleted`:
+ * a service port's own Maglev map) go with it, unnamed.
  */
 function diffFragments(
   prev: Ruleset,
@@ -221,6 +224,7 @@ function diffFragments(
   recreated: Set<string>,
   tx: Transaction,
   only?: ReadonlySet<string>,
+  deleted?: (setId: string) => boolean,
 ): void {
   const deletes: Element[] = [];
   const adds: Element[] = [];
@@ -235,7 +239,7 @@ function diffFragments(
     if (!before || after === before) continue;
     const now = index(after);
     for (const el of before.elements) {
-      if (gone(el)) continue;
+      if (gone(el) || deleted?.(setId(el.family, el.table, el.set))) continue;
       const same = now.get(elementId(el));
       if (!same || valueText(same) !== valueText(el)) deletes.push(el);
     }
@@ -329,6 +333,13 @@ export class NftApplier {
     return { full, operations: tx.size };
   }
 
+  /** The listings (`nft -j list map`) of a store's maps, by map name. */
+  async #listings(family: NftFamily, table: string, store: AffinityStore): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const map of mapsOf(store)) out.set(map, await this.#nft.listMapJson(family, table, map));
+    return out;
+  }
+
   /** Clients stuck to endpoints that are gone lose their affinity entry, in the same transaction. */
   async #forgetStaleAffinity(
     prev: Ruleset,
@@ -339,17 +350,20 @@ export class NftApplier {
     const stale = staleAffinity(prev, next, delta?.fragments);
     const groups = new Map<string, StaleAffinity[]>();
     for (const s of stale) {
-      const id = `${s.family} ${s.table} ${s.proto}`;
+      const id = `${s.family} ${s.table} ${s.store.map}`;
       const group = groups.get(id);
       if (group) group.push(s);
       else groups.set(id, [s]);
     }
     for (const group of groups.values()) {
-      const { family, table, proto } = group[0]!;
-      const entries = staleEntries(group, await this.#nft.listMapJson(family, table, `affinity-${proto}`));
+      const { family, table, proto, store } = group[0]!;
+      const entries = staleEntries(group, await this.#listings(family, table, store));
       for (const el of entries) tx.add(el).delete(el);
       if (entries.length)
-        this.#log.info({ family, proto, entries: entries.length }, 'forgot affinity to removed endpoints');
+        this.#log.info(
+          { family, proto, map: store.map, entries: entries.length },
+          'forgot affinity to removed endpoints',
+        );
     }
   }
 
@@ -360,16 +374,20 @@ export class NftApplier {
    */
   async #keepAffinity(desired: Ruleset, tx: Transaction): Promise<void> {
     for (const group of stickyFrontends(desired)) {
-      const { family, table, proto } = group;
+      const { family, table, proto, store } = group;
       let entries: Element[];
       try {
-        entries = restoredEntries(group, await this.#nft.listMapJson(family, table, `affinity-${proto}`));
+        entries = restoredEntries(group, await this.#listings(family, table, store));
       } catch (err) {
-        this.#log.warn({ err, family, proto }, 'cannot read affinity map: its clients start afresh');
+        this.#log.warn(
+          { err, family, proto, map: store.map },
+          'cannot read affinity map: its clients start afresh',
+        );
         continue;
       }
       for (const el of entries) tx.add(el);
-      if (entries.length) this.#log.info({ family, proto, entries: entries.length }, 'kept session affinity');
+      if (entries.length)
+        this.#log.info({ family, proto, map: store.map, entries: entries.length }, 'kept session affinity');
     }
   }
 

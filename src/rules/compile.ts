@@ -3,11 +3,11 @@ import { frontendsOf, type Frontend } from '../model/frontends.js';
 import { cidrContains, parseCidr } from '../model/ip.js';
 import { maglevEndpointTable } from '../lb/maglev.js';
 import { portIndex, type StateDelta } from '../model/state-builder.js';
-import { compareStrings } from '../sorted-index.js';
-import type { Endpoint, Family, LbAlgorithm, ProxyState, ServicePort } from '../model/types.js';
+import { compareStrings, sortedIndex } from '../sorted-index.js';
+import type { Endpoint, Family, LbAlgorithm, ProxyState, ServicePort, Skipped } from '../model/types.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Rule } from './nft/types.js';
 import { HairpinSet } from './hairpin-set.js';
-import { fragmentIndex, setId, type Fragment, type Ruleset } from './ruleset.js';
+import { setId, type Fragment, type Ruleset, type StickyFrontend } from './ruleset.js';
 
 /** What the compiler needs beyond the state: the parts of the config that shape rules. */
 export interface CompileConfig {
@@ -21,6 +21,11 @@ export interface CompileConfig {
   nodePortIPs: Record<Family, string[]>;
   /** Cluster-wide Maglev seed: every node builds the same slot table and hashes flows alike. */
   maglevSeed?: number;
+  /**
+   * The most nft elements one Service may compile to (all its ports and families); a Service
+   * over it is left out, in `Ruleset.skipped`. Unlimited when absent.
+   */
+  maxServiceElements?: number;
 }
 
 /** The masquerade bit, kube-proxy's default (--masquerade-bit 14). */
@@ -43,17 +48,33 @@ type Role = 'clusterip' | 'external' | 'external-local' | 'shortcircuit';
 interface PickSpec {
   role: Role;
   algo: LbAlgorithm;
-  /** Endpoints (random) or Maglev slots (maglev); 0 for an eTP Local frontend with no local endpoint. */
+  /**
+   * random: the endpoint count (0 for an eTP Local frontend with no local endpoint). maglev: 0,
+   * the size lives in the service port's own Maglev chain.
+   */
   size: number;
   /** sessionAffinity ClientIP: look the client up before picking. */
   sticky: boolean;
 }
 
-/** `clusterip-3`, `external-maglev-16381`, `clusterip-2-sticky`: one chain per combination in use. */
+/** `clusterip-3`, `external-maglev`, `clusterip-2-sticky`: one chain per combination in use. */
 export const pickChainName = (s: PickSpec): string =>
-  `${s.role}-${s.algo === 'maglev' ? 'maglev-' : ''}${s.size}${s.sticky ? '-sticky' : ''}`;
+  `${s.role}-${s.algo === 'maglev' ? 'maglev' : s.size}${s.sticky ? '-sticky' : ''}`;
 
 const PROTOCOLS = ['tcp', 'udp', 'sctp'] as const;
+type Protocol = (typeof PROTOCOLS)[number];
+
+/**
+ * One Maglev table of a service port (one per endpoint list: cluster-wide, and local for a
+ * traffic policy Local): a chain of that name hashes the flow into M slots and a map of that
+ * name holds slot → endpoint. Its frontends reach it through @maglev-ports, so the table is
+ * written once however many frontends share it.
+ */
+interface MaglevTable {
+  proto: Protocol;
+  /** Slots (a prime, see src/lb/maglev.ts). */
+  m: number;
+}
 
 /**
  * An element's key or value text from its fields. A join makes one flat string; a template
@@ -64,8 +85,7 @@ const fields = (...parts: Array<string | number>): string => parts.join(' . ');
 
 /** A chain-name-safe, stable short name for a service port (its key may hold any Service name). */
 const portHash = (key: string): string => createHash('sha256').update(key).digest('hex').slice(0, 12);
-const proto = (sp: ServicePort): (typeof PROTOCOLS)[number] =>
-  sp.protocol.toLowerCase() as (typeof PROTOCOLS)[number];
+const proto = (sp: ServicePort): Protocol => sp.protocol.toLowerCase() as Protocol;
 
 /**
  * ProxyState → desired nftables objects, a pure function. The layout (DESIGN.md): static
@@ -75,11 +95,29 @@ const proto = (sp: ServicePort): (typeof PROTOCOLS)[number] =>
  * Packet path, for a frontend F with endpoints:
  *   nat-prerouting/nat-output → services: F vmap @service-ips → goto <role>-N
  *   <role>-N: masquerade decision, then dnat to F . numgen random mod N map @backends-<proto>
+ * with Maglev, one table per service port and endpoint list, whatever its frontends:
+ *   <role>-maglev: masquerade decision, then F vmap @maglev-ports → goto maglev-<port>-<list>
+ *   maglev-<port>-<list>: dnat to jhash saddr . sport mod M seed S map @maglev-<port>-<list>
  * and without endpoints: filter hooks → endpoints-check: F vmap @no-endpoint-services →
  * reject (none anywhere) or drop (none for this traffic policy).
  */
 export function compile(state: ProxyState, config: CompileConfig): Ruleset {
   return new Compiler(config).compile(state);
+}
+
+/**
+ * The state as `rs` programs it, for the debug views and metrics: the Services the compiler
+ * left out (over --max-service-elements) move from `ports` to `skipped`. The same object when
+ * none was.
+ */
+export function programmedState(state: ProxyState, rs: Ruleset): ProxyState {
+  if (rs.skipped.length === 0) return state;
+  const left = new Set(rs.skipped.map((s) => s.name));
+  return {
+    ...state,
+    ports: state.ports.filter((sp) => !left.has(sp.service)),
+    skipped: [...state.skipped, ...rs.skipped],
+  };
 }
 
 /**
@@ -97,6 +135,7 @@ export interface RulesetDelta {
 interface Needs {
   picks: Map<string, { spec: PickSpec; n: number }>;
   recorders: Map<string, { rules: Recorder; n: number }>;
+  maglev: Map<string, { table: MaglevTable; n: number }>;
   /** Local endpoint IPs that can hairpin, counted. */
   hairpin: HairpinSet;
 }
@@ -106,25 +145,39 @@ interface LastCompile {
   state: ProxyState;
   rs: Ruleset;
   needs: Record<Family, Needs>;
+  /** Services over the element budget, by name. */
+  skipped: Map<string, Skipped>;
 }
 
 const FAMILIES = ['ipv4', 'ipv6'] as const;
 
+/** The kinds of static objects a fragment asks for by name. */
+type StaticKind = 'pick' | 'recorder' | 'maglev';
+
+/**
+ * Where the ports (or fragments) of `service` start in a list sorted by port key: every key of
+ * a Service starts with `namespace/name:`, and names hold no colon, so they are contiguous.
+ */
+const serviceStart = <T>(list: readonly T[], service: string, keyOf: (item: T) => string): number =>
+  sortedIndex(list, `${service}:`, keyOf);
+
 /**
  * compile() with memory: each service port's elements (its fragment) are kept for as long as
  * the model hands over the same ServicePort object, so a sync after one change compiles one
- * port. Given the model's StateDelta from the state it compiled last, it looks at the ports
- * in the delta only, and says in `delta` what changed for the applier. The output is exactly
- * compile()'s.
+ * port. Given the model's StateDelta from the state it compiled last, it looks at the Services
+ * of the ports in the delta only, and says in `delta` what changed for the applier. The output
+ * is exactly compile()'s.
  */
 export class Compiler {
   readonly #ctx: Record<Family, FamilyContext>;
+  readonly #budget: number;
   #fragments = new WeakMap<ServicePort, PortFragment>();
   #last: LastCompile | undefined;
   #delta: RulesetDelta | undefined;
 
   constructor(config: CompileConfig) {
     this.#ctx = { ipv4: familyContext('ipv4', config), ipv6: familyContext('ipv6', config) };
+    this.#budget = config.maxServiceElements ?? Infinity;
   }
 
   /** How the last compile's ruleset differs from the one before; undefined after a full compile. */
@@ -143,10 +196,25 @@ export class Compiler {
   #fragmentOf(sp: ServicePort): PortFragment {
     let fragment = this.#fragments.get(sp);
     if (!fragment) {
-      fragment = compilePort(sp, this.#ctx[sp.family]);
+      fragment = compilePort(sp, this.#ctx[sp.family], this.#budget);
       this.#fragments.set(sp, fragment);
     }
     return fragment;
+  }
+
+  /**
+   * One Service's fragments (its ports, sorted by key), or none and the reason when together
+   * they are over the element budget: one Service cannot take a node's memory with it.
+   */
+  #serviceFragments(ports: readonly ServicePort[]): { fragments: PortFragment[]; skip?: Skipped } {
+    const fragments = ports.map((sp) => this.#fragmentOf(sp));
+    let size = 0;
+    for (const f of fragments) size += f.size;
+    if (size <= this.#budget) return { fragments };
+    // Rounded, so that a Service whose endpoints churn is not logged again at every change.
+    const about = Number(size.toPrecision(2));
+    const reason = `needs about ${about} nft elements, more than --max-service-elements ${this.#budget}`;
+    return { fragments: [], skip: { kind: 'Service', name: ports[0]!.service, reason } };
   }
 
   #full(state: ProxyState): Ruleset {
@@ -155,22 +223,35 @@ export class Compiler {
       ipv6: emptyNeeds(this.#ctx.ipv6),
     };
     const fragments: Fragment[] = [];
-    for (const sp of state.ports) {
-      const fragment = this.#fragmentOf(sp);
-      fragments.push(fragment);
-      count(needs[sp.family], fragment, 1);
+    const skipped = new Map<string, Skipped>();
+    const { ports } = state;
+    for (let i = 0; i < ports.length;) {
+      const service = ports[i]!.service;
+      let end = i + 1;
+      while (end < ports.length && ports[end]!.service === service) end++;
+      const group = this.#serviceFragments(ports.slice(i, end));
+      i = end;
+      if (group.skip) skipped.set(service, group.skip);
+      for (const fragment of group.fragments) {
+        fragments.push(fragment);
+        count(needs[fragment.family], fragment, 1);
+      }
     }
-    const rs = this.#assemble(fragments, needs);
-    this.#last = { state, rs, needs };
+    const rs = this.#assemble(fragments, needs, skipped);
+    this.#last = { state, rs, needs, skipped };
     return rs;
   }
 
-  /** Only the ports in the delta: their fragments swapped, the counts of what they need moved. */
+  /**
+   * Only the Services of the ports in the delta: their fragments swapped, the counts of what
+   * they need moved. A whole Service, because the element budget is per Service.
+   */
   #update(state: ProxyState, delta: StateDelta, last: LastCompile): Ruleset {
     const { needs } = last;
+    const skipped = new Map(last.skipped);
     const changed = new Set<string>();
-    // What the static part is made of, for the chains and recorders the changed ports name:
-    // as it was, then compared with what it is once they are counted.
+    // What the static part is made of, for the objects the changed ports name: as it was
+    // before the first of them was counted, then compared with what it is once all are.
     const before = new Map<string, string | undefined>();
     // Only the first look counts: a later port naming the same chain sees the counts already
     // moved (two new Services needing the first external-1 chain left it out).
@@ -178,10 +259,10 @@ export class Compiler {
       if (!before.has(id)) before.set(id, now());
     };
     const note = (f: PortFragment): void => {
-      for (const [name] of f.picks)
-        look(`${f.family} pick ${name}`, () => staticOf(needs[f.family], 'pick', name));
-      for (const [name] of f.recorders)
-        look(`${f.family} recorder ${name}`, () => staticOf(needs[f.family], 'recorder', name));
+      const named = { pick: f.picks, recorder: f.recorders, maglev: f.maglev };
+      for (const what of ['pick', 'recorder', 'maglev'] as const)
+        for (const [name] of named[what])
+          look(`${f.family} ${what} ${name}`, () => staticOf(needs[f.family], what, name));
     };
     // Hairpin element keys that came or went, by set id.
     const shared = new Map<string, Set<string>>();
@@ -189,47 +270,74 @@ export class Compiler {
       const id = hairpinId(this.#ctx[family]);
       shared.set(id, (shared.get(id) ?? new Set<string>()).add(key));
     };
-    // The last fragments, copied (an array copy is cheap), with the delta's keys spliced.
-    const fragments = last.rs.fragments.slice();
-    for (const key of [...delta.ports].sort()) {
-      const i = portIndex(state.ports, key);
-      const sp = state.ports[i]?.key === key ? state.ports[i] : undefined;
-      const at = fragmentIndex(fragments, key);
-      const old = fragments[at]?.key === key ? (fragments[at] as PortFragment) : undefined;
-      const fragment = sp ? this.#fragmentOf(sp) : undefined;
-      if (old === fragment) continue;
-      changed.add(key);
-      if (old) note(old);
-      if (fragment) note(fragment);
-      if (old) count(needs[old.family], old, -1, onHairpin);
-      if (fragment) count(needs[fragment.family], fragment, 1, onHairpin);
-      if (old && fragment) fragments[at] = fragment;
-      else if (old) fragments.splice(at, 1);
-      else fragments.splice(at, 0, fragment!);
+    const services = new Set<string>();
+    for (const key of delta.ports) {
+      const find = (ports: readonly ServicePort[]): ServicePort | undefined => {
+        const sp = ports[portIndex(ports, key)];
+        return sp?.key === key ? sp : undefined;
+      };
+      const sp = find(state.ports) ?? find(last.state.ports);
+      if (sp) services.add(sp.service);
+    }
+    // The last fragments, copied (an array copy is cheap), with the changed Services' spliced.
+    const fragments = last.rs.fragments.slice() as PortFragment[];
+    for (const service of [...services].sort(compareStrings)) {
+      let end = serviceStart(state.ports, service, (sp) => sp.key);
+      const from = end;
+      while (end < state.ports.length && state.ports[end]!.service === service) end++;
+      const group = this.#serviceFragments(state.ports.slice(from, end));
+      if (group.skip) skipped.set(service, group.skip);
+      else skipped.delete(service);
+      const at = serviceStart(fragments, service, (f) => f.key);
+      let until = at;
+      while (until < fragments.length && fragments[until]!.service === service) until++;
+      // The fragments that went and came: a port of the Service may be the same object still.
+      const was = fragments.slice(at, until);
+      const went = was.filter((f) => !group.fragments.includes(f));
+      const came = group.fragments.filter((f) => !was.includes(f));
+      if (went.length === 0 && came.length === 0) continue;
+      for (const f of [...went, ...came]) {
+        changed.add(f.key);
+        note(f);
+      }
+      for (const f of went) count(needs[f.family], f, -1, onHairpin);
+      for (const f of came) count(needs[f.family], f, 1, onHairpin);
+      fragments.splice(at, until - at, ...group.fragments);
     }
     // A pick chain's name says all of it; a recorder's rules can change under the same name
-    // (another timeout, another frontend). Either way the static part is rebuilt.
+    // (another timeout, another frontend), a Maglev chain's with its size. Either way the
+    // static part is rebuilt.
     const staticChanged = [...before].some(([id, was]) => {
-      const [family, what, name] = id.split(' ') as [Family, 'pick' | 'recorder', string];
+      const [family, what, name] = id.split(' ') as [Family, StaticKind, string];
       return staticOf(needs[family], what, name) !== was;
     });
 
     const rs: Ruleset = staticChanged
-      ? this.#assemble(fragments, needs)
-      : { ...last.rs, elements: this.#sharedElements(needs), fragments };
-    this.#last = { state, rs, needs };
+      ? this.#assemble(fragments, needs, skipped)
+      : { ...last.rs, elements: this.#sharedElements(needs), fragments, skipped: skippedList(skipped) };
+    this.#last = { state, rs, needs, skipped };
     this.#delta = { base: last.rs, fragments: changed, shared };
     return rs;
   }
 
   /** The static part for what the fragments need, the shared sets, and the fragments. */
-  #assemble(fragments: Fragment[], needs: Record<Family, Needs>): Ruleset {
-    const rs: Ruleset = { tables: [], chains: [], sets: [], elements: new Map(), fragments };
+  #assemble(fragments: Fragment[], needs: Record<Family, Needs>, skipped: Map<string, Skipped>): Ruleset {
+    const rs: Ruleset = {
+      tables: [],
+      chains: [],
+      sets: [],
+      elements: new Map(),
+      fragments,
+      skipped: skippedList(skipped),
+    };
     for (const family of FAMILIES) {
       const ctx = this.#ctx[family];
-      const picks = new Map([...needs[family].picks].map(([name, { spec }]) => [name, spec]));
-      const recorders = new Map([...needs[family].recorders].map(([name, { rules }]) => [name, rules]));
-      staticPart(rs, ctx, picks, recorders);
+      const { picks, recorders, maglev } = needs[family];
+      staticPart(rs, ctx, {
+        picks: new Map([...picks].map(([name, { spec }]) => [name, spec])),
+        recorders: new Map([...recorders].map(([name, { rules }]) => [name, rules])),
+        maglev: new Map([...maglev].map(([name, { table }]) => [name, table])),
+      });
     }
     rs.elements = this.#sharedElements(needs);
     return rs;
@@ -241,11 +349,29 @@ export class Compiler {
   }
 }
 
+const skippedList = (skipped: Map<string, Skipped>): Skipped[] =>
+  [...skipped.keys()].sort(compareStrings).map((name) => skipped.get(name)!);
+
 const emptyNeeds = (ctx: FamilyContext): Needs => ({
   picks: new Map(),
   recorders: new Map(),
+  maglev: new Map(),
   hairpin: new HairpinSet(ctx.nft, ctx.table),
 });
+
+/** Counts one more (+1) or one less (−1) of each named object in `list`. */
+function countNamed<T, K extends string>(
+  counts: Map<string, { n: number } & Record<K, T>>,
+  list: ReadonlyArray<readonly [string, T]>,
+  field: K,
+  by: 1 | -1,
+): void {
+  for (const [name, value] of list) {
+    const n = (counts.get(name)?.n ?? 0) + by;
+    if (n > 0) counts.set(name, { n, [field]: value } as { n: number } & Record<K, T>);
+    else counts.delete(name);
+  }
+}
 
 /** Adds (by +1) or removes (by −1) what one fragment needs; `onHairpin` hears of elements that come or go. */
 function count(
@@ -254,43 +380,57 @@ function count(
   by: 1 | -1,
   onHairpin?: (family: Family, key: string) => void,
 ): void {
-  for (const [name, spec] of fragment.picks) {
-    const n = (needs.picks.get(name)?.n ?? 0) + by;
-    if (n > 0) needs.picks.set(name, { spec, n });
-    else needs.picks.delete(name);
-  }
-  for (const [name, rules] of fragment.recorders) {
-    const n = (needs.recorders.get(name)?.n ?? 0) + by;
-    if (n > 0) needs.recorders.set(name, { rules, n });
-    else needs.recorders.delete(name);
-  }
+  countNamed(needs.picks, fragment.picks, 'spec', by);
+  countNamed(needs.recorders, fragment.recorders, 'rules', by);
+  countNamed(needs.maglev, fragment.maglev, 'table', by);
   for (const ip of fragment.hairpin) {
     const key = needs.hairpin.count(ip, by);
     if (key !== undefined) onHairpin?.(fragment.family, key);
   }
 }
 
-/** A pick chain's or recorder's contribution to the static part, or undefined when unused. */
-function staticOf(needs: Needs, what: 'pick' | 'recorder', name: string): string | undefined {
+/** A static object's contribution to the static part, or undefined when unused. */
+function staticOf(needs: Needs, what: StaticKind, name: string): string | undefined {
   if (what === 'pick') return needs.picks.has(name) ? name : undefined;
-  return needs.recorders.get(name)?.rules.join('\n');
+  if (what === 'maglev') {
+    const table = needs.maglev.get(name)?.table;
+    return table && `${table.proto} ${table.m}`;
+  }
+  const recorder = needs.recorders.get(name)?.rules;
+  return recorder && JSON.stringify(recorder);
 }
 
 const hairpinId = (ctx: FamilyContext): string => setId(ctx.nft, ctx.table, 'hairpin');
 
-/** Shared by every port without recorders (most of them). */
-const NONE: ReadonlyArray<readonly [string, Recorder]> = Object.freeze([]);
+/** Shared by every port without recorders or Maglev tables (most of them). */
+const NONE: ReadonlyArray<readonly [string, never]> = Object.freeze([]);
 
-/** A recorder chain's rules: the updates of the affinity map after a DNAT. */
-type Recorder = string[];
+/**
+ * A sticky frontend group's recorder: its chain's rules (the updates after a DNAT) and, for
+ * IPv6, the group's own maps and lookup chain (`lookup`, the name of all three). nft 1.0.6
+ * aborts on any IPv6 map update with a concatenated key or value (`netlink_gen_expr:
+ * Assertion dreg < ctx->reg_low`), so IPv6 cannot share IPv4's frontend . client maps: each
+ * group records client → endpoint address and client → endpoint port, one field each.
+ */
+interface Recorder {
+  rules: string[];
+  lookup?: { name: string; proto: Protocol };
+}
 
 /** A port's elements and what they need of the static part. */
 interface PortFragment extends Fragment {
+  readonly service: string;
   readonly family: Family;
   readonly elements: Element[];
+  /**
+   * How many elements the port compiles to. Over the element budget, counting goes on but
+   * `elements` stops growing: such a port is never used (its Service is left out).
+   */
+  readonly size: number;
   /** As [name, what] pairs: a Map per port cost ≈150 bytes each at 10,000 ports. */
   readonly picks: ReadonlyArray<readonly [string, PickSpec]>;
   readonly recorders: ReadonlyArray<readonly [string, Recorder]>;
+  readonly maglev: ReadonlyArray<readonly [string, MaglevTable]>;
   readonly hairpin: string[];
 }
 
@@ -338,15 +478,21 @@ function familyContext(family: Family, config: CompileConfig): FamilyContext {
   };
 }
 
-/** One service port's elements, and the pick chains and recorders they jump to. Pure. */
-function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
+/**
+ * One service port's elements, and the pick chains, recorders and Maglev tables they jump to.
+ * Pure. Past `budget` elements it only counts.
+ */
+function compilePort(sp: ServicePort, ctx: FamilyContext, budget: number): PortFragment {
   const { nft: family, table } = ctx;
   const p = proto(sp);
   const elements: Element[] = [];
+  let size = 0;
   const picks = new Map<string, PickSpec>();
   const recorders = new Map<string, Recorder>();
+  const maglev = new Map<string, MaglevTable>();
   // Plain literals: building 100,000 elements with spreads costs seconds.
   const element = (set: string, key: string, value?: string): void => {
+    if (++size > budget) return;
     elements.push(
       value
         ? { kind: 'element', family, table, set, key, value }
@@ -358,46 +504,64 @@ function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
     { frontends: new Map<string, Frontend>() },
     { frontends: new Map<string, Frontend>() },
   ];
+  const groupName = (group: number): string =>
+    `affinity-${portHash(sp.key)}-${group === 0 ? 'cluster' : 'local'}`;
+  /** Frontend `ip . port` → the endpoints (`ip . port`) it picks from, for the sticky ones. */
+  const picksFrom = new Map<string, Set<string>>();
   const noEndpoints = (fe: Frontend): void =>
     element('no-endpoint-services', frontendKey(fe), sp.hasEndpoints ? 'drop' : 'goto reject-chain');
-  const maglevSlots = new Map<Endpoint[], Endpoint[]>();
+  /** Writes the Maglev table of `eps` once (however many frontends use it); returns its name. */
+  const maglevTable = (eps: Endpoint[]): string => {
+    const name = `maglev-${portHash(sp.key)}-${eps === sp.localEndpoints ? 'local' : 'cluster'}`;
+    if (maglev.has(name)) return name;
+    const { m, slots } = maglevEndpointTable(eps, ctx.maglevSeed);
+    maglev.set(name, { proto: p, m });
+    if (size + m > budget) size += m;
+    else
+      for (let slot = 0; slot < m; slot++)
+        element(name, String(slot), fields(slots[slot]!.ip, slots[slot]!.port));
+    return name;
+  };
   const route = (
     mapName: 'service-ips' | 'shortcircuit-ips',
     role: Role,
     fe: Frontend,
     eps: Endpoint[],
   ): void => {
-    let algo: LbAlgorithm = 'random';
-    let slots = eps;
-    if (sp.lbAlgorithm === 'maglev' && eps.length > 0) {
-      algo = 'maglev';
-      // One table per endpoint list: the ClusterIP, NodePorts and LB IPs share it (M up to 65,521).
-      slots = maglevSlots.get(eps) ?? maglevEndpointTable(eps, ctx.maglevSeed).slots;
-      maglevSlots.set(eps, slots);
-    }
-    const size = slots.length;
-    // nft 1.0.6 aborts on any IPv6 map update with data (`netlink_gen_expr: Assertion dreg <
-    // ctx->reg_low`), so IPv6 ports cannot record affinity: the model warns about them.
-    const sticky = sp.affinitySeconds > 0 && size > 0 && ctx.family === 'ipv4';
-    const spec: PickSpec = { role, algo, size, sticky };
+    const algo: LbAlgorithm = sp.lbAlgorithm === 'maglev' && eps.length > 0 ? 'maglev' : 'random';
+    const sticky = sp.affinitySeconds > 0 && eps.length > 0;
+    const spec: PickSpec = { role, algo, size: algo === 'maglev' ? 0 : eps.length, sticky };
     const name = pickChainName(spec);
     picks.set(name, spec);
     element(mapName, frontendKey(fe), `goto ${name}`);
-    const backends = `${role === 'shortcircuit' ? 'cluster-backends' : 'backends'}-${p}`;
     const port = String(fe.port);
-    for (let slot = 0; slot < slots.length; slot++) {
-      const ep = slots[slot]!;
-      element(backends, fields(fe.ip, p, port, slot), fields(ep.ip, ep.port));
+    if (algo === 'maglev') {
+      const ports = role === 'shortcircuit' ? 'cluster-maglev-ports' : 'maglev-ports';
+      element(ports, frontendKey(fe), `goto ${maglevTable(eps)}`);
+    } else if (size + eps.length > budget) {
+      size += eps.length;
+    } else {
+      const backends = `${role === 'shortcircuit' ? 'cluster-backends' : 'backends'}-${p}`;
+      for (let slot = 0; slot < eps.length; slot++) {
+        const ep = eps[slot]!;
+        element(backends, fields(fe.ip, p, port, slot), fields(ep.ip, ep.port));
+      }
     }
+    if (!sticky) return;
+    const id = fields(fe.ip, port);
+    const from = picksFrom.get(id) ?? new Set<string>();
+    for (const ep of eps) from.add(fields(ep.ip, ep.port));
+    picksFrom.set(id, from);
     // Frontends that pick from the same list share stickiness, as kube-proxy keys affinity by
     // endpoint: a client seen on the ClusterIP keeps its endpoint on the NodePort. An eTP Local
     // frontend routes twice (local, short-circuit): it records with its local group only.
-    if (sticky && !stickyGroups.some((g) => g.frontends.has(`${fe.ip} ${port}`))) {
+    if (!stickyGroups.some((g) => g.frontends.has(id))) {
       const group = role === 'external-local' || (role === 'clusterip' && sp.internalPolicyLocal) ? 1 : 0;
-      stickyGroups[group]!.frontends.set(`${fe.ip} ${port}`, fe);
+      stickyGroups[group]!.frontends.set(id, fe);
+      // IPv6: the sticky pick chains jump to the group's own lookup (see Recorder).
+      if (ctx.family === 'ipv6') element('affinity-ports', frontendKey(fe), `jump ${groupName(group)}`);
     }
   };
-
   for (const fe of frontendsOf(sp, ctx.nodePortIPs)) {
     if (fe.kind === 'clusterIP') {
       element('cluster-ips', fe.ip);
@@ -437,37 +601,63 @@ function compilePort(sp: ServicePort, ctx: FamilyContext): PortFragment {
         for (const src of sp.loadBalancerIPs)
           if (!inRange(src)) element('firewall-allow', fields(lb, p, sp.port, src));
   }
+  const sticky: StickyFrontend[] = [];
+  const { x } = ctx;
   stickyGroups.forEach(({ frontends }, group) => {
     if (frontends.size === 0) return;
     const name = `affinity-record-${portHash(sp.key)}-${group === 0 ? 'cluster' : 'local'}`;
     const rules: string[] = [];
-    for (const fe of frontends.values()) {
-      rules.push(
-        `meta l4proto ${p} update @affinity-${p} { ${fe.ip} . ${fe.port} . ${ctx.x} saddr timeout ${sp.affinitySeconds}s : ${ctx.x} daddr . th dport }`,
-      );
-      element(`affinity-frontends-${p}`, fields(fe.ip, fe.port), `goto ${name}`);
+    const timeout = `timeout ${sp.affinitySeconds}s`;
+    const lookup = groupName(group);
+    const groupEndpoints = new Set<string>();
+    for (const [id, fe] of frontends) {
+      if (ctx.family === 'ipv4') {
+        rules.push(
+          `meta l4proto ${p} update @affinity-${p} { ${fe.ip} . ${fe.port} . ${x} saddr ${timeout} : ${x} daddr . th dport }`,
+        );
+        const endpoints = [...picksFrom.get(id)!].sort(compareStrings);
+        sticky.push({ family, table, proto: p, store: { map: `affinity-${p}`, frontend: id }, endpoints });
+      } else {
+        for (const ep of picksFrom.get(id)!) groupEndpoints.add(ep);
+      }
+      element(`affinity-frontends-${p}`, id, `goto ${name}`);
     }
-    recorders.set(name, rules);
+    if (ctx.family === 'ipv6') {
+      const portMap = `${lookup}-port`;
+      rules.push(
+        `meta l4proto ${p} update @${lookup} { ${x} saddr ${timeout} : ${x} daddr } update @${portMap} { ${x} saddr ${timeout} : th dport }`,
+      );
+      const endpoints = [...groupEndpoints].sort(compareStrings);
+      sticky.push({ family, table, proto: p, store: { map: lookup, portMap }, endpoints });
+    }
+    recorders.set(name, ctx.family === 'ipv6' ? { rules, lookup: { name: lookup, proto: p } } : { rules });
   });
   const hairpin: string[] = [];
   for (const ep of sp.clusterEndpoints) if (ep.local) hairpin.push(ep.ip);
   for (const ep of sp.localEndpoints) if (ep.local) hairpin.push(ep.ip);
   return {
     key: sp.key,
+    service: sp.service,
     family: sp.family,
     elements,
+    size,
     picks: [...picks],
     recorders: recorders.size > 0 ? [...recorders] : NONE,
+    maglev: maglev.size > 0 ? [...maglev] : NONE,
     hairpin,
+    ...(sticky.length > 0 ? { sticky } : {}),
   };
 }
 
-/** Tables, hooks, static chains, sets and maps, and the pick chains and recorders in use. */
+/** Tables, hooks, static chains, sets and maps, and the pick chains, recorders and Maglev tables in use. */
 function staticPart(
   rs: Ruleset,
   ctx: FamilyContext,
-  picks: Map<string, PickSpec>,
-  recorders: Map<string, Recorder>,
+  used: {
+    picks: Map<string, PickSpec>;
+    recorders: Map<string, Recorder>;
+    maglev: Map<string, MaglevTable>;
+  },
 ): void {
   const { nft, x, addr, table, frontendKey, podCIDRs, serviceCIDRs } = ctx;
   const base = { family: nft, table };
@@ -557,6 +747,11 @@ function staticPart(
     ...verdictMap,
     comment: 'eTP Local frontends: pods and the node use every endpoint',
   });
+  map('maglev-ports', { ...verdictMap, comment: "Maglev frontends: goto their service port's table" });
+  map('cluster-maglev-ports', {
+    ...verdictMap,
+    comment: "eTP Local Maglev frontends: goto their service port's cluster-wide table",
+  });
   // One backends map per protocol: nft 1.0.6 refuses a later rule that uses an existing map
   // whose value typeof says `th dport` ("conflicting protocols specified: ip vs. th"), and a
   // value typeof of `tcp dport` makes every rule using the map match TCP only. So each map
@@ -589,19 +784,26 @@ function staticPart(
   // Typed per protocol for the same nft 1.0.6 reasons as the backends maps; `ct original
   // proto-dst` is typed only after a `meta l4proto` match in the same rule.
   for (const p of PROTOCOLS) {
-    map(`affinity-${p}`, {
-      typeof: `${x} daddr . th dport . ${x} saddr`,
-      valueTypeof: `${x} daddr . ${p} dport`,
-      flags: ['dynamic', 'timeout'],
-      timeout: '3h',
-      comment: `frontend . client: the ${p} endpoint it had (sessionAffinity ClientIP)`,
-    });
+    if (ctx.family === 'ipv4')
+      map(`affinity-${p}`, {
+        typeof: `${x} daddr . th dport . ${x} saddr`,
+        valueTypeof: `${x} daddr . ${p} dport`,
+        flags: ['dynamic', 'timeout'],
+        timeout: '3h',
+        comment: `frontend . client: the ${p} endpoint it had (sessionAffinity ClientIP)`,
+      });
     map(`affinity-frontends-${p}`, {
       type: [addr, 'inet_service'],
       valueType: ['verdict'],
       comment: `${p} frontends with sessionAffinity: goto the recorder of their service port`,
     });
   }
+  // IPv6 groups record in maps of their own (see Recorder), looked up through this one.
+  if (ctx.family === 'ipv6')
+    map('affinity-ports', {
+      ...verdictMap,
+      comment: 'sticky frontends: jump to the lookup of their service port (sessionAffinity ClientIP)',
+    });
   chain(
     'affinity-record',
     PROTOCOLS.map(
@@ -619,25 +821,63 @@ function staticPart(
     ],
     shortcircuit: [],
   };
-  for (const [name, spec] of [...picks.entries()].sort(([a], [b]) => compareStrings(a, b))) {
+  const byName = <T>(m: Map<string, T>): Array<[string, T]> =>
+    [...m.entries()].sort(([a], [b]) => compareStrings(a, b));
+  for (const [name, spec] of byName(used.picks)) {
     const mapName = spec.role === 'shortcircuit' ? 'cluster-backends' : 'backends';
-    const slot =
+    const pick =
       spec.algo === 'maglev'
-        ? `jhash ${x} saddr . th sport mod ${spec.size} seed 0x${ctx.maglevSeed.toString(16).padStart(8, '0')}`
-        : `numgen random mod ${spec.size}`;
+        ? [`${frontendKey} vmap @${spec.role === 'shortcircuit' ? 'cluster-maglev-ports' : 'maglev-ports'}`]
+        : spec.size > 0
+          ? PROTOCOLS.map(
+              (p) => `dnat ${x} to ${frontendKey} . numgen random mod ${spec.size} map @${mapName}-${p}`,
+            )
+          : [];
     chain(name, [
       ...prefix[spec.role],
       // A client seen within its affinity timeout goes back to the endpoint it had.
-      ...(spec.sticky
-        ? PROTOCOLS.map(
-            (p) => `meta l4proto ${p} dnat ${x} to ${x} daddr . th dport . ${x} saddr map @affinity-${p}`,
-          )
-        : []),
-      ...(spec.size > 0
-        ? PROTOCOLS.map((p) => `dnat ${x} to ${frontendKey} . ${slot} map @${mapName}-${p}`)
-        : []),
+      ...(!spec.sticky
+        ? []
+        : ctx.family === 'ipv6'
+          ? [`${frontendKey} vmap @affinity-ports`]
+          : PROTOCOLS.map(
+              (p) => `meta l4proto ${p} dnat ${x} to ${x} daddr . th dport . ${x} saddr map @affinity-${p}`,
+            )),
+      ...pick,
     ]);
   }
-  for (const [name, rules] of [...recorders.entries()].sort(([a], [b]) => compareStrings(a, b)))
+  for (const [name, { rules, lookup }] of byName(used.recorders)) {
     chain(name, rules);
+    if (!lookup) continue;
+    const { name: own, proto: p } = lookup;
+    const dynamic = { flags: ['dynamic', 'timeout'] as Array<'dynamic' | 'timeout'>, timeout: '3h' };
+    map(own, {
+      typeof: `${x} saddr`,
+      valueTypeof: `${x} daddr`,
+      ...dynamic,
+      comment: `client: the address of the ${p} endpoint it had (sessionAffinity ClientIP)`,
+    });
+    map(`${own}-port`, {
+      typeof: `${x} saddr`,
+      valueTypeof: `${p} dport`,
+      ...dynamic,
+      comment: `client: the port of the ${p} endpoint it had (sessionAffinity ClientIP)`,
+    });
+    // Returns (no match) when the client is in neither map: the pick goes on.
+    chain(own, [`meta l4proto ${p} dnat ${x} to ${x} saddr map @${own} : ${x} saddr map @${own}-port`]);
+  }
+  // One chain and one map per Maglev table, of the same name. The map's key is typed by
+  // `numgen`, an integer as wide as `jhash`: `typeof jhash` as a key crashes `nft list` in 1.0.6,
+  // and `type mark` does not match jhash's integer.
+  const seed = `0x${ctx.maglevSeed.toString(16).padStart(8, '0')}`;
+  for (const [name, { proto: p, m }] of byName(used.maglev)) {
+    map(name, {
+      typeof: 'numgen random mod 1',
+      valueTypeof: `${x} daddr . ${p} dport`,
+      comment: `Maglev slot: the ${p} endpoint of one service port's endpoint list`,
+    });
+    chain(name, [
+      `meta l4proto ${p} dnat ${x} to jhash ${x} saddr . th sport mod ${m} seed ${seed} map @${name}`,
+    ]);
+  }
 }

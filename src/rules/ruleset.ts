@@ -1,4 +1,5 @@
-import { sortedFind, sortedIndex } from '../sorted-index.js';
+import type { Skipped } from '../model/types.js';
+import { sortedFind } from '../sorted-index.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Rule, Table } from './nft/types.js';
 
 /**
@@ -23,6 +24,11 @@ export interface Ruleset {
    * 10,000 ports costs microseconds where copying a Map costs milliseconds.
    */
   fragments: readonly Fragment[];
+  /**
+   * Services the compiler left out, with the reason (over --max-service-elements), sorted by
+   * name: the caller lists them with the model's skipped objects.
+   */
+  skipped: Skipped[];
 }
 
 /** The elements one service port contributes. */
@@ -30,13 +36,31 @@ export interface Fragment {
   /** The service port's key. */
   readonly key: string;
   readonly elements: readonly Element[];
+  /** Its frontends with session affinity, and what they pick from (affinity-cleanup.ts). */
+  readonly sticky?: readonly StickyFrontend[];
 }
 
-const fragmentKey = (f: Fragment): string => f.key;
+/** A frontend with sessionAffinity ClientIP, where its clients are recorded, and what it picks from. */
+export interface StickyFrontend {
+  readonly family: NftFamily;
+  readonly table: string;
+  readonly proto: 'tcp' | 'udp' | 'sctp';
+  readonly store: AffinityStore;
+  /** `ip . port` of every endpoint it picks from (both lists of an eTP Local frontend), sorted. */
+  readonly endpoints: readonly string[];
+}
 
-/** Where the fragment of `key` is, or would go, in a ruleset's fragments. */
-export const fragmentIndex = (fragments: readonly Fragment[], key: string): number =>
-  sortedIndex(fragments, key, fragmentKey);
+/** The maps the kernel fills with a sticky frontend's clients. */
+export type AffinityStore =
+  /** IPv4: affinity-<proto>, shared by all: frontend `ip . port` . client → endpoint `ip . port`. */
+  | { readonly map: string; readonly frontend: string }
+  /**
+   * IPv6: the frontend group's own maps, client → endpoint address (`map`) and client →
+   * endpoint port (`portMap`): nft 1.0.6 cannot update an IPv6 map with concatenations.
+   */
+  | { readonly map: string; readonly portMap: string };
+
+const fragmentKey = (f: Fragment): string => f.key;
 
 /** The fragment of port `key`, if the ruleset has one. */
 export const fragmentOf = (rs: Ruleset, key: string): Fragment | undefined =>

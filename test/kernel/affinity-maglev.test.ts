@@ -18,6 +18,8 @@ describe('kernel: session affinity and Maglev', function () {
   let applier: NftApplier;
   const pods = ['10.244.1.31', '10.244.1.32', '10.244.1.33', '10.244.1.34'];
   const names = ['e1', 'e2', 'e3', 'e4'];
+  /** The Maglev Service's external IPs: its frontends share one table. */
+  const externalIPs = ['192.0.2.71', '192.0.2.72', '192.0.2.73'];
 
   const sync = async (sticky: string[], maglev: string[]) => {
     const eps = (ips: string[]) => ips.map((ip) => ({ ip, nodeName: LAB.nodeName }));
@@ -35,7 +37,7 @@ describe('kernel: session affinity and Maglev', function () {
           service(
             'ns',
             'mg',
-            { clusterIP: '10.96.1.2', ports: [{ port: 80 }] },
+            { clusterIP: '10.96.1.2', externalIPs, ports: [{ port: 80 }] },
             { annotations: { 'kube-nftproxy.io/lb-algorithm': 'maglev' } },
           ),
         ],
@@ -109,6 +111,19 @@ describe('kernel: session affinity and Maglev', function () {
     const after = only(await lab.probe('client-a', { dst: '10.96.1.1', port: 80, proto: 'tcp' }));
     assert.notEqual(after, a);
     assert.ok(remaining.includes(pods[names.indexOf(after)]!));
+  });
+
+  it('Maglev: every frontend of a Service picks the same endpoint for the same client flow', async () => {
+    const ports = Array.from({ length: 12 }, (_, i) => 42000 + i);
+    const picked = new Set<string>();
+    for (const srcPort of ports) {
+      const answers = new Set<string>();
+      for (const dst of ['10.96.1.2', ...externalIPs])
+        answers.add(only(await lab.probe('client-a', { dst, port: 80, proto: 'tcp', srcPort, count: 1 })));
+      assert.equal(answers.size, 1, `source port ${srcPort}: ${[...answers].join(', ')}`);
+      picked.add([...answers][0]!);
+    }
+    assert.ok(picked.size >= 2, 'flows spread over several endpoints');
   });
 
   it('Maglev: a flow keeps its endpoint across a sync that removes another endpoint', async () => {

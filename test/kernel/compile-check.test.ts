@@ -80,4 +80,20 @@ describe('kernel: compiled transactions for random clusters', function () {
       { numRuns: 25 },
     );
   });
+
+  it('nft -c accepts Maglev Services of every kind, full and partial', async () => {
+    const nft = createNft({ netns: ns });
+    // Few Services and runs: every endpoint list is a table of 251 to 16381 slots.
+    const maglevArb = clusterArb.map((c) => c.slice(0, 3).map((s) => ({ ...s, maglev: true })));
+    await fc.assert(
+      fc.asyncProperty(maglevArb, maglevArb, async (a, b) => {
+        const ra = compile(buildState(objectsOf(a), MODEL_CONFIG), CONFIG);
+        const rb = compile(buildState(objectsOf(b), MODEL_CONFIG), CONFIG);
+        await nft.check(fullTransaction(rb));
+        await nft.run(fullTransaction(ra));
+        await nft.check(partialTransaction(ra, rb));
+      }),
+      { numRuns: 8 },
+    );
+  });
 });

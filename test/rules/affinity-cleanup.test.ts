@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { buildState } from '../../src/model/build-state.js';
 import {
+  mapsOf,
   restoredEntries,
   staleAffinity,
   staleEntries,
@@ -80,11 +81,15 @@ const listing = (
     ],
   });
 
+/** The listings the applier hands over for IPv4's store: affinity-tcp only. */
+const tcp = (entries: Parameters<typeof listing>[0]): Map<string, string> =>
+  new Map([['affinity-tcp', listing(entries)]]);
+
 describe('affinity cleanup', () => {
   it('finds the endpoints a sticky frontend lost, and only those', () => {
     const stale = staleAffinity(rules(['10.244.0.1', '10.244.0.2']), rules(['10.244.0.2', '10.244.0.3']));
     assert.equal(stale.length, 1);
-    assert.equal(stale[0]!.frontend, '10.96.0.1 . 80');
+    assert.deepEqual(stale[0]!.store, { map: 'affinity-tcp', frontend: '10.96.0.1 . 80' });
     assert.deepEqual([...stale[0]!.gone], ['10.244.0.1 . 8080']);
     assert.deepEqual(
       staleAffinity(rules(['10.244.0.1']), rules(['10.244.0.1', '10.244.0.3'])),
@@ -102,7 +107,7 @@ describe('affinity cleanup', () => {
     const stale = staleAffinity(rules(['10.244.0.1', '10.244.0.2']), rules(['10.244.0.2']));
     const entries = staleEntries(
       stale,
-      listing([
+      tcp([
         ['192.0.2.10', '10.244.0.1'],
         ['192.0.2.11', '10.244.0.2'],
       ]),
@@ -111,7 +116,7 @@ describe('affinity cleanup', () => {
       entries.map((e) => [e.set, e.key, e.value]),
       [['affinity-tcp', '10.96.0.1 . 80 . 192.0.2.10', '10.244.0.1 . 8080']],
     );
-    assert.deepEqual(staleEntries(stale, ''), [], 'no map, nothing to delete');
+    assert.deepEqual(staleEntries(stale, new Map([['affinity-tcp', '']])), [], 'no map, nothing to delete');
   });
 
   it('keeps, across a full sync, the entries of frontends still sticky to endpoints they still have, with the time left', () => {
@@ -122,7 +127,7 @@ describe('affinity cleanup', () => {
     );
     const entries = restoredEntries(
       groups[0]!,
-      listing([
+      tcp([
         ['192.0.2.12', '10.244.0.2', { timeout: 600, expires: 420 }],
         ['192.0.2.10', '10.244.0.1', { expires: 9000 }],
         ['192.0.2.11', '10.244.0.9', { timeout: 600, expires: 420 }],
@@ -142,7 +147,131 @@ describe('affinity cleanup', () => {
       ],
       'gone endpoint, under a second left, no expiry, another frontend, a client of another family: dropped',
     );
-    assert.deepEqual(restoredEntries(groups[0]!, ''), [], 'no map yet (first start): nothing');
+    assert.deepEqual(restoredEntries(groups[0]!, new Map()), [], 'no map yet (first start): nothing');
     assert.deepEqual(stickyFrontends(rules(['10.244.0.1'], false)), [], 'no affinity, no map to read');
+  });
+});
+
+describe('affinity cleanup: IPv6 (a group’s own maps, client → address and client → port)', () => {
+  const rules6 = (endpoints: string[]) =>
+    compile(
+      buildState(
+        {
+          services: [
+            service('ns', 's6', {
+              ipFamilies: ['IPv6'],
+              clusterIP: 'fd00:96::1',
+              clusterIPs: ['fd00:96::1'],
+              sessionAffinity: 'ClientIP',
+              ports: [{ port: 80 }],
+            }),
+          ],
+          slices: [
+            slice(
+              'ns',
+              's6-1',
+              's6',
+              [{ port: 8080 }],
+              endpoints.map((ip) => ({ ip })),
+              'IPv6',
+            ),
+          ],
+        },
+        { nodeName: 'n1', nodeIPs: [], lbAlgorithm: 'random' },
+      ),
+      CONFIG,
+    );
+
+  /** `nft -j list map` of one of the group's maps, single fields as nft prints them. */
+  const listing6 = (name: string, entries: Array<[string, string | number, number?]>): string =>
+    JSON.stringify({
+      nftables: [
+        { metainfo: { version: '1.0.6' } },
+        {
+          map: {
+            family: 'ip6',
+            name,
+            table: 'kube-nftproxy',
+            timeout: 10800,
+            elem: entries.map(([client, value, expires = 500]) => [
+              { elem: { val: client, timeout: 600, expires } },
+              value,
+            ]),
+          },
+        },
+      ],
+    });
+
+  it('names the group’s maps, finds lost endpoints, and deletes both entries of their clients', () => {
+    const before = rules6(['fd00:244::1', 'fd00:244::2']);
+    const [group] = stickyFrontends(before);
+    assert.ok(group && 'portMap' in group.store);
+    const { map, portMap } = group.store as { map: string; portMap: string };
+    assert.match(map, /^affinity-[0-9a-f]{12}-cluster$/);
+    assert.equal(portMap, `${map}-port`);
+    assert.deepEqual(mapsOf(group.store), [map, portMap]);
+    const stale = staleAffinity(before, rules6(['fd00:244::2']));
+    assert.deepEqual(
+      stale.map((s) => [s.family, s.store.map, [...s.gone]]),
+      [['ip6', map, ['fd00:244::1 . 8080']]],
+    );
+    const listings = new Map([
+      [
+        map,
+        listing6(map, [
+          ['fd00:1::10', 'fd00:244::1'],
+          ['fd00:1::11', 'fd00:244::2'],
+          ['fd00:1::12', 'fd00:244::1'],
+        ]),
+      ],
+      // fd00:1::12 has no port entry (expired): the lookup cannot use it, nothing to delete
+      [
+        portMap,
+        listing6(portMap, [
+          ['fd00:1::10', 8080],
+          ['fd00:1::11', 8080],
+        ]),
+      ],
+    ]);
+    assert.deepEqual(
+      staleEntries(stale, listings).map((e) => [e.set, e.key, e.value]),
+      [
+        [map, 'fd00:1::10', 'fd00:244::1'],
+        [portMap, 'fd00:1::10', '8080'],
+      ],
+    );
+  });
+
+  it('puts back, across a full sync, the entries of clients whose endpoint remains, with the time left', () => {
+    const [group] = stickyFrontends(rules6(['fd00:244::2', 'fd00:244::3']));
+    const { map, portMap } = group!.store as { map: string; portMap: string };
+    const listings = new Map([
+      [
+        map,
+        listing6(map, [
+          ['fd00:1::10', 'fd00:244::1'],
+          ['fd00:1::11', 'fd00:244::2', 420],
+          ['fd00:1::13', 'fd00:244::3', 0],
+          ['10.0.0.1', 'fd00:244::3'],
+        ]),
+      ],
+      [
+        portMap,
+        listing6(portMap, [
+          ['fd00:1::10', 8080],
+          ['fd00:1::11', 8080, 420],
+          ['fd00:1::13', 8080, 0],
+          ['10.0.0.1', 8080],
+        ]),
+      ],
+    ]);
+    assert.deepEqual(
+      restoredEntries(group!, listings).map((e) => [e.set, e.key, e.value, e.timeout, e.expires]),
+      [
+        [map, 'fd00:1::11', 'fd00:244::2', '600s', '420s'],
+        [portMap, 'fd00:1::11', '8080', '600s', '420s'],
+      ],
+      'a gone endpoint, under a second left, a client of another family: dropped',
+    );
   });
 });

@@ -155,6 +155,34 @@ describe('apply: partial transactions', () => {
     );
   });
 
+  it('the incremental path ends where full(B) does for random Maglev clusters', async () => {
+    // Few Services and runs: every endpoint list is a table of 251 to 16381 slots.
+    const maglevArb = clusterArb.map((c) => c.slice(0, 3).map((s) => ({ ...s, maglev: true })));
+    await fc.assert(
+      fc.asyncProperty(fc.array(maglevArb, { minLength: 2, maxLength: 3 }), async (steps) => {
+        const store = new ObjectStore();
+        const builder = new StateBuilder(MODEL_CONFIG);
+        const compiler = new Compiler(CONFIG);
+        const nft = new FakeNft();
+        const applier = new NftApplier({ nft, log: silentLogger() });
+        for (const [i, spec] of steps.entries()) {
+          syncStore(store, objectsOf(spec));
+          const { services } = store.takeChanges();
+          const state = builder.update(
+            store.modelSource(MODEL_CONFIG.nodeName),
+            i === 0 ? undefined : services,
+          );
+          const rules = compiler.compile(state, builder.delta);
+          await applier.sync(rules, compiler.delta ? { delta: compiler.delta } : {});
+          const direct = new FakeNft();
+          await direct.run(fullTransaction(rulesOf(spec)));
+          assert.equal(nft.dump(), direct.dump());
+        }
+      }),
+      { numRuns: 6 },
+    );
+  });
+
   it('full(A) then partial(A→B) equals full(B) for Maglev Services losing and gaining endpoints', async () => {
     const svc = (hosts: number[]): ClusterSpec[number] => ({
       type: 'NodePort',
@@ -177,10 +205,17 @@ describe('apply: partial transactions', () => {
       const direct = new FakeNft();
       await direct.run(fullTransaction(rulesOf(steps[i]!)));
       assert.equal(stepwise.dump(), direct.dump());
+      const elementOps = tx.operations.filter((op) => op.object.kind === 'element').length;
       if (i === 1) {
-        // Maglev moves only the removed endpoint's slots: about 1/3 of them, not all.
+        // Maglev moves only the removed endpoint's slots: about 1/3 of them, not all, and once
+        // for the table its ClusterIP and NodePort share.
         const moved = tx.operations.filter((op) => op.verb === 'add' && op.object.kind === 'element').length;
-        assert.ok(moved > 0 && moved < (16381 * 2) / 2, `moved ${moved} slot elements`);
+        assert.ok(moved > 0 && moved < 16381 / 2, `moved ${moved} slot elements`);
+      }
+      if (i === 3) {
+        // The Service goes: its table's slots go with its map, not one by one.
+        assert.ok(elementOps < 20, `${elementOps} element operations`);
+        assert.ok(tx.operations.some((op) => op.verb === 'delete' && op.object.kind === 'map'));
       }
     }
   });
@@ -343,5 +378,97 @@ describe('apply: session affinity across full syncs', () => {
     assert.equal(result.full, true);
     assert.match(fake.dump(), /10\.244\.0\.2 \. 8080/, 'the new endpoint is in');
     assert.deepEqual(await affinity(fake), {});
+  });
+});
+
+describe('apply: IPv6 session affinity (a group’s own maps)', () => {
+  const VIP = 'fd00:96::5';
+  const sticky6 = (endpoints: string[]) =>
+    compile(
+      buildState(
+        {
+          services: [
+            service('ns', 'web6', {
+              ipFamilies: ['IPv6'],
+              clusterIP: VIP,
+              clusterIPs: [VIP],
+              sessionAffinity: 'ClientIP',
+              sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } },
+              ports: [{ port: 80 }],
+            }),
+          ],
+          slices: [
+            slice(
+              'ns',
+              'web6-1',
+              'web6',
+              [{ port: 8080 }],
+              endpoints.map((ip) => ({ ip })),
+              'IPv6',
+            ),
+          ],
+        },
+        MODEL_CONFIG,
+      ),
+      CONFIG,
+    );
+  const mapName = (rs: ReturnType<typeof sticky6>): string => rs.fragments[0]!.sticky![0]!.store.map;
+  /** What the recorder chain would put in the group's two maps for a client of `endpoint`. */
+  const stuck = (map: string, client: string, endpoint: string): Element[] =>
+    [
+      [map, endpoint],
+      [`${map}-port`, '8080'],
+    ].map(([set, value]) => ({
+      kind: 'element',
+      family: 'ip6',
+      table: CONFIG.table,
+      set: set!,
+      key: client,
+      value: value!,
+      timeout: '600s',
+      expires: '420s',
+    }));
+  /** client → `address port`, as the (fake) kernel lists the group's maps. */
+  const affinity = async (nft: Nft, map: string): Promise<Record<string, string>> => {
+    const read = async (name: string): Promise<Array<[{ elem: { val: string } }, string | number]>> => {
+      const json = await nft.listMapJson('ip6', CONFIG.table, name);
+      if (json === '') return [];
+      const doc = JSON.parse(json) as {
+        nftables: Array<{ map?: { elem?: Array<[{ elem: { val: string } }, string | number]> } }>;
+      };
+      return doc.nftables.find((o) => o.map)!.map!.elem ?? [];
+    };
+    const out: Record<string, string> = {};
+    for (const [k, v] of await read(map)) out[k.elem.val] = String(v);
+    for (const [k, v] of await read(`${map}-port`)) out[k.elem.val] = `${out[k.elem.val]} ${v}`;
+    return out;
+  };
+
+  it('keeps a client’s endpoint across a full sync and forgets it when the endpoint goes', async () => {
+    const fake = new FakeNft();
+    const applier = new NftApplier({ nft: fake, log: silentLogger() });
+    const rs = sticky6(['fd00:244::1', 'fd00:244::2']);
+    await applier.sync(rs);
+    const map = mapName(rs);
+    const tx = new Transaction();
+    for (const el of [...stuck(map, 'fd00:1::10', 'fd00:244::1'), ...stuck(map, 'fd00:1::11', 'fd00:244::2')])
+      tx.add(el);
+    await fake.run(tx);
+    const before = await affinity(fake, map);
+    assert.deepEqual(before, { 'fd00:1::10': 'fd00:244::1 8080', 'fd00:1::11': 'fd00:244::2 8080' });
+    applier.invalidate();
+    assert.equal((await applier.sync(sticky6(['fd00:244::1', 'fd00:244::2']))).full, true);
+    assert.deepEqual(await affinity(fake, map), before, 'after a full sync');
+    const partial = await applier.sync(sticky6(['fd00:244::2']));
+    assert.equal(partial.full, false);
+    assert.deepEqual(
+      await affinity(fake, map),
+      { 'fd00:1::11': 'fd00:244::2 8080' },
+      'the gone endpoint’s client',
+    );
+    // The last endpoint goes: the group's maps go with the recorder, entries and all.
+    const gone = await applier.sync(sticky6([]));
+    assert.equal(gone.full, false);
+    assert.equal(await fake.listMapJson('ip6', CONFIG.table, map), '');
   });
 });

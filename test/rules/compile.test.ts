@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { buildState } from '../../src/model/build-state.js';
-import { fullTransaction } from '../../src/rules/apply.js';
-import { compile, type CompileConfig } from '../../src/rules/compile.js';
+import type { ProxyState } from '../../src/model/types.js';
+import { fullTransaction, partialTransaction, renderRuleset } from '../../src/rules/apply.js';
+import { compile, Compiler, programmedState, type CompileConfig } from '../../src/rules/compile.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import { Transaction } from '../../src/rules/nft/transaction.js';
 import { service, slice } from '../support/objects.js';
@@ -107,6 +108,239 @@ describe('compile', () => {
   });
 });
 
+/** One Maglev Service: `externalIPs` external IPs, endpoints 10.244.1.9 (local) and 10.244.2.9. */
+function maglevState(
+  opts: { externalIPs?: number; eTPLocal?: boolean; sticky?: boolean; endpoints?: number } = {},
+) {
+  const n = opts.endpoints ?? 2;
+  return buildState(
+    {
+      services: [
+        service(
+          'ns',
+          'mg',
+          {
+            type: 'LoadBalancer',
+            clusterIP: '10.96.0.9',
+            ...(opts.eTPLocal ? { externalTrafficPolicy: 'Local' } : {}),
+            ...(opts.sticky ? { sessionAffinity: 'ClientIP' } : {}),
+            externalIPs: Array.from({ length: opts.externalIPs ?? 0 }, (_, i) => `192.0.2.${i + 1}`),
+            ports: [{ port: 80, nodePort: 30080 }],
+          },
+          { annotations: { 'kube-nftproxy.io/lb-algorithm': 'maglev' }, lbIPs: ['198.51.100.9'] },
+        ),
+      ],
+      slices: [
+        slice(
+          'ns',
+          'mg-1',
+          'mg',
+          [{ port: 8080 }],
+          Array.from({ length: n }, (_, i) => ({ ip: `10.244.${i + 1}.9`, nodeName: `n${i + 1}` })),
+        ),
+      ],
+    },
+    { nodeName: 'n1', nodeIPs: ['192.168.0.10'], lbAlgorithm: 'random' },
+  );
+}
+
+const elementCount = (rs: ReturnType<typeof compile>): number =>
+  rs.fragments.reduce((n, f) => n + f.elements.length, 0);
+
+describe('compile: Maglev', () => {
+  it('writes one table per service port and endpoint list, however many frontends share it', () => {
+    const few = compile(maglevState({ externalIPs: 0 }), CONFIG);
+    const many = compile(maglevState({ externalIPs: 10 }), CONFIG);
+    // Each external IP adds its service-ips and maglev-ports elements, and no slot.
+    assert.equal(elementCount(many) - elementCount(few), 10 * 2);
+    const slots = many.fragments[0]!.elements.filter((el) => /^maglev-[0-9a-f]{12}-cluster$/.test(el.set));
+    assert.equal(slots.length, 16381, 'one table of M = 16381 slots for 2 endpoints');
+    assert.deepEqual([...new Set(slots.map((el) => el.value))].sort(), [
+      '10.244.1.9 . 8080',
+      '10.244.2.9 . 8080',
+    ]);
+    assert.ok(elementCount(many) < 16381 + 50, `${elementCount(many)} elements`);
+  });
+
+  it('compiles eTP Local with affinity to these chains, maps and elements (Fake dump, slots counted)', async () => {
+    const fake = new FakeNft();
+    await fake.run(
+      fullTransaction(compile(maglevState({ externalIPs: 1, eTPLocal: true, sticky: true }), CONFIG)),
+    );
+    const lines = ipv4Only(fake.dump()).split('\n');
+    const slot = /^add element ip kube-nftproxy (maglev-[0-9a-f]{12}-\w+) \{ (\d+) : (.*) \}$/;
+    const slots = new Map<string, Set<string>>();
+    for (const line of lines) {
+      const m = slot.exec(line);
+      if (m) slots.set(`${m[1]} ${m[3]}`, (slots.get(`${m[1]} ${m[3]}`) ?? new Set()).add(m[2]!));
+    }
+    const hash = /maglev-([0-9a-f]{12})-/.exec(lines.find((l) => slot.test(l))!)![1]!;
+    assert.deepEqual(
+      [...slots].map(([table, s]) => [table.replace(hash, 'H'), s.size]).sort(),
+      [
+        ['maglev-H-cluster 10.244.1.9 . 8080', 8191],
+        ['maglev-H-cluster 10.244.2.9 . 8080', 8190],
+        ['maglev-H-local 10.244.1.9 . 8080', 251],
+      ],
+      'local table: M = 251 for the one local endpoint; cluster-wide: M = 16381 shared out',
+    );
+    const shown = lines
+      .filter((l) => !slot.test(l) && /maglev|sticky|affinity-record-|element/.test(l))
+      .map((l) => l.replaceAll(hash, 'H'))
+      .join('\n');
+    assert.equal(`${shown}\n`, EXPECTED_MAGLEV);
+  });
+
+  it('keeps a table across syncs that change endpoints: element operations only', async () => {
+    const fake = new FakeNft();
+    const rs1 = compile(maglevState({ endpoints: 3 }), CONFIG);
+    const rs2 = compile(maglevState({ endpoints: 2 }), CONFIG);
+    await fake.run(fullTransaction(rs1));
+    const tx = partialTransaction(rs1, rs2);
+    assert.ok(tx.operations.every((op) => op.object.kind === 'element'));
+    // Only the slots of the endpoint that went move: about a third, once for all frontends.
+    assert.ok(tx.size > 2 * 5000 && tx.size < 2 * 6000, `${tx.size} operations`);
+  });
+});
+
+describe('compile: IPv6 session affinity', () => {
+  it('records each sticky group in maps of its own, looked up through @affinity-ports (Fake dump)', async () => {
+    const state = buildState(
+      {
+        services: [
+          service('ns', 's6', {
+            type: 'NodePort',
+            ipFamilies: ['IPv6'],
+            clusterIP: 'fd00:96::1',
+            clusterIPs: ['fd00:96::1'],
+            sessionAffinity: 'ClientIP',
+            ports: [{ port: 80, nodePort: 30080 }],
+          }),
+        ],
+        slices: [
+          slice('ns', 's6-1', 's6', [{ port: 8080 }], [{ ip: 'fd00:244::1' }, { ip: 'fd00:244::2' }], 'IPv6'),
+        ],
+      },
+      { nodeName: 'n1', nodeIPs: ['192.168.0.10', 'fd00:1::10'], lbAlgorithm: 'random' },
+    );
+    const fake = new FakeNft();
+    await fake.run(
+      fullTransaction(compile(state, { ...CONFIG, nodePortIPs: { ipv4: [], ipv6: ['fd00:1::10'] } })),
+    );
+    const dump = fake.dump();
+    const hash = /affinity-([0-9a-f]{12})-cluster/.exec(dump)![1]!;
+    const shown = dump
+      .split('\n')
+      .filter((l) => l.includes(' ip6 ') && /affinity|sticky/.test(l))
+      .map((l) => l.replaceAll(hash, 'H'))
+      .join('\n');
+    assert.equal(`${shown}\n`, EXPECTED_IPV6_AFFINITY);
+    assert.doesNotMatch(dump, /map ip6 kube-nftproxy affinity-tcp/, 'no frontend . client map in ip6');
+  });
+});
+
+describe('compile: --max-service-elements', () => {
+  const sized = (budget: number) => ({ ...CONFIG, maxServiceElements: budget });
+
+  it('leaves a Service over the budget out, with the reason, and compiles the others as before', () => {
+    const state = representativeState();
+    const all = compile(state, CONFIG);
+    // ns/np, eTP Local over a local and a remote endpoint: its ClusterIP (cluster-ips,
+    // service-ips, 2 backends) and NodePort (service-ips, 1 local backend, shortcircuit-ips,
+    // 2 cluster-backends): 9 elements. ns/lb: 9 too (with its source range's); a and b fewer.
+    const size = (name: string): number =>
+      elementCount({ ...all, fragments: all.fragments.filter((f) => f.key.startsWith(`${name}:`)) });
+    assert.deepEqual(['ns/a', 'ns/b', 'ns/lb', 'ns/np'].map(size), [4, 2, 9, 9]);
+    const rs = compile(state, sized(8));
+    const reason = 'needs about 9 nft elements, more than --max-service-elements 8';
+    assert.deepEqual(rs.skipped, [
+      { kind: 'Service', name: 'ns/lb', reason },
+      { kind: 'Service', name: 'ns/np', reason },
+    ]);
+    assert.deepEqual(
+      rs.fragments,
+      all.fragments.filter((f) => f.key.startsWith('ns/a:') || f.key.startsWith('ns/b:')),
+      'the others compile as before',
+    );
+    const programmed = programmedState(state, rs);
+    assert.deepEqual([...new Set(programmed.ports.map((sp) => sp.service))], ['ns/a', 'ns/b']);
+    assert.deepEqual(programmed.skipped.slice(-2), rs.skipped, 'listed with the model’s skipped objects');
+    assert.equal(programmedState(state, all), state, 'nothing left out: the same state');
+    assert.deepEqual(compile(state, sized(9)).skipped, [], 'at the budget is within it');
+    assert.deepEqual(all.skipped, [], 'no budget, nothing left out');
+  });
+
+  it('counts all ports and families of a Service together', () => {
+    const dual = buildState(
+      {
+        services: [
+          service('ns', 'd', {
+            clusterIP: '10.96.0.5',
+            clusterIPs: ['10.96.0.5', 'fd00:96::5'],
+            ipFamilies: ['IPv4', 'IPv6'],
+            ipFamilyPolicy: 'RequireDualStack',
+            ports: [
+              { name: 'a', port: 80 },
+              { name: 'b', port: 81 },
+            ],
+          }),
+        ],
+        slices: [
+          slice(
+            'ns',
+            'd-4',
+            'd',
+            [
+              { name: 'a', port: 8080 },
+              { name: 'b', port: 8081 },
+            ],
+            [{ ip: '10.244.1.5' }],
+          ),
+          slice(
+            'ns',
+            'd-6',
+            'd',
+            [
+              { name: 'a', port: 8080 },
+              { name: 'b', port: 8081 },
+            ],
+            [{ ip: 'fd00:244::5' }],
+            'IPv6',
+          ),
+        ],
+      },
+      { nodeName: 'n1', nodeIPs: ['192.168.0.10'], lbAlgorithm: 'random' },
+    );
+    // Four ports of 3 elements each (cluster-ips, service-ips, one backend).
+    assert.equal(elementCount(compile(dual, CONFIG)), 12);
+    assert.equal(compile(dual, sized(11)).fragments.length, 0);
+    assert.equal(compile(dual, sized(12)).fragments.length, 4);
+  });
+
+  it('does not build the elements of a port far over the budget', () => {
+    const rs = compile(maglevState({ externalIPs: 3, endpoints: 400 }), sized(1000));
+    assert.match(rs.skipped[0]!.reason, /^needs about 66000 nft elements/);
+  });
+
+  it('an incremental compile skips and restores a Service as it crosses the budget, as compile() does', () => {
+    const compiler = new Compiler(sized(16381 + 10));
+    const steps = [0, 1, 5, 10, 2, 0].map((externalIPs) => maglevState({ externalIPs }));
+    let prev: ProxyState | undefined;
+    const left: number[] = [];
+    for (const state of steps) {
+      const delta = prev && { base: prev, ports: new Set(state.ports.map((sp) => sp.key)) };
+      const rs = compiler.compile(state, delta);
+      if (prev) assert.ok(compiler.delta, 'incremental');
+      assert.equal(renderRuleset(rs), renderRuleset(compile(state, sized(16381 + 10))));
+      assert.deepEqual(rs.skipped, compile(state, sized(16381 + 10)).skipped);
+      left.push(rs.skipped.length);
+      prev = state;
+    }
+    // 16381 slots and 7 elements, plus 2 per external IP.
+    assert.deepEqual(left, [0, 0, 1, 1, 1, 0]);
+  });
+});
+
 describe('FakeNft with compiled rules', () => {
   it('rejects an element whose goto names a chain that does not exist, and keeps its state', async () => {
     const fake = new FakeNft();
@@ -164,9 +398,11 @@ add map ip kube-nftproxy cluster-backends-sctp { typeof ip daddr . meta l4proto 
 add map ip kube-nftproxy cluster-backends-tcp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "eTP Local frontend . slot: cluster-wide tcp endpoints" ; }
 add map ip kube-nftproxy cluster-backends-udp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . udp dport ; comment "eTP Local frontend . slot: cluster-wide udp endpoints" ; }
 add set ip kube-nftproxy cluster-ips { type ipv4_addr ; comment "active ClusterIPs" ; }
+add map ip kube-nftproxy cluster-maglev-ports { type ipv4_addr . inet_proto . inet_service : verdict ; comment "eTP Local Maglev frontends: goto their service port's cluster-wide table" ; }
 add set ip kube-nftproxy firewall-allow { type ipv4_addr . inet_proto . inet_service . ipv4_addr ; flags interval ; comment "frontend . allowed source range" ; }
 add set ip kube-nftproxy firewall-ips { type ipv4_addr . inet_proto . inet_service ; comment "frontends with loadBalancerSourceRanges" ; }
 add set ip kube-nftproxy hairpin { type ipv4_addr . ipv4_addr ; comment "local endpoint . itself" ; }
+add map ip kube-nftproxy maglev-ports { type ipv4_addr . inet_proto . inet_service : verdict ; comment "Maglev frontends: goto their service port's table" ; }
 add map ip kube-nftproxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "frontends without endpoints: reject or drop" ; }
 add map ip kube-nftproxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "frontends with endpoints: goto the chain that picks one" ; }
 add map ip kube-nftproxy shortcircuit-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "eTP Local frontends: pods and the node use every endpoint" ; }
@@ -245,4 +481,94 @@ add element ip kube-nftproxy service-ips { 192.168.0.10 . tcp . 30080 : goto ext
 add element ip kube-nftproxy service-ips { 192.168.0.10 . tcp . 30443 : goto external-1 }
 add element ip kube-nftproxy service-ips { 198.51.100.7 . tcp . 443 : goto external-1 }
 add element ip kube-nftproxy shortcircuit-ips { 192.168.0.10 . tcp . 30080 : goto shortcircuit-2 }
+`;
+
+const EXPECTED_MAGLEV = `add chain ip kube-nftproxy affinity-record-H-cluster
+add chain ip kube-nftproxy affinity-record-H-local
+add chain ip kube-nftproxy clusterip-maglev-sticky
+add chain ip kube-nftproxy external-local-maglev-sticky
+add chain ip kube-nftproxy maglev-H-cluster
+add chain ip kube-nftproxy maglev-H-local
+add chain ip kube-nftproxy shortcircuit-maglev-sticky
+add map ip kube-nftproxy cluster-maglev-ports { type ipv4_addr . inet_proto . inet_service : verdict ; comment "eTP Local Maglev frontends: goto their service port's cluster-wide table" ; }
+add map ip kube-nftproxy maglev-H-cluster { typeof numgen random mod 1 : ip daddr . tcp dport ; comment "Maglev slot: the tcp endpoint of one service port's endpoint list" ; }
+add map ip kube-nftproxy maglev-H-local { typeof numgen random mod 1 : ip daddr . tcp dport ; comment "Maglev slot: the tcp endpoint of one service port's endpoint list" ; }
+add map ip kube-nftproxy maglev-ports { type ipv4_addr . inet_proto . inet_service : verdict ; comment "Maglev frontends: goto their service port's table" ; }
+add rule ip kube-nftproxy affinity-record-H-cluster meta l4proto tcp update @affinity-tcp { 10.96.0.9 . 80 . ip saddr timeout 10800s : ip daddr . th dport }
+add rule ip kube-nftproxy affinity-record-H-local meta l4proto tcp update @affinity-tcp { 192.0.2.1 . 80 . ip saddr timeout 10800s : ip daddr . th dport }
+add rule ip kube-nftproxy affinity-record-H-local meta l4proto tcp update @affinity-tcp { 198.51.100.9 . 80 . ip saddr timeout 10800s : ip daddr . th dport }
+add rule ip kube-nftproxy affinity-record-H-local meta l4proto tcp update @affinity-tcp { 192.168.0.10 . 30080 . ip saddr timeout 10800s : ip daddr . th dport }
+add rule ip kube-nftproxy clusterip-maglev-sticky ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade
+add rule ip kube-nftproxy clusterip-maglev-sticky meta l4proto tcp dnat ip to ip daddr . th dport . ip saddr map @affinity-tcp
+add rule ip kube-nftproxy clusterip-maglev-sticky meta l4proto udp dnat ip to ip daddr . th dport . ip saddr map @affinity-udp
+add rule ip kube-nftproxy clusterip-maglev-sticky meta l4proto sctp dnat ip to ip daddr . th dport . ip saddr map @affinity-sctp
+add rule ip kube-nftproxy clusterip-maglev-sticky ip daddr . meta l4proto . th dport vmap @maglev-ports
+add rule ip kube-nftproxy external-local-maglev-sticky ip saddr { 10.244.0.0/16 } goto shortcircuit
+add rule ip kube-nftproxy external-local-maglev-sticky fib saddr type local jump mark-for-masquerade
+add rule ip kube-nftproxy external-local-maglev-sticky fib saddr type local goto shortcircuit
+add rule ip kube-nftproxy external-local-maglev-sticky meta l4proto tcp dnat ip to ip daddr . th dport . ip saddr map @affinity-tcp
+add rule ip kube-nftproxy external-local-maglev-sticky meta l4proto udp dnat ip to ip daddr . th dport . ip saddr map @affinity-udp
+add rule ip kube-nftproxy external-local-maglev-sticky meta l4proto sctp dnat ip to ip daddr . th dport . ip saddr map @affinity-sctp
+add rule ip kube-nftproxy external-local-maglev-sticky ip daddr . meta l4proto . th dport vmap @maglev-ports
+add rule ip kube-nftproxy maglev-H-cluster meta l4proto tcp dnat ip to jhash ip saddr . th sport mod 16381 seed 0x00000000 map @maglev-H-cluster
+add rule ip kube-nftproxy maglev-H-local meta l4proto tcp dnat ip to jhash ip saddr . th sport mod 251 seed 0x00000000 map @maglev-H-local
+add rule ip kube-nftproxy shortcircuit-maglev-sticky meta l4proto tcp dnat ip to ip daddr . th dport . ip saddr map @affinity-tcp
+add rule ip kube-nftproxy shortcircuit-maglev-sticky meta l4proto udp dnat ip to ip daddr . th dport . ip saddr map @affinity-udp
+add rule ip kube-nftproxy shortcircuit-maglev-sticky meta l4proto sctp dnat ip to ip daddr . th dport . ip saddr map @affinity-sctp
+add rule ip kube-nftproxy shortcircuit-maglev-sticky ip daddr . meta l4proto . th dport vmap @cluster-maglev-ports
+add element ip kube-nftproxy affinity-frontends-tcp { 10.96.0.9 . 80 : goto affinity-record-H-cluster }
+add element ip kube-nftproxy affinity-frontends-tcp { 192.0.2.1 . 80 : goto affinity-record-H-local }
+add element ip kube-nftproxy affinity-frontends-tcp { 192.168.0.10 . 30080 : goto affinity-record-H-local }
+add element ip kube-nftproxy affinity-frontends-tcp { 198.51.100.9 . 80 : goto affinity-record-H-local }
+add element ip kube-nftproxy cluster-ips { 10.96.0.9 }
+add element ip kube-nftproxy cluster-maglev-ports { 192.0.2.1 . tcp . 80 : goto maglev-H-cluster }
+add element ip kube-nftproxy cluster-maglev-ports { 192.168.0.10 . tcp . 30080 : goto maglev-H-cluster }
+add element ip kube-nftproxy cluster-maglev-ports { 198.51.100.9 . tcp . 80 : goto maglev-H-cluster }
+add element ip kube-nftproxy hairpin { 10.244.1.9 . 10.244.1.9 }
+add element ip kube-nftproxy maglev-ports { 10.96.0.9 . tcp . 80 : goto maglev-H-cluster }
+add element ip kube-nftproxy maglev-ports { 192.0.2.1 . tcp . 80 : goto maglev-H-local }
+add element ip kube-nftproxy maglev-ports { 192.168.0.10 . tcp . 30080 : goto maglev-H-local }
+add element ip kube-nftproxy maglev-ports { 198.51.100.9 . tcp . 80 : goto maglev-H-local }
+add element ip kube-nftproxy service-ips { 10.96.0.9 . tcp . 80 : goto clusterip-maglev-sticky }
+add element ip kube-nftproxy service-ips { 192.0.2.1 . tcp . 80 : goto external-local-maglev-sticky }
+add element ip kube-nftproxy service-ips { 192.168.0.10 . tcp . 30080 : goto external-local-maglev-sticky }
+add element ip kube-nftproxy service-ips { 198.51.100.9 . tcp . 80 : goto external-local-maglev-sticky }
+add element ip kube-nftproxy shortcircuit-ips { 192.0.2.1 . tcp . 80 : goto shortcircuit-maglev-sticky }
+add element ip kube-nftproxy shortcircuit-ips { 192.168.0.10 . tcp . 30080 : goto shortcircuit-maglev-sticky }
+add element ip kube-nftproxy shortcircuit-ips { 198.51.100.9 . tcp . 80 : goto shortcircuit-maglev-sticky }
+`;
+
+const EXPECTED_IPV6_AFFINITY = `add chain ip6 kube-nftproxy affinity-H-cluster
+add chain ip6 kube-nftproxy affinity-record
+add chain ip6 kube-nftproxy affinity-record-H-cluster
+add chain ip6 kube-nftproxy clusterip-2-sticky
+add chain ip6 kube-nftproxy external-2-sticky
+add map ip6 kube-nftproxy affinity-H-cluster { typeof ip6 saddr : ip6 daddr ; flags dynamic,timeout ; timeout 3h ; comment "client: the address of the tcp endpoint it had (sessionAffinity ClientIP)" ; }
+add map ip6 kube-nftproxy affinity-H-cluster-port { typeof ip6 saddr : tcp dport ; flags dynamic,timeout ; timeout 3h ; comment "client: the port of the tcp endpoint it had (sessionAffinity ClientIP)" ; }
+add map ip6 kube-nftproxy affinity-frontends-sctp { type ipv6_addr . inet_service : verdict ; comment "sctp frontends with sessionAffinity: goto the recorder of their service port" ; }
+add map ip6 kube-nftproxy affinity-frontends-tcp { type ipv6_addr . inet_service : verdict ; comment "tcp frontends with sessionAffinity: goto the recorder of their service port" ; }
+add map ip6 kube-nftproxy affinity-frontends-udp { type ipv6_addr . inet_service : verdict ; comment "udp frontends with sessionAffinity: goto the recorder of their service port" ; }
+add map ip6 kube-nftproxy affinity-ports { type ipv6_addr . inet_proto . inet_service : verdict ; comment "sticky frontends: jump to the lookup of their service port (sessionAffinity ClientIP)" ; }
+add rule ip6 kube-nftproxy affinity-H-cluster meta l4proto tcp dnat ip6 to ip6 saddr map @affinity-H-cluster : ip6 saddr map @affinity-H-cluster-port
+add rule ip6 kube-nftproxy affinity-record meta l4proto tcp ct original ip6 daddr . ct original proto-dst vmap @affinity-frontends-tcp
+add rule ip6 kube-nftproxy affinity-record meta l4proto udp ct original ip6 daddr . ct original proto-dst vmap @affinity-frontends-udp
+add rule ip6 kube-nftproxy affinity-record meta l4proto sctp ct original ip6 daddr . ct original proto-dst vmap @affinity-frontends-sctp
+add rule ip6 kube-nftproxy affinity-record-H-cluster meta l4proto tcp update @affinity-H-cluster { ip6 saddr timeout 10800s : ip6 daddr } update @affinity-H-cluster-port { ip6 saddr timeout 10800s : th dport }
+add rule ip6 kube-nftproxy clusterip-2-sticky ip6 daddr . meta l4proto . th dport vmap @affinity-ports
+add rule ip6 kube-nftproxy clusterip-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-tcp
+add rule ip6 kube-nftproxy clusterip-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-udp
+add rule ip6 kube-nftproxy clusterip-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-sctp
+add rule ip6 kube-nftproxy external-2-sticky jump mark-for-masquerade
+add rule ip6 kube-nftproxy external-2-sticky ip6 daddr . meta l4proto . th dport vmap @affinity-ports
+add rule ip6 kube-nftproxy external-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-tcp
+add rule ip6 kube-nftproxy external-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-udp
+add rule ip6 kube-nftproxy external-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-sctp
+add rule ip6 kube-nftproxy filter-output-post-dnat ct state new ct status dnat jump affinity-record
+add rule ip6 kube-nftproxy filter-prerouting-post-dnat ct state new ct status dnat jump affinity-record
+add element ip6 kube-nftproxy affinity-frontends-tcp { fd00:1::10 . 30080 : goto affinity-record-H-cluster }
+add element ip6 kube-nftproxy affinity-frontends-tcp { fd00:96::1 . 80 : goto affinity-record-H-cluster }
+add element ip6 kube-nftproxy affinity-ports { fd00:1::10 . tcp . 30080 : jump affinity-H-cluster }
+add element ip6 kube-nftproxy affinity-ports { fd00:96::1 . tcp . 80 : jump affinity-H-cluster }
+add element ip6 kube-nftproxy service-ips { fd00:1::10 . tcp . 30080 : goto external-2-sticky }
+add element ip6 kube-nftproxy service-ips { fd00:96::1 . tcp . 80 : goto clusterip-2-sticky }
 `;
