@@ -146,7 +146,7 @@ export class Daemon {
 
   async #defaultSource(): Promise<Source> {
     if (this.config.source) {
-      const files = new FileSource(this.config.source);
+      const files = new FileSource(this.config.source, { log: this.#log });
       files.watch();
       return files;
     }
