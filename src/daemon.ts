@@ -1,5 +1,5 @@
 import { systemClock, wallTime, type Clock } from './clock.js';
-import { logSkipped } from './log-skipped.js';
+import { logSkipped, skippedId } from './log-skipped.js';
 import type { ProxyConfig } from './config-types.js';
 import type { Logger } from './log.js';
 import { UserspaceBackend } from './lb/userspace-backend.js';
@@ -55,6 +55,11 @@ export class Daemon {
   /** Joins only the Services that changed since the last sync. */
   readonly #builder: StateBuilder;
   #lastFull = -Infinity;
+  /**
+   * The skipped entries already logged. Only those still skipped are kept: the set is as large
+   * as the current skipped list, not every name ever skipped, and an object that is mended and
+   * broken again is logged again.
+   */
   #skippedSeen = new Set<string>();
   #syncs = 0;
   readonly #log: Logger;
@@ -178,6 +183,11 @@ export class Daemon {
       changed: changes.services,
     });
     logSkipped(this.#log, state.skipped, this.#skippedSeen);
+    // Every current entry is in the set now: anything more is no longer skipped.
+    if (this.#skippedSeen.size > state.skipped.length) {
+      const now = new Set(state.skipped.map(skippedId));
+      for (const id of this.#skippedSeen) if (!now.has(id)) this.#skippedSeen.delete(id);
+    }
     const node = this.store.nodes.get(this.config.hostnameOverride);
     if (node) this.health.nodeEligible(isNodeEligible(node));
     let full = false;
@@ -245,7 +255,20 @@ export class Daemon {
   #makeView(): DaemonView {
     return {
       mode: this.config.proxyMode,
-      rules: () => (this.applier.applied ? renderRuleset(this.applier.applied) : ''),
+      rules: (service) => {
+        const applied = this.applier.applied;
+        if (!applied) return '';
+        if (service === undefined) return renderRuleset(applied);
+        // The state the applied ruleset was compiled from says which port keys are the Service's.
+        const keys = new Set(this.#state?.ports.filter((sp) => sp.service === service).map((sp) => sp.key));
+        return renderRuleset({
+          tables: [],
+          chains: [],
+          sets: [],
+          elements: new Map(),
+          fragments: applied.fragments.filter((f) => keys.has(f.key)),
+        });
+      },
       liveRules: async () => {
         const parts = await Promise.all(
           (['ip', 'ip6'] as const).map((f) => this.deps.nft.list(f, this.config.tableName)),
@@ -257,7 +280,7 @@ export class Daemon {
         if (!state) return { verdict: 'no-match', why: 'no sync yet' };
         return trace(state, compileConfig(state, this.config, this.deps.env), q);
       },
-      services: () => describeServices(this.#state, this.#userspace?.listeners()),
+      services: (query) => describeServices(this.#state, this.#userspace?.listeners(), query),
     };
   }
 }

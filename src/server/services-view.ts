@@ -2,8 +2,33 @@ import { endpointName } from '../lb/maglev.js';
 import type { ListenerInfo } from '../lb/userspace-backend.js';
 import type { ProxyState } from '../model/types.js';
 
-/** The JSON of /debug/services: every service port with its endpoints and flags, and what was skipped. */
-export function describeServices(state: ProxyState | undefined, listeners?: ListenerInfo[]): unknown {
+/** What one /debug/services request asks for. */
+export interface ServicesQuery {
+  /** Only this Service's ports and skipped entries, `namespace/name`. */
+  service?: string;
+  /**
+   * Stop adding skipped entries, then ports, once their JSON passes this many bytes; the answer
+   * then says what it left out (`truncated`). Unbounded when omitted.
+   */
+  maxBytes?: number;
+}
+
+/** Where a bounded answer stopped, and how to see the rest. */
+export interface Truncated {
+  ports: { shown: number; total: number };
+  skipped: { shown: number; total: number };
+  hint: string;
+}
+
+/**
+ * The JSON of /debug/services: every service port with its endpoints and flags, and what was
+ * skipped; filtered to one Service and bounded in size on request.
+ */
+export function describeServices(
+  state: ProxyState | undefined,
+  listeners?: ListenerInfo[],
+  query: ServicesQuery = {},
+): unknown {
   if (!state) return { synced: false, ports: [], skipped: [] };
   const ep = (e: {
     ip: string;
@@ -26,10 +51,48 @@ export function describeServices(state: ProxyState | undefined, listeners?: List
     if (group) group.push(l);
     else byKey.set(l.key, [l]);
   }
+  const { service, maxBytes = Infinity } = query;
+  const ports = service === undefined ? state.ports : state.ports.filter((sp) => sp.service === service);
+  const skipped = service === undefined ? state.skipped : state.skipped.filter((s) => s.name === service);
+  let budget = maxBytes;
+  /** Whether `value` still fits; measured as compact JSON, a little under what is sent. */
+  const fits = (value: unknown): boolean => {
+    if (budget === Infinity) return true;
+    budget -= JSON.stringify(value).length;
+    return budget >= 0;
+  };
+  // Skipped entries first: they are what someone looking for a missing Service needs, and
+  // they are few unless the input is bad.
+  const shownSkipped: unknown[] = [];
+  for (const s of skipped) {
+    if (!fits(s)) break;
+    shownSkipped.push(s);
+  }
+  const shownPorts: unknown[] = [];
+  if (shownSkipped.length === skipped.length)
+    for (const sp of ports) {
+      const described = describePort(sp);
+      if (!fits(described)) break;
+      shownPorts.push(described);
+    }
+  const truncated: Truncated | undefined =
+    shownPorts.length < ports.length || shownSkipped.length < skipped.length
+      ? {
+          ports: { shown: shownPorts.length, total: ports.length },
+          skipped: { shown: shownSkipped.length, total: skipped.length },
+          hint: `answer cut at ${maxBytes} bytes: ask for one Service with ?service=namespace/name`,
+        }
+      : undefined;
   return {
     synced: true,
     node: state.node,
-    ports: state.ports.map((sp) => ({
+    ...(truncated ? { truncated } : {}),
+    ports: shownPorts,
+    skipped: shownSkipped,
+  };
+
+  function describePort(sp: ProxyState['ports'][number]): unknown {
+    return {
       key: sp.key,
       service: sp.service,
       port: sp.portName,
@@ -52,7 +115,6 @@ export function describeServices(state: ProxyState | undefined, listeners?: List
       localEndpoints: sp.localEndpoints.map(ep),
       allEndpoints: sp.allEndpoints.map(ep),
       ...(listeners ? { listeners: byKey.get(sp.key) ?? [] } : {}),
-    })),
-    skipped: state.skipped,
-  };
+    };
+  }
 }
