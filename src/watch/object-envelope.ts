@@ -7,8 +7,13 @@ import type { Kind } from './source.js';
  * checked field by field where they are read (src/model/service.ts, endpoint-slice.ts).
  */
 
-/** Longest name or namespace kept: the API's own limit is 253 (DNS subdomain). */
-const MAX_NAME = 253;
+/**
+ * Names as the API server admits them: a DNS subdomain (253 characters) for names, a DNS label
+ * (63) for namespaces. Beyond saying what the API would, this keeps `/` out of both: a key is
+ * `namespace/name`, and `a` + `b/c` must not meet `a/b` + `c`.
+ */
+const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -22,10 +27,10 @@ function stringMap(v: unknown, field: string): string | undefined {
 }
 
 function name(v: unknown, field: string, required: boolean): string | undefined {
-  if (v === undefined || v === null) return required ? `missing ${field}` : undefined;
+  if (v === undefined || v === null || v === '') return required ? `missing ${field}` : undefined;
   if (typeof v !== 'string') return `${field} is not a string`;
-  if (required && v === '') return `missing ${field}`;
-  if (v.length > MAX_NAME) return `${field} is longer than ${MAX_NAME} characters`;
+  const [re, what] = field === 'metadata.namespace' ? [NAMESPACE, 'DNS label'] : [NAME, 'DNS subdomain'];
+  if (!re.test(v)) return `${field} ${JSON.stringify(v.slice(0, 100))} is not a ${what}`;
   return undefined;
 }
 

@@ -102,6 +102,8 @@ describe('objectsInFile: object envelopes', () => {
       { kind: 'Node', metadata: { name: 'n' }, status: { addresses: 'not a list' } },
       { kind: 'Node', metadata: { name: 'n' }, spec: { taints: [null] } },
       { kind: 'Service', metadata: { name: 'c' }, spec: ['a list'] },
+      { kind: 'Service', metadata: { name: 'c', namespace: 'a/b' } },
+      { kind: 'Service', metadata: { name: 'B_c' } },
       ok,
     ]);
     assert.deepEqual(r.objects, [{ kind: 'Service', object: ok }]);
@@ -110,10 +112,12 @@ describe('objectsInFile: object envelopes', () => {
       'document 1.items[1] (Service): metadata.namespace is not a string',
       'document 1.items[2] (EndpointSlice): metadata.labels["kubernetes.io/service-name"] is not a string',
       'document 1.items[3] (Service): metadata is not an object',
-      'document 1.items[4] (Service): metadata.name is longer than 253 characters',
+      'document 1.items[4] (Service): metadata.name "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" is not a DNS subdomain',
       'document 1.items[5] (Node): status.addresses is not a list',
       'document 1.items[6] (Node): spec.taints[0] is not an object',
       'document 1.items[7] (Service): spec is not an object',
+      'document 1.items[8] (Service): metadata.namespace "a/b" is not a DNS label',
+      'document 1.items[9] (Service): metadata.name "B_c" is not a DNS subdomain',
     ]);
   });
 });
