@@ -1,6 +1,6 @@
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { Composer, Lexer, LineCounter, Parser, type Document } from 'yaml';
+import { Composer, Lexer, Parser, type Document } from 'yaml';
 
 /**
  * Bounds on one file of Kubernetes objects (the --source files, the --config file). Input past
@@ -163,15 +163,19 @@ export function parseJson(text: string, limits: ParseLimits = PARSE_LIMITS): Par
  */
 export function parseYamlDocuments(text: string, limits: ParseLimits = PARSE_LIMITS): ParseResult {
   if (text.length > limits.maxBytes) return refuse(tooLarge(text.length, limits));
-  const lines = new LineCounter();
-  const parser = new Parser(lines.addNewLine);
+  const parser = new Parser();
   const composer = new Composer({ prettyErrors: false });
-  lines.addNewLine(0);
   const documents: unknown[] = [];
   const deep = `nested more than ${limits.maxDepth} levels deep`;
+  // Counted only when there is an error to place: a LineCounter would keep a number per line.
   const at = (offset: number): string => {
-    const { line, col } = lines.linePos(offset);
-    return ` at line ${line}, column ${col}`;
+    let line = 1;
+    let start = 0;
+    for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
+      line++;
+      start = i + 1;
+    }
+    return ` at line ${line}, column ${offset - start + 1}`;
   };
   const take = (doc: Document.Parsed): string | undefined => {
     const error = doc.errors[0];
@@ -183,7 +187,8 @@ export function parseYamlDocuments(text: string, limits: ParseLimits = PARSE_LIM
       return `YAML aliases expand past ${limits.maxAliasCount} nodes: ${firstLine((err as Error).message)}`;
     }
     if (valueNestsDeeper(value, limits.maxDepth)) return `${deep} (through YAML aliases)`;
-    documents.push(value);
+    // Only objects can be Kubernetes objects: a stream of empty documents keeps nothing.
+    if (typeof value === 'object' && value !== null) documents.push(value);
     return undefined;
   };
   try {
