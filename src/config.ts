@@ -188,7 +188,9 @@ export function configFileFlags(
   // The same bounds as --source files: an alias bomb or a deep file is one clear line, not a crash.
   const parsed = parseYamlDocuments(text);
   if (!parsed.ok) throw invalid(`--config ${path}: ${parsed.reason}`);
-  if (parsed.documents.length > 1) throw invalid(`--config ${path}: more than one YAML document`);
+  if (parsed.documents.length + parsed.scalars > 1)
+    throw invalid(`--config ${path}: more than one YAML document`);
+  if (parsed.scalars > 0) throw invalid(`--config ${path}: not a KubeProxyConfiguration`);
   const doc = (parsed.documents[0] ?? {}) as Record<string, unknown>;
   if (typeof doc !== 'object' || doc === null)
     throw invalid(`--config ${path}: not a KubeProxyConfiguration`);

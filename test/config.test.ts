@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hasCode } from '../src/errors.js';
+import { aliasBomb, deepYaml } from './support/hostile-input.js';
 
 const env = { NODE_NAME: 'node-a' } as NodeJS.ProcessEnv;
 const invalid = (fn: () => unknown, flag: RegExp): void =>
@@ -101,6 +102,25 @@ describe('config', () => {
     assert.throws(
       () => configFileFlags('x.yaml', () => 'mode: ipvs'),
       (err: unknown) => hasCode(err, 'CONFIG_INVALID') && /mode "ipvs"/.test((err as Error).message),
+    );
+  });
+});
+
+describe('--config file that is not a configuration at all', () => {
+  it('an alias bomb, a deep file, several documents or a scalar: CONFIG_INVALID naming the file', () => {
+    for (const [text, reason] of [
+      [aliasBomb(), /^--config x\.yaml: YAML aliases expand past 100 nodes/],
+      [deepYaml(), /^--config x\.yaml: nested more than 100 levels deep/],
+      ['kind: KubeProxyConfiguration\n---\nmode: nftables\n', /more than one YAML document/],
+      ['hello\n', /not a KubeProxyConfiguration/],
+    ] as const)
+      invalid(() => configFileFlags('x.yaml', () => text), reason);
+  });
+
+  it('an empty file is an empty configuration', () => {
+    assert.deepEqual(
+      configFileFlags('x.yaml', () => ''),
+      new Map(),
     );
   });
 });

@@ -60,7 +60,8 @@ export function objectsInFile(
     if (problem) problems.push(`${where} (${kind}): ${problem}`);
     else objects.push({ kind, object: value as KubeObject });
   };
-  for (const [i, doc] of parsed.documents.entries()) visit(doc, `document ${i + 1}`);
+  // Numbered among the documents that hold a map or list: empty ones are not kept.
+  for (const [i, doc] of parsed.documents.entries()) visit(doc, `object ${i + 1}`);
   return { objects, problems };
 }
 

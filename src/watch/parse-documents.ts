@@ -27,7 +27,11 @@ export interface ParseLimits {
 
 export const PARSE_LIMITS: ParseLimits = { maxBytes: 32 * 1024 * 1024, maxDepth: 100, maxAliasCount: 100 };
 
-export type ParseResult = { ok: true; documents: unknown[] } | { ok: false; reason: string };
+/**
+ * The documents that hold a map or a list, in file order; empty documents are dropped, and so
+ * are scalar ones (counted in `scalars`, which no Kubernetes object is).
+ */
+export type ParseResult = { ok: true; documents: unknown[]; scalars: number } | { ok: false; reason: string };
 export type ReadResult = { ok: true; text: string } | { ok: false; reason: string };
 
 const refuse = (reason: string): { ok: false; reason: string } => ({ ok: false, reason });
@@ -148,7 +152,10 @@ export function parseJson(text: string, limits: ParseLimits = PARSE_LIMITS): Par
   if (jsonNestsDeeper(text, limits.maxDepth))
     return refuse(`nested more than ${limits.maxDepth} levels deep`);
   try {
-    return { ok: true, documents: [JSON.parse(text) as unknown] };
+    const value = JSON.parse(text) as unknown;
+    return typeof value === 'object' && value !== null
+      ? { ok: true, documents: [value], scalars: 0 }
+      : { ok: true, documents: [], scalars: value === null ? 0 : 1 };
   } catch (err) {
     return refuse(`not JSON: ${firstLine((err as Error).message)}`);
   }
@@ -166,6 +173,7 @@ export function parseYamlDocuments(text: string, limits: ParseLimits = PARSE_LIM
   const parser = new Parser();
   const composer = new Composer({ prettyErrors: false });
   const documents: unknown[] = [];
+  let scalars = 0;
   const deep = `nested more than ${limits.maxDepth} levels deep`;
   // Counted only when there is an error to place: a LineCounter would keep a number per line.
   const at = (offset: number): string => {
@@ -189,6 +197,7 @@ export function parseYamlDocuments(text: string, limits: ParseLimits = PARSE_LIM
     if (valueNestsDeeper(value, limits.maxDepth)) return `${deep} (through YAML aliases)`;
     // Only objects can be Kubernetes objects: a stream of empty documents keeps nothing.
     if (typeof value === 'object' && value !== null) documents.push(value);
+    else if (value !== null && value !== undefined) scalars++;
     return undefined;
   };
   try {
@@ -215,7 +224,7 @@ export function parseYamlDocuments(text: string, limits: ParseLimits = PARSE_LIM
     // and still costs only this file.
     return refuse(`not YAML: ${firstLine((err as Error).message)}`);
   }
-  return { ok: true, documents };
+  return { ok: true, documents, scalars };
 }
 
 /** The documents of a file's text, parsed by its name: `.json` as JSON, anything else as YAML. */

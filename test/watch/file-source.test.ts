@@ -108,16 +108,16 @@ describe('objectsInFile: object envelopes', () => {
     ]);
     assert.deepEqual(r.objects, [{ kind: 'Service', object: ok }]);
     assert.deepEqual(r.problems, [
-      'document 1.items[0] (Service): metadata.name is not a string',
-      'document 1.items[1] (Service): metadata.namespace is not a string',
-      'document 1.items[2] (EndpointSlice): metadata.labels["kubernetes.io/service-name"] is not a string',
-      'document 1.items[3] (Service): metadata is not an object',
-      'document 1.items[4] (Service): metadata.name "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" is not a DNS subdomain',
-      'document 1.items[5] (Node): status.addresses is not a list',
-      'document 1.items[6] (Node): spec.taints[0] is not an object',
-      'document 1.items[7] (Service): spec is not an object',
-      'document 1.items[8] (Service): metadata.namespace "a/b" is not a DNS label',
-      'document 1.items[9] (Service): metadata.name "B_c" is not a DNS subdomain',
+      'object 1.items[0] (Service): metadata.name is not a string',
+      'object 1.items[1] (Service): metadata.namespace is not a string',
+      'object 1.items[2] (EndpointSlice): metadata.labels["kubernetes.io/service-name"] is not a string',
+      'object 1.items[3] (Service): metadata is not an object',
+      'object 1.items[4] (Service): metadata.name "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" is not a DNS subdomain',
+      'object 1.items[5] (Node): status.addresses is not a list',
+      'object 1.items[6] (Node): spec.taints[0] is not an object',
+      'object 1.items[7] (Service): spec is not an object',
+      'object 1.items[8] (Service): metadata.namespace "a/b" is not a DNS label',
+      'object 1.items[9] (Service): metadata.name "B_c" is not a DNS subdomain',
     ]);
   });
 });
