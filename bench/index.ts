@@ -7,6 +7,7 @@ const loaders: Array<{ name: string; load: () => Promise<{ bench: Bench }> }> = 
   { name: 'userspace', load: () => import('./userspace.js') },
   { name: 'nft-load', load: () => import('./nft-load.js') },
   { name: 'daemon-latency', load: () => import('./daemon-latency.js') },
+  { name: 'parse-limits', load: () => import('./parse-limits.js') },
 ];
 
 type Figures = Record<string, BenchResult['figures'] | { skipped: string }>;
