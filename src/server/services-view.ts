@@ -7,10 +7,24 @@ export interface ServicesQuery {
   /** Only this Service's ports and skipped entries, `namespace/name`. */
   service?: string;
   /**
-   * Stop adding skipped entries, then ports, once their JSON passes this many bytes; the answer
-   * then says what it left out (`truncated`). Unbounded when omitted.
+   * Stop adding skipped entries, then ports, before the answer (indented JSON) would pass this
+   * many bytes; the answer then says what it left out (`truncated`). Unbounded when omitted.
    */
   maxBytes?: number;
+}
+
+/** Bytes kept for the answer's own fields and its `truncated` marker. */
+const HEAD_ROOM = 1024;
+
+/**
+ * Bytes an entry of a list takes in the answer as servers.ts sends it (JSON indented by two,
+ * the lists two levels deep): each line indented four more, and `,` and a newline after it.
+ */
+function listEntrySize(value: unknown): number {
+  const text = JSON.stringify(value, null, 2);
+  let lines = 1;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines++;
+  return Buffer.byteLength(text) + 4 * lines + 2;
 }
 
 /** Where a bounded answer stopped, and how to see the rest. */
@@ -54,11 +68,12 @@ export function describeServices(
   const { service, maxBytes = Infinity } = query;
   const ports = service === undefined ? state.ports : state.ports.filter((sp) => sp.service === service);
   const skipped = service === undefined ? state.skipped : state.skipped.filter((s) => s.name === service);
-  let budget = maxBytes;
-  /** Whether `value` still fits; measured as compact JSON, a little under what is sent. */
+  // What the answer holds besides the lists, and the marker, with room for the counts.
+  let budget = maxBytes - HEAD_ROOM - Buffer.byteLength(JSON.stringify(state.node, null, 2));
+  /** Whether `value` still fits, measured as it is sent: indented JSON (servers.ts). */
   const fits = (value: unknown): boolean => {
     if (budget === Infinity) return true;
-    budget -= JSON.stringify(value).length;
+    budget -= listEntrySize(value);
     return budget >= 0;
   };
   // Skipped entries first: they are what someone looking for a missing Service needs, and
