@@ -5,7 +5,7 @@ import { ErrorCodes, ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { objectKey } from '../model/object-key.js';
 import { envelopeProblem } from './object-envelope.js';
-import { PARSE_LIMITS, parseDocuments, readBounded, type ParseLimits } from './parse-documents.js';
+import { PARSE_LIMITS, parseDocumentsAsync, readBounded, type ParseLimits } from './parse-documents.js';
 import type { Kind, KubeObject, Source, SourceHandler } from './source.js';
 
 const KINDS = new Map<unknown, Kind>([
@@ -37,12 +37,13 @@ const identity = (kind: Kind, o: KubeObject): string =>
  * an object whose envelope is unusable (a name that is not a string) is one problem and the
  * rest of the file counts.
  */
-export function objectsInFile(
+export async function objectsInFile(
   file: string,
   text: string,
   limits: ParseLimits = PARSE_LIMITS,
-): { objects: Array<{ kind: Kind; object: KubeObject }>; problems: string[] } {
-  const parsed = parseDocuments(file, text, limits);
+): Promise<{ objects: Array<{ kind: Kind; object: KubeObject }>; problems: string[] }> {
+  // In slices: the daemon's servers keep answering while a large file is parsed.
+  const parsed = await parseDocumentsAsync(file, text, limits);
   if (!parsed.ok) return { objects: [], problems: [parsed.reason] };
   const objects: Array<{ kind: Kind; object: KubeObject }> = [];
   const problems: string[] = [];
@@ -179,7 +180,7 @@ export class FileSource implements Source {
         problems.push({ file, reason: read.reason });
         continue;
       }
-      const { objects: found, problems: bad } = objectsInFile(file, read.text, this.#limits);
+      const { objects: found, problems: bad } = await objectsInFile(file, read.text, this.#limits);
       for (const reason of bad) problems.push({ file, reason });
       for (const { kind, object } of found) {
         if (object.metadata?.namespace === undefined && kind !== 'Node')

@@ -80,10 +80,11 @@ describe('FileSource with hostile files', () => {
 });
 
 describe('objectsInFile: object envelopes', () => {
-  const objects = (docs: object[]) => objectsInFile('x.json', JSON.stringify({ kind: 'List', items: docs }));
+  const objects = async (docs: object[]) =>
+    objectsInFile('x.json', JSON.stringify({ kind: 'List', items: docs }));
 
-  it('a kind that names an Object.prototype member is no kind', () => {
-    const r = objects([
+  it('a kind that names an Object.prototype member is no kind', async () => {
+    const r = await objects([
       { kind: 'constructor', metadata: { name: 'a' } },
       { kind: '__proto__', metadata: { name: 'b' } },
       { kind: 'toString', metadata: { name: 'c' } },
@@ -91,9 +92,9 @@ describe('objectsInFile: object envelopes', () => {
     assert.deepEqual(r, { objects: [], problems: [] });
   });
 
-  it('an object with fields of the wrong type is one problem; the rest of the file counts', () => {
+  it('an object with fields of the wrong type is one problem; the rest of the file counts', async () => {
     const ok = { kind: 'Service', metadata: { name: 'ok', namespace: 'ns' }, spec: {} };
-    const r = objects([
+    const r = await objects([
       { kind: 'Service', metadata: { name: { toString: 1 } } },
       { kind: 'Service', metadata: { name: 'a', namespace: 7 } },
       { kind: 'EndpointSlice', metadata: { name: 'b', labels: { 'kubernetes.io/service-name': ['x'] } } },

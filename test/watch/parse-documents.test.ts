@@ -7,6 +7,7 @@ import {
   jsonNestsDeeper,
   PARSE_LIMITS,
   parseDocuments,
+  parseDocumentsAsync,
   parseJson,
   parseYamlDocuments,
   readBounded,
@@ -120,6 +121,31 @@ describe('parseJson: bounded JSON', () => {
   it('is chosen by file name: .json as JSON, anything else as YAML', () => {
     assert.match(refused(parseDocuments('x.json', 'kind: Service')), /^not JSON/);
     assert.deepEqual(documents(parseDocuments('x.yaml', '{"kind": "Service"}')), [{ kind: 'Service' }]);
+  });
+});
+
+describe('parseDocumentsAsync', () => {
+  const stream = Array.from({ length: 500 }, (_, i) => `kind: Service\nmetadata: {name: s${i}}\n`).join(
+    '---\n',
+  );
+
+  it('gives the event loop turns while a YAML stream is parsed', async () => {
+    const order: string[] = [];
+    setImmediate(() => order.push('other work'));
+    await parseDocumentsAsync('x.yaml', stream, PARSE_LIMITS, 0);
+    order.push('parsed');
+    assert.deepEqual(order, ['other work', 'parsed']);
+  });
+
+  it('answers what parseDocuments answers', async () => {
+    for (const [file, text] of [
+      ['x.yaml', stream],
+      ['x.yaml', aliasBomb()],
+      ['x.yaml', `${'['.repeat(DEEP)}`],
+      ['x.json', deepJson()],
+      ['x.json', '{"kind": "Service"}'],
+    ] as const)
+      assert.deepEqual(await parseDocumentsAsync(file, text, PARSE_LIMITS, 0), parseDocuments(file, text));
   });
 });
 
