@@ -23,7 +23,7 @@ export interface ServersOptions {
 /**
  * The default cap on a /debug/services or /debug/rules answer. At 10,000 Services with 10
  * endpoints each, /debug/services is about 50 MB of JSON: a request would hold that (and the
- * object it is made from) in memory while a client reads it. 8 MiB shows some 1,500 such ports,
+ * object it is made from) in memory while a client reads it. 8 MiB shows about 1,500 such ports,
  * and ?service=namespace/name shows any one of them.
  */
 export const DEBUG_MAX_BYTES = 8 * 1024 * 1024;
@@ -251,10 +251,12 @@ function serviceParam(query: URLSearchParams): string | undefined | { error: str
  * stays valid `nft -f` input, short of the elements it leaves out.
  */
 function truncateText(text: string, maxBytes: number): Reply {
+  const MARKER_ROOM = 200;
   const total = Buffer.byteLength(text);
   if (total <= maxBytes) return { status: 200, contentType: TEXT_TYPE, body: text };
-  // The rules are ASCII (names are validated or hashed), so characters are bytes here.
-  const end = text.lastIndexOf('\n', maxBytes - 1) + 1;
+  // The rules are ASCII (names are validated or hashed), so characters are bytes here; the
+  // marker line fits in the room kept for it.
+  const end = text.lastIndexOf('\n', maxBytes - MARKER_ROOM - 1) + 1;
   const body =
     `${text.slice(0, end)}# truncated: ${end} of ${total} bytes shown; ` +
     '?service=namespace/name shows one Service\n';
