@@ -34,6 +34,13 @@ function name(v: unknown, field: string, required: boolean): string | undefined 
   return undefined;
 }
 
+/** RFC 3339, as the API writes it (the model orders frontend claims by it). */
+function timestamp(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string' || Number.isNaN(Date.parse(v))) return 'metadata.creationTimestamp is not a time';
+  return undefined;
+}
+
 function nodeFields(o: Record<string, unknown>): string | undefined {
   const status = o.status;
   if (status !== undefined && status !== null) {
@@ -65,6 +72,7 @@ export function envelopeProblem(kind: Kind, o: Record<string, unknown>): string 
   return (
     name(metadata.name, 'metadata.name', true) ??
     (kind === 'Node' ? undefined : name(metadata.namespace, 'metadata.namespace', false)) ??
+    timestamp(metadata.creationTimestamp) ??
     stringMap(metadata.labels, 'metadata.labels') ??
     stringMap(metadata.annotations, 'metadata.annotations') ??
     (kind === 'Node' ? nodeFields(o) : undefined) ??

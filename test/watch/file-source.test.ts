@@ -105,6 +105,8 @@ describe('objectsInFile: object envelopes', () => {
       { kind: 'Service', metadata: { name: 'c' }, spec: ['a list'] },
       { kind: 'Service', metadata: { name: 'c', namespace: 'a/b' } },
       { kind: 'Service', metadata: { name: 'B_c' } },
+      { kind: 'Service', metadata: { name: 'c', creationTimestamp: { toString: 1 } } },
+      { kind: 'Service', metadata: { name: 'c', creationTimestamp: 'yesterday' } },
       ok,
     ]);
     assert.deepEqual(r.objects, [{ kind: 'Service', object: ok }]);
@@ -119,6 +121,8 @@ describe('objectsInFile: object envelopes', () => {
       'object 1.items[7] (Service): spec is not an object',
       'object 1.items[8] (Service): metadata.namespace "a/b" is not a DNS label',
       'object 1.items[9] (Service): metadata.name "B_c" is not a DNS subdomain',
+      'object 1.items[10] (Service): metadata.creationTimestamp is not a time',
+      'object 1.items[11] (Service): metadata.creationTimestamp is not a time',
     ]);
   });
 });
