@@ -133,6 +133,15 @@ describe('Daemon with a --source folder: hostile files while it runs', function 
     assert.equal(fileLines('bomb.yaml').length, 2);
   });
 
+  it('a folder replaced as a whole is read, and then watched in its place', async () => {
+    await src.write({ 'good.yaml': objects(['web', 'api', 'late', 'moved']) });
+    await waitFor(() => /10\.96\.0\.13/.test(nft.dump()), { what: 'the Service of the new folder' });
+    await writeFile(join(src.path, 'more.yaml'), yamlDocs(objects(['a', 'b', 'c', 'd', 'e'])));
+    await waitFor(() => /10\.96\.0\.14/.test(nft.dump()), { what: 'a file written into the new folder' });
+    assert.deepEqual(skippedFiles(), []);
+    assert.deepEqual(rejections, []);
+  });
+
   it('/debug/services and /debug/rules ?service= show one Service', async () => {
     const services = JSON.parse((await get('/debug/services?service=default/web')).body) as {
       ports: Array<{ service: string }>;

@@ -1,4 +1,4 @@
-import { watch, type FSWatcher } from 'node:fs';
+import { statSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, ProxyError } from '../errors.js';
@@ -24,6 +24,19 @@ interface Entry {
 interface Loaded {
   objects: Map<string, Entry>;
   problems: Array<{ file: string; reason: string }>;
+}
+
+/**
+ * What is at a path, as inode and birth time (a folder removed and made again often gets the
+ * same inode number back), or undefined when nothing is there.
+ */
+function inode(path: string): string | undefined {
+  try {
+    const info = statSync(path);
+    return `${info.dev}:${info.ino}:${info.birthtimeMs}`;
+  } catch {
+    return undefined;
+  }
 }
 
 const identity = (kind: Kind, o: KubeObject): string =>
@@ -80,6 +93,10 @@ export class FileSource implements Source {
   #current = new Map<string, Entry>();
   #watcher: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #debounceMs = 100;
+  /** The inode the watcher watches: another one at the path means it was replaced. */
+  #watched: string | undefined;
+  #stopped = false;
   #reading: Promise<void> = Promise.resolve();
 
   constructor(path: string, opts: { log?: Logger; limits?: ParseLimits } = {}) {
@@ -96,24 +113,47 @@ export class FileSource implements Source {
 
   /** Watch for changes (the daemon does; --once and --dry-run do not). */
   watch(debounceMs = 100): void {
-    this.#watcher = watch(this.#path, { recursive: false }, () => {
-      clearTimeout(this.#timer);
-      this.#timer = setTimeout(() => {
-        this.reload().catch((err: unknown) =>
-          this.#log?.error(
-            { err, source: this.#path },
-            'cannot read the source; keeping what was read before',
-          ),
-        );
-      }, debounceMs);
-    });
+    this.#debounceMs = debounceMs;
+    this.#watch();
+  }
+
+  #watch(): void {
+    this.#watcher?.close();
+    this.#watched = inode(this.#path);
+    try {
+      this.#watcher = watch(this.#path, { recursive: false }, () => {
+        clearTimeout(this.#timer);
+        this.#timer = setTimeout(() => void this.#reloadWatched(), this.#debounceMs);
+      });
+    } catch (err) {
+      this.#log?.error({ err, source: this.#path }, 'cannot watch the source; changes are not seen');
+      return;
+    }
     // An FSWatcher without an error listener would take the process down with it.
     this.#watcher.on('error', (err) =>
       this.#log?.error({ err, source: this.#path }, 'cannot watch the source; changes are not seen'),
     );
   }
 
+  /** A reload on a change: never rejects, and follows the path when it is replaced. */
+  async #reloadWatched(): Promise<void> {
+    try {
+      await this.reload();
+    } catch (err) {
+      this.#log?.error({ err, source: this.#path }, 'cannot read the source; keeping what was read before');
+    }
+    // A folder replaced as a whole (moved aside, written anew) leaves the watcher on the old
+    // one, which sees nothing more: watch the one the path names now.
+    const now = inode(this.#path);
+    if (!this.#stopped && now !== undefined && now !== this.#watched) {
+      this.#log?.info({ source: this.#path }, 'the source was replaced; watching the new one');
+      this.#watch();
+      await this.reload().catch(() => undefined);
+    }
+  }
+
   async stop(): Promise<void> {
+    this.#stopped = true;
     clearTimeout(this.#timer);
     this.#watcher?.close();
     await this.#reading;
