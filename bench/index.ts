@@ -10,6 +10,7 @@ const loaders: Array<{ name: string; load: () => Promise<{ bench: Bench }> }> = 
   { name: 'isolate', load: () => import('./isolate.js') },
   { name: 'conntrack-cleanup', load: () => import('./conntrack-cleanup.js') },
   { name: 'maglev-frontends', load: () => import('./maglev-frontends.js') },
+  { name: 'parse-limits', load: () => import('./parse-limits.js') },
 ];
 
 type Figures = Record<string, BenchResult['figures'] | { skipped: string }>;

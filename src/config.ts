@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parse as parseYaml } from 'yaml';
 import type { ProxyConfig } from './config-types.js';
 import { ErrorCodes, ProxyError } from './errors.js';
 import {
@@ -10,6 +8,7 @@ import {
 } from './kube-proxy-config.js';
 import { canonicalIp, parseCidr } from './model/ip.js';
 import { parseBindAddress } from './server/bind-address.js';
+import { parseYamlDocuments, readBoundedSync } from './watch/parse-documents.js';
 
 export type { ProxyConfig };
 
@@ -201,6 +200,13 @@ export function usage(): string {
 
 const invalid = (message: string): ProxyError => new ProxyError(ErrorCodes.CONFIG_INVALID, message);
 
+/** A --config file's text, within the parse limits' size; a FIFO or a folder is refused. */
+function readConfigFile(path: string): string {
+  const read = readBoundedSync(path);
+  if (!read.ok) throw new Error(read.reason);
+  return read.text;
+}
+
 /** Go-style durations as kube-proxy takes them: 30s, 1m, 1h30m, 250ms. */
 export function parseDuration(text: string, flag: string): number {
   // Go takes a bare 0, and kube-proxy's "0 leaves it alone" flags are written that way.
@@ -290,15 +296,22 @@ export function parseArgs(argv: string[], warnings: string[] = []): Map<string, 
  */
 export function configFileFlags(
   path: string,
-  read: (p: string) => string = (p) => readFileSync(p, 'utf8'),
+  read: (p: string) => string = readConfigFile,
   warnings: string[] = [],
 ): Map<string, string> {
-  let doc: Record<string, unknown>;
+  let text: string;
   try {
-    doc = (parseYaml(read(path)) ?? {}) as Record<string, unknown>;
+    text = read(path);
   } catch (err) {
     throw invalid(`--config ${path}: ${(err as Error).message.split('\n')[0]}`);
   }
+  // The same bounds as --source files: an alias bomb or a deep file is one clear line, not a crash.
+  const parsed = parseYamlDocuments(text);
+  if (!parsed.ok) throw invalid(`--config ${path}: ${parsed.reason}`);
+  if (parsed.documents.length + parsed.scalars > 1)
+    throw invalid(`--config ${path}: more than one YAML document`);
+  if (parsed.scalars > 0) throw invalid(`--config ${path}: not a KubeProxyConfiguration`);
+  const doc = (parsed.documents[0] ?? {}) as Record<string, unknown>;
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
     throw invalid(`--config ${path}: not a KubeProxyConfiguration`);
   if (doc.kind !== undefined && doc.kind !== 'KubeProxyConfiguration')

@@ -1,7 +1,7 @@
 import { systemClock, wallTime, type Clock } from './clock.js';
 import type { Conntrack } from './conntrack/exec.js';
 import { ConntrackReconciler } from './conntrack/reconciler.js';
-import { logSkipped } from './log-skipped.js';
+import { logSkipped, skippedId } from './log-skipped.js';
 import type { ProxyConfig } from './config-types.js';
 import type { Logger } from './log.js';
 import { UserspaceBackend } from './lb/userspace-backend.js';
@@ -83,6 +83,11 @@ export class Daemon {
   #lastFull = -Infinity;
   /** Services whose rules nft refused: left out of every sync until their objects change. */
   readonly #heldOut = new HeldOut();
+  /**
+   * The skipped entries already logged. Only those still skipped are kept: the set is as large
+   * as the current skipped list, not every name ever skipped, and an object that is mended and
+   * broken again is logged again.
+   */
   #skippedSeen = new Set<string>();
   #syncs = 0;
   readonly #log: Logger;
@@ -241,7 +246,7 @@ export class Daemon {
 
   async #defaultSource(): Promise<Source> {
     // Watched once start() has read it: a missing path is then SOURCE_UNREADABLE (exit 5).
-    if (this.config.source) return new FileSource(this.config.source);
+    if (this.config.source) return new FileSource(this.config.source, { log: this.#log });
     const { loadKubeConfig } = await import('./watch/kubeconfig.js');
     const { createKubeSource } = await import('./watch/kube-source.js');
     const { kubeConfig, source, server } = loadKubeConfig({ kubeconfigPath: this.config.kubeconfig });
@@ -336,6 +341,12 @@ export class Daemon {
       this.metrics.heldOut(this.#heldOut.size);
     }
     this.#state = shown;
+    // Every entry skipped now (the model's, the compiler's, the held-out) is in the set: anything
+    // more is no longer skipped, and is logged again if it comes back.
+    if (this.#skippedSeen.size > shown.skipped.length) {
+      const now = new Set(shown.skipped.map(skippedId));
+      for (const id of this.#skippedSeen) if (!now.has(id)) this.#skippedSeen.delete(id);
+    }
     // After the rules, as kube-proxy: a load balancer is told of local endpoints that work.
     await this.healthChecks.reconcile(
       desiredHealthChecks(shown, this.config.nodePortAddresses, this.deps.env.localAddresses),
@@ -407,7 +418,21 @@ export class Daemon {
   #makeView(): DaemonView {
     return {
       mode: this.config.proxyMode,
-      rules: () => (this.applier.applied ? renderRuleset(this.applier.applied) : ''),
+      rules: (service) => {
+        const applied = this.applier.applied;
+        if (!applied) return '';
+        if (service === undefined) return renderRuleset(applied);
+        // The state the applied ruleset was compiled from says which port keys are the Service's.
+        const keys = new Set(this.#state?.ports.filter((sp) => sp.service === service).map((sp) => sp.key));
+        return renderRuleset({
+          tables: [],
+          chains: [],
+          sets: [],
+          elements: new Map(),
+          skipped: [],
+          fragments: applied.fragments.filter((f) => keys.has(f.key)),
+        });
+      },
       liveRules: async () => {
         const parts = await Promise.all(
           (['ip', 'ip6'] as const).map((f) => this.deps.nft.list(f, this.config.tableName)),
@@ -419,8 +444,12 @@ export class Daemon {
         if (!state) return { verdict: 'no-match', why: 'no sync yet' };
         return trace(state, compileConfig(state, this.config, this.deps.env), q);
       },
-      services: () =>
-        describeServices(withUserspaceSkips(this.#state, this.#userspace), this.#userspace?.listeners()),
+      services: (query) =>
+        describeServices(
+          withUserspaceSkips(this.#state, this.#userspace),
+          this.#userspace?.listeners(),
+          query,
+        ),
     };
   }
 }

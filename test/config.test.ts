@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { hasCode } from '../src/errors.js';
 import { effectiveKubeProxyConfig } from '../src/kube-proxy-config.js';
 import { REPO } from './support/proxy.js';
+import { aliasBomb, deepYaml } from './support/hostile-input.js';
 
 const env = { NODE_NAME: 'node-a' } as NodeJS.ProcessEnv;
 const invalid = (fn: () => unknown, flag: RegExp): void =>
@@ -201,5 +202,24 @@ describe('config: a drop-in for kube-proxy', () => {
     ] as const)
       assert.deepEqual(again[k], c[k], k);
     assert.deepEqual(again.warnings, []);
+  });
+});
+
+describe('--config file that is not a configuration at all', () => {
+  it('an alias bomb, a deep file, several documents or a scalar: CONFIG_INVALID naming the file', () => {
+    for (const [text, reason] of [
+      [aliasBomb(), /^--config x\.yaml: YAML aliases expand past 100 nodes/],
+      [deepYaml(), /^--config x\.yaml: nested more than 100 levels deep/],
+      ['kind: KubeProxyConfiguration\n---\nmode: nftables\n', /more than one YAML document/],
+      ['hello\n', /not a KubeProxyConfiguration/],
+    ] as const)
+      invalid(() => configFileFlags('x.yaml', () => text), reason);
+  });
+
+  it('an empty file is an empty configuration', () => {
+    assert.deepEqual(
+      configFileFlags('x.yaml', () => ''),
+      new Map(),
+    );
   });
 });

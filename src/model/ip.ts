@@ -1,16 +1,24 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Family } from './types.js';
 
-/** The family of an IP literal, or undefined when it is not one. */
+/**
+ * The family of an IP literal, or undefined when it is not one. An IPv6 zone ID
+ * (`fe80::1%eth0`) is not part of a Service's or an endpoint's address: Kubernetes refuses
+ * it, and so does this, though node:net accepts it.
+ */
 export function ipFamily(ip: string): Family | undefined {
+  if (typeof ip !== 'string' || ip.includes('%')) return undefined;
   if (isIPv4(ip)) return 'ipv4';
   if (isIPv6(ip)) return 'ipv6';
   return undefined;
 }
 
-/** An IP as a bigint, for range checks; v4 and v6 kept apart by the caller. */
+const v4ToBigInt = (ip: string): bigint =>
+  ip.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+
+/** A valid IP (ipFamily() says which) as a bigint, for range checks; v4 and v6 kept apart by the caller. */
 export function ipToBigInt(ip: string): bigint {
-  if (isIPv4(ip)) return ip.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+  if (isIPv4(ip)) return v4ToBigInt(ip);
   const [head = '', tail] = ip.split('::') as [string, string | undefined];
   const parse = (s: string): string[] => (s === '' ? [] : s.split(':'));
   let groups = parse(head);
@@ -19,7 +27,8 @@ export function ipToBigInt(ip: string): bigint {
   const fix = (gs: string[]): string[] =>
     gs.flatMap((g) => {
       if (!g.includes('.')) return [g];
-      const v = ipToBigInt(g);
+      // Not ipToBigInt(g): that would recurse for as long as g is not an IPv4 literal.
+      const v = v4ToBigInt(g);
       return [(v >> 16n).toString(16), (v & 0xffffn).toString(16)];
     });
   groups = fix(groups);

@@ -1,5 +1,6 @@
 import type { V1Service } from '@kubernetes/client-node';
 import { canonicalIp, ipFamily, parseCidr } from './ip.js';
+import { quote } from './quote.js';
 import type { Family, LbAlgorithm, Protocol } from './types.js';
 
 /** A Service after validation: what the model needs, nothing else. */
@@ -38,6 +39,11 @@ const TRAFFIC_DISTRIBUTIONS = new Set(['PreferClose', 'PreferSameZone', 'PreferS
 const fail = (reason: string): ServiceResult => ({ ok: false, ignored: false, reason });
 const ignore = (reason: string): ServiceResult => ({ ok: false, ignored: true, reason });
 
+/** A list field: absent is empty; anything but a list is `undefined` (the caller says what that costs). */
+const list = (v: unknown): unknown[] | undefined =>
+  v === undefined || v === null ? [] : Array.isArray(v) ? v : undefined;
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+
 function isPort(v: unknown, allowZero = false): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= (allowZero ? 0 : 1) && v <= 65535;
 }
@@ -49,23 +55,26 @@ function isPort(v: unknown, allowZero = false): v is number {
  */
 export function parseService(svc: V1Service): ServiceResult {
   const name = svc.metadata?.name;
-  if (!name) return fail('missing metadata.name');
+  if (!name || typeof name !== 'string') return fail('missing metadata.name');
   const spec = svc.spec;
   if (!spec) return fail('missing spec');
+  if (typeof spec !== 'object' || Array.isArray(spec)) return fail('spec is not an object');
   if (svc.metadata?.labels?.[SERVICE_PROXY_NAME_LABEL] !== undefined)
     return ignore(`left to the proxy named by ${SERVICE_PROXY_NAME_LABEL}`);
   const type = spec.type ?? 'ClusterIP';
   if (type === 'ExternalName') return ignore('ExternalName Service');
   if (!['ClusterIP', 'NodePort', 'LoadBalancer'].includes(type))
-    return fail(`unknown spec.type ${JSON.stringify(type)}`);
-  const rawIPs = spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : [];
+    return fail(`unknown spec.type ${quote(type)}`);
+  const listed = list(spec.clusterIPs);
+  if (!listed) return fail('spec.clusterIPs is not a list');
+  const rawIPs: unknown[] = listed.length ? listed : spec.clusterIP ? [spec.clusterIP] : [];
   if (rawIPs.length === 0) return fail('missing spec.clusterIP');
   if (rawIPs[0] === 'None') return ignore('headless Service');
   const clusterIPs: Partial<Record<Family, string>> = {};
   for (const raw of rawIPs) {
     const ip = typeof raw === 'string' ? canonicalIp(raw) : undefined;
     const family = ip ? ipFamily(ip) : undefined;
-    if (!ip || !family) return fail(`invalid clusterIP ${JSON.stringify(raw)}`);
+    if (!ip || !family) return fail(`invalid clusterIP ${quote(raw)}`);
     if (clusterIPs[family]) return fail(`two clusterIPs of family ${family}`);
     clusterIPs[family] = ip;
   }
@@ -75,14 +84,16 @@ export function parseService(svc: V1Service): ServiceResult {
   const seen = new Set<string>();
   const usesNodePorts = type === 'NodePort' || type === 'LoadBalancer';
   for (const [i, p] of spec.ports.entries()) {
+    if (typeof p !== 'object' || p === null) return fail(`spec.ports[${i}] is not an object`);
     const protocol = p.protocol ?? 'TCP';
-    if (!PROTOCOLS.has(protocol))
-      return fail(`spec.ports[${i}]: unknown protocol ${JSON.stringify(protocol)}`);
-    if (!isPort(p.port)) return fail(`spec.ports[${i}]: invalid port ${JSON.stringify(p.port)}`);
+    if (!PROTOCOLS.has(protocol)) return fail(`spec.ports[${i}]: unknown protocol ${quote(protocol)}`);
+    if (!isPort(p.port)) return fail(`spec.ports[${i}]: invalid port ${quote(p.port)}`);
     if (p.nodePort !== undefined && p.nodePort !== null && !isPort(p.nodePort, true))
-      return fail(`spec.ports[${i}]: invalid nodePort ${JSON.stringify(p.nodePort)}`);
+      return fail(`spec.ports[${i}]: invalid nodePort ${quote(p.nodePort)}`);
     const portName = p.name ?? '';
-    if (seen.has(portName)) return fail(`spec.ports[${i}]: duplicate port name ${JSON.stringify(portName)}`);
+    if (typeof portName !== 'string')
+      return fail(`spec.ports[${i}]: name ${quote(portName)} is not a string`);
+    if (seen.has(portName)) return fail(`spec.ports[${i}]: duplicate port name ${quote(portName)}`);
     seen.add(portName);
     ports.push({
       name: portName,
@@ -93,28 +104,37 @@ export function parseService(svc: V1Service): ServiceResult {
   }
 
   const warnings: string[] = [];
+  /** A list of the Service's whose elements each cost only themselves; not a list: ignored whole. */
+  const each = (v: unknown, field: string): unknown[] => {
+    const items = list(v);
+    if (!items) warnings.push(`ignoring ${field}: not a list`);
+    return items ?? [];
+  };
+  // typeof checks, not String(raw): String() throws on an object with a `toString` key.
+  const ipOf = (raw: unknown): string | undefined =>
+    typeof raw === 'string' ? canonicalIp(raw.trim()) : undefined;
   const externalIPs: string[] = [];
-  for (const raw of spec.externalIPs ?? []) {
-    const ip = canonicalIp(String(raw).trim());
+  for (const raw of each(spec.externalIPs, 'spec.externalIPs')) {
+    const ip = ipOf(raw);
     if (ip) externalIPs.push(ip);
-    else warnings.push(`ignoring invalid externalIP ${JSON.stringify(raw)}`);
+    else warnings.push(`ignoring invalid externalIP ${quote(raw)}`);
   }
   const loadBalancerIPs: string[] = [];
   if (type === 'LoadBalancer') {
-    for (const ingress of svc.status?.loadBalancer?.ingress ?? []) {
+    for (const ingress of each(svc.status?.loadBalancer?.ingress, 'status.loadBalancer.ingress')) {
       // ipMode Proxy: the load balancer proxies to the node itself, kube-proxy must not short-circuit.
-      if (!ingress.ip || ingress.ipMode === 'Proxy') continue;
-      const ip = canonicalIp(ingress.ip.trim());
+      if (!isObject(ingress) || !ingress.ip || ingress.ipMode === 'Proxy') continue;
+      const ip = ipOf(ingress.ip);
       if (ip) loadBalancerIPs.push(ip);
-      else warnings.push(`ignoring invalid load balancer ingress IP ${JSON.stringify(ingress.ip)}`);
+      else warnings.push(`ignoring invalid load balancer ingress IP ${quote(ingress.ip)}`);
     }
   }
   const sourceRanges: string[] = [];
   if (type === 'LoadBalancer') {
-    for (const raw of spec.loadBalancerSourceRanges ?? []) {
-      const cidr = parseCidr(String(raw));
+    for (const raw of each(spec.loadBalancerSourceRanges, 'spec.loadBalancerSourceRanges')) {
+      const cidr = typeof raw === 'string' ? parseCidr(raw) : undefined;
       if (cidr) sourceRanges.push(cidr.text);
-      else warnings.push(`ignoring invalid loadBalancerSourceRange ${JSON.stringify(raw)}`);
+      else warnings.push(`ignoring invalid loadBalancerSourceRange ${quote(raw)}`);
     }
   }
 
@@ -126,11 +146,11 @@ export function parseService(svc: V1Service): ServiceResult {
     else {
       affinitySeconds = DEFAULT_AFFINITY_SECONDS;
       warnings.push(
-        `sessionAffinity timeoutSeconds ${JSON.stringify(t)} out of range 1..${MAX_AFFINITY_SECONDS}: using ${DEFAULT_AFFINITY_SECONDS}`,
+        `sessionAffinity timeoutSeconds ${quote(t)} out of range 1..${MAX_AFFINITY_SECONDS}: using ${DEFAULT_AFFINITY_SECONDS}`,
       );
     }
   } else if (spec.sessionAffinity !== undefined && spec.sessionAffinity !== 'None') {
-    warnings.push(`unknown sessionAffinity ${JSON.stringify(spec.sessionAffinity)}: using None`);
+    warnings.push(`unknown sessionAffinity ${quote(spec.sessionAffinity)}: using None`);
   }
 
   // The EndpointSlice controller turns trafficDistribution into hints and kube-proxy obeys the
@@ -138,7 +158,7 @@ export function parseService(svc: V1Service): ServiceResult {
   const distribution = spec.trafficDistribution;
   if (distribution !== undefined && distribution !== null && !TRAFFIC_DISTRIBUTIONS.has(distribution))
     warnings.push(
-      `unknown trafficDistribution ${JSON.stringify(distribution)}: ignored, the EndpointSlice hints decide`,
+      `unknown trafficDistribution ${quote(distribution)}: ignored, the EndpointSlice hints decide`,
     );
 
   const externallyAccessible =
@@ -149,7 +169,7 @@ export function parseService(svc: V1Service): ServiceResult {
   let lbAlgorithm: LbAlgorithm | undefined;
   if (annotation === 'random' || annotation === 'maglev') lbAlgorithm = annotation;
   else if (annotation !== undefined)
-    warnings.push(`unknown ${LB_ALGORITHM_ANNOTATION} ${JSON.stringify(annotation)}: using the default`);
+    warnings.push(`unknown ${LB_ALGORITHM_ANNOTATION} ${quote(annotation)}: using the default`);
 
   // A string from JSON and YAML; a Date where client-node's model classes made one.
   const stamp: unknown = svc.metadata?.creationTimestamp;

@@ -16,7 +16,24 @@ export interface ServersOptions {
   metrics: ProxyMetrics;
   view: DaemonView;
   log: Logger;
+  /** Largest /debug/services and /debug/rules answer, in bytes; default DEBUG_MAX_BYTES. */
+  debugMaxBytes?: number;
 }
+
+/**
+ * The default cap on a /debug/services or /debug/rules answer. At 10,000 Services with 10
+ * endpoints each, /debug/services is about 50 MB of JSON: a request would hold that (and the
+ * object it is made from) in memory while a client reads it. 8 MiB shows about 1,500 such ports,
+ * and ?service=namespace/name shows any one of them.
+ */
+export const DEBUG_MAX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The debug answers that grow with the cluster: one request at a time each. A second one gets
+ * 429 at once rather than waiting: waiting requests would each hold a socket and then a large
+ * answer, which is the memory the cap is there to bound, and a person or script retries.
+ */
+const ONE_AT_A_TIME = new Set(['/debug/services', '/debug/rules']);
 
 export interface Servers {
   healthz: AddressInfo;
@@ -46,6 +63,7 @@ const TEXT_TYPE = 'text/plain; charset=utf-8';
 export async function createServers(opts: ServersOptions): Promise<Servers> {
   const log = opts.log.child({ component: 'server' });
   const { health, metrics, view } = opts;
+  const maxBytes = opts.debugMaxBytes ?? DEBUG_MAX_BYTES;
 
   const healthRoutes = new Map<string, Route>([
     [
@@ -91,11 +109,28 @@ export async function createServers(opts: ServersOptions): Promise<Servers> {
         if (live !== null && !['0', '1', 'true', 'false'].includes(live)) {
           return json(400, { error: 'live: expected 1 or 0', parameter: 'live' });
         }
-        const text = live === '1' || live === 'true' ? await view.liveRules() : view.rules();
-        return { status: 200, contentType: TEXT_TYPE, body: text };
+        const service = serviceParam(query);
+        if (typeof service === 'object') return json(400, service);
+        const isLive = live === '1' || live === 'true';
+        if (isLive && service !== undefined)
+          return json(400, {
+            error: 'service: not with live=1 (the kernel is read whole)',
+            parameter: 'service',
+          });
+        const text = isLive ? await view.liveRules() : view.rules(service);
+        return truncateText(text, maxBytes);
       },
     ],
-    ['/debug/services', async () => json(200, await view.services(), true)],
+    [
+      '/debug/services',
+      async (query) => {
+        const service = serviceParam(query);
+        if (typeof service === 'object') return json(400, service);
+        const answer = await view.services({ ...(service !== undefined ? { service } : {}), maxBytes });
+        const truncated = typeof answer === 'object' && answer !== null && 'truncated' in answer;
+        return { ...json(200, answer, true), ...(truncated ? { headers: { 'x-truncated': 'true' } } : {}) };
+      },
+    ],
     [
       '/debug/trace',
       async (query) => {
@@ -151,7 +186,22 @@ function handler(
   routes: Map<string, Route>,
   log: Logger,
 ): (req: IncomingMessage, res: ServerResponse) => void {
+  const busy = new Set<string>();
   return (req, res) => {
+    const { path } = splitTarget(req.url);
+    if (ONE_AT_A_TIME.has(path) && routes.has(path)) {
+      if (busy.has(path)) {
+        send(res, {
+          ...json(429, { error: `one ${path} request at a time: retry once the other is answered` }),
+          headers: { 'retry-after': '1' },
+        });
+        return;
+      }
+      busy.add(path);
+      // Released once the answer is out (or the client went away), not when it is built: a
+      // slow reader holds the answer in memory until then.
+      res.once('close', () => busy.delete(path));
+    }
     serve(routes, log, req)
       .then((reply) => send(res, reply))
       .catch((err: unknown) => {
@@ -163,12 +213,7 @@ function handler(
 
 /** Never rejects: a throwing route becomes a 500 and a log line, and the server keeps serving. */
 async function serve(routes: Map<string, Route>, log: Logger, req: IncomingMessage): Promise<Reply> {
-  // Split by hand: new URL() would read `//host/path` as a host and normalise dot segments,
-  // and a path here must match a route exactly.
-  const target = req.url ?? '/';
-  const q = target.indexOf('?');
-  const path = q < 0 ? target : target.slice(0, q);
-  const query = new URLSearchParams(q < 0 ? '' : target.slice(q + 1));
+  const { path, query } = splitTarget(req.url);
   const route = routes.get(path);
   if (!route) return json(404, { error: `not found: ${path}` });
   // HEAD is GET without the body (node:http drops it); probes sometimes use it.
@@ -184,6 +229,48 @@ async function serve(routes: Map<string, Route>, log: Logger, req: IncomingMessa
     log.error({ err, path }, 'request failed');
     return json(500, { error: err instanceof Error ? err.message : String(err) });
   }
+}
+
+/**
+ * A request target's path and query. Split by hand: new URL() would read `//host/path` as a
+ * host and normalise dot segments, and a path here must match a route exactly.
+ */
+function splitTarget(url: string | undefined): { path: string; query: URLSearchParams } {
+  const target = url ?? '/';
+  const q = target.indexOf('?');
+  return {
+    path: q < 0 ? target : target.slice(0, q),
+    query: new URLSearchParams(q < 0 ? '' : target.slice(q + 1)),
+  };
+}
+
+/** A Kubernetes namespace (DNS label) and name (DNS subdomain), as `namespace/name`. */
+const SERVICE_PARAM = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+/** ?service=namespace/name: the value, undefined when absent, or the 400 body when malformed. */
+function serviceParam(query: URLSearchParams): string | undefined | { error: string; parameter: string } {
+  const service = query.get('service');
+  if (service === null) return undefined;
+  if (!SERVICE_PARAM.test(service))
+    return { error: 'service: expected namespace/name', parameter: 'service' };
+  return service;
+}
+
+/**
+ * Text cut at a line end within `maxBytes`, with an nft comment line that says so: the answer
+ * stays valid `nft -f` input, short of the elements it leaves out.
+ */
+function truncateText(text: string, maxBytes: number): Reply {
+  const MARKER_ROOM = 200;
+  const total = Buffer.byteLength(text);
+  if (total <= maxBytes) return { status: 200, contentType: TEXT_TYPE, body: text };
+  // The rules are ASCII (names are validated or hashed), so characters are bytes here; the
+  // marker line fits in the room kept for it.
+  const end = text.lastIndexOf('\n', maxBytes - MARKER_ROOM - 1) + 1;
+  const body =
+    `${text.slice(0, end)}# truncated: ${end} of ${total} bytes shown; ` +
+    '?service=namespace/name shows one Service\n';
+  return { status: 200, contentType: TEXT_TYPE, body, headers: { 'x-truncated': 'true' } };
 }
 
 function send(res: ServerResponse, reply: Reply): void {

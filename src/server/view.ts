@@ -1,4 +1,5 @@
 import type { Packet } from '../model/trace.js';
+import type { ServicesQuery } from './services-view.js';
 
 /** A packet to trace through the proxy's rules: GET /debug/trace (the model's Packet). */
 export type TraceQuery = Packet;
@@ -9,12 +10,15 @@ export type TraceQuery = Packet;
  */
 export interface DaemonView {
   mode: 'nftables' | 'userspace';
-  /** The last applied ruleset in `nft -f` syntax; '' before the first sync. */
-  rules(): string;
+  /**
+   * The last applied ruleset in `nft -f` syntax; '' before the first sync. With `service`
+   * (`namespace/name`), only the elements of that Service's ports.
+   */
+  rules(service?: string): string;
   /** The ruleset read back from the kernel. */
   liveRules(): Promise<string>;
   /** Where such a packet goes; JSON-able. */
   trace(q: TraceQuery): unknown;
   /** Every service port, its frontends, chosen endpoints, flags and skipped objects; JSON-able. */
-  services(): unknown;
+  services(query?: ServicesQuery): unknown;
 }

@@ -1,17 +1,42 @@
-import { watch, type FSWatcher } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { statSync, watch, type FSWatcher } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { ErrorCodes, ProxyError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { objectKey } from '../model/object-key.js';
+import { envelopeProblem } from './object-envelope.js';
+import { PARSE_LIMITS, parseDocumentsAsync, readBounded, type ParseLimits } from './parse-documents.js';
 import type { Kind, KubeObject, Source, SourceHandler } from './source.js';
 
-const KINDS: Record<string, Kind> = { Service: 'Service', EndpointSlice: 'EndpointSlice', Node: 'Node' };
+const KINDS = new Map<unknown, Kind>([
+  ['Service', 'Service'],
+  ['EndpointSlice', 'EndpointSlice'],
+  ['Node', 'Node'],
+]);
 const EXTENSIONS = /\.(ya?ml|json)$/i;
 
+interface Entry {
+  kind: Kind;
+  object: KubeObject;
+  text: string;
+}
+
 interface Loaded {
-  objects: Map<string, { kind: Kind; object: KubeObject; text: string }>;
+  objects: Map<string, Entry>;
   problems: Array<{ file: string; reason: string }>;
+}
+
+/**
+ * What is at a path, as inode and birth time (a folder removed and made again often gets the
+ * same inode number back), or undefined when nothing is there.
+ */
+function inode(path: string): string | undefined {
+  try {
+    const info = statSync(path);
+    return `${info.dev}:${info.ino}:${info.birthtimeMs}`;
+  } catch {
+    return undefined;
+  }
 }
 
 const identity = (kind: Kind, o: KubeObject): string =>
@@ -19,45 +44,65 @@ const identity = (kind: Kind, o: KubeObject): string =>
     ? `Node//${o.metadata?.name}`
     : `${kind}/${objectKey(o.metadata?.namespace, o.metadata?.name)}`;
 
-/** Every Service, EndpointSlice and Node in the documents of one file's text (Lists unpacked). */
-export function objectsInText(text: string): {
-  objects: Array<{ kind: Kind; object: KubeObject }>;
-  error?: string;
-} {
-  const docs = parseAllDocuments(text);
+/**
+ * Every Service, EndpointSlice and Node in a file's text (Lists unpacked), parsed within
+ * PARSE_LIMITS, and the problems: a file that does not parse is one problem and no objects;
+ * an object whose envelope is unusable (a name that is not a string) is one problem and the
+ * rest of the file counts.
+ */
+export async function objectsInFile(
+  file: string,
+  text: string,
+  limits: ParseLimits = PARSE_LIMITS,
+): Promise<{ objects: Array<{ kind: Kind; object: KubeObject }>; problems: string[] }> {
+  // In slices: the daemon's servers keep answering while a large file is parsed.
+  const parsed = await parseDocumentsAsync(file, text, limits);
+  if (!parsed.ok) return { objects: [], problems: [parsed.reason] };
   const objects: Array<{ kind: Kind; object: KubeObject }> = [];
-  const visit = (value: unknown): void => {
-    if (!value || typeof value !== 'object') return;
-    const v = value as { kind?: unknown; items?: unknown };
+  const problems: string[] = [];
+  // Depth is bounded by the parse limits, so this recursion is too.
+  const visit = (value: unknown, where: string): void => {
+    if (!value || typeof value !== 'object' || Array.isArray(value)) return;
+    const v = value as Record<string, unknown>;
     if (typeof v.kind === 'string' && v.kind.endsWith('List') && Array.isArray(v.items)) {
-      for (const item of v.items) visit(item);
+      for (const [i, item] of v.items.entries()) visit(item, `${where}.items[${i}]`);
       return;
     }
-    const kind = typeof v.kind === 'string' ? KINDS[v.kind] : undefined;
-    if (kind) objects.push({ kind, object: value as KubeObject });
+    const kind = KINDS.get(v.kind);
+    if (!kind) return;
+    const problem = envelopeProblem(kind, v);
+    if (problem) problems.push(`${where} (${kind}): ${problem}`);
+    else objects.push({ kind, object: value as KubeObject });
   };
-  for (const doc of Array.isArray(docs) ? docs : [docs]) {
-    if (doc.errors.length > 0) return { objects: [], error: doc.errors[0]!.message.split('\n')[0]! };
-    visit(doc.toJS());
-  }
-  return { objects };
+  // Numbered among the documents that hold a map or list: empty ones are not kept.
+  for (const [i, doc] of parsed.documents.entries()) visit(doc, `object ${i + 1}`);
+  return { objects, problems };
 }
 
 /**
  * Kubernetes objects from a file or a folder of YAML/JSON files, re-read when they change.
- * A file that does not parse is reported and skipped as a whole; every other file counts.
+ * A file that does not parse (or is past PARSE_LIMITS) is reported and skipped as a whole; every
+ * other file counts.
  * Emits the difference between reads, so downstream sees ordinary add/update/delete events.
  */
 export class FileSource implements Source {
   readonly #path: string;
+  readonly #log: Logger | undefined;
+  readonly #limits: ParseLimits;
   #handler: SourceHandler | undefined;
-  #current = new Map<string, { kind: Kind; object: KubeObject; text: string }>();
+  #current = new Map<string, Entry>();
   #watcher: FSWatcher | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #debounceMs = 100;
+  /** The inode the watcher watches: another one at the path means it was replaced. */
+  #watched: string | undefined;
+  #stopped = false;
   #reading: Promise<void> = Promise.resolve();
 
-  constructor(path: string) {
+  constructor(path: string, opts: { log?: Logger; limits?: ParseLimits } = {}) {
     this.#path = path;
+    this.#log = opts.log;
+    this.#limits = opts.limits ?? PARSE_LIMITS;
   }
 
   async start(handler: SourceHandler): Promise<void> {
@@ -68,21 +113,59 @@ export class FileSource implements Source {
 
   /** Watch for changes (the daemon does; --once and --dry-run do not). */
   watch(debounceMs = 100): void {
-    this.#watcher = watch(this.#path, { recursive: false }, () => {
-      clearTimeout(this.#timer);
-      this.#timer = setTimeout(() => void this.reload(), debounceMs);
-    });
+    this.#debounceMs = debounceMs;
+    this.#watch();
+  }
+
+  #watch(): void {
+    this.#watcher?.close();
+    this.#watched = inode(this.#path);
+    try {
+      this.#watcher = watch(this.#path, { recursive: false }, () => {
+        clearTimeout(this.#timer);
+        this.#timer = setTimeout(() => void this.#reloadWatched(), this.#debounceMs);
+      });
+    } catch (err) {
+      this.#log?.error({ err, source: this.#path }, 'cannot watch the source; changes are not seen');
+      return;
+    }
+    // An FSWatcher without an error listener would take the process down with it.
+    this.#watcher.on('error', (err) =>
+      this.#log?.error({ err, source: this.#path }, 'cannot watch the source; changes are not seen'),
+    );
+  }
+
+  /** A reload on a change: never rejects, and follows the path when it is replaced. */
+  async #reloadWatched(): Promise<void> {
+    try {
+      await this.reload();
+    } catch (err) {
+      this.#log?.error({ err, source: this.#path }, 'cannot read the source; keeping what was read before');
+    }
+    // A folder replaced as a whole (moved aside, written anew) leaves the watcher on the old
+    // one, which sees nothing more: watch the one the path names now.
+    const now = inode(this.#path);
+    if (!this.#stopped && now !== undefined && now !== this.#watched) {
+      this.#log?.info({ source: this.#path }, 'the source was replaced; watching the new one');
+      this.#watch();
+      await this.reload().catch(() => undefined);
+    }
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     clearTimeout(this.#timer);
     this.#watcher?.close();
     await this.#reading;
   }
 
-  /** Read everything again and emit what changed. */
+  /**
+   * Read everything again and emit what changed. Rejects only when the source itself cannot
+   * be read (SOURCE_UNREADABLE), and then emits nothing: what was read before stays. A failed
+   * read never blocks the next one.
+   */
   reload(): Promise<void> {
-    this.#reading = this.#reading.then(async () => {
+    const run = this.#reading.then(async () => {
       const loaded = await this.#load();
       const handler = this.#handler!;
       handler.unreadable?.(loaded.problems);
@@ -100,41 +183,45 @@ export class FileSource implements Source {
       }
       this.#current = loaded.objects;
     });
-    return this.#reading;
+    this.#reading = run.catch(() => undefined);
+    return run;
   }
 
   async #files(): Promise<string[]> {
+    const unreadable = (err: unknown): ProxyError =>
+      new ProxyError(ErrorCodes.SOURCE_UNREADABLE, `--source ${this.#path}: ${(err as Error).message}`, {
+        cause: err,
+      });
     let info;
     try {
       info = await stat(this.#path);
     } catch (err) {
-      throw new ProxyError(
-        ErrorCodes.SOURCE_UNREADABLE,
-        `--source ${this.#path}: ${(err as Error).message}`,
-        { cause: err },
-      );
+      throw unreadable(err);
     }
     if (!info.isDirectory()) return [this.#path];
-    const names = (await readdir(this.#path)).filter((n) => EXTENSIONS.test(n) && !n.startsWith('.')).sort();
-    return names.map((n) => join(this.#path, n));
+    let names;
+    try {
+      names = await readdir(this.#path);
+    } catch (err) {
+      throw unreadable(err);
+    }
+    return names
+      .filter((n) => EXTENSIONS.test(n) && !n.startsWith('.'))
+      .sort()
+      .map((n) => join(this.#path, n));
   }
 
   async #load(): Promise<Loaded> {
     const objects: Loaded['objects'] = new Map();
     const problems: Loaded['problems'] = [];
     for (const file of await this.#files()) {
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch (err) {
-        problems.push({ file, reason: (err as Error).message });
+      const read = await readBounded(file, this.#limits);
+      if (!read.ok) {
+        problems.push({ file, reason: read.reason });
         continue;
       }
-      const { objects: found, error } = objectsInText(text);
-      if (error) {
-        problems.push({ file, reason: `not YAML or JSON: ${error}` });
-        continue;
-      }
+      const { objects: found, problems: bad } = await objectsInFile(file, read.text, this.#limits);
+      for (const reason of bad) problems.push({ file, reason });
       for (const { kind, object } of found) {
         if (object.metadata?.namespace === undefined && kind !== 'Node')
           object.metadata = { ...object.metadata, namespace: 'default' };

@@ -83,7 +83,10 @@ export class ObjectStore implements SourceHandler {
   }
 
   unreadable(files: Array<{ file: string; reason: string }>): void {
+    const changed = JSON.stringify(files) !== JSON.stringify(this.unreadableFiles);
     this.unreadableFiles = files;
+    // A bad file dropped beside unchanged ones changes no object, but the skipped list.
+    if (changed) this.#onChange();
   }
 
   /** A slice's Service (as labelled now) changes with it. */

@@ -39,7 +39,8 @@ export interface SourceHandler {
   /** A source-level problem worth a log line that does not stop the source (a watch restart). */
   problem?(what: string, err: unknown): void;
   /**
-   * The files of the last read that could not be parsed, each skipped as a whole: the list
+   * The problems of the last read, by file: a file that could not be read or parsed (skipped
+   * as a whole), or an object in it whose envelope is unusable (skipped alone). The list
    * replaces the one before, so a file that was mended leaves it.
    */
   unreadable?(files: Array<{ file: string; reason: string }>): void;
