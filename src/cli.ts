@@ -10,7 +10,11 @@ import { logSkipped } from './log-skipped.js';
 import { effectiveKubeProxyConfig } from './kube-proxy-config.js';
 import { cleanupLeftovers, KUBE_PROXY_TABLES, spawnProgram } from './kube-proxy-leftovers.js';
 import { hostAddresses } from './node-addresses.js';
-import { rulesFor, stateFrom, type Environment } from './pipeline.js';
+import { compileConfig, rulesFor, stateFrom, type Environment } from './pipeline.js';
+import { Compiler } from './rules/compile.js';
+import { containRefusal } from './rules/contain.js';
+import { HeldOut } from './rules/held-out.js';
+import { isRefusal, refusalReason } from './rules/isolate.js';
 import { cleanupTables, NftApplier, renderRuleset } from './rules/apply.js';
 import { createNft } from './rules/nft/exec.js';
 import { probeNft } from './rules/nft/probe.js';
@@ -122,10 +126,30 @@ async function main(argv: string[]): Promise<number> {
       return EXIT.OK;
     }
     const { version } = await probeNft(nft);
-    const result = await new NftApplier({ nft, log, takeOver: KUBE_PROXY_TABLES }).sync(rules, {
-      full: true,
-    });
-    log.info({ nft: version, ports: state.ports.length, operations: result.operations }, 'rules applied');
+    const applier = new NftApplier({ nft, log, takeOver: KUBE_PROXY_TABLES });
+    let operations: number;
+    try {
+      operations = (await applier.sync(rules, { full: true })).operations;
+    } catch (err) {
+      if (!isRefusal(err)) throw err;
+      // As in the daemon: a Service nft refuses costs only itself (src/rules/contain.ts); it is
+      // named with nft's reason, and everything else is applied.
+      const compiler = new Compiler(compileConfig(state, config, env));
+      const contained = await containRefusal(
+        { nft, applier, compiler, heldOut: new HeldOut(), log },
+        { state, view: state, rules, err },
+      );
+      logSkipped(
+        log,
+        contained.view.skipped.filter((s) => s.kind === 'Service' && contained.heldOut.has(s.name)),
+      );
+      log.warn(
+        { refused: refusalReason(err), heldOut: [...contained.heldOut.keys()], checks: contained.checks },
+        'nft refused some Services: applied everything else without them',
+      );
+      operations = contained.result.operations;
+    }
+    log.info({ nft: version, ports: state.ports.length, operations }, 'rules applied');
     return EXIT.OK;
   }
   const { runDaemon } = await import('./daemon.js');
