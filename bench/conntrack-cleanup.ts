@@ -17,7 +17,17 @@ import { StaleFlows, targetPorts, udpTargets } from '../src/conntrack/stale-flow
 import { buildState } from '../src/model/build-state.js';
 import type { ProxyState } from '../src/model/types.js';
 import { processAlive } from '../src/process-alive.js';
-import { median, ms, round, type Bench, type BenchContext, type BenchResult } from './harness.js';
+import {
+  median,
+  ms,
+  round,
+  type Bench,
+  type BenchContext,
+  type BenchResult,
+  missingRootOrTools,
+  IP,
+  CONNTRACK,
+} from './harness.js';
 
 const VIP = '10.96.0.10';
 const NODE_IP = '192.168.0.10';
@@ -296,11 +306,10 @@ export const bench: Bench = {
   name: 'conntrack-cleanup',
 
   async unavailable() {
-    if (typeof process.getuid !== 'function' || process.getuid() !== 0)
-      return 'needs root (network namespaces and the conntrack table need CAP_NET_ADMIN)';
-    if (run('conntrack', ['--version']).code !== 0) return 'needs conntrack (apt-get install conntrack)';
-    if (run('ip', ['-V']).code !== 0) return 'needs ip (apt-get install iproute2)';
-    return undefined;
+    return missingRootOrTools('network namespaces and the conntrack table need CAP_NET_ADMIN', [
+      CONNTRACK,
+      IP,
+    ]);
   },
 
   async run(ctx): Promise<BenchResult> {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 /**
  * The benchmark contract: each bench module exports `bench: Bench`; bench/index.ts runs them
  * in order and prints figures (human) or one JSON object (`--json`). Ratios compare against a
@@ -39,4 +40,27 @@ export function median(xs: number[]): number {
 
 export function round(x: number, digits = 1): number {
   return Math.round(x * 10 ** digits) / 10 ** digits;
+}
+
+/** A tool a bench needs: how to ask it for its version, and the Debian package that has it. */
+export interface NeededTool {
+  program: string;
+  args: string[];
+  pkg: string;
+}
+export const NFT: NeededTool = { program: 'nft', args: ['--version'], pkg: 'nftables' };
+export const IP: NeededTool = { program: 'ip', args: ['-V'], pkg: 'iproute2' };
+export const CONNTRACK: NeededTool = { program: 'conntrack', args: ['--version'], pkg: 'conntrack' };
+
+/**
+ * Why a bench that works in network namespaces cannot run here, or undefined: root (`why`
+ * says what for), then each tool answering its version.
+ */
+export function missingRootOrTools(why: string, tools: NeededTool[]): string | undefined {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return `needs root (${why})`;
+  for (const t of tools) {
+    const r = spawnSync(t.program, t.args, { stdio: 'ignore', timeout: 10_000 });
+    if (r.error || r.status !== 0) return `needs ${t.program} (apt-get install ${t.pkg})`;
+  }
+  return undefined;
 }

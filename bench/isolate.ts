@@ -20,7 +20,7 @@ import { isRefusal, refusalReason } from '../src/rules/isolate.js';
 import { createNft, type Nft } from '../src/rules/nft/exec.js';
 import type { Ruleset } from '../src/rules/ruleset.js';
 import { processAlive } from '../src/process-alive.js';
-import { ms, round, type Bench, type BenchResult } from './harness.js';
+import { ms, round, type Bench, type BenchResult, missingRootOrTools, NFT, IP } from './harness.js';
 import { BENCH_NET, mixedState } from './states.js';
 
 const ENDPOINTS = 10;
@@ -86,11 +86,7 @@ export const bench: Bench = {
   name: 'isolate',
 
   async unavailable() {
-    if (typeof process.getuid !== 'function' || process.getuid() !== 0)
-      return 'needs root (network namespaces and nftables need CAP_NET_ADMIN)';
-    if (sh('nft', ['--version']).code !== 0) return 'needs nft (apt-get install nftables)';
-    if (sh('ip', ['-V']).code !== 0) return 'needs ip (apt-get install iproute2)';
-    return undefined;
+    return missingRootOrTools('network namespaces and nftables need CAP_NET_ADMIN', [NFT, IP]);
   },
 
   async run(ctx): Promise<BenchResult> {

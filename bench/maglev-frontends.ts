@@ -12,8 +12,8 @@ import { compile, type CompileConfig } from '../src/rules/compile.js';
 import type { Element } from '../src/rules/nft/types.js';
 import { rulesetSize, type Ruleset } from '../src/rules/ruleset.js';
 import { service, slice } from '../test/support/objects.js';
-import { ms, round, type Bench, type BenchResult } from './harness.js';
-import { Netns, run, TimedExec } from './nft-load.js';
+import { ms, round, type Bench, type BenchResult, missingRootOrTools, NFT } from './harness.js';
+import { Netns, TimedExec } from './nft-load.js';
 
 const config: CompileConfig = {
   table: 'kube-nftproxy',
@@ -79,10 +79,7 @@ export const bench: Bench = {
   name: 'maglev-frontends',
 
   async unavailable() {
-    if (typeof process.getuid !== 'function' || process.getuid() !== 0)
-      return 'needs root (network namespaces and nftables need CAP_NET_ADMIN)';
-    if (run('nft', ['--version']).code !== 0) return 'needs nft (apt-get install nftables)';
-    return undefined;
+    return missingRootOrTools('network namespaces and nftables need CAP_NET_ADMIN', [NFT]);
   },
 
   async run(ctx): Promise<BenchResult> {

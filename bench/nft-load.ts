@@ -14,7 +14,18 @@ import { compile, Compiler, type CompileConfig } from '../src/rules/compile.js';
 import { fullTransaction, partialTransaction } from '../src/rules/apply.js';
 import { createNft, type Exec, type ExecResult } from '../src/rules/nft/exec.js';
 import { rulesetSize, type Ruleset } from '../src/rules/ruleset.js';
-import { median, ms, peakRssMb, round, type Bench, type BenchContext, type BenchResult } from './harness.js';
+import {
+  median,
+  ms,
+  peakRssMb,
+  round,
+  type Bench,
+  type BenchContext,
+  type BenchResult,
+  missingRootOrTools,
+  NFT,
+  IP,
+} from './harness.js';
 import {
   kubeProxyChange,
   kubeProxyFull,
@@ -397,11 +408,7 @@ export const bench: Bench = {
   name: 'nft-load',
 
   async unavailable() {
-    if (typeof process.getuid !== 'function' || process.getuid() !== 0)
-      return 'needs root (network namespaces and nftables need CAP_NET_ADMIN)';
-    if (run('nft', ['--version']).code !== 0) return 'needs nft (apt-get install nftables)';
-    if (run('ip', ['-V']).code !== 0) return 'needs ip (apt-get install iproute2)';
-    return undefined;
+    return missingRootOrTools('network namespaces and nftables need CAP_NET_ADMIN', [NFT, IP]);
   },
 
   async run(ctx): Promise<BenchResult> {
