@@ -1,22 +1,12 @@
 import assert from 'node:assert/strict';
-import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { silentLogger } from '../src/log.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
 import type { Operation } from '../src/rules/nft/types.js';
-import type { Source, SourceHandler } from '../src/watch/source.js';
+import type { SourceHandler } from '../src/watch/source.js';
 import { FakeClock } from './support/fake-clock.js';
 import { node, service, slice } from './support/objects.js';
-
-class HandSource implements Source {
-  handler: SourceHandler | undefined;
-  async start(handler: SourceHandler): Promise<void> {
-    this.handler = handler;
-  }
-  async stop(): Promise<void> {
-    this.handler = undefined;
-  }
-}
+import { HandSource, testDaemonConfig } from './support/daemon-harness.js';
 
 /**
  * The daemon when nft refuses one Service's rules (issue #11), over the Fake told to refuse
@@ -75,18 +65,7 @@ describe('Daemon: a Service nft refuses costs only itself', () => {
         : undefined;
     });
     const source = new HandSource();
-    const config = buildConfig([
-      '--hostname-override',
-      NODE,
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
-      '--sync-period',
-      '30s',
-    ]);
+    const config = testDaemonConfig(NODE, ['--sync-period', '30s']);
     daemon = new Daemon(config, {
       log: silentLogger(),
       env: { localAddresses: ['10.0.0.1'] },

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { createLogger } from '../src/log.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
@@ -9,6 +8,7 @@ import { aliasBomb, deepJson, deepYaml } from './support/hostile-input.js';
 import { service, slice, yamlDocs } from './support/objects.js';
 import { SourceDir } from './support/proxy.js';
 import { waitFor } from './support/wait-for.js';
+import { testDaemonConfig } from './support/daemon-harness.js';
 
 /**
  * The daemon on its own file source (a real folder, watched), its servers on real sockets:
@@ -57,20 +57,7 @@ describe('Daemon with a --source folder: hostile files while it runs', function 
     await src.write({ 'good.yaml': objects(['web', 'api']) });
     nft = new FakeNft();
     logs = [];
-    const config = buildConfig([
-      '--source',
-      src.path,
-      '--hostname-override',
-      NODE,
-      '--node-ip',
-      '10.0.0.1',
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
-    ]);
+    const config = testDaemonConfig(NODE, ['--source', src.path, '--node-ip', '10.0.0.1']);
     daemon = new Daemon(config, {
       log: createLogger({
         level: 'debug',

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { createLogger } from '../src/log.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
@@ -8,6 +7,7 @@ import { TestApiServer, type StoredObject } from './support/api-server.js';
 import { FakeClock } from './support/fake-clock.js';
 import { node, service, slice } from './support/objects.js';
 import { waitFor } from './support/wait-for.js';
+import { testDaemonConfig } from './support/daemon-harness.js';
 
 /**
  * The Daemon reading a test API server through the real client-node, with RBAC missing: its
@@ -46,18 +46,7 @@ describe('Daemon health with the API server refusing every list (RBAC missing)',
       level: 'info',
       destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
     });
-    const config = buildConfig([
-      '--hostname-override',
-      NODE,
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
-      '--sync-period',
-      `${SYNC_PERIOD_MS / 1000}s`,
-    ]);
+    const config = testDaemonConfig(NODE, ['--sync-period', `${SYNC_PERIOD_MS / 1000}s`]);
     daemon = new Daemon(config, {
       log,
       env: { localAddresses: ['10.0.0.1'] },

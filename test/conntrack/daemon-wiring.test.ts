@@ -1,23 +1,12 @@
 import assert from 'node:assert/strict';
-import { buildConfig } from '../../src/config.js';
 import type { Conntrack } from '../../src/conntrack/exec.js';
 import { Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
-import type { Source, SourceHandler } from '../../src/watch/source.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { node, service, slice } from '../support/objects.js';
 import { waitFor } from '../support/wait-for.js';
-
-class HandSource implements Source {
-  handler: SourceHandler | undefined;
-  async start(handler: SourceHandler): Promise<void> {
-    this.handler = handler;
-  }
-  async stop(): Promise<void> {
-    this.handler = undefined;
-  }
-}
+import { HandSource, testDaemonConfig } from '../support/daemon-harness.js';
 
 /** A Conntrack whose listings hang until released: a cleanup stays in flight while syncs go on. */
 class HeldConntrack implements Conntrack {
@@ -39,20 +28,7 @@ class HeldConntrack implements Conntrack {
 describe('Daemon: stale UDP conntrack cleanup wiring', () => {
   const NODE = 'node-a';
   const flags = (mode: string) =>
-    buildConfig([
-      '--hostname-override',
-      NODE,
-      '--proxy-mode',
-      mode,
-      '--userspace-bind',
-      'loopback',
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
-    ]);
+    testDaemonConfig(NODE, ['--proxy-mode', mode, '--userspace-bind', 'loopback']);
   const dnsSlice = (ips: string[]) =>
     slice(
       'default',

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { LAB, Lab, type ProbeResult } from '../../scripts/lab/index.js';
-import { buildConfig } from '../../src/config.js';
 import { createConntrack } from '../../src/conntrack/exec.js';
 import { Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
@@ -12,6 +11,7 @@ import { TestApiServer, type StoredObject } from '../support/api-server.js';
 import { requireConntrack, requireKernel } from '../support/capabilities.js';
 import { node, service, slice, type EndpointSpec } from '../support/objects.js';
 import { waitFor } from '../support/wait-for.js';
+import { testDaemonConfig } from '../support/daemon-harness.js';
 
 /**
  * Stale UDP conntrack entries (issue #12) with the whole daemon: client-node against a
@@ -141,17 +141,9 @@ describe('kernel: stale UDP conntrack entries', function () {
     server.create('EndpointSlice', webSlice(['dns-1', 'dns-2']));
     // No --service-cidr: a datagram to a VIP nobody serves yet is routed away (and tracked),
     // as on a node whose proxy has not programmed that Service yet.
-    const config = buildConfig([
-      '--hostname-override',
-      LAB.nodeName,
+    const config = testDaemonConfig(LAB.nodeName, [
       '--cluster-cidr',
       `${LAB.clusterCidr},${LAB.clusterCidr6}`,
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
       '--sync-period',
       '30s',
     ]);

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import type { V1Service } from '@kubernetes/client-node';
 import { LAB, Lab, type ProbeResult } from '../../scripts/lab/index.js';
-import { buildConfig } from '../../src/config.js';
 import { Daemon } from '../../src/daemon.js';
 import { ErrorCodes, ProxyError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
@@ -12,6 +11,7 @@ import { TestApiServer, type StoredObject } from '../support/api-server.js';
 import { requireKernel } from '../support/capabilities.js';
 import { node, service, slice } from '../support/objects.js';
 import { waitFor } from '../support/wait-for.js';
+import { testDaemonConfig } from '../support/daemon-harness.js';
 
 /**
  * A Service whose rules nft refuses costs only itself (issue #11): the daemon finds it with
@@ -144,19 +144,11 @@ describe('kernel: a Service nft refuses is held out, the rest is applied', funct
     // Refused in the very first (full) sync.
     server.create('Service', lb('bad', BAD_VIP, ['10.0.0.0/8'], '192.0.2.40'));
     server.create('EndpointSlice', endpointsOf('bad'));
-    const config = buildConfig([
-      '--hostname-override',
-      LAB.nodeName,
+    const config = testDaemonConfig(LAB.nodeName, [
       '--cluster-cidr',
       LAB.clusterCidr,
       '--service-cidr',
       LAB.serviceCidr,
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
       '--sync-period',
       '30s',
     ]);
