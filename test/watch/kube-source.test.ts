@@ -293,9 +293,14 @@ describe('kube source (real client-node against a test API server)', function ()
     server.create('EndpointSlice', bigSlice('10.0.9.1'));
     server.update('Node', bigNode('10.244.1.0/24'));
     await startSource();
-    await waitFor(() => h.view.Service.has('prod/big') && h.view.EndpointSlice.has('prod/big-a'), {
-      what: 'the listed objects',
-    });
+    // All three kinds: their informers list apart, in any order.
+    await waitFor(
+      () =>
+        h.view.Service.has('prod/big') &&
+        h.view.EndpointSlice.has('prod/big-a') &&
+        h.get('Node', NODE)?.spec?.podCIDR === '10.244.1.0/24',
+      { what: 'the listed objects' },
+    );
     assertTrimmed();
     server.update('Service', bigService(81));
     server.update('EndpointSlice', bigSlice('10.0.9.2'));
