@@ -9,7 +9,13 @@ import { ipLocalAddresses } from './lb/local-address.js';
 import { trace } from './model/trace.js';
 import type { ProxyState } from './model/types.js';
 import { StateBuilder } from './model/state-builder.js';
-import { cleanupLeftovers, KUBE_PROXY_TABLES, type RunProgram } from './kube-proxy-leftovers.js';
+import { effectiveKubeProxyConfig } from './kube-proxy-config.js';
+import {
+  cleanupLeftovers,
+  KUBE_PROXY_TABLES,
+  leftoverFailureFamilies,
+  type RunProgram,
+} from './kube-proxy-leftovers.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
 import { Compiler, programmedState } from './rules/compile.js';
@@ -308,6 +314,9 @@ export class Daemon {
             ...(compiler.delta ? { delta: compiler.delta } : {}),
           });
         } catch (err) {
+          // nft failed the sync (its transaction, or a map read it needed): kube-proxy's count,
+          // even when containment then applies the rest.
+          this.metrics.nftSyncFailed();
           if (!isRefusal(err)) throw err;
           // One bad Service costs only itself: it is held out, the rest applied (issue #11).
           const began = this.#clock.now();
@@ -377,9 +386,12 @@ export class Daemon {
       const report = await cleanupLeftovers(run, this.#log);
       if (Object.keys(report.iptables).length > 0 || report.ipvsInterface)
         this.#log.info(report, "removed kube-proxy's iptables and IPVS leftovers");
-      if (report.errors.length > 0)
+      if (report.errors.length > 0) {
+        this.metrics.nftCleanupFailed(leftoverFailureFamilies(report));
         this.#log.warn({ errors: report.errors }, "some of kube-proxy's leftovers could not be removed");
+      }
     } catch (err) {
+      this.metrics.nftCleanupFailed(['ipv4', 'ipv6']);
       this.#log.warn({ err }, "kube-proxy's leftovers could not be removed");
     }
   }
@@ -392,12 +404,14 @@ export class Daemon {
     const state = this.#state;
     if (this.#scraped || !state) return;
     this.#scraped = true;
-    const noLocal = (pick: (sp: ProxyState['ports'][number]) => boolean): number =>
-      state.ports.filter((sp) => pick(sp) && sp.hasEndpoints && sp.localEndpoints.length === 0).length;
-    this.metrics.noLocalEndpoints(
-      noLocal((sp) => sp.internalPolicyLocal),
-      noLocal((sp) => sp.externalPolicyLocal),
-    );
+    // Per family, as kube-proxy's proxier of each family counts the ports it programs.
+    const noLocal = { ipv4: { internal: 0, external: 0 }, ipv6: { internal: 0, external: 0 } };
+    for (const sp of state.ports) {
+      if (!sp.hasEndpoints || sp.localEndpoints.length > 0) continue;
+      if (sp.internalPolicyLocal) noLocal[sp.family].internal++;
+      if (sp.externalPolicyLocal) noLocal[sp.family].external++;
+    }
+    this.metrics.noLocalEndpoints(noLocal);
     if (this.applier.applied) this.metrics.rulesetSize(rulesetSize(this.applier.applied));
     const byKind: Record<string, number> = {};
     let contested = 0;
@@ -444,6 +458,7 @@ export class Daemon {
         if (!state) return { verdict: 'no-match', why: 'no sync yet' };
         return trace(state, compileConfig(state, this.config, this.deps.env), q);
       },
+      config: () => effectiveKubeProxyConfig(this.config),
       services: (query) =>
         describeServices(
           withUserspaceSkips(this.#state, this.#userspace),

@@ -9,6 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import type { Logger } from './log.js';
+import type { Family } from './model/types.js';
 import type { NftFamily, Table } from './rules/nft/types.js';
 
 /** kube-proxy's nftables mode's tables: the only foreign tables this proxy ever deletes. */
@@ -146,6 +147,20 @@ export interface LeftoversReport {
   ipvsInterface: boolean;
   /** Problems met (a tool that failed); the rest went on. */
   errors: string[];
+}
+
+/**
+ * The families whose leftovers could not all be removed, from a report's errors: `ip6tables-*`
+ * is IPv6, `iptables-*` IPv4, and kube-ipvs0 held both families' Service IPs.
+ */
+export function leftoverFailureFamilies(report: LeftoversReport): Family[] {
+  const families = new Set<Family>();
+  for (const e of report.errors) {
+    if (e.startsWith('ip6tables')) families.add('ipv6');
+    else if (e.startsWith('iptables')) families.add('ipv4');
+    else families.add('ipv4').add('ipv6');
+  }
+  return (['ipv4', 'ipv6'] as const).filter((f) => families.has(f));
 }
 
 /**

@@ -106,6 +106,12 @@ describe('Daemon: a Service nft refuses costs only itself', () => {
     assert.equal((await get('healthz', '/healthz')).status, 200);
     assert.equal(await sample('kube_nftproxy_services_held_out'), 1);
     assert.equal(await sample('kube_nftproxy_sync_failures_total'), 0);
+    // kube-proxy's count says nft refused the sync's transaction, though the rest was applied.
+    for (const f of ['IPv4', 'IPv6'])
+      assert.equal(
+        await sample(`kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family="${f}"}`),
+        1,
+      );
 
     // Another Service's change still reaches the rules, as a partial sync.
     h.upsert('EndpointSlice', eps('web', ['10.244.1.11', '10.244.1.12']));

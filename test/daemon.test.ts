@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { ErrorCodes, ProxyError } from '../src/errors.js';
+import { effectiveKubeProxyConfig } from '../src/kube-proxy-config.js';
+import type { RunProgram } from '../src/kube-proxy-leftovers.js';
 import { rulesetSize } from '../src/rules/ruleset.js';
 import { createLogger, silentLogger } from '../src/log.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
@@ -113,9 +115,14 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
 
   it('turns /healthz 503 when a queued change cannot be applied in time, and 200 once it is', async () => {
     assert.equal((await get('healthz', '/healthz')).status, 200);
-    const firstSync = await sample('kubeproxy_sync_proxy_rules_last_timestamp_seconds');
+    const lastSync = 'kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family="IPv4"}';
+    const firstSync = await sample(lastSync);
     assert.ok(firstSync !== undefined && firstSync > 0, `last sync timestamp: ${firstSync}`);
+    assert.equal(await sample(lastSync.replace('IPv4', 'IPv6')), firstSync, 'one sync programs both');
     assert.equal(await sample('kube_nftproxy_sync_failures_total'), 0);
+    const nftFailures = (f: string) =>
+      sample(`kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family="${f}"}`);
+    assert.deepEqual([await nftFailures('IPv4'), await nftFailures('IPv6')], [0, 0]);
 
     nft.broken = true;
     source.handler!.upsert('EndpointSlice', webSlice(['10.244.1.11', '10.244.1.12', '10.244.1.13']));
@@ -131,24 +138,32 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
     const failures = await sample('kube_nftproxy_sync_failures_total');
     assert.ok(failures !== undefined && failures >= 2, `failures: ${failures}, refused ${nft.refused}`);
     assert.equal(failures, nft.refused);
-    assert.equal(await sample('kubeproxy_sync_proxy_rules_last_timestamp_seconds'), firstSync);
-    assert.equal(JSON.parse(down.body).lastUpdated, new Date(firstSync * 1000).toISOString());
+    // kube-proxy's count: each refused transaction, under both families (it held both tables).
+    assert.deepEqual([await nftFailures('IPv4'), await nftFailures('IPv6')], [nft.refused, nft.refused]);
+    assert.equal(await sample(lastSync), firstSync);
+    const body = JSON.parse(down.body) as { lastUpdated: string; healthy: boolean; status: unknown };
+    const synced = new Date(firstSync * 1000).toISOString();
+    assert.equal(body.lastUpdated, synced);
+    assert.equal(body.healthy, false);
+    const late = { lastUpdated: synced, healthy: false };
+    assert.deepEqual(body.status, { IPv4: late, IPv6: late });
 
     nft.broken = false;
     // The runner's retry (backoff capped at the sync period) applies the change.
     await clock.advance(30_000);
     assert.equal((await get('healthz', '/healthz')).status, 200);
-    const recovered = await sample('kubeproxy_sync_proxy_rules_last_timestamp_seconds');
+    const recovered = await sample(lastSync);
     assert.ok(recovered !== undefined && recovered > firstSync, `${recovered} after ${firstSync}`);
     assert.match(nft.dump(), /10\.244\.1\.13/);
   });
 
   it('counts the ruleset and the Local ports without local endpoints as of the last sync, when scraped', async () => {
     const elements = 'kube_nftproxy_ruleset_objects{kind="elements"}';
-    const noLocal = 'kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy="internal"}';
+    const noLocal = (f: string) =>
+      `kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family="${f}",traffic_policy="internal"}`;
     const before = await sample(elements);
     assert.equal(before, rulesetSize(daemon.applier.applied!).elements);
-    assert.equal(await sample(noLocal), 0);
+    assert.equal(await sample(noLocal('IPv4')), 0);
 
     // internalTrafficPolicy Local with its only endpoint on another node.
     const h = source.handler!;
@@ -165,7 +180,9 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
       slice('default', 'db-a', 'db', [{ port: 5432 }], [{ ip: '10.244.2.7', nodeName: 'node-b' }]),
     );
     await clock.advance(0);
-    assert.equal(await sample(noLocal), 1);
+    // Counted in its own family only: an IPv4 Service, as kube-proxy's IPv4 proxier counts it.
+    assert.equal(await sample(noLocal('IPv4')), 1);
+    assert.equal(await sample(noLocal('IPv6')), 0);
     const after = await sample(elements);
     assert.equal(after, rulesetSize(daemon.applier.applied!).elements);
     assert.ok(after! > before!, `${after} elements after adding a Service, ${before} before`);
@@ -224,6 +241,20 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
     assert.equal(await sample('kubeproxy_sync_proxy_rules_endpoint_changes_pending'), 0);
   });
 
+  it('serves the effective configuration under /configz, as --write-config-to writes it', async () => {
+    const r = await get('metrics', '/configz');
+    assert.equal(r.status, 200, r.body);
+    const configz = JSON.parse(r.body) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(configz), ['kubeproxy.config.k8s.io']);
+    assert.deepEqual(configz['kubeproxy.config.k8s.io'], effectiveKubeProxyConfig(daemon.config));
+    const c = configz['kubeproxy.config.k8s.io'] as Record<string, unknown>;
+    assert.equal(c.kind, 'KubeProxyConfiguration');
+    assert.equal(c.mode, 'nftables');
+    assert.equal(c.hostnameOverride, NODE);
+    assert.equal(c.syncPeriod, '30s');
+    assert.equal(c.minSyncPeriod, '0s');
+  });
+
   it('lists the Service under /debug/services', async () => {
     const r = await get('metrics', '/debug/services');
     assert.equal(r.status, 200);
@@ -252,6 +283,79 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
     const live = await get('metrics', '/debug/rules?live=1');
     assert.equal(live.status, 200);
     assert.match(live.body, /10\.96\.0\.10/);
+  });
+});
+
+describe("Daemon: kube-proxy's nftables cleanup failures", () => {
+  it("counts a failed removal of kube-proxy's leftovers under the family it failed in", async () => {
+    const clock = new FakeClock();
+    const source = new HandSource();
+    const calls: string[] = [];
+    let finished!: () => void;
+    const lastStep = new Promise<void>((resolve) => (finished = resolve));
+    // kube-proxy's IPv6 iptables chains are there and ip6tables-restore fails; IPv4 has none.
+    const leftovers: RunProgram = async (program) => {
+      calls.push(program);
+      if (program === 'ip6tables-nft-save')
+        return { code: 0, stdout: '*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n', stderr: '' };
+      if (program === 'ip6tables-nft-restore')
+        return { code: 1, stdout: '', stderr: 'ip6tables-restore: injected failure' };
+      if (program === 'iptables-nft-save') return { code: 0, stdout: '*nat\nCOMMIT\n', stderr: '' };
+      if (program === 'ip') {
+        finished();
+        return { code: 1, stdout: '', stderr: 'Device "kube-ipvs0" does not exist.' };
+      }
+      return undefined;
+    };
+    const config = buildConfig([
+      '--hostname-override',
+      'node-a',
+      '--healthz-bind-address',
+      '127.0.0.1:0',
+      '--metrics-bind-address',
+      '127.0.0.1:0',
+      '--min-sync-period',
+      '0s',
+    ]);
+    const daemon = new Daemon(config, {
+      log: silentLogger(),
+      env: { localAddresses: ['10.0.0.1'] },
+      nft: new FakeNft(),
+      source,
+      clock,
+      leftovers,
+    });
+    await daemon.start();
+    try {
+      const failures = async (): Promise<string[]> => {
+        const res = await fetch(`http://127.0.0.1:${daemon.servers!.metrics.port}/metrics`);
+        return (await res.text())
+          .split('\n')
+          .filter((l) => l.startsWith('kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total{'));
+      };
+      assert.deepEqual(await failures(), [
+        'kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total{ip_family="IPv4"} 0',
+        'kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total{ip_family="IPv6"} 0',
+      ]);
+      source.handler!.upsert('Node', node('node-a', ['10.0.0.1']));
+      source.handler!.synced();
+      await clock.advance(0);
+      assert.equal(daemon.syncs, 1);
+      // The removal runs beside the syncs once the first is in; its last step is `ip link show`.
+      await lastStep;
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.ok(calls.includes('ip6tables-nft-restore'), calls.join(' '));
+      assert.deepEqual(await failures(), [
+        'kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total{ip_family="IPv4"} 0',
+        'kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total{ip_family="IPv6"} 1',
+      ]);
+      // The sync itself stands: no sync failure of either kind.
+      const text = await (await fetch(`http://127.0.0.1:${daemon.servers!.metrics.port}/metrics`)).text();
+      assert.match(text, /^kubeproxy_sync_proxy_rules_nftables_sync_failures_total\{ip_family="IPv6"\} 0$/m);
+      assert.match(text, /^kube_nftproxy_sync_failures_total 0$/m);
+    } finally {
+      await daemon.stop();
+    }
   });
 });
 

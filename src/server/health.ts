@@ -14,10 +14,22 @@ export interface HealthStatus {
   currentTime: string;
   /** False once the node is being deleted or tainted for deletion: /healthz (not /livez) fails. */
   nodeEligible: boolean;
+  /**
+   * kube-proxy's per-proxier health, by IP family. One sync programs both families' tables in
+   * one transaction here, so the two always agree: `healthy` as above, `lastUpdated` the last
+   * successful sync (Go's zero time before the first), never `currentTime`.
+   */
+  status: Record<'IPv4' | 'IPv6', FamilyHealth>;
   /** Why the proxy is unhealthy; absent while it is healthy. */
   reason?: string;
   /** The kinds the API server refuses to list or watch now (RBAC, credentials); absent if none. */
   apiErrors?: ApiError[];
+}
+
+/** One IP family's health, as kube-proxy's ProxierHealth. */
+export interface FamilyHealth {
+  lastUpdated: string;
+  healthy: boolean;
 }
 
 /** An AccessProblem of one kind, as /healthz shows it. */
@@ -106,11 +118,16 @@ export class ProxyHealth {
     const apiErrors = [...this.refused]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([kind, problem]) => ({ kind, ...problem }));
+    const lastSynced = rfc3339(this.lastUpdatedWall ?? ZERO_TIME);
     const status: HealthStatus = {
       healthy,
-      lastUpdated: rfc3339(healthy ? now : (this.lastUpdatedWall ?? ZERO_TIME)),
+      lastUpdated: healthy ? rfc3339(now) : lastSynced,
       currentTime: rfc3339(now),
       nodeEligible: this.eligible,
+      status: {
+        IPv4: { lastUpdated: lastSynced, healthy },
+        IPv6: { lastUpdated: lastSynced, healthy },
+      },
     };
     if (!healthy) {
       const seconds = Math.round(waited / 1000);

@@ -8,6 +8,7 @@ import {
   linearBuckets,
 } from 'prom-client';
 import type { Family } from '../model/types.js';
+import { buildInfo } from '../version.js';
 
 /** Sizes of the ruleset this proxy owns, after a sync. */
 export interface RulesetSize {
@@ -17,26 +18,55 @@ export interface RulesetSize {
   elements: number;
 }
 
-/** The daemon's metrics: one registry per daemon, and one typed method per thing observed. */
+/** Local-policy service ports without a local endpoint, of one family. */
+export interface NoLocalEndpoints {
+  internal: number;
+  external: number;
+}
+
+/**
+ * The daemon's metrics: one registry per daemon, and one typed method per thing observed.
+ *
+ * kube-proxy runs one proxier per IP family and labels its sync metrics `ip_family`. Here one
+ * sync programs both tables (`ip` and `ip6`) in one nft transaction, always both: so a sync's
+ * observation (its duration, its time, its failure, the latency it ends) is the same for each
+ * family and is recorded once under each, as a dual-stack kube-proxy whose two proxiers synced
+ * together would. Where the figure differs by family (no-local-endpoint ports, conntrack, the
+ * iptables leftovers), it is counted per family.
+ */
 export interface ProxyMetrics {
   registry: Registry;
-  /** One sync took `seconds`; `full` says a full (not partial) sync. */
+  /** One sync took `seconds`; `full` says a full (not partial) sync. Both families. */
   syncDuration(full: boolean, seconds: number): void;
-  /** A sync succeeded at `ts`, epoch milliseconds. */
+  /** A sync succeeded at `ts`, epoch milliseconds. Both families. */
   lastSync(ts: number): void;
-  /** A sync was queued at `ts`, epoch milliseconds. */
+  /** A sync was queued at `ts`, epoch milliseconds. Both families. */
   lastQueued(ts: number): void;
-  /** From a change's trigger time (EndpointSlice annotation) to its rules being applied. */
+  /**
+   * From a change's trigger time (EndpointSlice annotation) to its rules being applied. Both
+   * families: the trigger times are gathered without the slice's address type.
+   */
   networkProgramming(seconds: number): void;
   /** Changes waiting for the next sync. */
   pending(services: number, endpoints: number): void;
   /** Changes seen since the last call (added to the totals). */
   changes(services: number, endpoints: number): void;
+  /** A sync failed: nothing of it was applied (kube_nftproxy_sync_failures_total). */
   syncFailed(): void;
+  /**
+   * nft failed a sync's transaction (kube-proxy's nftables sync failures), both families: also
+   * when the refusal is then contained by holding the Services it names out.
+   */
+  nftSyncFailed(): void;
+  /**
+   * A cleanup of stale rules, apart from the sync and leaving it applied, failed for these
+   * families (kube-proxy's nftables cleanup failures; here: removing kube-proxy's leftovers).
+   */
+  nftCleanupFailed(families: readonly Family[]): void;
   /** The last transaction's operation count. */
   transaction(operations: number): void;
-  /** Service ports with a Local traffic policy and no local endpoints, per policy. */
-  noLocalEndpoints(internal: number, external: number): void;
+  /** Service ports with a Local traffic policy and no local endpoints, per family and policy. */
+  noLocalEndpoints(byFamily: Readonly<Record<Family, NoLocalEndpoints>>): void;
   rulesetSize(s: RulesetSize): void;
   /**
    * Called when /metrics is scraped, before the two gauges above are read: figures that cost a
@@ -56,6 +86,10 @@ export interface ProxyMetrics {
   conntrackReconciled(family: Family, seconds: number, deleted: number): void;
 }
 
+/** kube-proxy's ip_family label values, by our Family. */
+const IP_FAMILY: Readonly<Record<Family, 'IPv4' | 'IPv6'>> = { ipv4: 'IPv4', ipv6: 'IPv6' };
+const FAMILIES = ['ipv4', 'ipv6'] as const satisfies readonly Family[];
+
 /** The kinds of skipped object, each a series from the start. */
 const SKIPPED_KINDS = ['Service', 'EndpointSlice', 'Node', 'File'] as const;
 
@@ -72,8 +106,10 @@ const TRANSACTION_BUCKETS = exponentialBuckets(1, 4, 10);
 
 /**
  * Creates a fresh registry (never prom-client's global one, so two daemons in one process —
- * tests — do not collide) with kube-proxy's metric names where they apply, our own under
- * `kube_nftproxy_`, and Node's default process metrics under the same prefix.
+ * tests — do not collide) with kube-proxy's metric names and labels where they apply, our own
+ * under `kube_nftproxy_`, kubernetes_build_info, and prom-client's default metrics under their
+ * standard names: `process_*` as kube-proxy exports them, and `nodejs_*` as every Node.js
+ * dashboard reads them (kube-proxy has no such names to collide with: its runtime's are `go_*`).
  */
 export function createMetrics(): ProxyMetrics {
   const registry = new Registry();
@@ -83,34 +119,40 @@ export function createMetrics(): ProxyMetrics {
   const syncAll = new Histogram({
     name: 'kubeproxy_sync_proxy_rules_duration_seconds',
     help: 'SyncProxyRules latency in seconds',
+    labelNames: ['ip_family'] as const,
     buckets: SYNC_BUCKETS,
     registers,
   });
   const syncFull = new Histogram({
     name: 'kubeproxy_sync_full_proxy_rules_duration_seconds',
     help: 'SyncProxyRules latency in seconds for full resyncs',
+    labelNames: ['ip_family'] as const,
     buckets: SYNC_BUCKETS,
     registers,
   });
   const syncPartial = new Histogram({
     name: 'kubeproxy_sync_partial_proxy_rules_duration_seconds',
     help: 'SyncProxyRules latency in seconds for partial resyncs',
+    labelNames: ['ip_family'] as const,
     buckets: SYNC_BUCKETS,
     registers,
   });
   const lastTimestamp = new Gauge({
     name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
     help: 'The last time proxy rules were successfully synced',
+    labelNames: ['ip_family'] as const,
     registers,
   });
   const lastQueuedTimestamp = new Gauge({
     name: 'kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds',
     help: 'The last time a sync of proxy rules was queued',
+    labelNames: ['ip_family'] as const,
     registers,
   });
   const networkProgramming = new Histogram({
     name: 'kubeproxy_network_programming_duration_seconds',
     help: 'In Cluster Network Programming Latency in seconds',
+    labelNames: ['ip_family'] as const,
     buckets: NETWORK_PROGRAMMING_BUCKETS,
     registers,
   });
@@ -137,7 +179,7 @@ export function createMetrics(): ProxyMetrics {
   const noLocal = new Gauge({
     name: 'kubeproxy_sync_proxy_rules_no_local_endpoints_total',
     help: 'Number of services with a Local traffic policy and no endpoints',
-    labelNames: ['traffic_policy'] as const,
+    labelNames: ['ip_family', 'traffic_policy'] as const,
     registers,
     collect: () => refresh?.(),
   });
@@ -168,6 +210,44 @@ export function createMetrics(): ProxyMetrics {
     labelNames: ['ip_family'] as const,
     registers,
   });
+
+  // kube-proxy's nftables proxier: a failed sync transaction, and a failed cleanup transaction
+  // (its stale chains go in one apart from the sync; ours go in the sync's own transaction, so
+  // the cleanup that can fail apart here is the removal of kube-proxy's iptables leftovers).
+  const nftSyncFailures = new Counter({
+    name: 'kubeproxy_sync_proxy_rules_nftables_sync_failures_total',
+    help: 'Cumulative proxy nftables sync failures',
+    labelNames: ['ip_family'] as const,
+    registers,
+  });
+  const nftCleanupFailures = new Counter({
+    name: 'kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total',
+    help: 'Cumulative proxy nftables cleanup failures',
+    labelNames: ['ip_family'] as const,
+    registers,
+  });
+
+  // component-base's constant 1, labelled with what built the binary.
+  const build = new Gauge({
+    name: 'kubernetes_build_info',
+    help:
+      "A metric with a constant '1' value labeled by major, minor, git version, git commit, git tree " +
+      'state, build date, Go version, and compiler from which Kubernetes was built, and platform on ' +
+      'which it is running.',
+    labelNames: [
+      'major',
+      'minor',
+      'git_version',
+      'git_commit',
+      'git_tree_state',
+      'build_date',
+      'go_version',
+      'compiler',
+      'platform',
+    ] as const,
+    registers,
+  });
+  build.set(buildInfo(), 1);
 
   const syncFailures = new Counter({
     name: 'kube_nftproxy_sync_failures_total',
@@ -214,27 +294,36 @@ export function createMetrics(): ProxyMetrics {
 
   // Zero-valued series from the start, so a query for them finds 0 and not nothing.
   for (const kind of SKIPPED_KINDS) skippedObjects.set({ kind }, 0);
-  noLocal.set({ traffic_policy: 'internal' }, 0);
-  noLocal.set({ traffic_policy: 'external' }, 0);
   for (const kind of ['chains', 'rules', 'sets', 'elements']) rulesetObjects.set({ kind }, 0);
-  for (const ip_family of ['IPv4', 'IPv6']) conntrackDeleted.inc({ ip_family }, 0);
+  for (const ip_family of Object.values(IP_FAMILY)) {
+    noLocal.set({ ip_family, traffic_policy: 'internal' }, 0);
+    noLocal.set({ ip_family, traffic_policy: 'external' }, 0);
+    conntrackDeleted.inc({ ip_family }, 0);
+    nftSyncFailures.inc({ ip_family }, 0);
+    nftCleanupFailures.inc({ ip_family }, 0);
+    for (const h of [syncAll, syncFull, syncPartial, networkProgramming]) h.zero({ ip_family });
+    lastTimestamp.set({ ip_family }, 0);
+    lastQueuedTimestamp.set({ ip_family }, 0);
+  }
 
-  collectDefaultMetrics({ register: registry, prefix: 'kube_nftproxy_' });
+  collectDefaultMetrics({ register: registry });
 
   return {
     registry,
     syncDuration(full, seconds) {
-      syncAll.observe(seconds);
-      (full ? syncFull : syncPartial).observe(seconds);
+      for (const ip_family of Object.values(IP_FAMILY)) {
+        syncAll.observe({ ip_family }, seconds);
+        (full ? syncFull : syncPartial).observe({ ip_family }, seconds);
+      }
     },
     lastSync(ts) {
-      lastTimestamp.set(ts / 1000);
+      for (const ip_family of Object.values(IP_FAMILY)) lastTimestamp.set({ ip_family }, ts / 1000);
     },
     lastQueued(ts) {
-      lastQueuedTimestamp.set(ts / 1000);
+      for (const ip_family of Object.values(IP_FAMILY)) lastQueuedTimestamp.set({ ip_family }, ts / 1000);
     },
     networkProgramming(seconds) {
-      networkProgramming.observe(seconds);
+      for (const ip_family of Object.values(IP_FAMILY)) networkProgramming.observe({ ip_family }, seconds);
     },
     pending(services, endpoints) {
       servicePending.set(services);
@@ -247,13 +336,22 @@ export function createMetrics(): ProxyMetrics {
     syncFailed() {
       syncFailures.inc();
     },
+    nftSyncFailed() {
+      for (const ip_family of Object.values(IP_FAMILY)) nftSyncFailures.inc({ ip_family });
+    },
+    nftCleanupFailed(families) {
+      for (const family of new Set(families)) nftCleanupFailures.inc({ ip_family: IP_FAMILY[family] });
+    },
     transaction(operations) {
       transactionOps.observe(operations);
       lastTransactionOps.set(operations);
     },
-    noLocalEndpoints(internal, external) {
-      noLocal.set({ traffic_policy: 'internal' }, internal);
-      noLocal.set({ traffic_policy: 'external' }, external);
+    noLocalEndpoints(byFamily) {
+      for (const family of FAMILIES) {
+        const ip_family = IP_FAMILY[family];
+        noLocal.set({ ip_family, traffic_policy: 'internal' }, byFamily[family].internal);
+        noLocal.set({ ip_family, traffic_policy: 'external' }, byFamily[family].external);
+      }
     },
     rulesetSize(s) {
       for (const kind of ['chains', 'rules', 'sets', 'elements'] as const) {
@@ -274,7 +372,7 @@ export function createMetrics(): ProxyMetrics {
       heldOutServices.set(services);
     },
     conntrackReconciled(family, seconds, deleted) {
-      const ip_family = family === 'ipv4' ? 'IPv4' : 'IPv6';
+      const ip_family = IP_FAMILY[family];
       conntrackDuration.observe({ ip_family }, seconds);
       if (deleted > 0) conntrackDeleted.inc({ ip_family }, deleted);
     },

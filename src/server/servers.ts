@@ -10,7 +10,7 @@ import type { DaemonView } from './view.js';
 export interface ServersOptions {
   /** host:port for /healthz and /livez, e.g. '0.0.0.0:10256'. */
   healthzAddress: string;
-  /** host:port for /metrics, /debug/* and /proxyMode, e.g. '127.0.0.1:10249'. */
+  /** host:port for /metrics, /configz, /debug/* and /proxyMode, e.g. '127.0.0.1:10249'. */
   metricsAddress: string;
   health: ProxyHealth;
   metrics: ProxyMetrics;
@@ -56,8 +56,8 @@ const TEXT_TYPE = 'text/plain; charset=utf-8';
 
 /**
  * The health server (/healthz, /livez: kube-proxy's paths and bodies, for probes and load
- * balancers) and the metrics server (/metrics, /debug/*, /proxyMode), on node:http alone.
- * Resolves once both listen; a bind failure closes whatever started and rejects with
+ * balancers) and the metrics server (/metrics, /configz, /debug/*, /proxyMode), on node:http
+ * alone. Resolves once both listen; a bind failure closes whatever started and rejects with
  * SERVER_LISTEN_FAILED naming the address.
  */
 export async function createServers(opts: ServersOptions): Promise<Servers> {
@@ -72,11 +72,13 @@ export async function createServers(opts: ServersOptions): Promise<Servers> {
         const s = health.status();
         const code = s.healthy && s.nodeEligible ? 200 : 503;
         metrics.probe('healthz', code);
-        // kube-proxy's three fields, then ours only when they have something to say.
+        // kube-proxy's fields in its order, then ours only when they have something to say.
         return json(code, {
           lastUpdated: s.lastUpdated,
           currentTime: s.currentTime,
           nodeEligible: s.nodeEligible,
+          healthy: s.healthy,
+          status: s.status,
           ...explained(s),
         });
       },
@@ -88,7 +90,13 @@ export async function createServers(opts: ServersOptions): Promise<Servers> {
         const s = health.status();
         const code = s.healthy ? 200 : 503;
         metrics.probe('livez', code);
-        return json(code, { lastUpdated: s.lastUpdated, currentTime: s.currentTime, ...explained(s) });
+        return json(code, {
+          lastUpdated: s.lastUpdated,
+          currentTime: s.currentTime,
+          healthy: s.healthy,
+          status: s.status,
+          ...explained(s),
+        });
       },
     ],
   ]);
@@ -102,6 +110,8 @@ export async function createServers(opts: ServersOptions): Promise<Servers> {
         body: await metrics.registry.metrics(),
       }),
     ],
+    // kube-proxy's configz: the running configuration, under its API group's name.
+    ['/configz', () => json(200, { 'kubeproxy.config.k8s.io': view.config() })],
     [
       '/debug/rules',
       async (query) => {

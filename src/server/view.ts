@@ -21,4 +21,6 @@ export interface DaemonView {
   trace(q: TraceQuery): unknown;
   /** Every service port, its frontends, chosen endpoints, flags and skipped objects; JSON-able. */
   services(query?: ServicesQuery): unknown;
+  /** The configuration the proxy runs with, as a KubeProxyConfiguration (/configz); JSON-able. */
+  config(): unknown;
 }

@@ -189,7 +189,16 @@ describe('kernel: a Service nft refuses is held out, the rest is applied', funct
       timeoutMs: 500,
     });
     assert.equal(r.timedOut, 2);
-    assert.match((await get('metrics', '/metrics')).body, /^kube_nftproxy_services_held_out 1$/m);
+    const text = (await get('metrics', '/metrics')).body;
+    assert.match(text, /^kube_nftproxy_services_held_out 1$/m);
+    // kube-proxy's counter saw nft refuse that sync (for both families' tables); ours saw no
+    // sync fail, since the rest was applied.
+    for (const f of ['IPv4', 'IPv6'])
+      assert.match(
+        text,
+        new RegExp(`^kubeproxy_sync_proxy_rules_nftables_sync_failures_total\\{ip_family="${f}"\\} 1$`, 'm'),
+      );
+    assert.match(text, /^kube_nftproxy_sync_failures_total 0$/m);
   });
 
   it("holds out a refused Service that arrives later, in the same partial sync as another Service's change", async () => {

@@ -60,6 +60,9 @@ class HeldView implements DaemonView {
   trace(_q: TraceQuery): unknown {
     return {};
   }
+  config(): unknown {
+    return {};
+  }
   async services(query?: ServicesQuery): Promise<unknown> {
     this.calls.services.push(query ?? {});
     await this.hold;

@@ -6,6 +6,12 @@ import { FakeClock } from '../support/fake-clock.js';
 describe('ProxyHealth', () => {
   const epoch = Date.UTC(2024, 0, 1, 0, 0, 0);
   const at = (ms: number): string => new Date(epoch + ms).toISOString();
+  const ZERO = '0001-01-01T00:00:00.000Z';
+  /** kube-proxy's per-family status: both families alike here (one transaction programs both). */
+  const families = (lastUpdated: string, healthy: boolean) => ({
+    IPv4: { lastUpdated, healthy },
+    IPv6: { lastUpdated, healthy },
+  });
   let clock: FakeClock;
   let health: ProxyHealth;
 
@@ -20,6 +26,7 @@ describe('ProxyHealth', () => {
       lastUpdated: at(0),
       currentTime: at(0),
       nodeEligible: true,
+      status: families(ZERO, true),
     });
   });
 
@@ -37,10 +44,15 @@ describe('ProxyHealth', () => {
       lastUpdated: at(1000),
       currentTime: at(122_000),
       nodeEligible: true,
+      status: families(at(1000), false),
       reason: 'a change queued 120 s ago is not applied yet',
     });
     health.updated();
     assert.equal(health.status().healthy, true);
+    // Each family's lastUpdated is the last sync, not now, even while healthy.
+    await clock.advance(5000);
+    assert.deepEqual(health.status().status, families(at(122_000), true));
+    assert.equal(health.status().lastUpdated, at(127_000));
   });
 
   it('only the oldest queued change counts', async () => {
@@ -67,6 +79,7 @@ describe('ProxyHealth', () => {
       lastUpdated: '0001-01-01T00:00:00.000Z',
       currentTime: at(120_000),
       nodeEligible: true,
+      status: families(ZERO, false),
       reason: 'no rules applied yet, 120 s after start',
     });
     health.updated();

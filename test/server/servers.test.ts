@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { ErrorCodes, hasCode } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
@@ -18,7 +19,7 @@ const STATE: ProxyState = {
 /** A view whose answers and failures the test controls. */
 class FakeView implements DaemonView {
   mode: 'nftables' | 'userspace' = 'nftables';
-  fail: 'services' | 'trace' | 'rules' | 'live' | undefined;
+  fail: 'services' | 'trace' | 'rules' | 'live' | 'config' | undefined;
   traced: TraceQuery[] = [];
 
   state(): ProxyState | undefined {
@@ -40,6 +41,10 @@ class FakeView implements DaemonView {
   services(): unknown {
     if (this.fail === 'services') throw new Error('services exploded');
     return { ports: [{ key: 'default/web:http/TCP/ipv4' }], skipped: [] };
+  }
+  config(): unknown {
+    if (this.fail === 'config') throw new Error('config exploded');
+    return { kind: 'KubeProxyConfiguration', mode: this.mode, syncPeriod: '30s' };
   }
 }
 
@@ -106,15 +111,31 @@ describe('createServers', () => {
       assert.equal(h.status, 200);
       assert.equal(h.type, 'application/json; charset=utf-8');
       assert.equal(h.headers.get('x-content-type-options'), 'nosniff');
-      assert.deepEqual(JSON.parse(h.body), {
-        lastUpdated: '2024-01-01T00:00:00.000Z',
-        currentTime: '2024-01-01T00:00:00.000Z',
-        nodeEligible: true,
-      });
+      const never = { lastUpdated: '0001-01-01T00:00:00.000Z', healthy: true };
+      // kube-proxy 1.33's body, in its order: healthy and the per-family status included.
+      assert.equal(
+        h.body,
+        JSON.stringify({
+          lastUpdated: '2024-01-01T00:00:00.000Z',
+          currentTime: '2024-01-01T00:00:00.000Z',
+          nodeEligible: true,
+          healthy: true,
+          status: { IPv4: never, IPv6: never },
+        }),
+      );
       const l = await get('healthz', '/livez');
       assert.equal(l.status, 200);
       assert.equal(l.type, 'application/json; charset=utf-8');
-      assert.deepEqual(Object.keys(JSON.parse(l.body)), ['lastUpdated', 'currentTime']);
+      // /livez: the same without nodeEligible, as kube-proxy's livez handler.
+      assert.equal(
+        l.body,
+        JSON.stringify({
+          lastUpdated: '2024-01-01T00:00:00.000Z',
+          currentTime: '2024-01-01T00:00:00.000Z',
+          healthy: true,
+          status: { IPv4: never, IPv6: never },
+        }),
+      );
     });
 
     it('answer 503 once a queued change is late, 200 again after a sync', async () => {
@@ -124,16 +145,28 @@ describe('createServers', () => {
       await clock.advance(120_000);
       const h = await get('healthz', '/healthz');
       assert.equal(h.status, 503);
+      // Each family unhealthy, its lastUpdated the last sync (as the top-level one while late).
+      const synced = { lastUpdated: '2024-01-01T00:00:05.000Z', healthy: false };
       assert.deepEqual(JSON.parse(h.body), {
         lastUpdated: '2024-01-01T00:00:05.000Z',
         currentTime: '2024-01-01T00:02:05.000Z',
         nodeEligible: true,
+        healthy: false,
+        status: { IPv4: synced, IPv6: synced },
         reason: 'a change queued 120 s ago is not applied yet',
       });
-      assert.equal((await get('healthz', '/livez')).status, 503);
+      const l = await get('healthz', '/livez');
+      assert.equal(l.status, 503);
+      assert.deepEqual(JSON.parse(l.body).status, { IPv4: synced, IPv6: synced });
       health.updated();
       assert.equal((await get('healthz', '/healthz')).status, 200);
       assert.equal((await get('healthz', '/livez')).status, 200);
+      // A node being drained fails /healthz only: its body still says the proxy is healthy.
+      health.nodeEligible(false);
+      const drained = await get('healthz', '/healthz');
+      assert.equal(drained.status, 503);
+      const body = JSON.parse(drained.body) as { nodeEligible: boolean; healthy: boolean };
+      assert.deepEqual([body.nodeEligible, body.healthy], [false, true]);
     });
 
     it('answer 503 with the reason and the API refusals when no sync was applied after start', async () => {
@@ -214,7 +247,7 @@ describe('createServers', () => {
       metrics.changes(1, 1);
       metrics.syncFailed();
       metrics.transaction(42);
-      metrics.noLocalEndpoints(2, 5);
+      metrics.noLocalEndpoints({ ipv4: { internal: 2, external: 5 }, ipv6: { internal: 0, external: 1 } });
       metrics.rulesetSize({ chains: 30, rules: 80, sets: 6, elements: 1200 });
       const m = await get('metrics', '/metrics');
       assert.equal(m.status, 200);
@@ -222,36 +255,136 @@ describe('createServers', () => {
       const text = m.body;
       const lines: RegExp[] = [
         /^# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram$/m,
-        /^kubeproxy_sync_proxy_rules_duration_seconds_count 2$/m,
-        /^kubeproxy_sync_full_proxy_rules_duration_seconds_count 1$/m,
-        /^kubeproxy_sync_full_proxy_rules_duration_seconds_bucket\{le="0.512"\} 1$/m,
-        /^kubeproxy_sync_partial_proxy_rules_duration_seconds_sum 0.01$/m,
         /^# TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge$/m,
-        new RegExp(`^kubeproxy_sync_proxy_rules_last_timestamp_seconds ${epoch / 1000}$`, 'm'),
-        new RegExp(
-          `^kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds ${(epoch + 1500) / 1000}$`,
-          'm',
-        ),
         /^# TYPE kubeproxy_network_programming_duration_seconds histogram$/m,
-        /^kubeproxy_network_programming_duration_seconds_bucket\{le="0.25"\} 0$/m,
-        /^kubeproxy_network_programming_duration_seconds_bucket\{le="2"\} 1$/m,
-        /^kubeproxy_network_programming_duration_seconds_bucket\{le="300"\} 1$/m,
+        // One sync programs both families: its observations are recorded under each.
+        ...['IPv4', 'IPv6'].flatMap((f) => [
+          new RegExp(`^kubeproxy_sync_proxy_rules_duration_seconds_count\\{ip_family="${f}"\\} 2$`, 'm'),
+          new RegExp(`^kubeproxy_sync_full_proxy_rules_duration_seconds_count\\{ip_family="${f}"\\} 1$`, 'm'),
+          new RegExp(
+            `^kubeproxy_sync_full_proxy_rules_duration_seconds_bucket\\{le="0.512",ip_family="${f}"\\} 1$`,
+            'm',
+          ),
+          new RegExp(
+            `^kubeproxy_sync_partial_proxy_rules_duration_seconds_sum\\{ip_family="${f}"\\} 0.01$`,
+            'm',
+          ),
+          new RegExp(
+            `^kubeproxy_sync_proxy_rules_last_timestamp_seconds\\{ip_family="${f}"\\} ${epoch / 1000}$`,
+            'm',
+          ),
+          new RegExp(
+            `^kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds\\{ip_family="${f}"\\} ${(epoch + 1500) / 1000}$`,
+            'm',
+          ),
+          new RegExp(
+            `^kubeproxy_network_programming_duration_seconds_bucket\\{le="0.25",ip_family="${f}"\\} 0$`,
+            'm',
+          ),
+          new RegExp(
+            `^kubeproxy_network_programming_duration_seconds_bucket\\{le="2",ip_family="${f}"\\} 1$`,
+            'm',
+          ),
+          new RegExp(
+            `^kubeproxy_network_programming_duration_seconds_bucket\\{le="300",ip_family="${f}"\\} 1$`,
+            'm',
+          ),
+        ]),
         /^kubeproxy_sync_proxy_rules_service_changes_pending 3$/m,
         /^kubeproxy_sync_proxy_rules_endpoint_changes_pending 7$/m,
         /^# TYPE kubeproxy_sync_proxy_rules_service_changes_total counter$/m,
         /^kubeproxy_sync_proxy_rules_service_changes_total 5$/m,
         /^kubeproxy_sync_proxy_rules_endpoint_changes_total 10$/m,
-        /^kubeproxy_sync_proxy_rules_no_local_endpoints_total\{traffic_policy="internal"\} 2$/m,
-        /^kubeproxy_sync_proxy_rules_no_local_endpoints_total\{traffic_policy="external"\} 5$/m,
+        /^kubeproxy_sync_proxy_rules_no_local_endpoints_total\{ip_family="IPv4",traffic_policy="internal"\} 2$/m,
+        /^kubeproxy_sync_proxy_rules_no_local_endpoints_total\{ip_family="IPv4",traffic_policy="external"\} 5$/m,
+        /^kubeproxy_sync_proxy_rules_no_local_endpoints_total\{ip_family="IPv6",traffic_policy="internal"\} 0$/m,
+        /^kubeproxy_sync_proxy_rules_no_local_endpoints_total\{ip_family="IPv6",traffic_policy="external"\} 1$/m,
         /^kube_nftproxy_sync_failures_total 1$/m,
         /^kube_nftproxy_nft_transaction_operations_sum 42$/m,
         /^kube_nftproxy_nft_transaction_operations_last 42$/m,
         /^kube_nftproxy_ruleset_objects\{kind="chains"\} 30$/m,
         /^kube_nftproxy_ruleset_objects\{kind="elements"\} 1200$/m,
-        /^kube_nftproxy_process_resident_memory_bytes \d+/m,
         /^# HELP kubeproxy_sync_proxy_rules_duration_seconds SyncProxyRules latency in seconds$/m,
       ];
       for (const re of lines) assert.match(text, re);
+    });
+
+    it('counts nftables sync failures for both families and cleanup failures per family, from 0', async () => {
+      const count = (text: string, what: 'sync' | 'cleanup', f: string): number => {
+        const name = `kubeproxy_sync_proxy_rules_nftables_${what}_failures_total`;
+        const m = new RegExp(`^${name}\\{ip_family="${f}"\\} (\\d+)$`, 'm').exec(text);
+        assert.ok(m, `${name}{ip_family="${f}"} in\n${text}`);
+        return Number(m[1]);
+      };
+      const before = (await get('metrics', '/metrics')).body;
+      assert.match(before, /^# TYPE kubeproxy_sync_proxy_rules_nftables_sync_failures_total counter$/m);
+      assert.match(
+        before,
+        /^# HELP kubeproxy_sync_proxy_rules_nftables_cleanup_failures_total Cumulative proxy nftables cleanup failures$/m,
+      );
+      for (const f of ['IPv4', 'IPv6'])
+        assert.deepEqual([count(before, 'sync', f), count(before, 'cleanup', f)], [0, 0]);
+      metrics.nftSyncFailed();
+      metrics.nftCleanupFailed(['ipv6']);
+      metrics.nftCleanupFailed(['ipv4', 'ipv6', 'ipv6']);
+      const after = (await get('metrics', '/metrics')).body;
+      assert.deepEqual(
+        ['IPv4', 'IPv6'].map((f) => [count(after, 'sync', f), count(after, 'cleanup', f)]),
+        [
+          [1, 1],
+          [1, 2],
+        ],
+      );
+      // Ours stays apart: a sync nft refused may still have been applied without a Service.
+      assert.match(after, /^kube_nftproxy_sync_failures_total 0$/m);
+    });
+
+    it('exports kubernetes_build_info from package.json, as component-base labels it', async () => {
+      const { version } = JSON.parse(
+        readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+      ) as {
+        version: string;
+      };
+      const [major, minor] = version.split('.');
+      const text = (await get('metrics', '/metrics')).body;
+      const line = text.split('\n').find((l) => l.startsWith('kubernetes_build_info{'));
+      assert.ok(line, text);
+      assert.ok(line.endsWith('} 1'), line);
+      const labels = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+      assert.deepEqual(labels, {
+        major,
+        minor,
+        git_version: `v${version}`,
+        git_commit: 'unknown',
+        git_tree_state: 'unknown',
+        build_date: 'unknown',
+        go_version: '',
+        compiler: `node ${process.version}`,
+        platform: `linux/${process.arch === 'x64' ? 'amd64' : process.arch}`,
+      });
+    });
+
+    it("exports the process under the standard process_* names kube-proxy's dashboards read", async () => {
+      const text = (await get('metrics', '/metrics')).body;
+      for (const name of [
+        'process_cpu_seconds_total',
+        'process_resident_memory_bytes',
+        'process_start_time_seconds',
+        'process_open_fds',
+        'process_max_fds',
+        'process_virtual_memory_bytes',
+      ]) {
+        const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+        assert.ok(m, `${name} missing`);
+        // CPU time counts from the registry's creation (prom-client's way): maybe 0 µs yet.
+        const least = name === 'process_cpu_seconds_total' ? 0 : Number.MIN_VALUE;
+        assert.ok(Number(m[1]) >= least, `${name} ${m[1]}`);
+      }
+      const start = Number(/^process_start_time_seconds (\S+)$/m.exec(text)![1]);
+      assert.ok(Math.abs(start - (Date.now() / 1000 - process.uptime())) < 5, `start time ${start}`);
+      // Node's own under prom-client's standard names; nothing under the old prefixed ones.
+      assert.match(text, /^nodejs_heap_size_used_bytes \d+/m);
+      assert.doesNotMatch(text, /^kube_nftproxy_(process|nodejs)_/m);
     });
 
     it('keeps one registry per daemon', async () => {
@@ -260,6 +393,20 @@ describe('createServers', () => {
       other.syncFailed();
       assert.match(await metrics.registry.metrics(), /^kube_nftproxy_sync_failures_total 0$/m);
       assert.match(await other.registry.metrics(), /^kube_nftproxy_sync_failures_total 2$/m);
+    });
+  });
+
+  describe('/configz', () => {
+    it("answers the view's configuration under kube-proxy's API group name, on the metrics address", async () => {
+      const r = await get('metrics', '/configz');
+      assert.equal(r.status, 200);
+      assert.equal(r.type, 'application/json; charset=utf-8');
+      assert.deepEqual(JSON.parse(r.body), {
+        'kubeproxy.config.k8s.io': { kind: 'KubeProxyConfiguration', mode: 'nftables', syncPeriod: '30s' },
+      });
+      assert.equal((await get('healthz', '/configz')).status, 404);
+      view.fail = 'config';
+      assert.equal((await get('metrics', '/configz')).status, 500);
     });
   });
 
