@@ -19,6 +19,7 @@ export function modelConfig(config: ProxyConfig, env: Environment): ModelConfig 
     hostIPs: env.localAddresses,
     lbAlgorithm: config.lbAlgorithm,
     nodePortAddresses: config.nodePortAddresses,
+    serviceCIDRs: config.serviceCIDRs,
   };
 }
 
