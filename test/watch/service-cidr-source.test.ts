@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { silentLogger } from '../../src/log.js';
 import { StateBuilder } from '../../src/model/state-builder.js';
 import type { ProxyState } from '../../src/model/types.js';
+import { FileSource } from '../../src/watch/file-source.js';
 import { createKubeSource } from '../../src/watch/kube-source.js';
 import { ObjectStore } from '../../src/watch/object-store.js';
 import type { Source } from '../../src/watch/source.js';
@@ -108,5 +112,42 @@ describe('kube source: ServiceCIDRs reach the state', function () {
       s.skipped.filter((x) => x.kind === 'ServiceCIDR'),
       [{ kind: 'ServiceCIDR', name: 'bad', reason: 'spec.cidrs: "10.0.0.0/33" is not a CIDR' }],
     );
+  });
+});
+
+describe('file source: ServiceCIDRs', function () {
+  it('reads kind ServiceCIDR (cluster-scoped: any namespace ignored) into the store', async function () {
+    const dir = await mkdtemp(join(tmpdir(), 'knp-servicecidr-'));
+    try {
+      await writeFile(
+        join(dir, 'ranges.yaml'),
+        [
+          'apiVersion: networking.k8s.io/v1',
+          'kind: ServiceCIDR',
+          'metadata: {name: kubernetes}',
+          'spec: {cidrs: [10.96.0.0/16, "fd00:96::/112"]}',
+          '---',
+          'apiVersion: networking.k8s.io/v1beta1',
+          'kind: ServiceCIDR',
+          'metadata: {name: old}',
+          'spec: {cidrs: [10.98.0.0/16]}',
+          '',
+        ].join('\n'),
+      );
+      const store = new ObjectStore();
+      const source = new FileSource(dir);
+      await source.start(store);
+      await source.stop();
+      assert.deepEqual([...store.serviceCIDRs.keys()].sort(), ['kubernetes', 'old']);
+      const state = new StateBuilder({
+        nodeName: NODE,
+        nodeIPs: [],
+        lbAlgorithm: 'random',
+        serviceCIDRs: FLAG,
+      }).update(store.modelSource(NODE));
+      assert.deepEqual(state.serviceCIDRs, ['10.96.0.0/16', '10.98.0.0/16', 'fd00:96::/112']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
