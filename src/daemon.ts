@@ -82,8 +82,9 @@ export class Daemon {
   #builder: StateBuilder;
   /** deps.env with the host's addresses as last read (#refreshAddresses). */
   #env: Environment;
-  /** The Node object the addresses were last read for; a sync failed since. */
+  /** The Node object the addresses were last read for. */
   #addressesNode: unknown;
+  /** A sync failed since the last one that worked: the addresses are read again. */
   #failedSince = false;
   #lastFull = -Infinity;
   /** Services whose rules nft refused: left out of every sync until their objects change. */

@@ -178,7 +178,7 @@ const serviceStart = <T>(list: readonly T[], service: string, keyOf: (item: T) =
 export class Compiler {
   readonly #ctx: Record<Family, FamilyContext>;
   readonly #budget: number;
-  /** --service-cidr, merged: the ranges of a state that carries none. */
+  /** --service-cidr: the ranges of a state that carries none. */
   readonly #flagRanges: readonly string[];
   #fragments = new WeakMap<ServicePort, PortFragment>();
   #last: LastCompile | undefined;
@@ -187,7 +187,7 @@ export class Compiler {
   constructor(config: CompileConfig) {
     this.#ctx = { ipv4: familyContext('ipv4', config), ipv6: familyContext('ipv6', config) };
     this.#budget = config.maxServiceElements ?? Infinity;
-    this.#flagRanges = mergeCidrs(config.serviceCIDRs);
+    this.#flagRanges = config.serviceCIDRs;
   }
 
   /** How the last compile's ruleset differs from the one before; undefined after a full compile. */
@@ -393,7 +393,8 @@ export class Compiler {
   #rangesOf(state: ProxyState): ServiceRanges {
     const list = state.serviceCIDRs ?? this.#flagRanges;
     if (this.#ranges?.list === list) return this.#ranges.ranges;
-    const cidrs = list.flatMap((c) => parseCidr(c) ?? []);
+    // Merged here too: an interval set refuses overlaps, whoever made the list.
+    const cidrs = mergeCidrs(list).flatMap((c) => parseCidr(c) ?? []);
     const ranges: ServiceRanges = new Map(
       FAMILIES.map((family): [string, readonly Element[]] => {
         const { nft, table } = this.#ctx[family];
