@@ -83,7 +83,7 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.OK;
   }
   if (config.oomScoreAdj !== undefined) setOomScoreAdj(config.oomScoreAdj, log);
-  const env: Environment = { localAddresses: hostAddresses() };
+  const env: Environment = { localAddresses: hostAddresses(), readLocalAddresses: () => hostAddresses() };
   const nft = createNft();
 
   if (config.cleanup) {

@@ -84,8 +84,14 @@ export class Daemon {
   #source: Source | undefined;
   #userspace: UserspaceBackend | undefined;
   #state: ProxyState | undefined;
-  /** Joins only the Services that changed since the last sync. */
-  readonly #builder: StateBuilder;
+  /** Joins only the Services that changed since the last sync; a new one when the host's addresses change. */
+  #builder: StateBuilder;
+  /** deps.env with the host's addresses as last read (#refreshAddresses). */
+  #env: Environment;
+  /** The Node object the addresses were last read for. */
+  #addressesNode: unknown;
+  /** A sync failed since the last one that worked: the addresses are read again. */
+  #failedSince = false;
   #lastFull = -Infinity;
   /** Services whose rules nft refused: left out of every sync until their objects change. */
   readonly #heldOut = new HeldOut();
@@ -115,7 +121,8 @@ export class Daemon {
       log: deps.log,
     });
     this.metrics.onScrape(() => this.#refreshScraped());
-    this.#builder = new StateBuilder(modelConfig(config, deps.env));
+    this.#env = { ...deps.env };
+    this.#builder = new StateBuilder(modelConfig(config, this.#env));
     this.applier = new NftApplier({
       nft: deps.nft,
       log: deps.log.child({ component: 'rules' }),
@@ -264,10 +271,37 @@ export class Daemon {
 
   /** One Compiler while the compile config stays (its memory makes one change cost one port). */
   #compilerFor(state: ProxyState): Compiler {
-    const cc = compileConfig(state, this.config, this.deps.env);
+    const cc = compileConfig(state, this.config, this.#env);
     const key = JSON.stringify(cc);
     if (this.#compiler?.key !== key) this.#compiler = { key, compiler: new Compiler(cc) };
     return this.#compiler.compiler;
+  }
+
+  /**
+   * Reads the host's addresses again when a full sync is due (hourly), after a failed sync, and
+   * when this node's Node object changed: --nodeport-addresses and the node IP fallback then
+   * follow an address added or removed since the start. New addresses mean a new StateBuilder:
+   * the next update joins everything (NodePort ownership depends on them), as a Node change does.
+   */
+  #refreshAddresses(start: number): void {
+    const read = this.deps.env.readLocalAddresses;
+    if (!read) return;
+    const node = this.store.nodes.get(this.config.hostnameOverride);
+    const due =
+      start - this.#lastFull >= FULL_SYNC_PERIOD_MS || this.#failedSince || node !== this.#addressesNode;
+    if (!due) return;
+    this.#addressesNode = node;
+    let now: string[];
+    try {
+      now = read();
+    } catch (err) {
+      this.#log.warn({ err }, "the host's addresses could not be read again; keeping the last ones");
+      return;
+    }
+    if (now.join() === this.#env.localAddresses.join()) return;
+    this.#log.info({ was: this.#env.localAddresses, now }, "the host's addresses changed");
+    this.#env = { ...this.#env, localAddresses: now };
+    this.#builder = new StateBuilder(modelConfig(this.config, this.#env));
   }
 
   /** One sync: the runner calls it; never two at once. */
@@ -276,7 +310,8 @@ export class Daemon {
     const start = this.#clock.now();
     const changes = this.store.takeChanges();
     this.metrics.changes(changes.events.services, changes.events.endpoints);
-    const state = stateFrom(this.store, this.config, this.deps.env, {
+    this.#refreshAddresses(start);
+    const state = stateFrom(this.store, this.config, this.#env, {
       builder: this.#builder,
       changed: changes.services,
     });
@@ -290,7 +325,7 @@ export class Daemon {
         // The same NodePort addresses as the rules would use (--nodeport-addresses).
         await this.#userspace.sync(
           state,
-          nodePortIPs(state.node, this.config.nodePortAddresses, this.deps.env.localAddresses),
+          nodePortIPs(state.node, this.config.nodePortAddresses, this.#env.localAddresses),
         );
       } else {
         const wantFull = start - this.#lastFull >= FULL_SYNC_PERIOD_MS;
@@ -343,6 +378,7 @@ export class Daemon {
         this.metrics.transaction(result.operations);
       }
     } catch (err) {
+      this.#failedSince = true;
       this.metrics.syncFailed();
       this.#log.error({ err }, 'sync failed; retrying');
       throw err;
@@ -350,6 +386,7 @@ export class Daemon {
       this.metrics.heldOut(this.#heldOut.size);
     }
     this.#state = shown;
+    this.#failedSince = false;
     // Every entry skipped now (the model's, the compiler's, the held-out) is in the set: anything
     // more is no longer skipped, and is logged again if it comes back.
     if (this.#skippedSeen.size > shown.skipped.length) {
@@ -358,7 +395,7 @@ export class Daemon {
     }
     // After the rules, as kube-proxy: a load balancer is told of local endpoints that work.
     await this.healthChecks.reconcile(
-      desiredHealthChecks(shown, this.config.nodePortAddresses, this.deps.env.localAddresses),
+      desiredHealthChecks(shown, this.config.nodePortAddresses, this.#env.localAddresses),
     );
     this.#syncs++;
     if (this.#syncs === 1 && !this.#userspace && this.deps.leftovers)
@@ -456,7 +493,7 @@ export class Daemon {
       trace: (q) => {
         const state = this.#state;
         if (!state) return { verdict: 'no-match', why: 'no sync yet' };
-        return trace(state, compileConfig(state, this.config, this.deps.env), q);
+        return trace(state, compileConfig(state, this.config, this.#env), q);
       },
       config: () => effectiveKubeProxyConfig(this.config),
       services: (query) =>

@@ -6,10 +6,16 @@ import { compile, type CompileConfig } from './rules/compile.js';
 import type { Ruleset } from './rules/ruleset.js';
 import type { ObjectStore } from './watch/object-store.js';
 
-/** Everything the pure stages need from the outside world, gathered once at start. */
+/** Everything the pure stages need from the outside world. */
 export interface Environment {
-  /** This host's own addresses (node IP fallback, --nodeport-addresses CIDRs). */
+  /** This host's own addresses (node IP fallback, --nodeport-addresses CIDRs), as last read. */
   localAddresses: string[];
+  /**
+   * Reads the host's addresses again. The daemon calls it at every full sync (hourly, and after
+   * a failure) and when the Node object changes, so an address added later serves NodePorts;
+   * absent: `localAddresses` never changes (tests, --once).
+   */
+  readLocalAddresses?: () => string[];
 }
 
 export function modelConfig(config: ProxyConfig, env: Environment): ModelConfig {
@@ -19,6 +25,7 @@ export function modelConfig(config: ProxyConfig, env: Environment): ModelConfig 
     hostIPs: env.localAddresses,
     lbAlgorithm: config.lbAlgorithm,
     nodePortAddresses: config.nodePortAddresses,
+    serviceCIDRs: config.serviceCIDRs,
   };
 }
 

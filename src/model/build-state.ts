@@ -1,4 +1,4 @@
-import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import { sliceServiceKey } from './endpoint-slice.js';
 import { objName } from './object-key.js';
 import { StateBuilder, type ModelConfig, type ModelSource } from './state-builder.js';
@@ -11,6 +11,8 @@ export interface ModelInput {
   slices: V1EndpointSlice[];
   /** This node's Node object, when known. */
   node?: V1Node;
+  /** ServiceCIDR objects: the ClusterIP ranges, replacing --service-cidr when any exists. */
+  serviceCIDRs?: V1ServiceCIDR[];
 }
 
 /**
@@ -40,6 +42,7 @@ export function buildState(input: ModelInput, config: ModelConfig): ProxyState {
     slicesOf: (key) => slices.get(key) ?? [],
     sliceServices: () => slices.keys(),
     ...(input.node ? { node: input.node } : {}),
+    ...(input.serviceCIDRs ? { serviceCIDRs: input.serviceCIDRs } : {}),
   };
   const state = new StateBuilder(config).update(source);
   state.skipped.push(...duplicates);

@@ -1,9 +1,10 @@
-import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import { compareStrings, sortedIndex } from '../sorted-index.js';
 import { nodePortIPs } from '../node-addresses.js';
 import { FrontendOwners, lostReason, withoutLost } from './frontend-owners.js';
 import { canonicalIp, ipFamily } from './ip.js';
 import { serviceUnit, type ServiceUnit } from './service-unit.js';
+import { effectiveServiceCIDRs } from './service-cidrs.js';
 import type { Family, LbAlgorithm, NodeInfo, ProxyState, ServicePort, Skipped } from './types.js';
 
 /** The objects, as the store holds them. */
@@ -16,6 +17,8 @@ export interface ModelSource {
   sliceServices(): Iterable<string>;
   /** This node's Node object, when known. */
   node?: V1Node;
+  /** Every ServiceCIDR object (none on a cluster that has no such kind). */
+  serviceCIDRs?: Iterable<V1ServiceCIDR>;
 }
 
 export interface ModelConfig {
@@ -27,6 +30,8 @@ export interface ModelConfig {
   lbAlgorithm: LbAlgorithm;
   /** --nodeport-addresses: which addresses NodePorts claim (frontend ownership); default primary. */
   nodePortAddresses?: 'primary' | string[];
+  /** --service-cidr: the ClusterIP ranges when no ServiceCIDR object says them. */
+  serviceCIDRs?: string[];
 }
 
 /**
@@ -146,7 +151,18 @@ export class StateBuilder {
     for (const key of [...this.#copies.keys()].sort(compareStrings))
       skipped.push(...this.#copies.get(key)!.skipped);
 
+    // A handful of objects, read whole every time: their change marks no Service.
+    const objects = [...(source.serviceCIDRs ?? [])];
+    const flag = this.#config.serviceCIDRs;
     const state: ProxyState = { node, ports, skipped };
+    // Without objects or a flag in the model's config the state says nothing: the compiler's.
+    if (objects.length > 0 || flag) {
+      const ranges = effectiveServiceCIDRs(objects, flag ?? []);
+      skipped.push(...ranges.skipped);
+      // The same array while unchanged: the compiler sees that at a glance.
+      const same = base?.serviceCIDRs?.join() === ranges.cidrs.join();
+      state.serviceCIDRs = same ? base!.serviceCIDRs! : ranges.cidrs;
+    }
     this.#delta = incremental ? { base: base!, ports: touched } : undefined;
     this.#state = state;
     return state;

@@ -63,7 +63,8 @@ export function trace(state: ProxyState, config: TraceConfig, pkt: Packet): Trac
   if (!owner) {
     if (state.ports.some((sp) => sp.clusterIP === pkt.dst))
       return { verdict: 'reject', why: 'a ClusterIP on a port it does not define' };
-    if (cidrs(config.serviceCIDRs).some((c) => cidrContains(c, pkt.dst)))
+    // The ranges the rules drop: the state's in effect (ServiceCIDR objects), else the flag's.
+    if (cidrs(state.serviceCIDRs ?? config.serviceCIDRs).some((c) => cidrContains(c, pkt.dst)))
       return { verdict: 'drop', why: 'an unallocated IP in the service CIDR' };
     return { verdict: 'no-match', why: 'not a Service frontend' };
   }

@@ -78,7 +78,7 @@ export interface ServicePort {
 
 /** An object the model did not use, with the reason; shown on /debug/services and logged once. */
 export interface Skipped {
-  kind: 'Service' | 'EndpointSlice' | 'Node' | 'File';
+  kind: 'Service' | 'EndpointSlice' | 'Node' | 'File' | 'ServiceCIDR';
   /** `namespace/name`, or the file path for unparseable files. */
   name: string;
   reason: string;
@@ -102,4 +102,10 @@ export interface ProxyState {
   /** Sorted by key. */
   ports: ServicePort[];
   skipped: Skipped[];
+  /**
+   * The ClusterIP ranges in effect, merged and sorted (service-cidrs.ts): ServiceCIDR objects,
+   * else --service-cidr. Unallocated addresses in them are dropped. Absent from a state not
+   * made by the model: the compiler and trace() then use their config's serviceCIDRs.
+   */
+  serviceCIDRs?: string[];
 }

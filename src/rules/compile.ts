@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { frontendsOf, type Frontend } from '../model/frontends.js';
+import { mergeCidrs } from '../model/cidr-set.js';
 import { cidrContains, parseCidr } from '../model/ip.js';
 import { maglevEndpointTable } from '../lb/maglev.js';
 import { portIndex, type StateDelta } from '../model/state-builder.js';
@@ -15,7 +16,11 @@ export interface CompileConfig {
   /** Pod networks: traffic to a ClusterIP from outside them is masqueraded; pods short-circuit eTP Local. */
   clusterCIDRs: string[];
   masqueradeAll: boolean;
-  /** ClusterIP ranges: unallocated IPs in them are dropped. */
+  /**
+   * ClusterIP ranges (--service-cidr): unallocated IPs in them are dropped. A state from the
+   * model carries the ranges in effect (ServiceCIDR objects, else these) and is followed
+   * instead: they fill the `service-cidrs` set, so a change of them is element operations.
+   */
   serviceCIDRs: string[];
   /** Local addresses that accept NodePorts, by family (resolved by the caller; never loopback). */
   nodePortIPs: Record<Family, string[]>;
@@ -147,6 +152,8 @@ interface LastCompile {
   needs: Record<Family, Needs>;
   /** Services over the element budget, by name. */
   skipped: Map<string, Skipped>;
+  /** The service-cidrs elements, by set id. */
+  ranges: ServiceRanges;
 }
 
 const FAMILIES = ['ipv4', 'ipv6'] as const;
@@ -171,6 +178,8 @@ const serviceStart = <T>(list: readonly T[], service: string, keyOf: (item: T) =
 export class Compiler {
   readonly #ctx: Record<Family, FamilyContext>;
   readonly #budget: number;
+  /** --service-cidr: the ranges of a state that carries none. */
+  readonly #flagRanges: readonly string[];
   #fragments = new WeakMap<ServicePort, PortFragment>();
   #last: LastCompile | undefined;
   #delta: RulesetDelta | undefined;
@@ -178,6 +187,7 @@ export class Compiler {
   constructor(config: CompileConfig) {
     this.#ctx = { ipv4: familyContext('ipv4', config), ipv6: familyContext('ipv6', config) };
     this.#budget = config.maxServiceElements ?? Infinity;
+    this.#flagRanges = config.serviceCIDRs;
   }
 
   /** How the last compile's ruleset differs from the one before; undefined after a full compile. */
@@ -237,8 +247,9 @@ export class Compiler {
         count(needs[fragment.family], fragment, 1);
       }
     }
-    const rs = this.#assemble(fragments, needs, skipped);
-    this.#last = { state, rs, needs, skipped };
+    const ranges = this.#rangesOf(state);
+    const rs = this.#assemble(fragments, needs, skipped, ranges);
+    this.#last = { state, rs, needs, skipped, ranges };
     return rs;
   }
 
@@ -266,10 +277,10 @@ export class Compiler {
     };
     // Hairpin element keys that came or went, by set id.
     const shared = new Map<string, Set<string>>();
-    const onHairpin = (family: Family, key: string): void => {
-      const id = hairpinId(this.#ctx[family]);
+    const onShared = (id: string, key: string): void => {
       shared.set(id, (shared.get(id) ?? new Set<string>()).add(key));
     };
+    const onHairpin = (family: Family, key: string): void => onShared(hairpinId(this.#ctx[family]), key);
     const services = new Set<string>();
     for (const key of delta.ports) {
       const find = (ports: readonly ServicePort[]): ServicePort | undefined => {
@@ -312,16 +323,35 @@ export class Compiler {
       return staticOf(needs[family], what, name) !== was;
     });
 
+    // The service CIDRs fill a set: a change of them is element operations, never a chain.
+    const ranges = this.#rangesOf(state);
+    if (ranges !== last.ranges)
+      for (const [id, els] of ranges) {
+        const was = new Set(last.ranges.get(id)?.map((el) => el.key));
+        const now = new Set(els.map((el) => el.key));
+        for (const key of was) if (!now.has(key)) onShared(id, key);
+        for (const key of now) if (!was.has(key)) onShared(id, key);
+      }
     const rs: Ruleset = staticChanged
-      ? this.#assemble(fragments, needs, skipped)
-      : { ...last.rs, elements: this.#sharedElements(needs), fragments, skipped: skippedList(skipped) };
-    this.#last = { state, rs, needs, skipped };
+      ? this.#assemble(fragments, needs, skipped, ranges)
+      : {
+          ...last.rs,
+          elements: this.#sharedElements(needs, ranges),
+          fragments,
+          skipped: skippedList(skipped),
+        };
+    this.#last = { state, rs, needs, skipped, ranges };
     this.#delta = { base: last.rs, fragments: changed, shared };
     return rs;
   }
 
   /** The static part for what the fragments need, the shared sets, and the fragments. */
-  #assemble(fragments: Fragment[], needs: Record<Family, Needs>, skipped: Map<string, Skipped>): Ruleset {
+  #assemble(
+    fragments: Fragment[],
+    needs: Record<Family, Needs>,
+    skipped: Map<string, Skipped>,
+    ranges: ServiceRanges,
+  ): Ruleset {
     const rs: Ruleset = {
       tables: [],
       chains: [],
@@ -339,15 +369,59 @@ export class Compiler {
         maglev: new Map([...maglev].map(([name, { table }]) => [name, table])),
       });
     }
-    rs.elements = this.#sharedElements(needs);
+    rs.elements = this.#sharedElements(needs, ranges);
     return rs;
   }
 
-  /** The sets shared by service ports, by set id. */
-  #sharedElements(needs: Record<Family, Needs>): Map<string, readonly Element[]> {
-    return new Map(FAMILIES.map((f) => [hairpinId(this.#ctx[f]), needs[f].hairpin.elements()]));
+  /** The shared sets (hairpin, service-cidrs), by set id. */
+  #sharedElements(needs: Record<Family, Needs>, ranges: ServiceRanges): Map<string, readonly Element[]> {
+    return new Map([
+      ...FAMILIES.map((f): [string, readonly Element[]] => [
+        hairpinId(this.#ctx[f]),
+        needs[f].hairpin.elements(),
+      ]),
+      ...ranges,
+    ]);
+  }
+
+  #ranges: { list: readonly string[]; ranges: ServiceRanges } | undefined;
+
+  /**
+   * The service-cidrs elements for `state`: its ranges in effect, or the flag's. The same
+   * object while the list is (the model hands over the same array while nothing changed).
+   */
+  #rangesOf(state: ProxyState): ServiceRanges {
+    const list = state.serviceCIDRs ?? this.#flagRanges;
+    if (this.#ranges?.list === list) return this.#ranges.ranges;
+    // Merged here too: an interval set refuses overlaps, whoever made the list.
+    const cidrs = mergeCidrs(list).flatMap((c) => parseCidr(c) ?? []);
+    const ranges: ServiceRanges = new Map(
+      FAMILIES.map((family): [string, readonly Element[]] => {
+        const { nft, table } = this.#ctx[family];
+        const keys = cidrs
+          .filter((c) => c.family === family)
+          .map((c) => c.text)
+          .sort(compareStrings);
+        const els = keys.map((key): Element => ({
+          kind: 'element',
+          family: nft,
+          table,
+          set: SERVICE_CIDRS,
+          key,
+        }));
+        return [setId(nft, table, SERVICE_CIDRS), els];
+      }),
+    );
+    this.#ranges = { list, ranges };
+    return ranges;
   }
 }
+
+/** The set of ClusterIP ranges whose unallocated addresses are dropped. */
+const SERVICE_CIDRS = 'service-cidrs';
+
+/** The service-cidrs elements of both families, by set id, each list sorted by key. */
+type ServiceRanges = ReadonlyMap<string, readonly Element[]>;
 
 const skippedList = (skipped: Map<string, Skipped>): Skipped[] =>
   [...skipped.keys()].sort(compareStrings).map((name) => skipped.get(name)!);
@@ -442,7 +516,6 @@ interface FamilyContext {
   addr: string;
   table: string;
   podCIDRs: string[];
-  serviceCIDRs: string[];
   frontendKey: string;
   nodePortIPs: Record<Family, string[]>;
   masq: string[];
@@ -466,7 +539,6 @@ function familyContext(family: Family, config: CompileConfig): FamilyContext {
     addr,
     table: config.table,
     podCIDRs,
-    serviceCIDRs: cidrs(config.serviceCIDRs),
     frontendKey: `${x} daddr . meta l4proto . th dport`,
     nodePortIPs: config.nodePortIPs,
     masq: config.masqueradeAll
@@ -659,7 +731,7 @@ function staticPart(
     maglev: Map<string, MaglevTable>;
   },
 ): void {
-  const { nft, x, addr, table, frontendKey, podCIDRs, serviceCIDRs } = ctx;
+  const { nft, x, addr, table, frontendKey, podCIDRs } = ctx;
   const base = { family: nft, table };
   rs.tables.push({ ...base, kind: 'table', comment: 'rules for kube-nftproxy' });
   const chain = (name: string, rules: string[], hook?: Pick<Chain, 'type' | 'hook' | 'priority'>): void => {
@@ -725,7 +797,8 @@ function staticPart(
   chain('endpoints-check', [`${frontendKey} vmap @no-endpoint-services`]);
   chain('cluster-ips-check', [
     `${x} daddr @cluster-ips goto reject-chain`,
-    ...(serviceCIDRs.length ? [`${x} daddr ${anon(serviceCIDRs)} drop`] : []),
+    // An empty set matches nothing: the rule stays as ranges come and go (element operations).
+    `${x} daddr @${SERVICE_CIDRS} drop`,
   ]);
   // IPv6 TCP ignores the ICMPv6 a plain reject sends (the client waits for its timeout): reset it.
   chain('reject-chain', ['meta l4proto tcp reject with tcp reset', 'reject']);
@@ -779,6 +852,10 @@ function staticPart(
     comment: 'frontend . allowed source range',
   });
   set('hairpin', [addr, addr], { comment: 'local endpoint . itself' });
+  set(SERVICE_CIDRS, [addr], {
+    flags: ['interval'],
+    comment: 'ClusterIP ranges (ServiceCIDRs, else --service-cidr): unallocated addresses are dropped',
+  });
   // Session affinity: the endpoint each client got, per frontend, recorded after DNAT (the
   // packet then carries the endpoint, conntrack the frontend) and looked up before the pick.
   // Typed per protocol for the same nft 1.0.6 reasons as the backends maps; `ct original

@@ -75,6 +75,7 @@ function filtered(state: ProxyState, held: ReadonlyMap<string, string>): ProxySt
     node: state.node,
     ports: state.ports.filter((sp) => !held.has(sp.service)),
     skipped: [...state.skipped, ...skipped],
+    ...(state.serviceCIDRs ? { serviceCIDRs: state.serviceCIDRs } : {}),
   };
 }
 

@@ -6,12 +6,13 @@ import type { Logger } from '../log.js';
 import { objectKey } from '../model/object-key.js';
 import { envelopeProblem } from './object-envelope.js';
 import { PARSE_LIMITS, parseDocumentsAsync, readBounded, type ParseLimits } from './parse-documents.js';
-import type { Kind, KubeObject, Source, SourceHandler } from './source.js';
+import { isClusterScoped, type Kind, type KubeObject, type Source, type SourceHandler } from './source.js';
 
 const KINDS = new Map<unknown, Kind>([
   ['Service', 'Service'],
   ['EndpointSlice', 'EndpointSlice'],
   ['Node', 'Node'],
+  ['ServiceCIDR', 'ServiceCIDR'],
 ]);
 const EXTENSIONS = /\.(ya?ml|json)$/i;
 
@@ -40,8 +41,8 @@ function inode(path: string): string | undefined {
 }
 
 const identity = (kind: Kind, o: KubeObject): string =>
-  kind === 'Node'
-    ? `Node//${o.metadata?.name}`
+  isClusterScoped(kind)
+    ? `${kind}//${o.metadata?.name}`
     : `${kind}/${objectKey(o.metadata?.namespace, o.metadata?.name)}`;
 
 /**
@@ -173,7 +174,7 @@ export class FileSource implements Source {
         if (loaded.objects.has(id)) continue;
         handler.remove(
           entry.kind,
-          entry.kind === 'Node' ? '' : entry.object.metadata?.namespace || 'default',
+          isClusterScoped(entry.kind) ? '' : entry.object.metadata?.namespace || 'default',
           entry.object.metadata?.name ?? '',
         );
       }
@@ -223,7 +224,7 @@ export class FileSource implements Source {
       const { objects: found, problems: bad } = await objectsInFile(file, read.text, this.#limits);
       for (const reason of bad) problems.push({ file, reason });
       for (const { kind, object } of found) {
-        if (object.metadata?.namespace === undefined && kind !== 'Node')
+        if (object.metadata?.namespace === undefined && !isClusterScoped(kind))
           object.metadata = { ...object.metadata, namespace: 'default' };
         objects.set(identity(kind, object), { kind, object, text: JSON.stringify(object) });
       }

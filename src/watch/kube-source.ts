@@ -2,9 +2,11 @@ import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { systemClock, type Clock } from '../clock.js';
 import { ErrorCodes, ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { BackoffOptions } from './backoff.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { ListStatusError } from './list-json.js';
+import { servedServiceCIDRApi, SERVICE_CIDR_APIS } from './service-cidr-api.js';
 import type { Kind, KindMap, Source, SourceHandler } from './source.js';
-import { SupervisedInformer, type InformerSpec } from './supervised-informer.js';
+import { describe, SupervisedInformer, type InformerSpec } from './supervised-informer.js';
 
 /**
  * kube-proxy's selector for Services and EndpointSlices alike: skip objects that ask for another
@@ -40,8 +42,9 @@ export const KUBE_SOURCE_DEFAULTS = {
 
 /**
  * The API server as a Source: client-node informers on Services and EndpointSlices (with
- * kube-proxy's label selector) and on this node's Node, each supervised (restart with backoff,
- * watchdog, relist without loss or repeats). `synced()` follows the first full list of all three.
+ * kube-proxy's label selector), on this node's Node, and on ServiceCIDRs (v1, else v1beta1,
+ * else none: service-cidr-api.ts), each supervised (restart with backoff, watchdog, relist
+ * without loss or repeats). `synced()` follows the first full list of every kind.
  */
 export function createKubeSource(opts: KubeSourceOptions): Source {
   if (!opts.nodeName) {
@@ -60,13 +63,25 @@ export function createKubeSource(opts: KubeSourceOptions): Source {
     ...(opts.random ? { random: opts.random } : {}),
   };
   let informers: Array<SupervisedInformer<KubernetesObject>> = [];
+  /** Bumped by start and stop: a discovery answer from an earlier start is ignored. */
+  let generation = 0;
+  let probeTimer: ReturnType<Clock['setTimeout']> | undefined;
 
   return {
     async start(handler: SourceHandler): Promise<void> {
       if (informers.length > 0) throw new Error('kube source started twice');
+      const gen = ++generation;
+      const stopped = (): boolean => gen !== generation;
       const listed = new Set<Kind>();
       let synced = false;
 
+      // Every kind listed once (ServiceCIDR counts once it is known not to be served).
+      const ready = (): void => {
+        if (synced || listed.size < 4) return;
+        synced = true;
+        log.info({ kinds: [...listed] }, 'synced');
+        handler.synced();
+      };
       const inform = <K extends Kind>(kind: K, spec: Omit<InformerSpec, 'kind'>): void => {
         const informer = new SupervisedInformer<KindMap[K]>(
           { ...spec, kind },
@@ -75,11 +90,7 @@ export function createKubeSource(opts: KubeSourceOptions): Source {
             remove: (namespace, name) => handler.remove(kind, namespace, name),
             listed: () => {
               listed.add(kind);
-              if (!synced && listed.size === 3) {
-                synced = true;
-                log.info({ kinds: [...listed] }, 'synced');
-                handler.synced();
-              }
+              ready();
             },
             problem: (what, err) => {
               log.warn({ kind, err }, what);
@@ -119,9 +130,49 @@ export function createKubeSource(opts: KubeSourceOptions): Source {
 
       log.info({ server: opts.kubeConfig.getCurrentCluster()?.server, node: opts.nodeName }, 'watching');
       for (const informer of informers) informer.start();
+
+      // ServiceCIDRs: v1, else v1beta1, else none (the ranges of --service-cidr). Found beside
+      // the other informers, so an API server slow to answer delays nothing but the first sync.
+      const backoff = new Backoff(supervisor.backoff, opts.random);
+      const probe = (): void => {
+        probeTimer = undefined;
+        servedServiceCIDRApi(opts.kubeConfig).then(
+          (api) => {
+            if (stopped()) return;
+            if (!api) {
+              log.info(
+                { tried: SERVICE_CIDR_APIS.map((a) => a.apiVersion) },
+                'the API server serves no ServiceCIDRs: the ClusterIP ranges are those of --service-cidr',
+              );
+              listed.add('ServiceCIDR');
+              ready();
+              return;
+            }
+            log.info({ apiVersion: api.apiVersion }, 'watching ServiceCIDRs');
+            inform('ServiceCIDR', api);
+            informers[informers.length - 1]!.start();
+          },
+          (err: unknown) => {
+            if (stopped()) return;
+            // Refused: the informer says so (once, with what to grant) and keeps retrying.
+            if (err instanceof ListStatusError && (err.statusCode === 401 || err.statusCode === 403)) {
+              inform('ServiceCIDR', SERVICE_CIDR_APIS[0]!);
+              informers[informers.length - 1]!.start();
+              return;
+            }
+            const delayMs = backoff.next();
+            log.warn({ err, delayMs }, `ServiceCIDR discovery failed (${describe(err)}); retrying`);
+            probeTimer = clock.setTimeout(probe, delayMs);
+          },
+        );
+      };
+      probe();
     },
 
     async stop(): Promise<void> {
+      generation++;
+      if (probeTimer !== undefined) clock.clearTimeout(probeTimer);
+      probeTimer = undefined;
       for (const informer of informers) informer.stop();
       informers = [];
     },

@@ -1,4 +1,4 @@
-import type { Kind } from './source.js';
+import { isClusterScoped, type Kind } from './source.js';
 
 /**
  * What the API server's typed decoding guarantees and files do not: the fields every layer
@@ -71,7 +71,7 @@ export function envelopeProblem(kind: Kind, o: Record<string, unknown>): string 
   if (!isRecord(metadata)) return 'metadata is not an object';
   return (
     name(metadata.name, 'metadata.name', true) ??
-    (kind === 'Node' ? undefined : name(metadata.namespace, 'metadata.namespace', false)) ??
+    (isClusterScoped(kind) ? undefined : name(metadata.namespace, 'metadata.namespace', false)) ??
     timestamp(metadata.creationTimestamp) ??
     stringMap(metadata.labels, 'metadata.labels') ??
     stringMap(metadata.annotations, 'metadata.annotations') ??

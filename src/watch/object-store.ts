@@ -1,4 +1,4 @@
-import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import { sliceServiceKey } from '../model/endpoint-slice.js';
 import { objectKey } from '../model/object-key.js';
 import type { ModelSource } from '../model/state-builder.js';
@@ -16,6 +16,8 @@ export class ObjectStore implements SourceHandler {
   readonly services = new Map<string, V1Service>();
   readonly slices = new Map<string, V1EndpointSlice>();
   readonly nodes = new Map<string, V1Node>();
+  /** ServiceCIDR objects by name (cluster-scoped): the ClusterIP ranges, when the cluster has them. */
+  readonly serviceCIDRs = new Map<string, V1ServiceCIDR>();
   /**
    * The keys of the slices labelled for each Service key ('' without the label). An array, not
    * a Map: a Service has a handful of slices, and 10,000 small Maps cost 5 MB.
@@ -56,6 +58,8 @@ export class ObjectStore implements SourceHandler {
       this.#index(key, object as V1EndpointSlice);
       const trigger = Date.parse(object.metadata?.annotations?.[TRIGGER_TIME_ANNOTATION] ?? '');
       if (Number.isFinite(trigger)) this.#triggers.push(trigger);
+    } else if (kind === 'ServiceCIDR') {
+      this.serviceCIDRs.set(object.metadata?.name ?? '', object as V1ServiceCIDR);
     } else {
       this.nodes.set(object.metadata?.name ?? '', object as V1Node);
     }
@@ -73,7 +77,8 @@ export class ObjectStore implements SourceHandler {
         this.slices.delete(key);
         this.#unindex(key, prev);
       }
-    } else this.nodes.delete(name);
+    } else if (kind === 'ServiceCIDR') this.serviceCIDRs.delete(name);
+    else this.nodes.delete(name);
     this.#onChange();
   }
 
@@ -124,6 +129,7 @@ export class ObjectStore implements SourceHandler {
       services: this.services,
       slicesOf: (service) => (this.#slicesByService.get(service) ?? []).map((key) => this.slices.get(key)!),
       sliceServices: () => this.#slicesByService.keys(),
+      serviceCIDRs: this.serviceCIDRs.values(),
       ...(node ? { node } : {}),
     };
   }
@@ -131,7 +137,7 @@ export class ObjectStore implements SourceHandler {
   /**
    * Service keys changed since the last call, the slices' trigger times, and how many Service
    * and EndpointSlice events there were (kube-proxy's change totals); resets them. (A Node
-   * change needs no key: the model sees the Node's new name, zone or IPs itself.)
+   * or ServiceCIDR change needs no key: the model reads those whole at every sync.)
    */
   takeChanges(): {
     services: Set<string>;

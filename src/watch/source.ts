@@ -1,15 +1,20 @@
-import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 
 /** The kinds of object a source delivers. */
-export type Kind = 'Service' | 'EndpointSlice' | 'Node';
+export type Kind = 'Service' | 'EndpointSlice' | 'Node' | 'ServiceCIDR';
 
 export interface KindMap {
   Service: V1Service;
   EndpointSlice: V1EndpointSlice;
   Node: V1Node;
+  /** networking.k8s.io ServiceCIDR (v1, or v1beta1: the same shape), cluster-scoped. */
+  ServiceCIDR: V1ServiceCIDR;
 }
 
-export type KubeObject = V1Service | V1EndpointSlice | V1Node;
+/** Kinds without a namespace: their objects are keyed by name alone. */
+export const isClusterScoped = (kind: Kind): boolean => kind === 'Node' || kind === 'ServiceCIDR';
+
+export type KubeObject = V1Service | V1EndpointSlice | V1Node | V1ServiceCIDR;
 
 /** The API server refuses a kind's list or watch: no RBAC grant (403) or bad credentials (401). */
 export interface AccessProblem {
@@ -32,7 +37,7 @@ export interface AccessProblem {
 export interface SourceHandler {
   /** An object was added or changed. */
   upsert<K extends Kind>(kind: K, object: KindMap[K]): void;
-  /** An object is gone. `namespace` is '' for cluster-scoped kinds (Node). */
+  /** An object is gone. `namespace` is '' for cluster-scoped kinds (Node, ServiceCIDR). */
   remove(kind: Kind, namespace: string, name: string): void;
   /** Every kind has been listed once: syncing may begin. Called once per source start. */
   synced(): void;

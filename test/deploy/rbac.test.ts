@@ -14,6 +14,7 @@ const READS: Record<Kind, { group: string; resource: string }> = {
   Service: { group: '', resource: 'services' },
   EndpointSlice: { group: 'discovery.k8s.io', resource: 'endpointslices' },
   Node: { group: '', resource: 'nodes' },
+  ServiceCIDR: { group: 'networking.k8s.io', resource: 'servicecidrs' },
 };
 
 /** Informers list and watch; get re-reads one object. Nothing is written. */
@@ -82,7 +83,7 @@ describe('manifests/ RBAC: exactly what the code reads', function () {
     ),
   );
 
-  it('grants get, list and watch on services, endpointslices and nodes, and nothing else', function () {
+  it('grants get, list and watch on services, endpointslices, nodes and servicecidrs, and nothing else', function () {
     const wanted = Object.values(READS).flatMap(({ group, resource }) =>
       VERBS.map((v) => `${group}/${resource}:${v}`),
     );

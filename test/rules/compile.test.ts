@@ -404,13 +404,14 @@ add set ip kube-nftproxy firewall-ips { type ipv4_addr . inet_proto . inet_servi
 add set ip kube-nftproxy hairpin { type ipv4_addr . ipv4_addr ; comment "local endpoint . itself" ; }
 add map ip kube-nftproxy maglev-ports { type ipv4_addr . inet_proto . inet_service : verdict ; comment "Maglev frontends: goto their service port's table" ; }
 add map ip kube-nftproxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "frontends without endpoints: reject or drop" ; }
+add set ip kube-nftproxy service-cidrs { type ipv4_addr ; flags interval ; comment "ClusterIP ranges (ServiceCIDRs, else --service-cidr): unallocated addresses are dropped" ; }
 add map ip kube-nftproxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "frontends with endpoints: goto the chain that picks one" ; }
 add map ip kube-nftproxy shortcircuit-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "eTP Local frontends: pods and the node use every endpoint" ; }
 add rule ip kube-nftproxy affinity-record meta l4proto tcp ct original ip daddr . ct original proto-dst vmap @affinity-frontends-tcp
 add rule ip kube-nftproxy affinity-record meta l4proto udp ct original ip daddr . ct original proto-dst vmap @affinity-frontends-udp
 add rule ip kube-nftproxy affinity-record meta l4proto sctp ct original ip daddr . ct original proto-dst vmap @affinity-frontends-sctp
 add rule ip kube-nftproxy cluster-ips-check ip daddr @cluster-ips goto reject-chain
-add rule ip kube-nftproxy cluster-ips-check ip daddr { 10.96.0.0/16 } drop
+add rule ip kube-nftproxy cluster-ips-check ip daddr @service-cidrs drop
 add rule ip kube-nftproxy clusterip-1 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade
 add rule ip kube-nftproxy clusterip-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-tcp
 add rule ip kube-nftproxy clusterip-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-udp
@@ -474,6 +475,7 @@ add element ip kube-nftproxy firewall-ips { 198.51.100.7 . tcp . 443 }
 add element ip kube-nftproxy hairpin { 10.244.1.2 . 10.244.1.2 }
 add element ip kube-nftproxy hairpin { 10.244.1.3 . 10.244.1.3 }
 add element ip kube-nftproxy no-endpoint-services { 10.96.0.2 . udp . 53 : goto reject-chain }
+add element ip kube-nftproxy service-cidrs { 10.96.0.0/16 }
 add element ip kube-nftproxy service-ips { 10.96.0.1 . tcp . 80 : goto clusterip-2 }
 add element ip kube-nftproxy service-ips { 10.96.0.3 . tcp . 80 : goto clusterip-2 }
 add element ip kube-nftproxy service-ips { 10.96.0.4 . tcp . 443 : goto clusterip-1 }
@@ -529,6 +531,7 @@ add element ip kube-nftproxy maglev-ports { 10.96.0.9 . tcp . 80 : goto maglev-H
 add element ip kube-nftproxy maglev-ports { 192.0.2.1 . tcp . 80 : goto maglev-H-local }
 add element ip kube-nftproxy maglev-ports { 192.168.0.10 . tcp . 30080 : goto maglev-H-local }
 add element ip kube-nftproxy maglev-ports { 198.51.100.9 . tcp . 80 : goto maglev-H-local }
+add element ip kube-nftproxy service-cidrs { 10.96.0.0/16 }
 add element ip kube-nftproxy service-ips { 10.96.0.9 . tcp . 80 : goto clusterip-maglev-sticky }
 add element ip kube-nftproxy service-ips { 192.0.2.1 . tcp . 80 : goto external-local-maglev-sticky }
 add element ip kube-nftproxy service-ips { 192.168.0.10 . tcp . 30080 : goto external-local-maglev-sticky }

@@ -1,6 +1,6 @@
 /**
  * A test Kubernetes API server: the real list/watch protocol over HTTP (or HTTPS, with `tls`) for
- * Services, EndpointSlices and Nodes, plus knobs that make it misbehave the way real API servers
+ * Services, EndpointSlices, Nodes and (when asked to serve them) ServiceCIDRs, plus knobs that make it misbehave the way real API servers
  * and networks do (expired resource versions, 5xx, dropped and stalled connections, restarts).
  *
  * The client under test is the real `@kubernetes/client-node`; nothing of it is mocked.
@@ -10,7 +10,7 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 
-export type ApiKind = 'Service' | 'EndpointSlice' | 'Node';
+export type ApiKind = 'Service' | 'EndpointSlice' | 'Node' | 'ServiceCIDR';
 
 /** Any object the server stores: only `metadata` matters to it. */
 export interface StoredObject {
@@ -60,6 +60,8 @@ const KINDS: Record<ApiKind, KindInfo> = {
   Service: { apiVersion: 'v1', namespaced: true, plural: 'services' },
   EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', namespaced: true, plural: 'endpointslices' },
   Node: { apiVersion: 'v1', namespaced: false, plural: 'nodes' },
+  // Its apiVersion is the server's serviceCIDRVersion; not served at all without one.
+  ServiceCIDR: { apiVersion: 'networking.k8s.io/v1', namespaced: false, plural: 'servicecidrs' },
 };
 
 export interface TestApiServerOptions {
@@ -71,6 +73,11 @@ export interface TestApiServerOptions {
    * account's ca.crt. The certificate must be valid for 127.0.0.1.
    */
   tls?: { key: string | Buffer; cert: string | Buffer };
+  /**
+   * Serve ServiceCIDRs as networking.k8s.io/<this>, as Kubernetes 1.33 does (v1) or 1.31 and
+   * 1.32 (v1beta1); without it their paths are 404, as on an older API server.
+   */
+  serviceCIDRVersion?: 'v1' | 'v1beta1';
 }
 
 interface PlannedFailure {
@@ -92,8 +99,8 @@ export const FORBIDDEN_USER = 'system:serviceaccount:kube-system:kube-nftproxy';
 export class TestApiServer {
   /** Requests served (failed ones included), per kind. */
   readonly counters = {
-    list: { Service: 0, EndpointSlice: 0, Node: 0 } as Record<ApiKind, number>,
-    watch: { Service: 0, EndpointSlice: 0, Node: 0 } as Record<ApiKind, number>,
+    list: { Service: 0, EndpointSlice: 0, Node: 0, ServiceCIDR: 0 } as Record<ApiKind, number>,
+    watch: { Service: 0, EndpointSlice: 0, Node: 0, ServiceCIDR: 0 } as Record<ApiKind, number>,
   };
 
   /**
@@ -115,6 +122,7 @@ export class TestApiServer {
     Service: new Map(),
     EndpointSlice: new Map(),
     Node: new Map(),
+    ServiceCIDR: new Map(),
   };
   private history: HistoryEvent[] = [];
   private rv = 1;
@@ -126,9 +134,19 @@ export class TestApiServer {
   private bookmarkTimer: NodeJS.Timeout | undefined;
   private port = 0;
   private readonly bookmarkIntervalMs: number;
+  private readonly serviceCIDRVersion: 'v1' | 'v1beta1' | undefined;
+
+  /** A kind as this server serves it: ServiceCIDR's apiVersion is the one it was asked for. */
+  private info(kind: ApiKind): KindInfo {
+    const info = KINDS[kind];
+    return kind === 'ServiceCIDR'
+      ? { ...info, apiVersion: `networking.k8s.io/${this.serviceCIDRVersion}` }
+      : info;
+  }
 
   private constructor(opts: TestApiServerOptions) {
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 100;
+    this.serviceCIDRVersion = opts.serviceCIDRVersion;
     this.tls = opts.tls;
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       this.authorizations.add(req.headers.authorization);
@@ -308,7 +326,7 @@ export class TestApiServer {
     const key = keyOf(input);
     const prev = this.store[kind].get(key);
     const rv = ++this.rv;
-    const info = KINDS[kind];
+    const info = this.info(kind);
     const object: StoredObject = structuredClone(input);
     object.apiVersion = info.apiVersion;
     object.kind = kind;
@@ -346,7 +364,7 @@ export class TestApiServer {
     if (this.silenced) return;
     for (const w of this.watches) {
       if (!w.bookmarks || w.closed) continue;
-      const info = KINDS[w.kind];
+      const info = this.info(w.kind);
       send(w, 'BOOKMARK', {
         kind: w.kind,
         apiVersion: info.apiVersion,
@@ -389,7 +407,7 @@ export class TestApiServer {
         groups: [{ name: 'discovery.k8s.io', versions: [gv], preferredVersion: gv }],
       });
     }
-    const route = parseRoute(url.pathname);
+    const route = parseRoute(url.pathname, this.serviceCIDRVersion);
     if (!route) return reply(res, 404, status(404, 'NotFound', `no route for ${url.pathname}`));
     const watching = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
     this.counters[watching ? 'watch' : 'list'][route.kind]++;
@@ -402,7 +420,7 @@ export class TestApiServer {
     const refusal = this.refused.get(route.kind);
     if (refusal === 401) return reply(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
     if (refusal === 403) {
-      const info = KINDS[route.kind];
+      const info = this.info(route.kind);
       const group = info.apiVersion.includes('/') ? info.apiVersion.split('/')[0]! : '';
       return reply(
         res,
@@ -452,7 +470,7 @@ export class TestApiServer {
       });
     return reply(res, 200, {
       kind: `${route.kind}List`,
-      apiVersion: KINDS[route.kind].apiVersion,
+      apiVersion: this.info(route.kind).apiVersion,
       metadata: { resourceVersion: String(this.rv) },
       items,
     });
@@ -540,8 +558,12 @@ interface Route {
   name: string | undefined;
 }
 
-function parseRoute(pathname: string): Route | undefined {
+function parseRoute(pathname: string, serviceCIDRVersion: string | undefined): Route | undefined {
   const parts = pathname.split('/').filter((p) => p !== '');
+  if (parts[0] === 'apis' && parts[1] === 'networking.k8s.io') {
+    if (parts[2] !== serviceCIDRVersion || parts[3] !== 'servicecidrs' || parts.length > 5) return undefined;
+    return { kind: 'ServiceCIDR', namespace: undefined, name: parts[4] };
+  }
   let rest: string[];
   if (parts[0] === 'api' && parts[1] === 'v1') rest = parts.slice(2);
   else if (parts[0] === 'apis' && parts[1] === 'discovery.k8s.io' && parts[2] === 'v1') rest = parts.slice(3);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import { LAB, Lab, type LabOptions, type ProbeResult } from '../../scripts/lab/index.js';
 import { buildConfig } from '../../src/config.js';
 import type { ProxyConfig } from '../../src/config-types.js';
@@ -19,7 +19,7 @@ import { runProxy, SourceDir } from './proxy.js';
  * semantics, written by hand), as trace() says, and as the kernel does.
  */
 
-export type KubeObject = V1Service | V1EndpointSlice | V1Node;
+export type KubeObject = V1Service | V1EndpointSlice | V1Node | V1ServiceCIDR;
 
 /** What a case expects, in the terms a probe can observe. */
 export type Outcome =
@@ -114,6 +114,7 @@ export class TracedProxy {
       {
         services: objects.filter((o): o is V1Service => o.kind === 'Service'),
         slices: objects.filter((o): o is V1EndpointSlice => o.kind === 'EndpointSlice'),
+        serviceCIDRs: objects.filter((o): o is V1ServiceCIDR => o.kind === 'ServiceCIDR'),
         ...(node ? { node } : {}),
       },
       modelConfig(this.config, env),

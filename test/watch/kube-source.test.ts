@@ -22,6 +22,7 @@ class RecordingHandler implements SourceHandler {
     Service: new Map(),
     EndpointSlice: new Map(),
     Node: new Map(),
+    ServiceCIDR: new Map(),
   };
   /** Every call, in order: "upsert Service ns/name@rv", "remove ...", "synced". */
   readonly calls: string[] = [];
