@@ -10,6 +10,7 @@ import { logSkipped } from './log-skipped.js';
 import { effectiveKubeProxyConfig } from './kube-proxy-config.js';
 import { cleanupLeftovers, KUBE_PROXY_TABLES, spawnProgram } from './kube-proxy-leftovers.js';
 import { hostAddresses } from './node-addresses.js';
+import { awaitingPodCIDRs } from './model/local-traffic.js';
 import { rulesFor, stateFrom, type Environment } from './pipeline.js';
 import { cleanupTables, NftApplier, renderRuleset } from './rules/apply.js';
 import { createNft } from './rules/nft/exec.js';
@@ -115,6 +116,11 @@ async function main(argv: string[]): Promise<number> {
     const store = await loadOnce(config, log);
     const state = stateFrom(store, config, env);
     logSkipped(log, state.skipped);
+    if (awaitingPodCIDRs(config.detectLocal, state.node))
+      throw new ProxyError(
+        ErrorCodes.NODE_POD_CIDRS_MISSING,
+        `--detect-local-mode NodeCIDR: Node ${JSON.stringify(config.hostnameOverride)} has no spec.podCIDRs, so pod traffic cannot be told apart; give the Node with its podCIDRs (or check --hostname-override), or choose another --detect-local-mode`,
+      );
     const rules = rulesFor(state, config, env);
     logSkipped(log, rules.skipped);
     if (config.dryRun) {
