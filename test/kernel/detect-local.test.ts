@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import type { V1Node, V1Service } from '@kubernetes/client-node';
 import { LAB } from '../../scripts/lab/index.js';
+import { buildConfig } from '../../src/config.js';
+import { buildState } from '../../src/model/build-state.js';
+import { compileConfig, modelConfig } from '../../src/pipeline.js';
+import { fullTransaction } from '../../src/rules/apply.js';
+import { compile } from '../../src/rules/compile.js';
+import { createNft } from '../../src/rules/nft/exec.js';
 import { node, service, slice } from '../support/objects.js';
 import { runProxy } from '../support/proxy.js';
 import { addServingPods, caseTable, type Case, tracedLab } from '../support/traced-probe.js';
@@ -160,6 +166,58 @@ describe('kernel: --detect-local-mode', function () {
     [toClusterIP('pod', 'client'), toClusterIP('bridged', 'client'), ...never],
     () => traced().sync(objects, [...base, '--cluster-cidr', LAB.clusterCidr]),
   );
+
+  it('nft loads every mode in both families, the bridge named whether it exists or not', async () => {
+    const nft = createNft({ netns: traced().lab.nodeNs });
+    const env = { localAddresses: [LAB.nodeIp, LAB.nodeIp6] };
+    const dual = {
+      services: [
+        {
+          ...lb,
+          spec: {
+            ...lb.spec!,
+            ipFamilyPolicy: 'RequireDualStack',
+            ipFamilies: ['IPv4', 'IPv6'],
+            clusterIPs: ['10.96.13.11', 'fd00:10:96::13'],
+          },
+        } as V1Service,
+      ],
+      slices: [
+        endpoints('lb'),
+        slice(
+          NS,
+          'lb-6',
+          'lb',
+          [{ port: 8080 }],
+          [{ ip: 'fd00:10:244:1::11', nodeName: LAB.nodeName }],
+          'IPv6',
+        ),
+      ],
+      node: {
+        ...node(LAB.nodeName, [LAB.nodeIp, LAB.nodeIp6]),
+        spec: { podCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'] },
+      },
+    };
+    for (const flags of [
+      ['--detect-local-mode', 'NodeCIDR'],
+      ['--detect-local-mode', 'BridgeInterface', '--pod-bridge-interface', 'cbr0'],
+      ['--detect-local-mode', 'BridgeInterface', '--pod-bridge-interface', 'nosuchbr0'],
+      ['--detect-local-mode', 'InterfaceNamePrefix', '--pod-interface-name-prefix', 'veth'],
+      ['--cluster-cidr', `${LAB.clusterCidr},${LAB.clusterCidr6}`],
+    ]) {
+      const config = buildConfig([...base, ...flags], {});
+      const state = buildState(dual, modelConfig(config, env));
+      const rules = compile(state, compileConfig(state, config, env));
+      const ip6 = rules.chains.find(
+        (c) => c.chain.family === 'ip6' && c.chain.name.startsWith('external-local'),
+      );
+      assert.ok(
+        ip6 && ip6.rules.length > 3,
+        `an IPv6 eTP Local chain with the short-circuit (${flags.join(' ')})`,
+      );
+      await nft.check(fullTransaction(rules));
+    }
+  });
 
   it('NodeCIDR without the Node’s pod CIDRs: --once writes nothing and says why', async () => {
     const lab = traced().lab;

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import type { V1Node } from '@kubernetes/client-node';
-import { awaitingPodCIDRs, localMatch, localTraffic } from '../../src/model/local-traffic.js';
+import {
+  awaitingPodCIDRs,
+  localMatch,
+  localTraffic,
+  type LocalTraffic,
+} from '../../src/model/local-traffic.js';
 import { nodeInfo } from '../../src/model/state-builder.js';
 import { node } from '../support/objects.js';
 
@@ -52,7 +57,7 @@ describe('local traffic: the detector for this node', () => {
   });
 
   it('writes the nft match, negated or not, per family', () => {
-    const cidr = { by: 'cidr', cidrs: ['10.244.0.0/16', '10.245.0.0/16', 'fd00::/48'] } as const;
+    const cidr: LocalTraffic = { by: 'cidr', cidrs: ['10.244.0.0/16', '10.245.0.0/16', 'fd00::/48'] };
     assert.equal(localMatch(cidr, 'ipv4'), 'ip saddr { 10.244.0.0/16, 10.245.0.0/16 }');
     assert.equal(localMatch(cidr, 'ipv6', true), 'ip6 saddr != { fd00::/48 }');
     assert.equal(localMatch({ by: 'cidr', cidrs: ['fd00::/48'] }, 'ipv4'), undefined);
