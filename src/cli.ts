@@ -15,6 +15,7 @@ import { Compiler } from './rules/compile.js';
 import { containRefusal } from './rules/contain.js';
 import { HeldOut } from './rules/held-out.js';
 import { isRefusal, refusalReason } from './rules/isolate.js';
+import { awaitingPodCIDRs } from './model/local-traffic.js';
 import { cleanupTables, NftApplier, renderRuleset } from './rules/apply.js';
 import { createNft } from './rules/nft/exec.js';
 import { probeNft } from './rules/nft/probe.js';
@@ -119,6 +120,11 @@ async function main(argv: string[]): Promise<number> {
     const store = await loadOnce(config, log);
     const state = stateFrom(store, config, env);
     logSkipped(log, state.skipped);
+    if (awaitingPodCIDRs(config.detectLocal, state.node))
+      throw new ProxyError(
+        ErrorCodes.NODE_POD_CIDRS_MISSING,
+        `--detect-local-mode NodeCIDR: Node ${JSON.stringify(config.hostnameOverride)} has no spec.podCIDRs, so pod traffic cannot be told apart; give the Node with its podCIDRs (or check --hostname-override), or choose another --detect-local-mode`,
+      );
     const rules = rulesFor(state, config, env);
     logSkipped(log, rules.skipped);
     if (config.dryRun) {

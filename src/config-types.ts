@@ -1,3 +1,4 @@
+import type { DetectLocal } from './model/local-traffic.js';
 import type { LbAlgorithm } from './model/types.js';
 
 /**
@@ -33,6 +34,11 @@ export interface ProxyConfig {
    */
   userspaceBind: 'auto' | 'loopback' | 'service-ip';
   clusterCIDRs: string[];
+  /**
+   * --detect-local-mode and its parameter: how pod traffic is told apart (not masqueraded to a
+   * ClusterIP, short-circuited to every endpoint of an externalTrafficPolicy Local frontend).
+   */
+  detectLocal: DetectLocal;
   masqueradeAll: boolean;
   /** 'primary' (the node IPs) or a list of CIDRs whose local addresses accept NodePorts. */
   nodePortAddresses: 'primary' | string[];

@@ -7,6 +7,12 @@ import {
   logLevelForVerbosity,
 } from './kube-proxy-config.js';
 import { canonicalIp, parseCidr } from './model/ip.js';
+import {
+  DETECT_LOCAL_MODES,
+  interfaceNameProblem,
+  type DetectLocal,
+  type DetectLocalMode,
+} from './model/local-traffic.js';
 import { parseBindAddress } from './server/bind-address.js';
 import { parseYamlDocuments, readBoundedSync } from './watch/parse-documents.js';
 
@@ -120,18 +126,19 @@ export const FLAGS: FlagSpec[] = [
   },
   {
     name: 'detect-local-mode',
-    value: 'ClusterCIDR',
-    help: 'how pod traffic is told from outside traffic; only ClusterCIDR (--cluster-cidr) is supported yet',
+    value: 'ClusterCIDR|NodeCIDR|BridgeInterface|InterfaceNamePrefix',
+    help: "how pod traffic is told from other traffic (masquerade to ClusterIPs, externalTrafficPolicy Local short-circuit): by --cluster-cidr, by the Node's spec.podCIDRs, by --pod-bridge-interface or by --pod-interface-name-prefix",
+    default: 'ClusterCIDR',
   },
   {
     name: 'pod-bridge-interface',
     value: 'NAME',
-    help: 'for --detect-local-mode BridgeInterface (not supported yet)',
+    help: 'for --detect-local-mode BridgeInterface: traffic coming in on this bridge is pod traffic',
   },
   {
     name: 'pod-interface-name-prefix',
     value: 'PREFIX',
-    help: 'for --detect-local-mode InterfaceNamePrefix (not supported yet)',
+    help: 'for --detect-local-mode InterfaceNamePrefix: traffic coming in on an interface named PREFIX* is pod traffic',
   },
   { name: 'dry-run', help: 'compile once and print the nft transaction; touch nothing' },
   { name: 'once', help: 'sync once and exit: 0 on success; the rules stay' },
@@ -321,6 +328,46 @@ export function configFileFlags(
   return result.flags;
 }
 
+/**
+ * --detect-local-mode and its parameter, as kube-proxy validates them: BridgeInterface and
+ * InterfaceNamePrefix need their interface. The interface reaches nft text, so it must be a
+ * plain interface name (local-traffic.ts). A parameter of another mode is ignored, as kube-proxy
+ * ignores it.
+ */
+function detectLocalFrom(get: (n: string) => string | undefined): DetectLocal {
+  const mode = get('detect-local-mode') || 'ClusterCIDR';
+  if (!(DETECT_LOCAL_MODES as readonly string[]).includes(mode))
+    throw invalid(
+      `--detect-local-mode: ${JSON.stringify(mode)} is not one of ${DETECT_LOCAL_MODES.join(', ')}`,
+    );
+  const iface = (flag: string, what: string): string => {
+    const name = get(flag)?.trim() ?? '';
+    if (name === '') throw invalid(`--detect-local-mode ${mode} needs --${flag} (${what})`);
+    const problem = interfaceNameProblem(name);
+    if (problem) throw invalid(`--${flag}: ${JSON.stringify(name)} ${problem}`);
+    return name;
+  };
+  switch (mode as DetectLocalMode) {
+    case 'BridgeInterface':
+      return {
+        mode: 'BridgeInterface',
+        bridgeInterface: iface('pod-bridge-interface', "the pods' bridge, e.g. cbr0"),
+      };
+    case 'InterfaceNamePrefix':
+      return {
+        mode: 'InterfaceNamePrefix',
+        interfaceNamePrefix: iface(
+          'pod-interface-name-prefix',
+          "the start of the pods' interface names, e.g. veth",
+        ),
+      };
+    case 'NodeCIDR':
+      return { mode: 'NodeCIDR' };
+    case 'ClusterCIDR':
+      return { mode: 'ClusterCIDR' };
+  }
+}
+
 /** Flags over the --config file over defaults, validated: every problem names the flag. */
 export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): ProxyConfig {
   const warnings: string[] = [];
@@ -375,21 +422,7 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   const oom = oomText === undefined ? undefined : Number(oomText);
   if (oom !== undefined && (!Number.isInteger(oom) || oom < -1000 || oom > 1000))
     throw invalid('--oom-score-adj: expected an integer from -1000 to 1000');
-  const detectLocal = get('detect-local-mode');
-  if (detectLocal !== undefined && detectLocal !== 'ClusterCIDR') {
-    if (!['NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix'].includes(detectLocal))
-      throw invalid(
-        `--detect-local-mode: ${JSON.stringify(detectLocal)} is not one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix`,
-      );
-    warnings.push(
-      `--detect-local-mode ${detectLocal} is not supported yet: pod traffic is told by --cluster-cidr`,
-    );
-  }
-  for (const flag of ['pod-bridge-interface', 'pod-interface-name-prefix'])
-    if (get(flag))
-      warnings.push(
-        `--${flag} is accepted but not applied: only --detect-local-mode ClusterCIDR is supported yet`,
-      );
+  const detectLocal = detectLocalFrom(get);
 
   return {
     ...(get('kubeconfig') ? { kubeconfig: get('kubeconfig')! } : {}),
@@ -400,6 +433,7 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     proxyMode: mode,
     userspaceBind,
     clusterCIDRs: cidrList(get('cluster-cidr') ?? '', 'cluster-cidr'),
+    detectLocal,
     masqueradeAll: on('masquerade-all'),
     nodePortAddresses: npa === 'primary' ? 'primary' : cidrList(npa, 'nodeport-addresses'),
     serviceCIDRs: cidrList(get('service-cidr') ?? '', 'service-cidr'),

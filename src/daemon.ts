@@ -6,6 +6,7 @@ import type { ProxyConfig } from './config-types.js';
 import type { Logger } from './log.js';
 import { UserspaceBackend } from './lb/userspace-backend.js';
 import { ipLocalAddresses } from './lb/local-address.js';
+import { awaitingPodCIDRs } from './model/local-traffic.js';
 import { trace } from './model/trace.js';
 import type { ProxyState } from './model/types.js';
 import { StateBuilder } from './model/state-builder.js';
@@ -93,6 +94,8 @@ export class Daemon {
   /** A sync failed since the last one that worked: the addresses are read again. */
   #failedSince = false;
   #lastFull = -Infinity;
+  /** The wait for the Node's pod CIDRs (NodeCIDR) has been logged. */
+  #waitingLogged = false;
   /** Services whose rules nft refused: left out of every sync until their objects change. */
   readonly #heldOut = new HeldOut();
   /**
@@ -318,6 +321,22 @@ export class Daemon {
     logSkipped(this.#log, state.skipped, this.#skippedSeen);
     const node = this.store.nodes.get(this.config.hostnameOverride);
     if (node) this.health.nodeEligible(isNodeEligible(node));
+    // As kube-proxy, nothing is programmed before NodeCIDR has the Node's pod CIDRs: until then
+    // every pod's connection to a ClusterIP would be masqueraded. /healthz turns unhealthy if
+    // they take longer than a queued change may. Once programmed, a change of them recompiles.
+    if (
+      !this.#userspace &&
+      this.#lastFull === -Infinity &&
+      awaitingPodCIDRs(this.config.detectLocal, state.node)
+    ) {
+      if (!this.#waitingLogged)
+        this.#log.info(
+          { node: this.config.hostnameOverride, nodeKnown: node !== undefined },
+          "waiting for the Node's spec.podCIDRs (--detect-local-mode NodeCIDR)",
+        );
+      this.#waitingLogged = true;
+      return;
+    }
     let full = false;
     let shown = state;
     try {

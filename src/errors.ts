@@ -42,6 +42,11 @@ export const ErrorCodes = {
   NFT_CRASHED: 'NFT_CRASHED',
   /** nft did not finish in time and was killed (SIGKILL); whether it committed is unknown. */
   NFT_TIMEOUT: 'NFT_TIMEOUT',
+  /**
+   * --detect-local-mode NodeCIDR and this node's Node has no spec.podCIDRs: pod traffic cannot
+   * be told apart, so no rules are written (--once, --dry-run; the daemon waits for them).
+   */
+  NODE_POD_CIDRS_MISSING: 'NODE_POD_CIDRS_MISSING',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

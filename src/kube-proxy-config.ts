@@ -10,6 +10,8 @@
  * - every kube-proxy flag is accepted: those that apply act, the others warn once.
  */
 
+import type { DetectLocal } from './model/local-traffic.js';
+
 /** A kube-proxy flag this proxy accepts but does not act on, and why (printed in the warning). */
 export interface AcceptedFlag {
   /** Takes a value (`--flag v` / `--flag=v`); otherwise a switch. */
@@ -278,6 +280,8 @@ export interface EffectiveSettings {
   hostnameOverride: string;
   nodeIPs: string[];
   clusterCIDRs: string[];
+  /** --detect-local-mode and its interface; ClusterCIDR when absent. */
+  detectLocal?: DetectLocal;
   healthzBindAddress: string;
   metricsBindAddress: string;
   nodePortAddresses: 'primary' | string[];
@@ -306,7 +310,12 @@ export function effectiveKubeProxyConfig(c: EffectiveSettings): Record<string, u
     healthzBindAddress: c.healthzBindAddress,
     metricsBindAddress: c.metricsBindAddress,
     nodePortAddresses: c.nodePortAddresses === 'primary' ? ['primary'] : c.nodePortAddresses,
-    detectLocalMode: 'ClusterCIDR',
+    detectLocalMode: c.detectLocal?.mode ?? 'ClusterCIDR',
+    ...(c.detectLocal?.mode === 'BridgeInterface'
+      ? { detectLocal: { bridgeInterface: c.detectLocal.bridgeInterface } }
+      : c.detectLocal?.mode === 'InterfaceNamePrefix'
+        ? { detectLocal: { interfaceNamePrefix: c.detectLocal.interfaceNamePrefix } }
+        : {}),
     ...period,
     nftables: { masqueradeAll: c.masqueradeAll, masqueradeBit: 14, ...period },
     clientConnection: { kubeconfig: c.kubeconfig ?? '' },

@@ -1,4 +1,5 @@
 import type { ProxyConfig } from './config-types.js';
+import { localTraffic } from './model/local-traffic.js';
 import { StateBuilder, type ModelConfig } from './model/state-builder.js';
 import type { ProxyState } from './model/types.js';
 import { nodePortIPs } from './node-addresses.js';
@@ -49,6 +50,7 @@ export function compileConfig(state: ProxyState, config: ProxyConfig, env: Envir
   return {
     table: config.tableName,
     clusterCIDRs: config.clusterCIDRs,
+    localTraffic: localTraffic(config.detectLocal, config.clusterCIDRs, state.node),
     masqueradeAll: config.masqueradeAll,
     serviceCIDRs: config.serviceCIDRs,
     nodePortIPs: nodePortIPs(state.node, config.nodePortAddresses, env.localAddresses),

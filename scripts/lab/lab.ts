@@ -20,6 +20,13 @@ export interface PodOptions {
   ipv6?: string;
   /** On this node (default) or behind the remote node. */
   local?: boolean;
+  /**
+   * Behind a bridge of this name on this node (made with the first pod that names it) instead
+   * of a routed veth of its own: the node sees its packets come in on the bridge, as with
+   * kubenet's `cbr0` (--detect-local-mode BridgeInterface). IPv4 only; keep one pod per bridge,
+   * so that no two pods answer each other past the node's conntrack.
+   */
+  bridge?: string;
 }
 
 /** A pod: its own namespace, a veth `eth0` to its node, routed as a /32 (/128). */
@@ -31,7 +38,10 @@ export interface LabPod {
   local: boolean;
   /** Kubernetes node name ({@link LAB.nodeName} or {@link LAB.remoteNodeName}). */
   nodeName: string;
-  /** The node-side interface of the pod's veth (in the node or remote node namespace). */
+  /**
+   * The node-side interface the pod's packets come in on (in the node or remote node
+   * namespace): its veth, or the bridge it is behind.
+   */
   hostIf: string;
 }
 
@@ -136,6 +146,8 @@ export class Lab {
   private readonly servers = new Set<ChildProcessWithoutNullStreams>();
   private readonly probes = new Set<ChildProcessWithoutNullStreams>();
   private nextIf = 0;
+  /** Bridges made on the node for pods (PodOptions.bridge). */
+  private readonly bridges = new Set<string>();
   private destroyed = false;
 
   private constructor(prefix: string, ipv6: boolean) {
@@ -242,6 +254,8 @@ export class Lab {
     const host = local ? this.nodeNs : await this.ensureRemoteNode();
     const hostPodIp = local ? LAB.nodePodIp : LAB.remoteNodePodIp;
     const hostPodIp6 = local ? LAB.nodePodIp6 : LAB.remoteNodePodIp6;
+    if (opts.bridge && (!local || opts.ipv6))
+      throw new Error(`pod ${name}: a bridge is for IPv4 pods on this node only`);
     const ns = await this.addNs(`pod-${name}`);
     const hostIf = `veth${this.nextIf++}`;
     const pod: LabPod = {
@@ -250,7 +264,7 @@ export class Lab {
       ip: opts.ip,
       local,
       nodeName: local ? LAB.nodeName : LAB.remoteNodeName,
-      hostIf,
+      hostIf: opts.bridge ?? hostIf,
       ...(opts.ipv6 ? { ipv6: opts.ipv6 } : {}),
     };
     this.pods.set(name, pod);
@@ -272,6 +286,10 @@ export class Lab {
       ns,
     ]);
     await this.sysctl(ns, { 'net.ipv6.conf.eth0.accept_dad': '0' });
+    if (opts.bridge) {
+      await this.bridgePod(opts.bridge, hostIf, opts.ip, ns);
+      return pod;
+    }
     await this.sysctl(host, {
       [`net.ipv4.conf.${hostIf}.proxy_arp`]: '1',
       [`net.ipv4.neigh.${hostIf}.proxy_delay`]: '0',
@@ -309,6 +327,37 @@ export class Lab {
       }
     }
     return pod;
+  }
+
+  /**
+   * A pod's veth (`hostIf` on the node) enslaved to `bridge`, which holds the node's pod-facing
+   * address and answers the pod's gateway by proxy ARP; the pod is routed as a /32 through it.
+   */
+  private async bridgePod(bridge: string, hostIf: string, ip: string, ns: string): Promise<void> {
+    if (!this.bridges.has(bridge)) {
+      this.bridges.add(bridge);
+      await this.ip(this.nodeNs, ['link', 'add', bridge, 'type', 'bridge']);
+      await this.sysctl(this.nodeNs, {
+        [`net.ipv4.conf.${bridge}.proxy_arp`]: '1',
+        [`net.ipv4.neigh.${bridge}.proxy_delay`]: '0',
+        [`net.ipv4.conf.${bridge}.send_redirects`]: '0',
+      });
+      await this.batch(this.nodeNs, [
+        ['link', 'set', bridge, 'up'],
+        ['addr', 'add', `${LAB.nodePodIp}/32`, 'dev', bridge],
+      ]);
+    }
+    await this.batch(ns, [
+      ['link', 'set', 'eth0', 'up'],
+      ['addr', 'add', `${ip}/32`, 'dev', 'eth0'],
+      ['route', 'add', `${LAB.podGateway}/32`, 'dev', 'eth0', 'scope', 'link'],
+      ['route', 'add', 'default', 'via', LAB.podGateway, 'dev', 'eth0'],
+    ]);
+    await this.batch(this.nodeNs, [
+      ['link', 'set', hostIf, 'master', bridge],
+      ['link', 'set', hostIf, 'up'],
+      ['route', 'add', `${ip}/32`, 'dev', bridge],
+    ]);
   }
 
   /** Adds a client outside the cluster, on the LAN; its default route is the node. */

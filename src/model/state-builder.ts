@@ -2,7 +2,7 @@ import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kuberne
 import { compareStrings, sortedIndex } from '../sorted-index.js';
 import { nodePortIPs } from '../node-addresses.js';
 import { FrontendOwners, lostReason, withoutLost } from './frontend-owners.js';
-import { canonicalIp, ipFamily } from './ip.js';
+import { canonicalIp, ipFamily, parseCidr } from './ip.js';
 import { serviceUnit, type ServiceUnit } from './service-unit.js';
 import { effectiveServiceCIDRs } from './service-cidrs.js';
 import type { Family, LbAlgorithm, NodeInfo, ProxyState, ServicePort, Skipped } from './types.js';
@@ -61,7 +61,36 @@ export function nodeInfo(node: V1Node | undefined, config: ModelConfig): NodeInf
     ips = chosen.length > 0 ? chosen : (config.hostIPs ?? []);
   }
   const zone = labels[ZONE_LABEL];
-  return { name: config.nodeName, ips: [...ips], labels: { ...labels }, ...(zone ? { zone } : {}) };
+  const podCIDRs = nodePodCIDRs(node);
+  return {
+    name: config.nodeName,
+    ips: [...ips],
+    labels: { ...labels },
+    ...(zone ? { zone } : {}),
+    ...(podCIDRs.length > 0 ? { podCIDRs } : {}),
+  };
+}
+
+/**
+ * spec.podCIDRs (spec.podCIDR on objects that predate it), canonical: the first valid one of
+ * each family, as kube-proxy takes them (the API allows one per family).
+ */
+function nodePodCIDRs(node: V1Node | undefined): string[] {
+  const spec = node?.spec;
+  const listed: unknown[] = Array.isArray(spec?.podCIDRs)
+    ? spec.podCIDRs
+    : spec?.podCIDR
+      ? [spec.podCIDR]
+      : [];
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const text of listed) {
+    const cidr = typeof text === 'string' && text.includes('/') ? parseCidr(text) : undefined;
+    if (!cidr || seen.has(cidr.family)) continue;
+    seen.add(cidr.family);
+    out.push(cidr.text);
+  }
+  return out;
 }
 
 const portKey = (sp: ServicePort): string => sp.key;

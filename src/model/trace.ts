@@ -1,5 +1,6 @@
 import { frontendsOf, type FrontendKind } from './frontends.js';
 import { cidrContains, ipFamily, parseCidr, type Cidr } from './ip.js';
+import { detects, isLocalTraffic, type LocalTraffic } from './local-traffic.js';
 import type { Endpoint, Family, ProxyState, ServicePort } from './types.js';
 
 /** A packet to trace: the first packet of a new flow. */
@@ -8,12 +9,23 @@ export interface Packet {
   dst: string;
   port: number;
   proto: 'tcp' | 'udp' | 'sctp';
-  /** Where it comes from; inferred from `src` when absent (a node IP, a pod CIDR, else outside). */
+  /**
+   * Where it comes from; inferred when absent: a node IP is the node, pod traffic (by the
+   * local-traffic detector: a pod CIDR, or `iif` a pod interface) a pod, else outside.
+   */
   from?: 'outside' | 'pod' | 'node';
+  /**
+   * The interface it came in on, for --detect-local-mode BridgeInterface and InterfaceNamePrefix.
+   * Absent: a pod's packet counts as coming in on a pod interface, any other on none. The
+   * node's own packets have none, whatever is given.
+   */
+  iif?: string;
 }
 
 export interface TraceConfig {
   clusterCIDRs: string[];
+  /** How pod traffic is told apart (CompileConfig.localTraffic); by clusterCIDRs when absent. */
+  localTraffic?: LocalTraffic;
   masqueradeAll: boolean;
   serviceCIDRs: string[];
   nodePortIPs: Record<Family, string[]>;
@@ -48,9 +60,15 @@ export function trace(state: ProxyState, config: TraceConfig, pkt: Packet): Trac
     return { verdict: 'no-match', why: 'source and destination are not IPs of one family' };
   const cidrs = (list: string[]): Cidr[] =>
     list.map((c) => parseCidr(c)).filter((c): c is Cidr => c !== undefined && c.family === family);
-  const podCIDRs = cidrs(config.clusterCIDRs);
-  const inPods = podCIDRs.some((c) => cidrContains(c, pkt.src));
-  const from = pkt.from ?? (state.node.ips.includes(pkt.src) ? 'node' : inPods ? 'pod' : 'outside');
+  const local = config.localTraffic ?? { by: 'cidr', cidrs: config.clusterCIDRs };
+  const byInterface = local.by === 'interface' || local.by === 'interface-prefix';
+  const nodeSource = pkt.from === 'node' || (pkt.from === undefined && state.node.ips.includes(pkt.src));
+  const iif = nodeSource ? '' : pkt.iif;
+  // What the rules' local-traffic match says: with interface detection and no `iif`, what `from` says.
+  const podTraffic =
+    byInterface && iif === undefined ? pkt.from === 'pod' : isLocalTraffic(local, family, pkt.src, iif ?? '');
+  const from = pkt.from ?? (nodeSource ? 'node' : podTraffic ? 'pod' : 'outside');
+  const detecting = detects(local, family);
 
   // Which service port owns this frontend?
   let owner: { sp: ServicePort; kind: FrontendKind } | undefined;
@@ -95,7 +113,7 @@ export function trace(state: ProxyState, config: TraceConfig, pkt: Packet): Trac
   if (kind === 'clusterIP') {
     const eps = sp.internalPolicyLocal ? sp.localEndpoints : sp.clusterEndpoints;
     if (eps.length === 0) return noEndpoints();
-    const masq = config.masqueradeAll || (podCIDRs.length > 0 && !inPods);
+    const masq = config.masqueradeAll || (detecting && !podTraffic);
     return dnat(eps, masq, sp.internalPolicyLocal ? 'ClusterIP, internalTrafficPolicy Local' : 'ClusterIP');
   }
   if (!sp.externalPolicyLocal) {
@@ -103,13 +121,14 @@ export function trace(state: ProxyState, config: TraceConfig, pkt: Packet): Trac
     return dnat(sp.clusterEndpoints, true, `${kind}, externalTrafficPolicy Cluster (masqueraded)`);
   }
   if (!sp.hasEndpoints) return noEndpoints();
-  const shortCircuit = (from === 'pod' && podCIDRs.length > 0 && inPods) || from === 'node';
+  // The rules' order: pod traffic first (kept as it is), then the node's own (masqueraded).
+  const shortCircuit = podTraffic || from === 'node';
   if (shortCircuit) {
     if (sp.clusterEndpoints.length > 0)
       return dnat(
         sp.clusterEndpoints,
-        from === 'node',
-        `${kind}, externalTrafficPolicy Local, short-circuited from the ${from}`,
+        !podTraffic,
+        `${kind}, externalTrafficPolicy Local, short-circuited from ${podTraffic ? 'a pod' : 'the node'}`,
       );
   } else if (sp.localEndpoints.length > 0) {
     return dnat(

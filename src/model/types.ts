@@ -95,6 +95,11 @@ export interface NodeInfo {
   /** topology.kubernetes.io/zone label, if any. */
   zone?: string;
   labels: Record<string, string>;
+  /**
+   * The Node's spec.podCIDRs (else spec.podCIDR), canonical; absent when it has none. What
+   * --detect-local-mode NodeCIDR tells this node's pods by.
+   */
+  podCIDRs?: string[];
 }
 
 export interface ProxyState {

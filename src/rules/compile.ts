@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { frontendsOf, type Frontend } from '../model/frontends.js';
 import { mergeCidrs } from '../model/cidr-set.js';
 import { cidrContains, parseCidr } from '../model/ip.js';
+import { localMatch, type LocalTraffic } from '../model/local-traffic.js';
 import { maglevEndpointTable } from '../lb/maglev.js';
 import { portIndex, type StateDelta } from '../model/state-builder.js';
 import { compareStrings, sortedIndex } from '../sorted-index.js';
@@ -15,6 +16,11 @@ export interface CompileConfig {
   table: string;
   /** Pod networks: traffic to a ClusterIP from outside them is masqueraded; pods short-circuit eTP Local. */
   clusterCIDRs: string[];
+  /**
+   * How pod traffic is told apart (--detect-local-mode, resolved for this node), in place of
+   * clusterCIDRs: what the ClusterIP masquerade rule and the eTP Local short-circuit match.
+   */
+  localTraffic?: LocalTraffic;
   masqueradeAll: boolean;
   /**
    * ClusterIP ranges (--service-cidr): unallocated IPs in them are dropped. A state from the
@@ -515,36 +521,32 @@ interface FamilyContext {
   x: string;
   addr: string;
   table: string;
-  podCIDRs: string[];
+  /** Matches pod traffic (localMatch); undefined when nothing is told apart in this family. */
+  ifLocal: string | undefined;
   frontendKey: string;
   nodePortIPs: Record<Family, string[]>;
   masq: string[];
   maglevSeed: number;
 }
 
-const anon = (list: string[]): string => `{ ${list.join(', ')} }`;
-
 function familyContext(family: Family, config: CompileConfig): FamilyContext {
   const { nft, x, addr } = SYNTAX[family];
-  const cidrs = (list: string[]): string[] =>
-    list
-      .map((c) => parseCidr(c))
-      .filter((c) => c !== undefined && c.family === family)
-      .map((c) => c!.text);
-  const podCIDRs = cidrs(config.clusterCIDRs);
+  const local = config.localTraffic ?? { by: 'cidr', cidrs: config.clusterCIDRs };
+  const ifNotLocal = localMatch(local, family, true);
   return {
     family,
     nft,
     x,
     addr,
     table: config.table,
-    podCIDRs,
+    ifLocal: localMatch(local, family),
     frontendKey: `${x} daddr . meta l4proto . th dport`,
     nodePortIPs: config.nodePortIPs,
+    // kube-proxy's: traffic to a ClusterIP that is not pod traffic is masqueraded.
     masq: config.masqueradeAll
       ? ['jump mark-for-masquerade']
-      : podCIDRs.length
-        ? [`${x} saddr != ${anon(podCIDRs)} jump mark-for-masquerade`]
+      : ifNotLocal
+        ? [`${ifNotLocal} jump mark-for-masquerade`]
         : [],
     maglevSeed: config.maglevSeed ?? 0,
   };
@@ -731,7 +733,7 @@ function staticPart(
     maglev: Map<string, MaglevTable>;
   },
 ): void {
-  const { nft, x, addr, table, frontendKey, podCIDRs } = ctx;
+  const { nft, x, addr, table, frontendKey, ifLocal } = ctx;
   const base = { family: nft, table };
   rs.tables.push({ ...base, kind: 'table', comment: 'rules for kube-nftproxy' });
   const chain = (name: string, rules: string[], hook?: Pick<Chain, 'type' | 'hook' | 'priority'>): void => {
@@ -892,7 +894,7 @@ function staticPart(
     clusterip: ctx.masq,
     external: ['jump mark-for-masquerade'],
     'external-local': [
-      ...(podCIDRs.length ? [`${x} saddr ${anon(podCIDRs)} goto shortcircuit`] : []),
+      ...(ifLocal ? [`${ifLocal} goto shortcircuit`] : []),
       'fib saddr type local jump mark-for-masquerade',
       'fib saddr type local goto shortcircuit',
     ],

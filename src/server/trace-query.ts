@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { interfaceNameProblem } from '../model/local-traffic.js';
 import type { TraceQuery } from './view.js';
 
 /** Why a /debug/trace query was refused: the parameter at fault and what is wrong with it. */
@@ -7,7 +8,7 @@ export interface TraceQueryError {
   error: string;
 }
 
-const PARAMETERS = new Set(['src', 'dst', 'port', 'proto', 'from']);
+const PARAMETERS = new Set(['src', 'dst', 'port', 'proto', 'from', 'iif']);
 const PROTOS = new Set(['tcp', 'udp', 'sctp']);
 const FROMS = new Set(['outside', 'pod', 'node']);
 
@@ -18,7 +19,7 @@ const FROMS = new Set(['outside', 'pod', 'node']);
 export function parseTraceQuery(params: URLSearchParams): TraceQuery | TraceQueryError {
   for (const name of new Set(params.keys())) {
     if (!PARAMETERS.has(name)) {
-      return fail(name, 'unknown parameter (accepted: src, dst, port, proto, from)');
+      return fail(name, 'unknown parameter (accepted: src, dst, port, proto, from, iif)');
     }
     if (params.getAll(name).length > 1) return fail(name, 'given more than once');
   }
@@ -27,6 +28,7 @@ export function parseTraceQuery(params: URLSearchParams): TraceQuery | TraceQuer
   const port = params.get('port');
   const proto = params.get('proto');
   const from = params.get('from');
+  const iif = params.get('iif');
 
   if (!src) return fail('src', 'missing: the source IP address');
   const srcFamily = isIP(src);
@@ -45,6 +47,8 @@ export function parseTraceQuery(params: URLSearchParams): TraceQuery | TraceQuer
   if (!PROTOS.has(protoLower)) return fail('proto', `not tcp, udp or sctp: ${JSON.stringify(proto)}`);
   const fromValue = from ?? 'outside';
   if (!FROMS.has(fromValue)) return fail('from', `not outside, pod or node: ${JSON.stringify(from)}`);
+  const iifProblem = iif === null ? undefined : interfaceNameProblem(iif);
+  if (iifProblem) return fail('iif', `the input interface ${iifProblem}`);
 
   return {
     src,
@@ -52,6 +56,7 @@ export function parseTraceQuery(params: URLSearchParams): TraceQuery | TraceQuer
     port: portNumber,
     proto: protoLower as TraceQuery['proto'],
     from: fromValue as NonNullable<TraceQuery['from']>,
+    ...(iif !== null ? { iif } : {}),
   };
 }
 

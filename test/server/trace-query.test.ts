@@ -15,6 +15,10 @@ describe('parseTraceQuery', () => {
       'src=10.0.0.1&dst=10.0.0.2&port=1&proto=Tcp&from=node',
       { src: '10.0.0.1', dst: '10.0.0.2', port: 1, proto: 'tcp', from: 'node' },
     ],
+    [
+      'src=10.244.1.5&dst=10.96.0.10&port=80&proto=tcp&iif=veth12',
+      { src: '10.244.1.5', dst: '10.96.0.10', port: 80, proto: 'tcp', from: 'outside', iif: 'veth12' },
+    ],
   ];
   for (const [query, want] of ok) {
     it(`accepts ${query}`, () => {
@@ -41,6 +45,11 @@ describe('parseTraceQuery', () => {
     ['src=10.0.0.1&dst=10.0.0.2&port=80&proto=tcp&from=', 'from'],
     ['src=10.0.0.1&dst=10.0.0.2&port=80&proto=tcp&form=pod', 'form'],
     ['src=10.0.0.1&src=10.0.0.3&dst=10.0.0.2&port=80&proto=tcp', 'src'],
+    ['src=10.0.0.1&dst=10.0.0.2&port=80&proto=tcp&iif=', 'iif'],
+    ['src=10.0.0.1&dst=10.0.0.2&port=80&proto=tcp&iif=a%22b', 'iif'],
+    ['src=10.0.0.1&dst=10.0.0.2&port=80&proto=tcp&iif=veth*', 'iif'],
+    ['src=10.0.0.1&dst=10.0.0.2&port=80&proto=tcp&iif=a-name-too-long-x', 'iif'],
+    ['src=10.0.0.1&dst=10.0.0.2&port=80&proto=tcp&iif=cni0&iif=cbr0', 'iif'],
   ];
   for (const [query, parameter] of bad) {
     it(`refuses ${query || '(empty)'} naming ${parameter}`, () => {

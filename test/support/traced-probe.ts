@@ -149,6 +149,15 @@ export class TracedProxy {
     return route.prefsrc;
   }
 
+  /**
+   * The node's interface a namespace's packets come in on: a local pod's own veth (named by the
+   * lab), else the node's LAN link `eth0` (clients, and pods behind the remote node).
+   */
+  private inputInterface(from: string): string {
+    const pod = this.lab.pods.get(from);
+    return pod?.local ? pod.hostIf : 'eth0';
+  }
+
   private podName(ip: string): string {
     for (const pod of this.lab.pods.values()) if (pod.ip === ip || pod.ipv6 === ip) return pod.name;
     return `<not a lab pod: ${ip}>`;
@@ -181,7 +190,7 @@ export class TracedProxy {
       dst: c.dst,
       port: c.port,
       proto: c.proto,
-      ...(c.from === 'node' ? { from: 'node' as const } : {}),
+      ...(c.from === 'node' ? { from: 'node' as const } : { iif: this.inputInterface(c.from) }),
     };
     const traced = trace(this.state, this.traceConfig, packet);
     const predicted = this.predict(traced);
