@@ -7,7 +7,7 @@ import {
   exponentialBuckets,
   linearBuckets,
 } from 'prom-client';
-import type { Family } from '../model/types.js';
+import type { Family, Skipped } from '../model/types.js';
 import { buildInfo } from '../version.js';
 
 /** Sizes of the ruleset this proxy owns, after a sync. */
@@ -91,7 +91,13 @@ const IP_FAMILY: Readonly<Record<Family, 'IPv4' | 'IPv6'>> = { ipv4: 'IPv4', ipv
 const FAMILIES = ['ipv4', 'ipv6'] as const satisfies readonly Family[];
 
 /** The kinds of skipped object, each a series from the start. */
-const SKIPPED_KINDS = ['Service', 'EndpointSlice', 'Node', 'File'] as const;
+const SKIPPED_KINDS = [
+  'Service',
+  'EndpointSlice',
+  'Node',
+  'File',
+  'ServiceCIDR',
+] as const satisfies ReadonlyArray<Skipped['kind']>;
 
 // kube-proxy's buckets (pkg/proxy/metrics): 1 ms doubling 15 times for sync durations, and
 // 0.25 s .. 5 min for network programming, so existing dashboards read the same.
