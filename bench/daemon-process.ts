@@ -97,7 +97,8 @@ export class DaemonProcess {
     const text = await fetch(this.metricsUrl)
       .then((r) => r.text())
       .catch(() => '');
-    const m = /^kubeproxy_sync_proxy_rules_duration_seconds_count (\d+)/m.exec(text);
+    // One series per IP family, as kube-proxy's; a sync counts in both.
+    const m = /^kubeproxy_sync_proxy_rules_duration_seconds_count\{ip_family="IPv4"\} (\d+)/m.exec(text);
     return m ? Number(m[1]) : 0;
   }
 
