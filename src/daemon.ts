@@ -4,29 +4,19 @@ import { ConntrackReconciler } from './conntrack/reconciler.js';
 import { logSkipped, skippedId } from './log-skipped.js';
 import type { ProxyConfig } from './config-types.js';
 import type { Logger } from './log.js';
-import { UserspaceBackend } from './lb/userspace-backend.js';
-import { ipLocalAddresses } from './lb/local-address.js';
+import { FULL_SYNC_PERIOD_MS, type Backend, type BackendSyncResult } from './backend/backend.js';
+import { NftBackend } from './backend/nft-backend.js';
+import { UserspaceProxyBackend } from './backend/userspace-backend.js';
 import { awaitingPodCIDRs } from './model/local-traffic.js';
 import { trace } from './model/trace.js';
 import type { ProxyState } from './model/types.js';
 import { StateBuilder } from './model/state-builder.js';
 import { effectiveKubeProxyConfig } from './kube-proxy-config.js';
-import {
-  cleanupLeftovers,
-  KUBE_PROXY_TABLES,
-  leftoverFailureFamilies,
-  type RunProgram,
-} from './kube-proxy-leftovers.js';
+import { cleanupLeftovers, leftoverFailureFamilies, type RunProgram } from './kube-proxy-leftovers.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
-import { Compiler, programmedState } from './rules/compile.js';
-import { NftApplier, renderRuleset, type SyncResult } from './rules/apply.js';
-import { containRefusal } from './rules/contain.js';
-import { HeldOut } from './rules/held-out.js';
-import { isRefusal, refusalReason } from './rules/isolate.js';
+import type { NftApplier } from './rules/apply.js';
 import type { Nft } from './rules/nft/exec.js';
-import { probeNft } from './rules/nft/probe.js';
-import { rulesetSize } from './rules/ruleset.js';
 import { isNodeEligible, ProxyHealth } from './server/health.js';
 import { desiredHealthChecks, HealthCheckNodePorts } from './server/health-check-node-ports.js';
 import { createMetrics, type ProxyMetrics } from './server/metrics.js';
@@ -37,9 +27,6 @@ import { FileSource } from './watch/file-source.js';
 import { ObjectStore } from './watch/object-store.js';
 import { BoundedFrequencyRunner } from './watch/runner.js';
 import type { Source, SourceHandler } from './watch/source.js';
-
-/** A full resync (atomic replacement of our tables) at least this often, as kube-proxy does. */
-const FULL_SYNC_PERIOD_MS = 60 * 60 * 1000;
 
 export interface DaemonDeps {
   log: Logger;
@@ -66,7 +53,7 @@ export interface DaemonDeps {
 }
 
 /**
- * The node daemon: source → ObjectStore → runner → (model → compile → nft | userspace) →
+ * The node daemon: source → ObjectStore → runner → model → Backend (nftables or userspace) →
  * servers. Nothing is applied before the source has synced once. Stopping leaves the rules
  * in place, so traffic keeps flowing while the daemon restarts; the next start replaces them
  * atomically.
@@ -75,7 +62,6 @@ export class Daemon {
   readonly store: ObjectStore;
   readonly health: ProxyHealth;
   readonly metrics: ProxyMetrics;
-  readonly applier: NftApplier;
   /** The healthCheckNodePort servers of eTP Local LoadBalancer Services (both modes). */
   readonly healthChecks: HealthCheckNodePorts;
   /** Stale UDP conntrack cleanup, in nftables mode with a conntrack (userspace mode has no DNAT). */
@@ -83,7 +69,12 @@ export class Daemon {
   #runner: BoundedFrequencyRunner;
   #servers: Servers | undefined;
   #source: Source | undefined;
-  #userspace: UserspaceBackend | undefined;
+  /** Programs each state: the nftables or the userspace backend (--proxy-mode). */
+  readonly #backend: Backend;
+  /** The nftables backend, when that is the mode (tests read its applier). */
+  readonly #nftBackend: NftBackend | undefined;
+  /** Removes kube-proxy's leftovers after the first sync; nftables mode only. */
+  readonly #leftovers: RunProgram | undefined;
   #state: ProxyState | undefined;
   /** Joins only the Services that changed since the last sync; a new one when the host's addresses change. */
   #builder: StateBuilder;
@@ -93,11 +84,10 @@ export class Daemon {
   #addressesNode: unknown;
   /** A sync failed since the last one that worked: the addresses are read again. */
   #failedSince = false;
+  /** When the backend last replaced everything: the host's addresses are read again as often. */
   #lastFull = -Infinity;
   /** The wait for the Node's pod CIDRs (NodeCIDR) has been logged. */
   #waitingLogged = false;
-  /** Services whose rules nft refused: left out of every sync until their objects change. */
-  readonly #heldOut = new HeldOut();
   /**
    * The skipped entries already logged. Only those still skipped are kept: the set is as large
    * as the current skipped list, not every name ever skipped, and an object that is mended and
@@ -126,17 +116,35 @@ export class Daemon {
     this.metrics.onScrape(() => this.#refreshScraped());
     this.#env = { ...deps.env };
     this.#builder = new StateBuilder(modelConfig(config, this.#env));
-    this.applier = new NftApplier({
-      nft: deps.nft,
-      log: deps.log.child({ component: 'rules' }),
-      takeOver: KUBE_PROXY_TABLES,
-    });
     if (config.proxyMode === 'nftables' && deps.conntrack) {
       this.conntrack = new ConntrackReconciler({
         conntrack: deps.conntrack,
         log: deps.log,
         metrics: this.metrics,
         clock: this.#clock,
+      });
+    }
+    if (config.proxyMode === 'nftables') {
+      this.#nftBackend = new NftBackend({
+        nft: deps.nft,
+        log: deps.log,
+        clock: this.#clock,
+        table: config.tableName,
+        compileConfig: (state) => compileConfig(state, this.config, this.#env),
+        metrics: this.metrics,
+        logSkipped: (skipped) => logSkipped(this.#log, skipped, this.#skippedSeen),
+        ...(this.conntrack ? { conntrack: this.conntrack } : {}),
+        ...(deps.prepareNode ? { prepareNode: deps.prepareNode } : {}),
+      });
+      this.#backend = this.#nftBackend;
+      this.#leftovers = deps.leftovers;
+    } else {
+      this.#backend = new UserspaceProxyBackend({
+        log: deps.log,
+        config,
+        // The same NodePort addresses as the rules would use (--nodeport-addresses).
+        nodePortIPs: (state) =>
+          nodePortIPs(state.node, this.config.nodePortAddresses, this.#env.localAddresses),
       });
     }
     this.store = new ObjectStore({
@@ -156,6 +164,12 @@ export class Daemon {
       clock: this.#clock,
       log: deps.log,
     });
+  }
+
+  /** The nftables backend's applier (tests read what it applied); throws in userspace mode. */
+  get applier(): NftApplier {
+    if (!this.#nftBackend) throw new Error('no nftables applier in userspace mode');
+    return this.#nftBackend.applier;
   }
 
   /** How many syncs have succeeded (tests wait on it). */
@@ -184,7 +198,7 @@ export class Daemon {
         () => this.#runner.stop(),
         () => this.#source?.stop(),
         () => this.#servers?.close(),
-        () => this.#userspace?.close(),
+        () => this.#backend.close(),
         () => this.deps.nft.close?.(),
       ];
       for (const step of steps)
@@ -197,23 +211,7 @@ export class Daemon {
 
   async #start(): Promise<void> {
     this.#source = this.deps.source ?? (await this.#defaultSource());
-    if (this.config.proxyMode === 'nftables') {
-      const { version } = await probeNft(this.deps.nft);
-      this.#log.info({ nft: version }, 'nftables ready');
-      await this.deps.prepareNode?.();
-    } else {
-      const root = typeof process.getuid === 'function' && process.getuid() === 0;
-      const bind = this.config.userspaceBind;
-      const bindMode = bind === 'auto' ? (root ? 'service-ip' : 'loopback') : bind;
-      this.#userspace = new UserspaceBackend({
-        log: this.deps.log,
-        bindMode,
-        maglevSeed: this.config.maglevSeed,
-        serviceCIDRs: this.config.serviceCIDRs,
-        ...(bindMode === 'service-ip' ? { localAddresses: ipLocalAddresses() } : {}),
-      });
-      this.#log.info({ bindMode }, 'userspace proxy ready');
-    }
+    await this.#backend.start();
     this.#servers = await createServers({
       healthzAddress: this.config.healthzBindAddress,
       metricsAddress: this.config.metricsBindAddress,
@@ -252,7 +250,7 @@ export class Daemon {
     await this.#source?.stop();
     await this.#servers?.close();
     await this.healthChecks.close();
-    await this.#userspace?.close();
+    await this.#backend.close();
     this.deps.nft.close?.();
   }
 
@@ -268,16 +266,6 @@ export class Daemon {
     const { kubeConfig, source, server } = loadKubeConfig({ kubeconfigPath: this.config.kubeconfig });
     this.#log.info({ credentials: source, server }, 'watching the API server');
     return createKubeSource({ kubeConfig, nodeName: this.config.hostnameOverride, log: this.deps.log });
-  }
-
-  #compiler: { key: string; compiler: Compiler } | undefined;
-
-  /** One Compiler while the compile config stays (its memory makes one change cost one port). */
-  #compilerFor(state: ProxyState): Compiler {
-    const cc = compileConfig(state, this.config, this.#env);
-    const key = JSON.stringify(cc);
-    if (this.#compiler?.key !== key) this.#compiler = { key, compiler: new Compiler(cc) };
-    return this.#compiler.compiler;
   }
 
   /**
@@ -325,7 +313,7 @@ export class Daemon {
     // every pod's connection to a ClusterIP would be masqueraded. /healthz turns unhealthy if
     // they take longer than a queued change may. Once programmed, a change of them recompiles.
     if (
-      !this.#userspace &&
+      this.#backend.needsPodCIDRs &&
       this.#lastFull === -Infinity &&
       awaitingPodCIDRs(this.config.detectLocal, state.node)
     ) {
@@ -337,73 +325,21 @@ export class Daemon {
       this.#waitingLogged = true;
       return;
     }
-    let full = false;
-    let shown = state;
+    let result: BackendSyncResult;
     try {
-      if (this.#userspace) {
-        // The same NodePort addresses as the rules would use (--nodeport-addresses).
-        await this.#userspace.sync(
-          state,
-          nodePortIPs(state.node, this.config.nodePortAddresses, this.#env.localAddresses),
-        );
-      } else {
-        const wantFull = start - this.#lastFull >= FULL_SYNC_PERIOD_MS;
-        // A held-out Service is tried again when its objects change, and at every periodic
-        // full sync (what it collided with may be gone).
-        if (wantFull) this.#heldOut.releaseAll();
-        this.#heldOut.release(changes.services);
-        const { state: view, delta } = this.#heldOut.view(state, this.#builder.delta);
-        shown = view;
-        this.conntrack?.note(view, delta);
-        const compiler = this.#compilerFor(view);
-        const rules = compiler.compile(view, delta);
-        // Services the compiler left out (too many elements) are listed with the model's.
-        logSkipped(this.#log, rules.skipped, this.#skippedSeen);
-        shown = programmedState(view, rules);
-        const before = this.applier.applied;
-        let result: SyncResult;
-        try {
-          result = await this.applier.sync(rules, {
-            full: wantFull,
-            ...(compiler.delta ? { delta: compiler.delta } : {}),
-          });
-        } catch (err) {
-          // nft failed the sync (its transaction, or a map read it needed): kube-proxy's count,
-          // even when containment then applies the rest.
-          this.metrics.nftSyncFailed();
-          if (!isRefusal(err)) throw err;
-          // One bad Service costs only itself: it is held out, the rest applied (issue #11).
-          const began = this.#clock.now();
-          const partial = !wantFull && before ? { before, ...(delta ? { delta } : {}) } : undefined;
-          const contained = await containRefusal(
-            { nft: this.deps.nft, applier: this.applier, compiler, heldOut: this.#heldOut, log: this.#log },
-            { state, view, rules, err, ...(partial ? { partial } : {}) },
-          );
-          result = contained.result;
-          shown = programmedState(contained.view, this.applier.applied ?? rules);
-          logSkipped(this.#log, shown.skipped, this.#skippedSeen);
-          this.#log.warn(
-            {
-              refused: refusalReason(err),
-              heldOut: [...contained.heldOut.keys()],
-              checks: contained.checks,
-              ms: this.#clock.now() - began,
-            },
-            'nft refused a sync: applied it without the Services it refuses',
-          );
-        }
-        full = result.full;
-        if (full) this.#lastFull = start;
-        this.metrics.transaction(result.operations);
-      }
+      result = await this.#backend.sync(state, this.#builder.delta, {
+        changedServices: changes.services,
+        now: start,
+      });
     } catch (err) {
       this.#failedSince = true;
       this.metrics.syncFailed();
       this.#log.error({ err }, 'sync failed; retrying');
       throw err;
-    } finally {
-      this.metrics.heldOut(this.#heldOut.size);
     }
+    // The state as programmed (what the backend left out among the skipped) is what is shown.
+    const { programmed: shown, full } = result;
+    if (full) this.#lastFull = start;
     this.#state = shown;
     this.#failedSince = false;
     // Every entry skipped now (the model's, the compiler's, the held-out) is in the set: anything
@@ -417,10 +353,7 @@ export class Daemon {
       desiredHealthChecks(shown, this.config.nodePortAddresses, this.#env.localAddresses),
     );
     this.#syncs++;
-    if (this.#syncs === 1 && !this.#userspace && this.deps.leftovers)
-      void this.#removeLeftovers(this.deps.leftovers);
-    // In the background: the next sync never waits for a cleanup.
-    this.conntrack?.synced(shown);
+    if (this.#syncs === 1 && this.#leftovers) void this.#removeLeftovers(this.#leftovers);
     const seconds = (this.#clock.now() - start) / 1000;
     this.health.updated();
     this.metrics.syncDuration(full, seconds);
@@ -468,7 +401,7 @@ export class Daemon {
       if (sp.externalPolicyLocal) noLocal[sp.family].external++;
     }
     this.metrics.noLocalEndpoints(noLocal);
-    if (this.applier.applied) this.metrics.rulesetSize(rulesetSize(this.applier.applied));
+    this.#backend.scrape();
     const byKind: Record<string, number> = {};
     let contested = 0;
     for (const s of state.skipped) {
@@ -488,39 +421,18 @@ export class Daemon {
   #makeView(): DaemonView {
     return {
       mode: this.config.proxyMode,
-      rules: (service) => {
-        const applied = this.applier.applied;
-        if (!applied) return '';
-        if (service === undefined) return renderRuleset(applied);
-        // The state the applied ruleset was compiled from says which port keys are the Service's.
-        const keys = new Set(this.#state?.ports.filter((sp) => sp.service === service).map((sp) => sp.key));
-        return renderRuleset({
-          tables: [],
-          chains: [],
-          sets: [],
-          elements: new Map(),
-          skipped: [],
-          fragments: applied.fragments.filter((f) => keys.has(f.key)),
-        });
-      },
-      liveRules: async () => {
-        const parts = await Promise.all(
-          (['ip', 'ip6'] as const).map((f) => this.deps.nft.list(f, this.config.tableName)),
-        );
-        return parts.join('');
-      },
+      rules: (service) => this.#backend.rules(service),
+      liveRules: () => this.#backend.liveRules(),
       trace: (q) => {
         const state = this.#state;
         if (!state) return { verdict: 'no-match', why: 'no sync yet' };
         return trace(state, compileConfig(state, this.config, this.#env), q);
       },
       config: () => effectiveKubeProxyConfig(this.config),
-      services: (query) =>
-        describeServices(
-          withUserspaceSkips(this.#state, this.#userspace),
-          this.#userspace?.listeners(),
-          query,
-        ),
+      services: (query) => {
+        const { state, listeners } = this.#backend.describe(this.#state);
+        return describeServices(state, listeners, query);
+      },
     };
   }
 }
@@ -538,20 +450,4 @@ export async function runDaemon(config: ProxyConfig, deps: DaemonDeps): Promise<
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await daemon.stop();
-}
-
-/** The state with the frontends the userspace proxy could not serve listed among its skipped objects. */
-function withUserspaceSkips(
-  state: ProxyState | undefined,
-  userspace: UserspaceBackend | undefined,
-): ProxyState | undefined {
-  const extra = userspace?.skipped() ?? [];
-  if (!state || extra.length === 0) return state;
-  return {
-    ...state,
-    skipped: [
-      ...state.skipped,
-      ...extra.map((s) => ({ kind: 'Service' as const, name: s.service, reason: s.reason })),
-    ],
-  };
 }
