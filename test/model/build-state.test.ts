@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { buildState } from '../../src/model/build-state.js';
+import { sliceServiceKey } from '../../src/model/endpoint-slice.js';
+import { objName } from '../../src/model/object-key.js';
+import { StateBuilder, type ModelSource } from '../../src/model/state-builder.js';
 import { parseService } from '../../src/model/service.js';
 import { service, slice } from '../support/objects.js';
 
@@ -120,11 +124,21 @@ describe('buildState', () => {
     assert.deepEqual(JSON.parse(JSON.stringify(b)), JSON.parse(JSON.stringify(a)));
   });
 
-  it('reuses a Service’s ports while its objects are the same, and rebuilds them when a slice changes', () => {
+  // Identity is the StateBuilder's promise (the compiler keys its fragments on it), not
+  // buildState's: buildState is pure, and two calls compare by content.
+  it('a StateBuilder keeps a Service’s ports as the same objects until its objects change', () => {
+    const sourceOf = (o: ReturnType<typeof objects>): ModelSource => {
+      const services = new Map(o.services.map((svc) => [objName(svc), svc]));
+      const slices = new Map<string, V1EndpointSlice[]>();
+      for (const sl of o.slices)
+        slices.set(sliceServiceKey(sl), [...(slices.get(sliceServiceKey(sl)) ?? []), sl]);
+      return { services, slicesOf: (key) => slices.get(key) ?? [], sliceServices: () => slices.keys() };
+    };
     const o = objects();
-    const first = buildState(o, CONFIG);
-    const again = buildState(o, CONFIG);
-    assert.equal(again.ports[0], first.ports[0], 'same objects: the same ServicePort object');
+    const builder = new StateBuilder(CONFIG);
+    const first = builder.update(sourceOf(o));
+    const again = builder.update(sourceOf(o), []);
+    assert.equal(again.ports[0], first.ports[0], 'nothing changed: the same ServicePort object');
     const changed = {
       ...o,
       slices: o.slices.map((s) =>
@@ -133,18 +147,19 @@ describe('buildState', () => {
           : s,
       ),
     };
-    const third = buildState(changed, CONFIG);
+    const third = builder.update(sourceOf(changed), ['ns/b']);
     assert.equal(third.ports[0], first.ports[0], 'Service a is untouched');
     assert.notEqual(third.ports[2], first.ports[2]);
     assert.deepEqual(
       third.ports[2]!.clusterEndpoints.map((e) => e.ip),
       ['10.244.0.10'],
     );
+    assert.deepEqual(third, buildState(changed, CONFIG), 'the same state buildState gives');
     const otherNode = buildState(o, { ...CONFIG, nodeName: 'n2' });
-    assert.notEqual(otherNode.ports[0], first.ports[0], 'another node: locality changes');
     assert.deepEqual(
       otherNode.ports[0]!.clusterEndpoints.filter((e) => e.local).map((e) => e.ip),
       ['10.244.0.3'],
+      'another node: locality changes',
     );
   });
 
