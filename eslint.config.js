@@ -11,6 +11,16 @@ export default tseslint.config(
     },
   },
   {
+    // The code leans on `void promise` discipline (syncs, cleanups and reloads run beside each
+    // other): a promise nobody awaits or marks with `void` is an error.
+    files: ['src/**/*.ts', 'scripts/**/*.ts', 'bench/**/*.ts', 'test/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: false }],
+    },
+  },
+  {
     files: ['**/*.cjs'],
     languageOptions: {
       sourceType: 'commonjs',
