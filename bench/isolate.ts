@@ -126,7 +126,7 @@ export const bench: Bench = {
         ctx.say(`${n}: clean full sync`);
         flush();
         let t = process.hrtime.bigint();
-        await nft.run(fullTransaction(new Compiler(compileConfig).compile(clean)));
+        await nft.run(fullTransaction(new Compiler(compileConfig).compile(clean).ruleset));
         const cleanMs = ms(t);
 
         // As the daemon does it (nft's carets name the suspect), and by the search alone (the
@@ -137,7 +137,7 @@ export const bench: Bench = {
           ctx.say(`${n}: refused full sync, contained (${mode})`);
           flush();
           const compiler = new Compiler(compileConfig);
-          const rs = compiler.compile(bad);
+          const rs = compiler.compile(bad).ruleset;
           t = process.hrtime.bigint();
           const err = await refusal(nft.run(fullTransaction(rs)));
           const refusedMs = ms(t);
@@ -153,9 +153,9 @@ export const bench: Bench = {
         flush();
         const pc = new Compiler(compileConfig);
         const without = withoutServices(bad, new Set([badService]));
-        const applied = pc.compile(without);
+        const applied = pc.compile(without).ruleset;
         await nft.run(fullTransaction(applied));
-        const prs = pc.compile(bad);
+        const prs = pc.compile(bad).ruleset;
         t = process.hrtime.bigint();
         const perr = await refusal(nft.run(partialTransaction(applied, prs)));
         const partialRefusedMs = ms(t);

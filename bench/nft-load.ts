@@ -320,11 +320,11 @@ async function measureOurs(
 
   // The daemon's path: one Compiler kept across syncs, so unchanged ports reuse their fragments.
   const compiler = new Compiler(compileConfig);
-  let prevRs = compiler.compile(state);
+  let prevRs = compiler.compile(state).ruleset;
   const change = await measureChanges(
     state,
     (_prev, next) => {
-      const nextRs = compiler.compile(next);
+      const nextRs = compiler.compile(next).ruleset;
       const ptx = partialTransaction(prevRs, nextRs);
       prevRs = nextRs;
       return ptx;

@@ -118,7 +118,7 @@ async function main(argv: string[]): Promise<number> {
         '--once and --dry-run apply to --proxy-mode nftables only',
       );
     const store = await loadOnce(config, log);
-    const state = stateFrom(store, config, env);
+    const { state } = stateFrom(store, config, env);
     logSkipped(log, state.skipped);
     if (awaitingPodCIDRs(config.detectLocal, state.node))
       throw new ProxyError(

@@ -302,7 +302,7 @@ export class Daemon {
     const changes = this.store.takeChanges();
     this.metrics.changes(changes.events.services, changes.events.endpoints);
     this.#refreshAddresses(start);
-    const state = stateFrom(this.store, this.config, this.#env, {
+    const { state, delta } = stateFrom(this.store, this.config, this.#env, {
       builder: this.#builder,
       changed: changes.services,
     });
@@ -327,7 +327,7 @@ export class Daemon {
     }
     let result: BackendSyncResult;
     try {
-      result = await this.#backend.sync(state, this.#builder.delta, {
+      result = await this.#backend.sync(state, delta, {
         changedServices: changes.services,
         now: start,
       });

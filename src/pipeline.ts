@@ -1,6 +1,6 @@
 import type { ProxyConfig } from './config-types.js';
 import { localTraffic } from './model/local-traffic.js';
-import { StateBuilder, type ModelConfig } from './model/state-builder.js';
+import { StateBuilder, type ModelConfig, type StateUpdate } from './model/state-builder.js';
 import type { ProxyState } from './model/types.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compile, type CompileConfig } from './rules/compile.js';
@@ -32,18 +32,20 @@ export function modelConfig(config: ProxyConfig, env: Environment): ModelConfig 
 
 /**
  * Objects → ProxyState: pure. With the `builder` of the previous sync and the Service keys
- * `changed` since, only those Services are joined again (the daemon); otherwise everything.
+ * `changed` since, only those Services are joined again (the daemon), and the delta from the
+ * previous state comes with it; otherwise everything, and no delta.
  */
 export function stateFrom(
   store: ObjectStore,
   config: ProxyConfig,
   env: Environment,
   opts: { builder?: StateBuilder; changed?: Iterable<string> } = {},
-): ProxyState {
+): StateUpdate {
   const builder = opts.builder ?? new StateBuilder(modelConfig(config, env));
-  const state = builder.update(store.modelSource(config.hostnameOverride), opts.changed);
-  for (const f of store.unreadableFiles) state.skipped.push({ kind: 'File', name: f.file, reason: f.reason });
-  return state;
+  const update = builder.update(store.modelSource(config.hostnameOverride), opts.changed);
+  for (const f of store.unreadableFiles)
+    update.state.skipped.push({ kind: 'File', name: f.file, reason: f.reason });
+  return update;
 }
 
 export function compileConfig(state: ProxyState, config: ProxyConfig, env: Environment): CompileConfig {

@@ -102,7 +102,7 @@ export class NftBackend implements Backend {
     const { state: view, delta } = this.#heldOut.view(state, stateDelta);
     conntrack?.note(view, delta);
     const compiler = this.#compilerFor(view);
-    const rules = compiler.compile(view, delta);
+    const { ruleset: rules, delta: rulesDelta } = compiler.compile(view, delta);
     // Services the compiler left out (too many elements) are listed with the model's.
     logSkipped(rules.skipped);
     let programmed = programmedState(view, rules);
@@ -111,7 +111,7 @@ export class NftBackend implements Backend {
     try {
       result = await this.applier.sync(rules, {
         full: wantFull,
-        ...(compiler.delta ? { delta: compiler.delta } : {}),
+        ...(rulesDelta ? { delta: rulesDelta } : {}),
       });
     } catch (err) {
       // nft failed the sync (its transaction, or a map read it needed): kube-proxy's count,

@@ -44,7 +44,7 @@ export function buildState(input: ModelInput, config: ModelConfig): ProxyState {
     ...(input.node ? { node: input.node } : {}),
     ...(input.serviceCIDRs ? { serviceCIDRs: input.serviceCIDRs } : {}),
   };
-  const state = new StateBuilder(config).update(source);
+  const { state } = new StateBuilder(config).update(source);
   state.skipped.push(...duplicates);
   return state;
 }

@@ -26,7 +26,9 @@ export interface JoinConfig {
  * a rebuild of everything parses and joins only what changed. Invisible to callers: the same
  * input gives the same output, with or without it. Parsed slices are not kept: the join is
  * kept against the raw slices instead, which saves a second copy of every endpoint (≈10 MB at
- * 100,000 endpoints) for the price of parsing a changed Service's slices again.
+ * 100,000 endpoints) for the price of parsing a changed Service's slices again. The same
+ * unit (so the same ServicePort objects) for the same objects is this layer's part of the
+ * identity contract (StateDelta, state-builder.ts).
  */
 const parsedServices = new WeakMap<V1Service, ReturnType<typeof parseService>>();
 interface Joined {

@@ -35,12 +35,35 @@ export interface ModelConfig {
 }
 
 /**
- * How a state differs from an earlier one: every port whose key is not in `ports` is the same
- * object in both. Later stages use it to look at those ports only.
+ * How a state differs from an earlier one (`base`). This is the identity contract that makes
+ * incremental sync cost one change, not the cluster; every layer's comment points here.
+ *
+ * - ObjectStore: its change set names every Service key whose Service or slices came, went or
+ *   changed since the last take (src/watch/object-store.ts).
+ * - service-unit: a Service whose objects are the same objects yields the same ServiceUnit, so
+ *   the same ServicePort objects (module-level WeakMaps, src/model/service-unit.ts).
+ * - StateBuilder (here): a port whose key is not in `ports` is the same object in `base` and in
+ *   the new state; `ports` names every key that may differ (came, went, changed, or lost or
+ *   regained a frontend), and may name a few that did not.
+ * - Compiler (src/rules/compile.ts): a fragment is kept for as long as its ServicePort is the
+ *   same object; its RulesetDelta names every fragment key replaced (came, went or changed)
+ *   since `base`; any other fragment is the same object in both rulesets.
+ * - NftApplier (src/rules/apply.ts), HeldOut, conntrack: read only what a delta names.
+ *
+ * A delta is only used against the base it names: a stage given a delta whose `base` is not
+ * the state (or ruleset) it last saw ignores it and does the whole work. A full join or a full
+ * compile returns no delta. test/model/identity-contract.test.ts holds every layer to this.
  */
 export interface StateDelta {
   base: ProxyState;
   ports: ReadonlySet<string>;
+}
+
+/** What StateBuilder.update() produced: the state, and how it differs from the last one. */
+export interface StateUpdate {
+  state: ProxyState;
+  /** Undefined after a full join: nothing is promised against the state before. */
+  delta: StateDelta | undefined;
 }
 
 const ZONE_LABEL = 'topology.kubernetes.io/zone';
@@ -115,7 +138,6 @@ export class StateBuilder {
   #skipping = new Set<string>();
   #nodeText = '';
   #state: ProxyState | undefined;
-  #delta: StateDelta | undefined;
   /** Who owns each frontend: every unit port's claims. */
   readonly #owners = new FrontendOwners();
   /** The addresses NodePorts claim, from the node and --nodeport-addresses. */
@@ -130,13 +152,11 @@ export class StateBuilder {
     this.#config = config;
   }
 
-  /** How the last update's state differs from the one before; undefined after a full join. */
-  get delta(): StateDelta | undefined {
-    return this.#delta;
-  }
-
-  /** The state for `source`, joining again only the Services in `changed` (all when omitted). */
-  update(source: ModelSource, changed?: Iterable<string>): ProxyState {
+  /**
+   * The state for `source`, joining again only the Services in `changed` (all when omitted),
+   * and how it differs from the last one (see StateDelta for what that promises).
+   */
+  update(source: ModelSource, changed?: Iterable<string>): StateUpdate {
     const node = nodeInfo(source.node, this.#config);
     const nodeText = JSON.stringify(node);
     const base = this.#state;
@@ -192,9 +212,8 @@ export class StateBuilder {
       const same = base?.serviceCIDRs?.join() === ranges.cidrs.join();
       state.serviceCIDRs = same ? base!.serviceCIDRs! : ranges.cidrs;
     }
-    this.#delta = incremental ? { base: base!, ports: touched } : undefined;
     this.#state = state;
-    return state;
+    return { state, delta: incremental ? { base: base!, ports: touched } : undefined };
   }
 
   /**

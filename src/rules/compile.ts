@@ -113,7 +113,7 @@ const proto = (sp: ServicePort): Protocol => sp.protocol.toLowerCase() as Protoc
  * reject (none anywhere) or drop (none for this traffic policy).
  */
 export function compile(state: ProxyState, config: CompileConfig): Ruleset {
-  return new Compiler(config).compile(state);
+  return new Compiler(config).compile(state).ruleset;
 }
 
 /**
@@ -134,12 +134,21 @@ export function programmedState(state: ProxyState, rs: Ruleset): ProxyState {
 /**
  * How a ruleset differs from an earlier one (`base`): every fragment whose port key is not in
  * `fragments` is the same object in both, and the shared sets (hairpin) differ at most in the
- * element keys listed in `shared`, by set id. The applier diffs just those.
+ * element keys listed in `shared`, by set id. The applier diffs just those, and only against
+ * the `base` it names. The compiler's part of the identity contract: see StateDelta
+ * (src/model/state-builder.ts).
  */
 export interface RulesetDelta {
   base: Ruleset;
   fragments: ReadonlySet<string>;
   shared: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+/** What Compiler.compile() produced: the ruleset, and how it differs from the last one. */
+export interface CompileResult {
+  ruleset: Ruleset;
+  /** Undefined after a full compile: nothing is promised against the ruleset before. */
+  delta: RulesetDelta | undefined;
 }
 
 /** What every fragment asks of the static part and the shared sets, counted per family. */
@@ -178,8 +187,9 @@ const serviceStart = <T>(list: readonly T[], service: string, keyOf: (item: T) =
  * compile() with memory: each service port's elements (its fragment) are kept for as long as
  * the model hands over the same ServicePort object, so a sync after one change compiles one
  * port. Given the model's StateDelta from the state it compiled last, it looks at the Services
- * of the ports in the delta only, and says in `delta` what changed for the applier. The output
- * is exactly compile()'s.
+ * of the ports in the delta only, and returns with the ruleset a RulesetDelta saying what changed,
+ * for the applier. The ruleset is exactly compile()'s. Identity contract: StateDelta
+ * (src/model/state-builder.ts).
  */
 export class Compiler {
   readonly #ctx: Record<Family, FamilyContext>;
@@ -188,7 +198,6 @@ export class Compiler {
   readonly #flagRanges: readonly string[];
   #fragments = new WeakMap<ServicePort, PortFragment>();
   #last: LastCompile | undefined;
-  #delta: RulesetDelta | undefined;
 
   constructor(config: CompileConfig) {
     this.#ctx = { ipv4: familyContext('ipv4', config), ipv6: familyContext('ipv6', config) };
@@ -196,17 +205,17 @@ export class Compiler {
     this.#flagRanges = config.serviceCIDRs;
   }
 
-  /** How the last compile's ruleset differs from the one before; undefined after a full compile. */
-  get delta(): RulesetDelta | undefined {
-    return this.#delta;
-  }
-
-  compile(state: ProxyState, delta?: StateDelta): Ruleset {
+  /**
+   * The ruleset for `state`; incremental when `delta` is from the state compiled last, and then
+   * with a RulesetDelta from the ruleset compiled last.
+   */
+  compile(state: ProxyState, delta?: StateDelta): CompileResult {
     const last = this.#last;
-    this.#last = undefined;
-    this.#delta = undefined;
     // Cleared first: if compiling throws, the next compile starts from nothing.
-    return delta && last && delta.base === last.state ? this.#update(state, delta, last) : this.#full(state);
+    this.#last = undefined;
+    return delta && last && delta.base === last.state
+      ? this.#update(state, delta, last)
+      : { ruleset: this.#full(state), delta: undefined };
   }
 
   #fragmentOf(sp: ServicePort): PortFragment {
@@ -263,7 +272,7 @@ export class Compiler {
    * Only the Services of the ports in the delta: their fragments swapped, the counts of what
    * they need moved. A whole Service, because the element budget is per Service.
    */
-  #update(state: ProxyState, delta: StateDelta, last: LastCompile): Ruleset {
+  #update(state: ProxyState, delta: StateDelta, last: LastCompile): CompileResult {
     const { needs } = last;
     const skipped = new Map(last.skipped);
     const changed = new Set<string>();
@@ -347,8 +356,7 @@ export class Compiler {
           skipped: skippedList(skipped),
         };
     this.#last = { state, rs, needs, skipped, ranges };
-    this.#delta = { base: last.rs, fragments: changed, shared };
-    return rs;
+    return { ruleset: rs, delta: { base: last.rs, fragments: changed, shared } };
   }
 
   /** The static part for what the fragments need, the shared sets, and the fragments. */

@@ -58,7 +58,7 @@ export async function containRefusal(
     for (const [service, why] of culprits) heldOut.hold(service, why);
     const next = heldOut.view(state);
     try {
-      const result = await applier.sync(compiler.compile(next.state), { full: true });
+      const result = await applier.sync(compiler.compile(next.state).ruleset, { full: true });
       return { view: next.state, result, heldOut: culprits, checks };
     } catch (e) {
       heldOut.release(culprits.keys());
@@ -83,7 +83,7 @@ export async function containRefusal(
   const isolation = await isolateRefusal({
     candidates: [...services].sort(),
     transaction: (excluded) => {
-      const rs = compiler.compile(withoutServices(view, excluded));
+      const rs = compiler.compile(withoutServices(view, excluded)).ruleset;
       return before ? partialTransaction(before, rs) : fullTransaction(rs);
     },
     check: (tx) => nft.check(tx),

@@ -43,13 +43,13 @@ describe('NftBackend', () => {
 
         syncStore(store, objectsOf(a));
         store.takeChanges();
-        const first = await backend.sync(model(), undefined, { changedServices: [], now: clock.now() });
+        const first = await backend.sync(model().state, undefined, { changedServices: [], now: clock.now() });
         assert.equal(first.full, true, 'the first sync replaces everything');
 
         syncStore(store, objectsOf(b));
         const { services } = store.takeChanges();
-        const state = model(services);
-        const second = await backend.sync(state, builder.delta, {
+        const { state, delta } = model(services);
+        const second = await backend.sync(state, delta, {
           changedServices: services,
           now: clock.now(),
         });

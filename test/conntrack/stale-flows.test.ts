@@ -224,8 +224,8 @@ describe('which syncs call for a cleanup', () => {
         slices.set(`${svc.metadata!.namespace}/${svc.metadata!.name}`, sl);
       },
       update(changed?: string[]) {
-        const state = b.update(source, changed);
-        return changedUdpFamilies(state, b.delta);
+        const { state, delta } = b.update(source, changed);
+        return changedUdpFamilies(state, delta);
       },
     };
   }

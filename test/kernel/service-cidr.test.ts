@@ -70,13 +70,12 @@ describe('kernel: ServiceCIDR objects', function () {
     const packet = { src: '10.244.1.50', dst: FAR, port: 8080, proto: 'tcp' as const };
     /** Programs the ranges; then trace() and the kernel must agree on the packet to the far pod. */
     const step = async (ranges: V1ServiceCIDR[], dropped: boolean): Promise<void> => {
-      const state = builder.update(
+      const { state, delta } = builder.update(
         { services: new Map(), slicesOf: () => [], sliceServices: () => [], serviceCIDRs: ranges },
         [],
       );
-      await applier.sync(compiler.compile(state, builder.delta), {
-        ...(compiler.delta ? { delta: compiler.delta } : {}),
-      });
+      const compiled = compiler.compile(state, delta);
+      await applier.sync(compiled.ruleset, compiled.delta ? { delta: compiled.delta } : {});
       const t = trace(state, config, packet);
       assert.equal(t.verdict, dropped ? 'drop' : 'no-match', t.why);
       const r = await lab.probe('pod', { dst: FAR, port: 8080, proto: 'tcp', count: 3, timeoutMs: 1500 });

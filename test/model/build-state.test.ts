@@ -136,8 +136,8 @@ describe('buildState', () => {
     };
     const o = objects();
     const builder = new StateBuilder(CONFIG);
-    const first = builder.update(sourceOf(o));
-    const again = builder.update(sourceOf(o), []);
+    const first = builder.update(sourceOf(o)).state;
+    const again = builder.update(sourceOf(o), []).state;
     assert.equal(again.ports[0], first.ports[0], 'nothing changed: the same ServicePort object');
     const changed = {
       ...o,
@@ -147,7 +147,7 @@ describe('buildState', () => {
           : s,
       ),
     };
-    const third = builder.update(sourceOf(changed), ['ns/b']);
+    const third = builder.update(sourceOf(changed), ['ns/b']).state;
     assert.equal(third.ports[0], first.ports[0], 'Service a is untouched');
     assert.notEqual(third.ports[2], first.ports[2]);
     assert.deepEqual(

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { buildState } from '../../src/model/build-state.js';
-import { StateBuilder } from '../../src/model/state-builder.js';
+import { StateBuilder, type StateUpdate } from '../../src/model/state-builder.js';
 import type { ProxyState } from '../../src/model/types.js';
 import { ObjectStore } from '../../src/watch/object-store.js';
 import { clusterArb, MODEL_CONFIG, objectsOf, syncStore } from '../support/arbitraries.js';
@@ -10,8 +10,7 @@ import { node, service, slice } from '../support/objects.js';
 const json = (state: ProxyState): unknown => JSON.parse(JSON.stringify(state));
 
 /** Every port outside the delta is the very object the base state had under that key. */
-function assertDeltaHolds(builder: StateBuilder, state: ProxyState): void {
-  const delta = builder.delta;
+function assertDeltaHolds({ state, delta }: StateUpdate): void {
   assert.ok(delta, 'an update with a list of changes gives a delta');
   const before = new Map(delta.base.ports.map((sp) => [sp.key, sp]));
   for (const sp of state.ports) if (!delta.ports.has(sp.key)) assert.equal(sp, before.get(sp.key), sp.key);
@@ -33,12 +32,12 @@ describe('StateBuilder', () => {
           const objects = objectsOf(spec);
           syncStore(store, objects);
           const { services } = store.takeChanges();
-          const state = builder.update(
+          const update = builder.update(
             store.modelSource(MODEL_CONFIG.nodeName),
             i === 0 ? undefined : services,
           );
-          assert.deepEqual(json(state), json(buildState(objects, MODEL_CONFIG)));
-          if (i > 0) assertDeltaHolds(builder, state);
+          assert.deepEqual(json(update.state), json(buildState(objects, MODEL_CONFIG)));
+          if (i > 0) assertDeltaHolds(update);
         });
       }),
       { numRuns: 150 },
@@ -54,7 +53,7 @@ describe('StateBuilder', () => {
     builder.update(store.modelSource('n1'));
     store.takeChanges();
     store.upsert('EndpointSlice', slice('ns', 'x', 'b', [{ port: 8080 }], [{ ip: '10.244.0.5' }]));
-    const state = builder.update(store.modelSource('n1'), store.takeChanges().services);
+    const { state, delta } = builder.update(store.modelSource('n1'), store.takeChanges().services);
     assert.deepEqual(
       state.ports.map((sp) => [sp.key, sp.clusterEndpoints.map((e) => e.ip)]),
       [
@@ -62,7 +61,7 @@ describe('StateBuilder', () => {
         ['ns/b:/TCP/ipv4', ['10.244.0.5']],
       ],
     );
-    assert.deepEqual([...builder.delta!.ports].sort(), ['ns/a:/TCP/ipv4', 'ns/b:/TCP/ipv4']);
+    assert.deepEqual([...delta!.ports].sort(), ['ns/a:/TCP/ipv4', 'ns/b:/TCP/ipv4']);
   });
 
   it('hands a contested frontend to the next Service when its owner goes, and says that port changed', () => {
@@ -72,20 +71,21 @@ describe('StateBuilder', () => {
       service('ns', name, { clusterIP: ip, externalIPs: ['192.0.2.1'], ports: [{ port: 80 }] });
     store.upsert('Service', withIP('x', '10.96.0.7'));
     store.upsert('Service', withIP('y', '10.96.0.8'));
-    const first = builder.update(store.modelSource('n1'));
+    const first = builder.update(store.modelSource('n1')).state;
     assert.deepEqual(
       first.ports.map((sp) => sp.externalIPs),
       [['192.0.2.1'], []],
     );
     store.takeChanges();
     store.remove('Service', 'ns', 'x');
-    const second = builder.update(store.modelSource('n1'), store.takeChanges().services);
+    const update = builder.update(store.modelSource('n1'), store.takeChanges().services);
+    const second = update.state;
     assert.deepEqual(
       second.ports.map((sp) => [sp.key, sp.externalIPs]),
       [['ns/y:/TCP/ipv4', ['192.0.2.1']]],
     );
-    assert.ok(builder.delta!.ports.has('ns/y:/TCP/ipv4'), 'y changed though its objects did not');
-    assertDeltaHolds(builder, second);
+    assert.ok(update.delta!.ports.has('ns/y:/TCP/ipv4'), 'y changed though its objects did not');
+    assertDeltaHolds(update);
   });
 
   it('joins everything again when the Node’s zone changes, as topology depends on it', () => {
@@ -93,10 +93,10 @@ describe('StateBuilder', () => {
     const builder = new StateBuilder({ ...MODEL_CONFIG, nodeIPs: [] });
     store.upsert('Node', node('n1', ['192.168.0.10'], { 'topology.kubernetes.io/zone': 'z1' }));
     store.upsert('Service', service('ns', 'a', { clusterIP: '10.96.0.1', ports: [{ port: 80 }] }));
-    const first = builder.update(store.modelSource('n1'));
+    const first = builder.update(store.modelSource('n1')).state;
     store.upsert('Node', node('n1', ['192.168.0.10'], { 'topology.kubernetes.io/zone': 'z2' }));
-    const second = builder.update(store.modelSource('n1'), store.takeChanges().services);
-    assert.equal(builder.delta, undefined, 'a full join has no delta');
+    const { state: second, delta } = builder.update(store.modelSource('n1'), store.takeChanges().services);
+    assert.equal(delta, undefined, 'a full join has no delta');
     assert.equal(second.node.zone, 'z2');
     assert.notEqual(second.ports[0], first.ports[0]);
   });

@@ -62,10 +62,10 @@ describe('apply: partial transactions', () => {
     for (const [i, objects] of steps.entries()) {
       syncStore(store, objects);
       const { services } = store.takeChanges();
-      const state = builder.update(store.modelSource(MODEL_CONFIG.nodeName), i === 0 ? undefined : services);
-      const rules = compiler.compile(state, builder.delta);
-      if (i > 0) assert.ok(compiler.delta, 'an incremental compile says what changed');
-      await applier.sync(rules, compiler.delta ? { delta: compiler.delta } : {});
+      const model = builder.update(store.modelSource(MODEL_CONFIG.nodeName), i === 0 ? undefined : services);
+      const { ruleset: rules, delta } = compiler.compile(model.state, model.delta);
+      if (i > 0) assert.ok(delta, 'an incremental compile says what changed');
+      await applier.sync(rules, delta ? { delta } : {});
       const fresh = compile(buildState(objects, MODEL_CONFIG), CONFIG);
       assert.equal(renderRuleset(rules), renderRuleset(fresh), 'the same ruleset whatever the history');
       const direct = new FakeNft();
@@ -112,11 +112,14 @@ describe('apply: partial transactions', () => {
     const builder = new StateBuilder(MODEL_CONFIG);
     const compiler = new Compiler(CONFIG);
     syncStore(store, objectsOf(sticky(60)));
-    compiler.compile(builder.update(store.modelSource(MODEL_CONFIG.nodeName)));
+    compiler.compile(builder.update(store.modelSource(MODEL_CONFIG.nodeName)).state);
     store.takeChanges();
     syncStore(store, objectsOf(sticky(999)));
-    const state = builder.update(store.modelSource(MODEL_CONFIG.nodeName), store.takeChanges().services);
-    const rules = compiler.compile(state, builder.delta);
+    const { state, delta } = builder.update(
+      store.modelSource(MODEL_CONFIG.nodeName),
+      store.takeChanges().services,
+    );
+    const rules = compiler.compile(state, delta).ruleset;
     assert.match(renderRuleset(rules), /timeout 999s/);
     assert.equal(renderRuleset(rules), renderRuleset(rulesOf(sticky(999))));
   });
@@ -168,12 +171,12 @@ describe('apply: partial transactions', () => {
         for (const [i, spec] of steps.entries()) {
           syncStore(store, objectsOf(spec));
           const { services } = store.takeChanges();
-          const state = builder.update(
+          const model = builder.update(
             store.modelSource(MODEL_CONFIG.nodeName),
             i === 0 ? undefined : services,
           );
-          const rules = compiler.compile(state, builder.delta);
-          await applier.sync(rules, compiler.delta ? { delta: compiler.delta } : {});
+          const { ruleset: rules, delta } = compiler.compile(model.state, model.delta);
+          await applier.sync(rules, delta ? { delta } : {});
           const direct = new FakeNft();
           await direct.run(fullTransaction(rulesOf(spec)));
           assert.equal(nft.dump(), direct.dump());

@@ -78,7 +78,7 @@ async function refusedFullSync(nft: CaretNft, state: ProxyState) {
   const compiler = new Compiler(CONFIG);
   const applier = new NftApplier({ nft, log: silentLogger() });
   const heldOut = new HeldOut();
-  const rules = compiler.compile(state);
+  const rules = compiler.compile(state).ruleset;
   const err = await applier.sync(rules).then(
     () => assert.fail('nft took what it should refuse'),
     (e: unknown) => e,
@@ -129,13 +129,13 @@ describe('containRefusal: a refused sync costs only the Services nft refuses', (
     const applier = new NftApplier({ nft, log: silentLogger() });
     const heldOut = new HeldOut();
     const before = cluster(['a', 'b']);
-    await applier.sync(compiler.compile(before));
+    await applier.sync(compiler.compile(before).ruleset);
     // c arrives refused, and a's endpoint moves, in one partial sync; nft names nothing.
     nft.refusedKeys.add(`${vip(2)} . tcp . 80 . 0`);
     nft.named = 'something else';
     const after = cluster(['a', 'b', 'c'], '10.244.1.2');
     const applied = applier.applied!;
-    const rules = compiler.compile(after);
+    const rules = compiler.compile(after).ruleset;
     const err = await applier.sync(rules).then(
       () => assert.fail('nft took what it should refuse'),
       (e: unknown) => e,
@@ -166,7 +166,7 @@ describe('containRefusal: a refused sync costs only the Services nft refuses', (
     const compiler = new Compiler(CONFIG);
     const applier = new NftApplier({ nft, log: silentLogger() });
     const heldOut = new HeldOut();
-    const rules = compiler.compile(state);
+    const rules = compiler.compile(state).ruleset;
     const err = await applier.sync(rules).then(
       () => assert.fail('nft took what it should refuse'),
       (e: unknown) => e,

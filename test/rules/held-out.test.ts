@@ -29,7 +29,7 @@ describe('HeldOut: the state without the Services nft refused', () => {
         )[0]!,
       ),
     );
-    const state = new StateBuilder(MODEL_CONFIG).update(store.modelSource(MODEL_CONFIG.nodeName));
+    const { state } = new StateBuilder(MODEL_CONFIG).update(store.modelSource(MODEL_CONFIG.nodeName));
     const held = new HeldOut();
     assert.equal(held.view(state).state, state);
     held.hold('ns/svc-1', 'Could not process rule: File exists');
@@ -69,16 +69,17 @@ describe('HeldOut: the state without the Services nft refused', () => {
           const { services } = store.takeChanges();
           held.release(s.release.map((n) => `ns/svc-${n}`));
           for (const n of s.hold) held.hold(`ns/svc-${n}`, 'refused');
-          const state = builder.update(
+          const model = builder.update(
             store.modelSource(MODEL_CONFIG.nodeName),
             i === 0 ? undefined : services,
           );
-          const { state: view, delta } = held.view(state, builder.delta);
-          const rules = compiler.compile(view, delta);
-          if (i > 0) assert.ok(compiler.delta, 'compiled incrementally');
-          await applier.sync(rules, compiler.delta ? { delta: compiler.delta } : {});
+          const { state: view, delta } = held.view(model.state, model.delta);
+          const compiled = compiler.compile(view, delta);
+          const rules = compiled.ruleset;
+          if (i > 0) assert.ok(compiled.delta, 'compiled incrementally');
+          await applier.sync(rules, compiled.delta ? { delta: compiled.delta } : {});
           const direct = new FakeNft();
-          await direct.run(fullTransaction(new Compiler(CONFIG).compile(view)));
+          await direct.run(fullTransaction(new Compiler(CONFIG).compile(view).ruleset));
           assert.equal(nft.dump(), direct.dump());
           for (const sp of view.ports) assert.ok(!held.has(sp.service));
         }

@@ -44,7 +44,7 @@ describe('compile: service CIDRs from ServiceCIDR objects', () => {
     const fake = new FakeNft();
 
     const s1 = builder.update(source([range('kubernetes', ['10.96.0.0/16', 'fd00:96::/112'])]), []);
-    const rs1 = compiler.compile(s1, builder.delta);
+    const rs1 = compiler.compile(s1.state, s1.delta).ruleset;
     await fake.run(fullTransaction(rs1));
     assert.deepEqual(lines(fake.dump(), 'service-cidrs'), [
       'add element ip kube-nftproxy service-cidrs { 10.96.0.0/16 }',
@@ -56,11 +56,11 @@ describe('compile: service CIDRs from ServiceCIDR objects', () => {
       source([range('kubernetes', ['10.96.0.0/16']), range('more', ['10.96.0.0/15', '172.30.0.0/16'])]),
       [],
     );
-    const rs2 = compiler.compile(s2, builder.delta);
-    assert.ok(compiler.delta, 'compiled from the last ruleset, not from nothing');
+    const { ruleset: rs2, delta: d2 } = compiler.compile(s2.state, s2.delta);
+    assert.ok(d2, 'compiled from the last ruleset, not from nothing');
     assert.equal(rs2.chains, rs1.chains, 'the same chains: none rebuilt');
     assert.equal(rs2.sets, rs1.sets, 'the same sets: none recreated');
-    const tx = partialTransaction(rs1, rs2, compiler.delta);
+    const tx = partialTransaction(rs1, rs2, d2);
     assert.deepEqual(
       tx.operations.map(
         (op) =>
@@ -85,8 +85,8 @@ describe('compile: service CIDRs from ServiceCIDR objects', () => {
       source([range('kubernetes', ['10.96.0.0/16']), range('more', ['172.30.0.0/16', '10.96.0.0/15'])]),
       [],
     );
-    const rs3 = compiler.compile(s3, builder.delta);
-    assert.equal(partialTransaction(rs2, rs3, compiler.delta).size, 0);
+    const { ruleset: rs3, delta: d3 } = compiler.compile(s3.state, s3.delta);
+    assert.equal(partialTransaction(rs2, rs3, d3).size, 0);
   });
 
   it('uses --service-cidr when no ServiceCIDR object exists', () => {
@@ -96,9 +96,9 @@ describe('compile: service CIDRs from ServiceCIDR objects', () => {
       lbAlgorithm: 'random',
       serviceCIDRs: ['10.0.0.0/24', '10.0.0.128/25'],
     });
-    const state = builder.update(source([]));
+    const { state } = builder.update(source([]));
     assert.deepEqual(state.serviceCIDRs, ['10.0.0.0/24']);
-    const rs = new Compiler({ ...CONFIG, serviceCIDRs: [] }).compile(state);
+    const rs = new Compiler({ ...CONFIG, serviceCIDRs: [] }).compile(state).ruleset;
     assert.deepEqual(
       [...rs.elements.entries()]
         .filter(([id]) => id.endsWith('service-cidrs'))

@@ -49,7 +49,10 @@ describe('kube source: ServiceCIDRs reach the state', function () {
     });
     await source.start(store);
     await waitFor(() => store.isSynced, { what: 'the source to sync' });
-    return { store, state: () => builder.update(store.modelSource(NODE), store.takeChanges().services) };
+    return {
+      store,
+      state: () => builder.update(store.modelSource(NODE), store.takeChanges().services).state,
+    };
   }
 
   const cidrsOf = async (state: () => ProxyState, want: string[], what: string): Promise<void> => {
@@ -139,7 +142,7 @@ describe('file source: ServiceCIDRs', function () {
       await source.start(store);
       await source.stop();
       assert.deepEqual([...store.serviceCIDRs.keys()].sort(), ['kubernetes', 'old']);
-      const state = new StateBuilder({
+      const { state } = new StateBuilder({
         nodeName: NODE,
         nodeIPs: [],
         lbAlgorithm: 'random',
