@@ -306,7 +306,8 @@ export class NftApplier {
 
   /**
    * Makes the kernel hold `desired`. `delta` (the compiler's, when it compiled incrementally)
-   * is used if it starts from what was applied last: the diff then reads only what it names.
+   * is used if it starts from what was applied last: the diff then reads only what it names
+   * (the identity contract: StateDelta, src/model/state-builder.ts).
    */
   async sync(desired: Ruleset, opts: { full?: boolean; delta?: RulesetDelta } = {}): Promise<SyncResult> {
     const full = opts.full === true || this.#applied === undefined;

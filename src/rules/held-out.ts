@@ -43,8 +43,8 @@ export class HeldOut {
   /**
    * `state` without the held Services' ports, and the model's `delta` (from the state given
    * last) turned into one from the view given last, naming also the ports of every Service
-   * held out or released since: the compiler then stays incremental. The state itself when
-   * nothing is held.
+   * held out or released since: the compiler then stays incremental (the identity contract:
+   * StateDelta, src/model/state-builder.ts). The state itself when nothing is held.
    */
   view(state: ProxyState, delta?: StateDelta): { state: ProxyState; delta?: StateDelta } {
     const last = this.#last;
