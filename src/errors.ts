@@ -4,7 +4,7 @@
  */
 export const ErrorCodes = {
   /** `nft` is not installed or not on PATH. */
-  NFT_NOT_FOUND: 'NFT_NOT_FOUND',
+  NFT_BINARY_MISSING: 'NFT_BINARY_MISSING',
   /** nft ran but lacks CAP_NET_ADMIN (operation not permitted). */
   NFT_PERMISSION: 'NFT_PERMISSION',
   /** nft rejected the transaction (syntax, missing object, kernel refusal). */
@@ -16,7 +16,7 @@ export const ErrorCodes = {
   /** The Fake found a goto/jump/@set reference to an object that does not exist. */
   NFT_DANGLING_REFERENCE: 'NFT_DANGLING_REFERENCE',
   /** The object does not exist (delete of a missing element, chain, ...). */
-  NFT_NOT_EXIST: 'NFT_NOT_EXIST',
+  NFT_NO_SUCH_OBJECT: 'NFT_NO_SUCH_OBJECT',
   /** The object exists already (create of an existing object). */
   NFT_EXISTS: 'NFT_EXISTS',
   /** A command-line flag or config field is invalid. */
@@ -64,7 +64,7 @@ export function hasCode(err: unknown, code: ErrorCode): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
 }
 
-export const isNotFound = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NOT_EXIST);
-export const isNftMissing = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NOT_FOUND);
+export const isNoSuchObject = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NO_SUCH_OBJECT);
+export const isNftMissing = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_BINARY_MISSING);
 export const isPermission = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_PERMISSION);
 export const isNftCrashed = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_CRASHED);
