@@ -47,6 +47,13 @@ export const ErrorCodes = {
    * be told apart, so no rules are written (--once, --dry-run; the daemon waits for them).
    */
   NODE_POD_CIDRS_MISSING: 'NODE_POD_CIDRS_MISSING',
+  /** The API server answered a list request with an error status (its `statusCode` says which). */
+  API_LIST_STATUS: 'API_LIST_STATUS',
+  /**
+   * A watch ended cleanly without a single event or bookmark; reported as an error so the
+   * informer backs off instead of reconnecting at once.
+   */
+  API_WATCH_EMPTY: 'API_WATCH_EMPTY',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -62,6 +69,13 @@ export class ProxyError extends Error {
 
 export function hasCode(err: unknown, code: ErrorCode): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+/** A list request the API server answered with one of `statuses` (HTTP status codes). */
+export function isListStatus(err: unknown, ...statuses: number[]): boolean {
+  if (!hasCode(err, ErrorCodes.API_LIST_STATUS)) return false;
+  const status = (err as { statusCode?: unknown }).statusCode;
+  return typeof status === 'number' && statuses.includes(status);
 }
 
 export const isNoSuchObject = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NO_SUCH_OBJECT);
