@@ -32,7 +32,7 @@ export const ErrorCodes = {
   /** The API server refuses to list or watch a kind: RBAC (403) or credentials (401). */
   API_REFUSED: 'API_REFUSED',
   /** The `conntrack` program (conntrack-tools) is not installed or not on PATH. */
-  CONNTRACK_NOT_FOUND: 'CONNTRACK_NOT_FOUND',
+  CONNTRACK_BINARY_MISSING: 'CONNTRACK_BINARY_MISSING',
   /** conntrack ran and failed (no privileges, a kernel without conntrack, a refused command). */
   CONNTRACK_FAILED: 'CONNTRACK_FAILED',
   /**
