@@ -210,7 +210,7 @@ const invalid = (message: string): ProxyError => new ProxyError(ErrorCodes.CONFI
 /** A --config file's text, within the parse limits' size; a FIFO or a folder is refused. */
 function readConfigFile(path: string): string {
   const read = readBoundedSync(path);
-  if (!read.ok) throw new Error(read.reason);
+  if (!read.ok) throw invalid(read.reason);
   return read.text;
 }
 

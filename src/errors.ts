@@ -4,7 +4,7 @@
  */
 export const ErrorCodes = {
   /** `nft` is not installed or not on PATH. */
-  NFT_NOT_FOUND: 'NFT_NOT_FOUND',
+  NFT_BINARY_MISSING: 'NFT_BINARY_MISSING',
   /** nft ran but lacks CAP_NET_ADMIN (operation not permitted). */
   NFT_PERMISSION: 'NFT_PERMISSION',
   /** nft rejected the transaction (syntax, missing object, kernel refusal). */
@@ -16,7 +16,7 @@ export const ErrorCodes = {
   /** The Fake found a goto/jump/@set reference to an object that does not exist. */
   NFT_DANGLING_REFERENCE: 'NFT_DANGLING_REFERENCE',
   /** The object does not exist (delete of a missing element, chain, ...). */
-  NFT_NOT_EXIST: 'NFT_NOT_EXIST',
+  NFT_NO_SUCH_OBJECT: 'NFT_NO_SUCH_OBJECT',
   /** The object exists already (create of an existing object). */
   NFT_EXISTS: 'NFT_EXISTS',
   /** A command-line flag or config field is invalid. */
@@ -32,7 +32,7 @@ export const ErrorCodes = {
   /** The API server refuses to list or watch a kind: RBAC (403) or credentials (401). */
   API_REFUSED: 'API_REFUSED',
   /** The `conntrack` program (conntrack-tools) is not installed or not on PATH. */
-  CONNTRACK_NOT_FOUND: 'CONNTRACK_NOT_FOUND',
+  CONNTRACK_BINARY_MISSING: 'CONNTRACK_BINARY_MISSING',
   /** conntrack ran and failed (no privileges, a kernel without conntrack, a refused command). */
   CONNTRACK_FAILED: 'CONNTRACK_FAILED',
   /**
@@ -47,6 +47,13 @@ export const ErrorCodes = {
    * be told apart, so no rules are written (--once, --dry-run; the daemon waits for them).
    */
   NODE_POD_CIDRS_MISSING: 'NODE_POD_CIDRS_MISSING',
+  /** The API server answered a list request with an error status (its `statusCode` says which). */
+  API_LIST_STATUS: 'API_LIST_STATUS',
+  /**
+   * A watch ended cleanly without a single event or bookmark; reported as an error so the
+   * informer backs off instead of reconnecting at once.
+   */
+  API_WATCH_EMPTY: 'API_WATCH_EMPTY',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -64,7 +71,14 @@ export function hasCode(err: unknown, code: ErrorCode): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
 }
 
-export const isNotFound = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NOT_EXIST);
-export const isNftMissing = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NOT_FOUND);
+/** A list request the API server answered with one of `statuses` (HTTP status codes). */
+export function isListStatus(err: unknown, ...statuses: number[]): boolean {
+  if (!hasCode(err, ErrorCodes.API_LIST_STATUS)) return false;
+  const status = (err as { statusCode?: unknown }).statusCode;
+  return typeof status === 'number' && statuses.includes(status);
+}
+
+export const isNoSuchObject = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_NO_SUCH_OBJECT);
+export const isNftMissing = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_BINARY_MISSING);
 export const isPermission = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_PERMISSION);
 export const isNftCrashed = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_CRASHED);

@@ -102,7 +102,10 @@ function failure(args: string[], result: ConntrackResult): ProxyError {
   const why = message(result.stderr) || `exit status ${result.code}`;
   // `ip netns exec` reports a missing program itself.
   if (/exec of ".*" failed: No such file or directory/.test(result.stderr)) {
-    return new ProxyError(ErrorCodes.CONNTRACK_NOT_FOUND, `conntrack not found: install conntrack (${why})`);
+    return new ProxyError(
+      ErrorCodes.CONNTRACK_BINARY_MISSING,
+      `conntrack not found: install conntrack (${why})`,
+    );
   }
   return new ProxyError(ErrorCodes.CONNTRACK_FAILED, `conntrack ${args.join(' ')} failed: ${why}`);
 }
@@ -132,7 +135,7 @@ export function createConntrack(opts: ConntrackOptions = {}): Conntrack {
     } catch (err) {
       if ((err as { code?: unknown }).code === 'ENOENT') {
         throw new ProxyError(
-          ErrorCodes.CONNTRACK_NOT_FOUND,
+          ErrorCodes.CONNTRACK_BINARY_MISSING,
           `conntrack not found: install conntrack (${path})`,
           {
             cause: err,

@@ -8,7 +8,7 @@
  */
 import { cidrContains, parseCidr, type Cidr } from '../model/ip.js';
 import type { ProxyState } from '../model/types.js';
-import type { FrontendKind } from './frontends.js';
+import type { FrontendKind } from '../model/frontends.js';
 
 export interface AddressRule {
   /** --service-cidr, parsed; empty when the flag is not set. */

@@ -4,14 +4,9 @@
  * one of them lacks (a UDP frontend without an allow list) is a compile error, not a branch.
  */
 import net from 'node:net';
+import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import {
-  DEFAULT_AFFINITY_CLIENTS,
-  type Clock,
-  type PickerOptions,
-  type PickerSpec,
-  type Target,
-} from './pickers.js';
+import { DEFAULT_AFFINITY_CLIENTS, type PickerOptions, type PickerSpec, type Target } from './pickers.js';
 
 /** What every frontend counts; shown on /debug/services. */
 export interface FrontendStats {
@@ -70,7 +65,7 @@ export function allowed(allow: net.BlockList | undefined, ip: string): boolean {
 export function frontendPickerOptions(
   opts: {
     log: Logger;
-    clock: Clock;
+    clock: Pick<Clock, 'now'>;
     random?: (() => number) | undefined;
     maxAffinityClients?: number | undefined;
   },

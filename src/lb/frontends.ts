@@ -2,13 +2,12 @@
  * Which sockets the userspace proxy opens for a ProxyState: a pure function, so the
  * reconcile in userspace-backend.ts only compares lists and the choice is tested on its own.
  */
-import { frontendsOf, type FrontendKind as ModelFrontendKind } from '../model/frontends.js';
+import { frontendsOf, type FrontendKind } from '../model/frontends.js';
 import { ipFamily } from '../model/ip.js';
 import type { Endpoint, Family, ProxyState } from '../model/types.js';
 import type { PickerSpec } from './pickers.js';
 
 export type BindMode = 'loopback' | 'service-ip';
-export type FrontendKind = 'clusterIP' | 'externalIP' | 'loadBalancerIP' | 'nodePort';
 
 export interface FrontendSpec {
   /** Unique per socket: `key|frontend|address:port`. */
@@ -22,7 +21,7 @@ export interface FrontendSpec {
   protocol: 'TCP' | 'UDP';
   endpoints: Endpoint[];
   picker: PickerSpec;
-  /** loadBalancerSourceRanges, for loadBalancerIP frontends only; empty: any client. */
+  /** loadBalancerSourceRanges, for loadBalancer frontends only; empty: any client. */
   sourceRanges: string[];
   /** An address that has to be made local before binding (service-ip mode; not node IPs). */
   localAddress: string | undefined;
@@ -33,14 +32,6 @@ export interface FrontendPlan {
   /** Service ports the userspace proxy cannot serve, with the reason. */
   unsupported: Array<{ key: string; reason: string }>;
 }
-
-/** The listener kinds: the model's frontends, the load balancer's named for its IP. */
-const KIND: Record<ModelFrontendKind, FrontendKind> = {
-  clusterIP: 'clusterIP',
-  externalIP: 'externalIP',
-  loadBalancer: 'loadBalancerIP',
-  nodePort: 'nodePort',
-};
 
 /**
  * Loopback mode: one socket per service port on 127.0.0.1 or ::1, port 0 (tests,
@@ -76,7 +67,7 @@ export function planFrontends(
         protocol,
         endpoints,
         picker,
-        sourceRanges: frontend === 'loadBalancerIP' ? sp.sourceRanges : [],
+        sourceRanges: frontend === 'loadBalancer' ? sp.sourceRanges : [],
         // Service IPs must be made local before binding; node IPs already are.
         localAddress: frontend === 'nodePort' || mode === 'loopback' ? undefined : address,
       });
@@ -86,7 +77,7 @@ export function planFrontends(
       continue;
     }
     for (const fe of frontendsOf(sp, nodePortIPs))
-      add(KIND[fe.kind], fe.ip, fe.port, fe.kind === 'clusterIP' ? internal : external);
+      add(fe.kind, fe.ip, fe.port, fe.kind === 'clusterIP' ? internal : external);
   }
   return { frontends, unsupported };
 }

@@ -4,7 +4,7 @@
  * that should survive an endpoint change (round-robin position, affinity entries) does, and
  * open connections are never touched (they hold their endpoint, not the picker).
  */
-import { systemClock } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import { endpointName, flowHash, maglevEndpointTable } from './maglev.js';
 import type { LbAlgorithm } from '../model/types.js';
 
@@ -18,14 +18,6 @@ export interface Target {
 export interface Flow {
   ip: string;
   port: number;
-}
-
-/**
- * Milliseconds on a monotonic scale; injected by tests. The structural subset of
- * src/clock.ts's Clock that the load balancer needs, so either can be passed.
- */
-export interface Clock {
-  now(): number;
 }
 
 export interface Picker<T extends Target = Target> {
@@ -152,7 +144,7 @@ export class AffinityPicker<T extends Target = Target> implements Picker<T> {
     private readonly inner: Picker<T>,
     endpoints: readonly T[],
     private readonly timeoutMs: number,
-    private readonly clock: Clock = systemClock,
+    private readonly clock: Pick<Clock, 'now'> = systemClock,
     private readonly cap: AffinityCap = { maxClients: DEFAULT_AFFINITY_CLIENTS },
   ) {
     this.lastSweep = clock.now();
@@ -224,7 +216,8 @@ export function samePickerSpec(a: PickerSpec, b: PickerSpec): boolean {
 
 /** What pickers take from their owner besides the spec; the proxies pass their own options. */
 export interface PickerOptions {
-  clock?: Clock;
+  /** Only now() is read: the load balancer times, it never waits. */
+  clock?: Pick<Clock, 'now'>;
   random?: () => number;
   /** Bounds affinity pickers; default DEFAULT_AFFINITY_CLIENTS clients, no callback. */
   affinityCap?: AffinityCap;

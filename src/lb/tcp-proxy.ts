@@ -13,11 +13,11 @@
  * through `data` events otherwise.
  */
 import net from 'node:net';
+import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { allowed, frontendPickerOptions, type FrontendProxy, type FrontendStats } from './frontend-proxy.js';
 import {
   createPicker,
-  type Clock,
   type Flow,
   type Picker,
   type PickerOptions,
@@ -62,7 +62,7 @@ export interface TcpProxyOptions<T extends Target> {
   clientReads?: 'auto' | 'data';
   /** Client addresses allowed (loadBalancerSourceRanges); undefined: any. */
   allow?: net.BlockList | undefined;
-  clock: Clock;
+  clock: Pick<Clock, 'now'>;
   random?: () => number;
 }
 

@@ -7,12 +7,12 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
+import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { allowed, frontendPickerOptions, type FrontendProxy, type FrontendStats } from './frontend-proxy.js';
 import { endpointName } from './maglev.js';
 import {
   createPicker,
-  type Clock,
   type Picker,
   type PickerOptions,
   type PickerSpec,
@@ -38,7 +38,7 @@ export interface UdpProxyOptions<T extends Target> {
   allow?: net.BlockList | undefined;
   /** Clients a ClientIP-affinity picker remembers at most. */
   maxAffinityClients?: number;
-  clock: Clock;
+  clock: Pick<Clock, 'now'>;
   random?: () => number;
 }
 

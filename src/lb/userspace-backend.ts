@@ -5,15 +5,16 @@
  * accepting (their open connections finish, as conntrack entries would), and endpoint
  * changes swap the picker without touching open connections.
  */
-import { systemClock } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { parseCidr, type Cidr } from '../model/ip.js';
 import type { Endpoint, Family, ProxyState } from '../model/types.js';
 import { decideAddress, reservedAddresses, unbindable, type AddressRule } from './address-rule.js';
 import { allowListOf, type FrontendProxy } from './frontend-proxy.js';
-import { planFrontends, type BindMode, type FrontendKind, type FrontendSpec } from './frontends.js';
+import type { FrontendKind } from '../model/frontends.js';
+import { planFrontends, type BindMode, type FrontendSpec } from './frontends.js';
 import { noLocalAddresses, type LocalAddresses } from './local-address.js';
-import { samePickerSpec, type Clock } from './pickers.js';
+import { samePickerSpec } from './pickers.js';
 import { TcpProxy } from './tcp-proxy.js';
 import { UdpProxy } from './udp-proxy.js';
 
@@ -26,7 +27,7 @@ export interface UserspaceBackendOptions {
    * without it, ClusterIPs only.
    */
   serviceCIDRs?: string[];
-  clock?: Clock;
+  clock?: Pick<Clock, 'now'>;
   /** The cluster-wide Maglev seed (config `maglevSeed`). */
   maglevSeed?: number;
   /** Close TCP connections idle this long; 0: never. Default 1 hour. */
@@ -95,7 +96,7 @@ interface OpenFailure {
 
 export class UserspaceBackend {
   private readonly log: Logger;
-  private readonly clock: Clock;
+  private readonly clock: Pick<Clock, 'now'>;
   private readonly local: LocalAddresses;
   private readonly serviceCIDRs: Cidr[];
   private readonly listening = new Map<string, Listener>();

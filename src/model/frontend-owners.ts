@@ -1,5 +1,6 @@
 import { compareStrings } from '../sorted-index.js';
 import type { FrontendKind } from './frontends.js';
+import { nftProtocol } from './protocol.js';
 import type { Family, ServicePort } from './types.js';
 
 /**
@@ -55,7 +56,7 @@ function precedes(a: Claim, b: Claim): number {
 
 /** Every claim of a service port, one per frontend it would answer on. */
 function claimsOf(sp: ServicePort, nodePortIPs: Record<Family, string[]>): Claim[] {
-  const proto = sp.protocol.toLowerCase();
+  const proto = nftProtocol(sp.protocol);
   const out: Claim[] = [];
   const claim = (kind: FrontendKind, ip: string, port: number): void => {
     out.push({ frontend: `${ip} ${proto}/${port}`, kind, ip, sp });
@@ -146,7 +147,7 @@ export function withoutLost(sp: ServicePort, lost: readonly LostFrontend[]): Ser
 
 /** One log line's reason for a lost frontend, naming the owner and why it won. */
 export function lostReason(sp: ServicePort, l: LostFrontend): string {
-  const what = `${l.kind} ${l.ip} ${sp.protocol.toLowerCase()}/${l.port}`;
+  const what = `${l.kind} ${l.ip} ${nftProtocol(sp.protocol)}/${l.port}`;
   if (l.winner.service === sp.service) return `${what} is also this Service's ${l.winner.kind}: left out`;
   const why =
     l.winner.kind === 'clusterIP' ? 'a ClusterIP always keeps its Service' : 'the older Service keeps it';

@@ -1,5 +1,6 @@
 import type { V1Service } from '@kubernetes/client-node';
 import { canonicalIp, ipFamily, parseCidr } from './ip.js';
+import { isProtocol } from './protocol.js';
 import { quote } from './quote.js';
 import type { Family, LbAlgorithm, Protocol } from './types.js';
 
@@ -32,7 +33,6 @@ export const LB_ALGORITHM_ANNOTATION = 'kube-nftproxy.io/lb-algorithm';
 export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
 const DEFAULT_AFFINITY_SECONDS = 10800;
 const MAX_AFFINITY_SECONDS = 86400;
-const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
 /** spec.trafficDistribution values the API knows; kube-proxy itself only reads the slices' hints. */
 const TRAFFIC_DISTRIBUTIONS = new Set(['PreferClose', 'PreferSameZone', 'PreferSameNode']);
 
@@ -86,7 +86,7 @@ export function parseService(svc: V1Service): ServiceResult {
   for (const [i, p] of spec.ports.entries()) {
     if (typeof p !== 'object' || p === null) return fail(`spec.ports[${i}] is not an object`);
     const protocol = p.protocol ?? 'TCP';
-    if (!PROTOCOLS.has(protocol)) return fail(`spec.ports[${i}]: unknown protocol ${quote(protocol)}`);
+    if (!isProtocol(protocol)) return fail(`spec.ports[${i}]: unknown protocol ${quote(protocol)}`);
     if (!isPort(p.port)) return fail(`spec.ports[${i}]: invalid port ${quote(p.port)}`);
     if (p.nodePort !== undefined && p.nodePort !== null && !isPort(p.nodePort, true))
       return fail(`spec.ports[${i}]: invalid nodePort ${quote(p.nodePort)}`);
@@ -97,7 +97,7 @@ export function parseService(svc: V1Service): ServiceResult {
     seen.add(portName);
     ports.push({
       name: portName,
-      protocol: protocol as Protocol,
+      protocol,
       port: p.port,
       nodePort: usesNodePorts ? (p.nodePort ?? 0) : 0,
     });

@@ -1,6 +1,7 @@
 import { frontendsOf, type FrontendKind } from './frontends.js';
 import { cidrContains, ipFamily, parseCidr, type Cidr } from './ip.js';
 import { detects, isLocalTraffic, type LocalTraffic } from './local-traffic.js';
+import { nftProtocol, type NftProtocol } from './protocol.js';
 import type { Endpoint, Family, ProxyState, ServicePort } from './types.js';
 
 /** A packet to trace: the first packet of a new flow. */
@@ -8,7 +9,7 @@ export interface Packet {
   src: string;
   dst: string;
   port: number;
-  proto: 'tcp' | 'udp' | 'sctp';
+  proto: NftProtocol;
   /**
    * Where it comes from; inferred when absent: a node IP is the node, pod traffic (by the
    * local-traffic detector: a pod CIDR, or `iif` a pod interface) a pod, else outside.
@@ -73,7 +74,7 @@ export function trace(state: ProxyState, config: TraceConfig, pkt: Packet): Trac
   // Which service port owns this frontend?
   let owner: { sp: ServicePort; kind: FrontendKind } | undefined;
   for (const sp of state.ports) {
-    if (sp.family !== family || sp.protocol.toLowerCase() !== pkt.proto) continue;
+    if (sp.family !== family || nftProtocol(sp.protocol) !== pkt.proto) continue;
     for (const fe of frontendsOf(sp, config.nodePortIPs)) {
       if (fe.ip === pkt.dst && fe.port === pkt.port && !owner) owner = { sp, kind: fe.kind };
     }

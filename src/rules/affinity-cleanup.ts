@@ -1,4 +1,5 @@
 import { ipFamily } from '../model/ip.js';
+import type { NftProtocol } from '../model/protocol.js';
 import { compareStrings } from '../sorted-index.js';
 import type { Element, NftFamily } from './nft/types.js';
 import { fragmentOf, keyText, type AffinityStore, type Ruleset, type StickyFrontend } from './ruleset.js';
@@ -12,13 +13,11 @@ import { fragmentOf, keyText, type AffinityStore, type Ruleset, type StickyFront
  * These pure helpers say which entries; the applier reads the maps that `mapsOf` names.
  */
 
-type Protocol = 'tcp' | 'udp' | 'sctp';
-
 /** A sticky frontend that lost endpoints. */
 export interface StaleAffinity {
   family: NftFamily;
   table: string;
-  proto: Protocol;
+  proto: NftProtocol;
   store: AffinityStore;
   /** `ip . port` of every endpoint it no longer has. */
   gone: Set<string>;
@@ -175,7 +174,7 @@ export function staleEntries(stale: StaleAffinity[], listings: ReadonlyMap<strin
 export interface StickyGroup {
   family: NftFamily;
   table: string;
-  proto: Protocol;
+  proto: NftProtocol;
   /** The store (its frontend, for IPv4, is the first one's: see `endpoints`). */
   store: AffinityStore;
   /** Frontend `ip . port` (IPv4), or '' (IPv6: the maps are the group's own) → its endpoints. */

@@ -3,6 +3,7 @@ import { frontendsOf, type Frontend } from '../model/frontends.js';
 import { mergeCidrs } from '../model/cidr-set.js';
 import { cidrContains, parseCidr } from '../model/ip.js';
 import { localMatch, type LocalTraffic } from '../model/local-traffic.js';
+import { nftProtocol } from '../model/protocol.js';
 import { maglevEndpointTable } from '../lb/maglev.js';
 import { portIndex, type StateDelta } from '../model/state-builder.js';
 import { compareStrings, sortedIndex } from '../sorted-index.js';
@@ -96,7 +97,6 @@ const fields = (...parts: Array<string | number>): string => parts.join(' . ');
 
 /** A chain-name-safe, stable short name for a service port (its key may hold any Service name). */
 const portHash = (key: string): string => createHash('sha256').update(key).digest('hex').slice(0, 12);
-const proto = (sp: ServicePort): Protocol => sp.protocol.toLowerCase() as Protocol;
 
 /**
  * ProxyState → desired nftables objects, a pure function. The layout (DESIGN.md): static
@@ -566,7 +566,7 @@ function familyContext(family: Family, config: CompileConfig): FamilyContext {
  */
 function compilePort(sp: ServicePort, ctx: FamilyContext, budget: number): PortFragment {
   const { nft: family, table } = ctx;
-  const p = proto(sp);
+  const p = nftProtocol(sp.protocol);
   const elements: Element[] = [];
   let size = 0;
   const picks = new Map<string, PickSpec>();

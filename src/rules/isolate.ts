@@ -30,7 +30,7 @@ export interface Isolation {
 const REFUSALS = [
   ErrorCodes.NFT_REJECTED,
   ErrorCodes.NFT_EXISTS,
-  ErrorCodes.NFT_NOT_EXIST,
+  ErrorCodes.NFT_NO_SUCH_OBJECT,
   ErrorCodes.NFT_DANGLING_REFERENCE,
   ErrorCodes.NFT_INVALID_OBJECT,
 ];

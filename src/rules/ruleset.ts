@@ -1,4 +1,5 @@
 import type { Skipped } from '../model/types.js';
+import type { NftProtocol } from '../model/protocol.js';
 import { sortedFind } from '../sorted-index.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Rule, Table } from './nft/types.js';
 
@@ -44,7 +45,7 @@ export interface Fragment {
 export interface StickyFrontend {
   readonly family: NftFamily;
   readonly table: string;
-  readonly proto: 'tcp' | 'udp' | 'sctp';
+  readonly proto: NftProtocol;
   readonly store: AffinityStore;
   /** `ip . port` of every endpoint it picks from (both lists of an eTP Local frontend), sorted. */
   readonly endpoints: readonly string[];

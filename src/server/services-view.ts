@@ -1,6 +1,19 @@
 import { endpointName } from '../lb/maglev.js';
 import type { ListenerInfo } from '../lb/userspace-backend.js';
+import type { FrontendKind } from '../model/frontends.js';
 import type { ProxyState } from '../model/types.js';
+
+/**
+ * How a listener's frontend kind is printed: the singular of the port's `frontends` key
+ * (`loadBalancerIPs` -> `loadBalancerIP`), as /debug/services has always printed it; the
+ * answer is an operator contract, so the code's word (`loadBalancer`) stops here.
+ */
+const PRINTED_FRONTEND: Record<FrontendKind, string> = {
+  clusterIP: 'clusterIP',
+  externalIP: 'externalIP',
+  loadBalancer: 'loadBalancerIP',
+  nodePort: 'nodePort',
+};
 
 /** What one /debug/services request asks for. */
 export interface ServicesQuery {
@@ -59,8 +72,9 @@ export function describeServices(
     terminating: e.terminating,
   });
   // Listeners grouped by their service port's key once, not filtered again for every port.
-  const byKey = new Map<string, ListenerInfo[]>();
-  for (const l of listeners ?? []) {
+  const byKey = new Map<string, Array<Omit<ListenerInfo, 'frontend'> & { frontend: string }>>();
+  for (const listener of listeners ?? []) {
+    const l = { ...listener, frontend: PRINTED_FRONTEND[listener.frontend] };
     const group = byKey.get(l.key);
     if (group) group.push(l);
     else byKey.set(l.key, [l]);

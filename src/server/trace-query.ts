@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { interfaceNameProblem } from '../model/local-traffic.js';
+import { isNftProtocol } from '../model/protocol.js';
 import type { TraceQuery } from './view.js';
 
 /** Why a /debug/trace query was refused: the parameter at fault and what is wrong with it. */
@@ -9,7 +10,6 @@ export interface TraceQueryError {
 }
 
 const PARAMETERS = new Set(['src', 'dst', 'port', 'proto', 'from', 'iif']);
-const PROTOS = new Set(['tcp', 'udp', 'sctp']);
 const FROMS = new Set(['outside', 'pod', 'node']);
 
 /**
@@ -44,7 +44,7 @@ export function parseTraceQuery(params: URLSearchParams): TraceQuery | TraceQuer
   }
   if (!proto) return fail('proto', 'missing: tcp, udp or sctp');
   const protoLower = proto.toLowerCase();
-  if (!PROTOS.has(protoLower)) return fail('proto', `not tcp, udp or sctp: ${JSON.stringify(proto)}`);
+  if (!isNftProtocol(protoLower)) return fail('proto', `not tcp, udp or sctp: ${JSON.stringify(proto)}`);
   const fromValue = from ?? 'outside';
   if (!FROMS.has(fromValue)) return fail('from', `not outside, pod or node: ${JSON.stringify(from)}`);
   const iifProblem = iif === null ? undefined : interfaceNameProblem(iif);
@@ -54,7 +54,7 @@ export function parseTraceQuery(params: URLSearchParams): TraceQuery | TraceQuer
     src,
     dst,
     port: portNumber,
-    proto: protoLower as TraceQuery['proto'],
+    proto: protoLower,
     from: fromValue as NonNullable<TraceQuery['from']>,
     ...(iif !== null ? { iif } : {}),
   };

@@ -1,9 +1,8 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { systemClock, type Clock } from '../clock.js';
-import { ErrorCodes, ProxyError } from '../errors.js';
+import { ErrorCodes, isListStatus, ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { ListStatusError } from './list-json.js';
 import { servedServiceCIDRApi, SERVICE_CIDR_APIS } from './service-cidr-api.js';
 import type { Kind, KindMap, Source, SourceHandler } from './source.js';
 import { describe, SupervisedInformer, type InformerSpec } from './supervised-informer.js';
@@ -155,7 +154,7 @@ export function createKubeSource(opts: KubeSourceOptions): Source {
           (err: unknown) => {
             if (stopped()) return;
             // Refused: the informer says so (once, with what to grant) and keeps retrying.
-            if (err instanceof ListStatusError && (err.statusCode === 401 || err.statusCode === 403)) {
+            if (isListStatus(err, 401, 403)) {
               inform('ServiceCIDR', SERVICE_CIDR_APIS[0]!);
               informers[informers.length - 1]!.start();
               return;

@@ -1,14 +1,14 @@
 import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import fetch from 'node-fetch';
+import { ErrorCodes, ProxyError } from '../errors.js';
 
-/** A list request the API server answered with an error status. */
-export class ListStatusError extends Error {
+/** A list request the API server answered with an error status; test it with isListStatus. */
+export class ListStatusError extends ProxyError {
   constructor(
     readonly statusCode: number,
     message: string,
   ) {
-    super(message);
-    this.name = 'ListStatusError';
+    super(ErrorCodes.API_LIST_STATUS, message);
   }
 }
 
@@ -26,7 +26,7 @@ export async function listJson<T extends KubernetesObject>(
   query: Record<string, string | undefined>,
 ): Promise<KubernetesListObject<T>> {
   const cluster = kubeConfig.getCurrentCluster();
-  if (!cluster) throw new Error('No currently active cluster');
+  if (!cluster) throw new ProxyError(ErrorCodes.KUBECONFIG_INVALID, 'No currently active cluster');
   const url = new URL(cluster.server + path);
   for (const [key, value] of Object.entries(query)) if (value !== undefined) url.searchParams.set(key, value);
   const init = await kubeConfig.applyToFetchOptions({ method: 'GET' });

@@ -1,4 +1,5 @@
 import { Watch, type KubeConfig } from '@kubernetes/client-node';
+import { ErrorCodes, ProxyError } from '../errors.js';
 import { trimObject } from './trim-object.js';
 
 export interface WatchObserver {
@@ -9,11 +10,11 @@ export interface WatchObserver {
 }
 
 /** The watch ended cleanly without sending a single line. */
-export class EmptyWatchError extends Error {
-  constructor() {
-    super('watch closed by the server before any event or bookmark');
-    this.name = 'EmptyWatchError';
-  }
+export function emptyWatchError(): ProxyError {
+  return new ProxyError(
+    ErrorCodes.API_WATCH_EMPTY,
+    'watch closed by the server before any event or bookmark',
+  );
 }
 
 /**
@@ -64,7 +65,7 @@ export class ObservedWatch extends Watch {
     const onDone = (err: unknown): void => {
       finished = true;
       if (this.closed) return;
-      done(err ?? (lines === 0 ? new EmptyWatchError() : null));
+      done(err ?? (lines === 0 ? emptyWatchError() : null));
     };
     let controller: AbortController;
     try {

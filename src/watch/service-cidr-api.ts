@@ -1,5 +1,6 @@
 import type { KubeConfig } from '@kubernetes/client-node';
-import { listJson, ListStatusError } from './list-json.js';
+import { isListStatus } from '../errors.js';
+import { listJson } from './list-json.js';
 
 /** Where the API server serves ServiceCIDRs: the apiVersion and the informer's path. */
 export interface ServiceCIDRApi {
@@ -29,7 +30,7 @@ export async function servedServiceCIDRApi(kubeConfig: KubeConfig): Promise<Serv
       await listJson(kubeConfig, api.path, { limit: '1' });
       return api;
     } catch (err) {
-      if (err instanceof ListStatusError && err.statusCode === 404) continue;
+      if (isListStatus(err, 404)) continue;
       throw err;
     }
   }

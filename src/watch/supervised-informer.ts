@@ -7,7 +7,8 @@ import {
 import type { Clock, ClockTimer } from '../clock.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { DeliveredObjects } from './delivered-objects.js';
-import { listJson, ListStatusError } from './list-json.js';
+import { isListStatus } from '../errors.js';
+import { listJson } from './list-json.js';
 import type { AccessProblem } from './source.js';
 import { trimObject } from './trim-object.js';
 import { ObservedWatch } from './observed-watch.js';
@@ -161,7 +162,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
       });
     } catch (err) {
       // A list at a resourceVersion the server no longer has: the retry reads the current state.
-      if (err instanceof ListStatusError && err.statusCode === 410) this.rvUnavailable = true;
+      if (isListStatus(err, 410)) this.rvUnavailable = true;
       throw err;
     }
     for (const item of list.items) trimObject(item);

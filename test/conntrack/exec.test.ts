@@ -65,7 +65,7 @@ describe('createConntrack', () => {
     };
     await assert.rejects(
       createConntrack({ exec: missing }).listUdp('ipv4', () => undefined),
-      (err: unknown) => hasCode(err, ErrorCodes.CONNTRACK_NOT_FOUND),
+      (err: unknown) => hasCode(err, ErrorCodes.CONNTRACK_BINARY_MISSING),
     );
     const viaNetns = recording(() => ({
       code: 255,
@@ -73,7 +73,7 @@ describe('createConntrack', () => {
     }));
     await assert.rejects(
       createConntrack({ exec: viaNetns.exec }).listUdp('ipv4', () => undefined),
-      (err: unknown) => hasCode(err, ErrorCodes.CONNTRACK_NOT_FOUND),
+      (err: unknown) => hasCode(err, ErrorCodes.CONNTRACK_BINARY_MISSING),
     );
     const refused = recording(() => ({
       code: 1,

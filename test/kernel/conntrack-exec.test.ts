@@ -117,12 +117,12 @@ describe('kernel: conntrack listing and deletion', function () {
     const ct = createConntrack({ netns: lab.nodeNs, path: '/nonexistent/conntrack' });
     await assert.rejects(
       ct.listUdp('ipv4', () => undefined),
-      (err: unknown) => hasCode(err, ErrorCodes.CONNTRACK_NOT_FOUND),
+      (err: unknown) => hasCode(err, ErrorCodes.CONNTRACK_BINARY_MISSING),
     );
     const host = createConntrack({ path: '/nonexistent/conntrack' });
     await assert.rejects(
       host.deleteUdp('ipv4', [{ origDport: 1, replySrc: '10.0.0.1', replySport: 1 }]),
-      (err: unknown) => hasCode(err, ErrorCodes.CONNTRACK_NOT_FOUND),
+      (err: unknown) => hasCode(err, ErrorCodes.CONNTRACK_BINARY_MISSING),
     );
   });
 

@@ -229,7 +229,7 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
   const failures: Array<{ why: string; kernel: ErrorCode; fake: ErrorCode; tx: () => Transaction }> = [
     {
       why: 'a rule referencing a missing map',
-      kernel: 'NFT_NOT_EXIST',
+      kernel: 'NFT_NO_SUCH_OBJECT',
       fake: 'NFT_DANGLING_REFERENCE',
       tx: () =>
         new Transaction().add({
@@ -241,13 +241,13 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
     },
     {
       why: 'a rule jumping to a missing chain',
-      kernel: 'NFT_NOT_EXIST',
+      kernel: 'NFT_NO_SUCH_OBJECT',
       fake: 'NFT_DANGLING_REFERENCE',
       tx: () => new Transaction().add({ kind: 'rule', ...at, chain: 'cip-1', rule: 'goto nope' }),
     },
     {
       why: 'a map element going to a missing chain',
-      kernel: 'NFT_NOT_EXIST',
+      kernel: 'NFT_NO_SUCH_OBJECT',
       fake: 'NFT_DANGLING_REFERENCE',
       tx: () =>
         new Transaction().add({
@@ -285,20 +285,20 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
     },
     {
       why: 'delete of a missing element',
-      kernel: 'NFT_NOT_EXIST',
-      fake: 'NFT_NOT_EXIST',
+      kernel: 'NFT_NO_SUCH_OBJECT',
+      fake: 'NFT_NO_SUCH_OBJECT',
       tx: () => new Transaction().delete({ kind: 'element', ...at, set: 'cluster-ips', key: '10.96.0.99' }),
     },
     {
       why: 'delete of a missing chain',
-      kernel: 'NFT_NOT_EXIST',
-      fake: 'NFT_NOT_EXIST',
+      kernel: 'NFT_NO_SUCH_OBJECT',
+      fake: 'NFT_NO_SUCH_OBJECT',
       tx: () => new Transaction().delete({ kind: 'chain', ...at, name: 'nope' }),
     },
     {
       why: 'flush set of a map',
-      kernel: 'NFT_NOT_EXIST',
-      fake: 'NFT_NOT_EXIST',
+      kernel: 'NFT_NO_SUCH_OBJECT',
+      fake: 'NFT_NO_SUCH_OBJECT',
       tx: () => new Transaction().flush({ kind: 'set', ...at, name: 'service-ips' }),
     },
     {
@@ -423,9 +423,9 @@ describe('kernel: nft exec against real nft in a network namespace', function ()
     }
   });
 
-  it('an nft that is not installed is NFT_NOT_FOUND, also through ip netns exec', async () => {
+  it('an nft that is not installed is NFT_BINARY_MISSING, also through ip netns exec', async () => {
     const missing = createNft({ netns: created[0]!, nftPath: '/nonexistent/nft' });
-    await rejects(missing.version(), [ErrorCodes.NFT_NOT_FOUND]);
+    await rejects(missing.version(), [ErrorCodes.NFT_BINARY_MISSING]);
   });
 });
 

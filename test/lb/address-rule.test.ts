@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { decideAddress, reservedAddresses, unbindable, type AddressRule } from '../../src/lb/address-rule.js';
-import type { FrontendKind } from '../../src/lb/frontends.js';
+import type { FrontendKind } from '../../src/model/frontends.js';
 import { parseCidr } from '../../src/model/ip.js';
 import { endpoint, servicePort, state } from './support.js';
 
@@ -27,13 +27,7 @@ describe('address rule: which frontend addresses service-ip mode makes local', (
       withCidr,
       /--service-cidr \(10\.96/,
     ],
-    [
-      'a load-balancer IP outside',
-      'loadBalancerIP',
-      '198.51.100.1',
-      withCidr,
-      /outside|inside --service-cidr/,
-    ],
+    ['a load-balancer IP outside', 'loadBalancer', '198.51.100.1', withCidr, /outside|inside --service-cidr/],
     ['a ClusterIP outside --service-cidr', 'clusterIP', '172.16.0.1', withCidr, /--service-cidr/],
     ['the gateway, inside --service-cidr', 'externalIP', '10.96.0.254', withCidr, /gateway/],
     ['the gateway as a ClusterIP, no --service-cidr', 'clusterIP', '192.168.1.1', noCidr, /gateway/],
@@ -44,11 +38,11 @@ describe('address rule: which frontend addresses service-ip mode makes local', (
       withCidr,
       /endpoint of default\/kubernetes/,
     ],
-    ['a pod address (an endpoint)', 'loadBalancerIP', '10.244.1.5', noCidr, /endpoint of default\/web/],
+    ['a pod address (an endpoint)', 'loadBalancer', '10.244.1.5', noCidr, /endpoint of default\/web/],
     ['an IPv6 gateway', 'externalIP', 'fd00::1', withCidr, /gateway/],
     ['no --service-cidr: a ClusterIP', 'clusterIP', '10.96.0.10', noCidr, true],
     ['no --service-cidr: an externalIP', 'externalIP', '10.96.0.11', noCidr, /not set: ClusterIPs only/],
-    ['no --service-cidr: a load-balancer IP', 'loadBalancerIP', '10.96.0.12', noCidr, /not set/],
+    ['no --service-cidr: a load-balancer IP', 'loadBalancer', '10.96.0.12', noCidr, /not set/],
     ['a NodePort address that is not local', 'nodePort', '10.96.0.13', withCidr, /no local address/],
     ['the IPv4 wildcard', 'clusterIP', '0.0.0.0', withCidr, /wildcard/],
     ['the IPv6 wildcard', 'externalIP', '::', withCidr, /wildcard/],

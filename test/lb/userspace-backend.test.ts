@@ -444,7 +444,7 @@ describe('userspace backend', () => {
       });
     const result = await b.sync(state([lb(['127.0.0.2/32'])]));
     assert.deepEqual(result.skipped, []);
-    assert.equal(only(b, 'UDP').frontend, 'loadBalancerIP');
+    assert.equal(only(b, 'UDP').frontend, 'loadBalancer');
     const inside = await udpClient('127.0.0.2');
     const outside = await udpClient('127.0.0.3');
     cleanup.push(

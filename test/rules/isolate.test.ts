@@ -221,6 +221,6 @@ describe('isolate: refusalReason and suspectsOf', () => {
     assert.equal(isRefusal(new ProxyError(ErrorCodes.NFT_REJECTED, 'x')), true);
     assert.equal(isRefusal(new ProxyError(ErrorCodes.NFT_EXISTS, 'x')), true);
     assert.equal(isRefusal(new ProxyError(ErrorCodes.NFT_PERMISSION, 'x')), false);
-    assert.equal(isRefusal(new ProxyError(ErrorCodes.NFT_NOT_FOUND, 'x')), false);
+    assert.equal(isRefusal(new ProxyError(ErrorCodes.NFT_BINARY_MISSING, 'x')), false);
   });
 });

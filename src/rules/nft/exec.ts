@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
-import { ErrorCodes, hasCode, isNotFound, ProxyError, type ErrorCode } from '../../errors.js';
+import { ErrorCodes, hasCode, isNoSuchObject, ProxyError, type ErrorCode } from '../../errors.js';
 import { killGroup, NftSession } from './session.js';
 import type { Transaction } from './transaction.js';
 import type { NftFamily } from './types.js';
@@ -189,10 +189,10 @@ const MAX_STDERR_LINES = 6;
 /** Maps nft's stderr to an error code; the first error line decides (nft prints one per failure). */
 export function classifyStderr(stderr: string): ErrorCode {
   // `ip netns exec` reports a missing nft itself, before nft could say anything.
-  if (/exec of ".*" failed: No such file or directory/.test(stderr)) return ErrorCodes.NFT_NOT_FOUND;
+  if (/exec of ".*" failed: No such file or directory/.test(stderr)) return ErrorCodes.NFT_BINARY_MISSING;
   if (/Operation not permitted|you must be root/.test(stderr)) return ErrorCodes.NFT_PERMISSION;
   const first = stderr.split('\n').find((l) => l.includes('Error:')) ?? stderr;
-  if (first.includes('No such file or directory')) return ErrorCodes.NFT_NOT_EXIST;
+  if (first.includes('No such file or directory')) return ErrorCodes.NFT_NO_SUCH_OBJECT;
   if (first.includes('File exists')) return ErrorCodes.NFT_EXISTS;
   return ErrorCodes.NFT_REJECTED;
 }
@@ -224,14 +224,15 @@ export function nftError(args: string[], result: ExecResult): ProxyError {
   if (detail === '') detail = `exit status ${result.code}`;
   let message = `${command} failed: ${detail}`;
   if (code === ErrorCodes.NFT_PERMISSION) message = `nft needs CAP_NET_ADMIN: run as root (${detail})`;
-  if (code === ErrorCodes.NFT_NOT_FOUND) message = `nft not found: install the nftables package (${detail})`;
+  if (code === ErrorCodes.NFT_BINARY_MISSING)
+    message = `nft not found: install the nftables package (${detail})`;
   return new ProxyError(code, message);
 }
 
 function spawnFailure(err: unknown, nftPath: string): ProxyError {
   if ((err as { code?: unknown }).code === 'ENOENT') {
     return new ProxyError(
-      ErrorCodes.NFT_NOT_FOUND,
+      ErrorCodes.NFT_BINARY_MISSING,
       `nft not found: install the nftables package (${nftPath})`,
       {
         cause: err,
@@ -314,7 +315,7 @@ export function createNft(opts: NftOptions = {}): Nft {
     const result = await call(args);
     if (result.code === 0) return result.stdout;
     const err = nftError(args, result);
-    if (isNotFound(err)) return '';
+    if (isNoSuchObject(err)) return '';
     throw err;
   }
 

@@ -120,19 +120,19 @@ class Applier {
   table(family: NftFamily, name: string): FakeTable {
     return (
       this.state.get(tableKey(family, name)) ??
-      this.fail(ErrorCodes.NFT_NOT_EXIST, `table ${family} ${name} does not exist`)
+      this.fail(ErrorCodes.NFT_NO_SUCH_OBJECT, `table ${family} ${name} does not exist`)
     );
   }
 
   chain(t: FakeTable, name: string): FakeChain {
-    return t.chains.get(name) ?? this.fail(ErrorCodes.NFT_NOT_EXIST, `chain ${name} does not exist`);
+    return t.chains.get(name) ?? this.fail(ErrorCodes.NFT_NO_SUCH_OBJECT, `chain ${name} does not exist`);
   }
 
   set(t: FakeTable, name: string, kind?: 'set' | 'map'): FakeSet {
     const s = t.sets.get(name);
     // `flush set` on a map is "No such file or directory" in nft: the kind is part of the name.
     if (s === undefined || (kind !== undefined && s.spec.kind !== kind)) {
-      this.fail(ErrorCodes.NFT_NOT_EXIST, `${kind ?? 'set'} ${name} does not exist`);
+      this.fail(ErrorCodes.NFT_NO_SUCH_OBJECT, `${kind ?? 'set'} ${name} does not exist`);
     }
     return s;
   }
@@ -188,7 +188,8 @@ class Applier {
         if (exists && verb === 'create') this.fail(ErrorCodes.NFT_EXISTS, `table ${key} exists`);
         if (!exists) this.state.set(key, { spec: o, chains: new Map(), sets: new Map() });
       } else if (verb === 'delete' || verb === 'destroy') {
-        if (!exists && verb === 'delete') this.fail(ErrorCodes.NFT_NOT_EXIST, `table ${key} does not exist`);
+        if (!exists && verb === 'delete')
+          this.fail(ErrorCodes.NFT_NO_SUCH_OBJECT, `table ${key} does not exist`);
         this.state.delete(key);
       }
       return;
@@ -229,7 +230,7 @@ class Applier {
       case 'delete':
       case 'destroy': {
         if (existing === undefined) {
-          if (verb === 'delete') this.fail(ErrorCodes.NFT_NOT_EXIST, `chain ${o.name} does not exist`);
+          if (verb === 'delete') this.fail(ErrorCodes.NFT_NO_SUCH_OBJECT, `chain ${o.name} does not exist`);
           return;
         }
         if (existing.rules.length > 0)
@@ -262,11 +263,12 @@ class Applier {
       case 'delete':
       case 'destroy': {
         if (existing === undefined) {
-          if (verb === 'delete') this.fail(ErrorCodes.NFT_NOT_EXIST, `${o.kind} ${o.name} does not exist`);
+          if (verb === 'delete')
+            this.fail(ErrorCodes.NFT_NO_SUCH_OBJECT, `${o.kind} ${o.name} does not exist`);
           return;
         }
         if (verb === 'delete' && existing.spec.kind !== o.kind) {
-          this.fail(ErrorCodes.NFT_NOT_EXIST, `${o.kind} ${o.name} does not exist`);
+          this.fail(ErrorCodes.NFT_NO_SUCH_OBJECT, `${o.kind} ${o.name} does not exist`);
         }
         // destroy is rendered `add` + `delete`: the add fails on another definition of the name.
         if (verb === 'destroy' && setSpec(o) !== setSpec(existing.spec)) {
@@ -287,7 +289,7 @@ class Applier {
     const existing = s.elements.get(k);
     if (verb === 'delete') {
       if (existing === undefined)
-        this.fail(ErrorCodes.NFT_NOT_EXIST, `element { ${k} } of ${o.set} does not exist`);
+        this.fail(ErrorCodes.NFT_NO_SUCH_OBJECT, `element { ${k} } of ${o.set} does not exist`);
       s.elements.delete(k);
       return;
     }

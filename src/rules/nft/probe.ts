@@ -102,7 +102,7 @@ async function crashDiagnosis(nft: Nft, version: string, err: ProxyError): Promi
 }
 
 /**
- * Checks that nft can run our transactions. Rejects with NFT_NOT_FOUND, NFT_VERSION,
+ * Checks that nft can run our transactions. Rejects with NFT_BINARY_MISSING, NFT_VERSION,
  * NFT_PERMISSION, NFT_CRASHED (nft died: a table a newer nft wrote crashes nft < 1.1) or
  * NFT_REJECTED (a feature this nft or kernel lacks), each saying what to do.
  */

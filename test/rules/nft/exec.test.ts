@@ -73,10 +73,14 @@ describe('nft exec: createNft with an injected exec', () => {
     assert.equal(calls.length, 0);
   });
 
-  it('maps a missing program to NFT_NOT_FOUND with what to do', async () => {
+  it('maps a missing program to NFT_BINARY_MISSING with what to do', async () => {
     const { exec } = scripted(() => Object.assign(new Error('spawn nft ENOENT'), { code: 'ENOENT' }));
-    await rejects(createNft({ exec }).run(tx()), ErrorCodes.NFT_NOT_FOUND, /install the nftables package/);
-    await rejects(createNft({ exec }).version(), ErrorCodes.NFT_NOT_FOUND);
+    await rejects(
+      createNft({ exec }).run(tx()),
+      ErrorCodes.NFT_BINARY_MISSING,
+      /install the nftables package/,
+    );
+    await rejects(createNft({ exec }).version(), ErrorCodes.NFT_BINARY_MISSING);
   });
 
   it('maps permission errors to NFT_PERMISSION with what to do', async () => {
@@ -149,15 +153,15 @@ describe('nft exec: stderr classification', () => {
   const cases: Array<[string, ErrorCode]> = [
     ['/dev/stdin:1:1-15: Error: Could not process rule: Operation not permitted', 'NFT_PERMISSION'],
     ['Operation not permitted (you must be root)', 'NFT_PERMISSION'],
-    ['/dev/stdin:1:22-25: Error: Could not process rule: No such file or directory', 'NFT_NOT_EXIST'],
+    ['/dev/stdin:1:22-25: Error: Could not process rule: No such file or directory', 'NFT_NO_SUCH_OBJECT'],
     [
       '/dev/stdin:1:19-20: Error: No such file or directory; did you mean chain ‘b’ in table ip ‘t’?',
-      'NFT_NOT_EXIST',
+      'NFT_NO_SUCH_OBJECT',
     ],
     ['/dev/stdin:1:25-31: Error: Could not process rule: File exists', 'NFT_EXISTS'],
     ['/dev/stdin:1:19-19: Error: Could not process rule: Device or resource busy', 'NFT_REJECTED'],
     ['/dev/stdin:1:17-19: Error: No symbol type information', 'NFT_REJECTED'],
-    ['exec of "nft" failed: No such file or directory', 'NFT_NOT_FOUND'],
+    ['exec of "nft" failed: No such file or directory', 'NFT_BINARY_MISSING'],
     // The first error decides, as it is the one nft stopped at.
     [
       'x:1:1: Error: Could not process rule: File exists\nadd x\n^\nx:2:1: Error: Could not process rule: No such file or directory',
@@ -189,7 +193,7 @@ describe('nft exec: spawnExec', () => {
       exec(['--version']),
       (err: unknown) => (err as { code?: unknown }).code === 'ENOENT',
     );
-    await rejects(createNft({ nftPath: '/nonexistent/nft' }).version(), ErrorCodes.NFT_NOT_FOUND);
+    await rejects(createNft({ nftPath: '/nonexistent/nft' }).version(), ErrorCodes.NFT_BINARY_MISSING);
   });
 
   it('survives a program that exits without reading a large stdin', async () => {

@@ -251,42 +251,42 @@ describe('FakeNft', () => {
     },
     {
       why: 'delete of a missing chain',
-      code: 'NFT_NOT_EXIST',
+      code: 'NFT_NO_SUCH_OBJECT',
       tx: () => new Transaction().delete({ kind: 'chain', ...at, name: 'nope' }),
     },
     {
       why: 'delete of a missing table',
-      code: 'NFT_NOT_EXIST',
+      code: 'NFT_NO_SUCH_OBJECT',
       tx: () => new Transaction().delete({ kind: 'table', family: 'ip6', table: 'x' }),
     },
     {
       why: 'flush of a missing set',
-      code: 'NFT_NOT_EXIST',
+      code: 'NFT_NO_SUCH_OBJECT',
       tx: () => new Transaction().flush({ kind: 'set', ...at, name: 'nope' }),
     },
     {
       why: 'flush set of a map',
-      code: 'NFT_NOT_EXIST',
+      code: 'NFT_NO_SUCH_OBJECT',
       tx: () => new Transaction().flush({ kind: 'set', ...at, name: 'backends' }),
     },
     {
       why: 'delete of a missing element',
-      code: 'NFT_NOT_EXIST',
+      code: 'NFT_NO_SUCH_OBJECT',
       tx: () => new Transaction().delete({ kind: 'element', ...at, set: 'cluster-ips', key: '10.0.0.99' }),
     },
     {
       why: 'element into a missing set',
-      code: 'NFT_NOT_EXIST',
+      code: 'NFT_NO_SUCH_OBJECT',
       tx: () => new Transaction().add({ kind: 'element', ...at, set: 'nope', key: '10.0.0.1' }),
     },
     {
       why: 'rule into a missing chain',
-      code: 'NFT_NOT_EXIST',
+      code: 'NFT_NO_SUCH_OBJECT',
       tx: () => new Transaction().add({ kind: 'rule', ...at, chain: 'nope', rule: 'accept' }),
     },
     {
       why: 'chain into a missing table',
-      code: 'NFT_NOT_EXIST',
+      code: 'NFT_NO_SUCH_OBJECT',
       tx: () =>
         new Transaction().add({ kind: 'chain', family: 'ip6', table: 'kube-nftproxy', name: 'services' }),
     },
@@ -517,7 +517,7 @@ describe('FakeNft', () => {
   it('records every transaction sent to run, including failed ones', async () => {
     const nft = await loaded();
     const bad = new Transaction().delete({ kind: 'chain', ...at, name: 'nope' });
-    await rejects(nft.run(bad), ErrorCodes.NFT_NOT_EXIST);
+    await rejects(nft.run(bad), ErrorCodes.NFT_NO_SUCH_OBJECT);
     assert.equal(nft.transactions.length, 2);
     assert.equal(nft.transactions[1]?.toString(), 'delete chain ip kube-nftproxy nope\n');
   });

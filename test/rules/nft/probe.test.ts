@@ -33,7 +33,7 @@ describe('nft probe', () => {
   });
 
   it('passes permission and missing-nft errors through with their codes', async () => {
-    for (const code of [ErrorCodes.NFT_PERMISSION, ErrorCodes.NFT_NOT_FOUND] as const) {
+    for (const code of [ErrorCodes.NFT_PERMISSION, ErrorCodes.NFT_BINARY_MISSING] as const) {
       const nft = new FakeNft();
       nft.check = async () => {
         throw new ProxyError(code, 'x');
