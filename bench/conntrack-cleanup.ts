@@ -16,7 +16,7 @@ import { createConntrack, type Conntrack, type ConntrackExec } from '../src/conn
 import { StaleFlows, targetPorts, udpTargets } from '../src/conntrack/stale-flows.js';
 import { buildState } from '../src/model/build-state.js';
 import type { ProxyState } from '../src/model/types.js';
-import { processAlive } from '../src/process-alive.js';
+import { processAlive } from '../src/util/process-alive.js';
 import {
   median,
   ms,

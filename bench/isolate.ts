@@ -19,7 +19,7 @@ import { HeldOut, withoutServices } from '../src/rules/held-out.js';
 import { isRefusal, refusalReason } from '../src/rules/isolate.js';
 import { createNft, type Nft } from '../src/rules/nft/exec.js';
 import type { Ruleset } from '../src/rules/ruleset.js';
-import { processAlive } from '../src/process-alive.js';
+import { processAlive } from '../src/util/process-alive.js';
 import { ms, round, type Bench, type BenchResult, missingRootOrTools, NFT, IP } from './harness.js';
 import { BENCH_NET, mixedState } from './states.js';
 

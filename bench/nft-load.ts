@@ -33,7 +33,7 @@ import {
   type KubeProxyLayoutOptions,
 } from './kube-proxy-layout.js';
 import { BENCH_NET, clusterIpState, mixedState, replaceOneEndpoint } from './states.js';
-import { processAlive } from '../src/process-alive.js';
+import { processAlive } from '../src/util/process-alive.js';
 
 const ENDPOINTS = 10;
 /** Targets at 10,000 Services × 10 endpoints (issue 3). */

@@ -1,4 +1,4 @@
-import { systemClock, wallTime, type Clock } from './clock.js';
+import { systemClock, wallTime, type Clock } from './util/clock.js';
 import type { Conntrack } from './conntrack/exec.js';
 import { ConntrackReconciler } from './conntrack/reconciler.js';
 import { logSkipped, skippedId } from './log-skipped.js';

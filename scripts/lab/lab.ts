@@ -5,7 +5,7 @@ import { isIPv6 } from 'node:net';
 import { LAB } from './addresses.js';
 import { LabError, run, runSync, type ExecOptions, type ExecResult } from './exec.js';
 import { PROBE_JS, SERVER_JS, type ProbeProgramOptions, type ProbeProgramResult } from './programs.js';
-import { processAlive } from '../../src/process-alive.js';
+import { processAlive } from '../../src/util/process-alive.js';
 
 export interface LabOptions {
   /** Namespace name prefix; default `knp-<pid>-<random>-`. Must start with `knp-<pid>-`. */

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import type { Clock } from '../util/clock.js';
 import type { ConntrackReconciler } from '../conntrack/reconciler.js';
 import { KUBE_PROXY_TABLES } from '../kube-proxy-leftovers.js';
 import type { Logger } from '../log.js';

@@ -1,4 +1,4 @@
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../log.js';
 import type { StateDelta } from '../model/state-builder.js';
 import type { Family, ProxyState } from '../model/types.js';

@@ -1,6 +1,6 @@
 import { portIndex, type StateDelta } from '../model/state-builder.js';
 import type { Family, ProxyState, ServicePort } from '../model/types.js';
-import { compareStrings } from '../sorted-index.js';
+import { compareStrings } from '../util/sorted-index.js';
 import type { Flow } from './flow.js';
 
 /**

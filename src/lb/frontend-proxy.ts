@@ -4,7 +4,7 @@
  * one of them lacks (a UDP frontend without an allow list) is a compile error, not a branch.
  */
 import net from 'node:net';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../util/clock.js';
 import type { Logger } from '../log.js';
 import { DEFAULT_AFFINITY_CLIENTS, type PickerOptions, type PickerSpec, type Target } from './pickers.js';
 

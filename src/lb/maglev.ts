@@ -5,7 +5,7 @@
  * 1/N of the slots. The nftables compiler emits the same table as map elements; the
  * userspace pickers look flows up in it. Pure functions, no I/O, no Math.random.
  */
-import { compareStrings } from '../sorted-index.js';
+import { compareStrings } from '../util/sorted-index.js';
 
 /** Cilium's table sizes: primes just under powers of two, so the table stays near 2^k entries. */
 export const MAGLEV_PRIMES: readonly number[] = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521];

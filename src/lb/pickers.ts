@@ -4,7 +4,7 @@
  * that should survive an endpoint change (round-robin position, affinity entries) does, and
  * open connections are never touched (they hold their endpoint, not the picker).
  */
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { endpointName, flowHash, maglevEndpointTable } from './maglev.js';
 import type { LbAlgorithm } from '../model/types.js';
 

@@ -13,7 +13,7 @@
  * through `data` events otherwise.
  */
 import net from 'node:net';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../util/clock.js';
 import type { Logger } from '../log.js';
 import { allowed, frontendPickerOptions, type FrontendProxy, type FrontendStats } from './frontend-proxy.js';
 import {

@@ -7,7 +7,7 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../util/clock.js';
 import type { Logger } from '../log.js';
 import { allowed, frontendPickerOptions, type FrontendProxy, type FrontendStats } from './frontend-proxy.js';
 import { endpointName } from './maglev.js';

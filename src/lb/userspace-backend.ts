@@ -5,7 +5,7 @@
  * accepting (their open connections finish, as conntrack entries would), and endpoint
  * changes swap the picker without touching open connections.
  */
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import type { Logger } from '../log.js';
 import { parseCidr, type Cidr } from '../model/ip.js';
 import type { Endpoint, Family, ProxyState } from '../model/types.js';

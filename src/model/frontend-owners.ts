@@ -1,4 +1,4 @@
-import { compareStrings } from '../sorted-index.js';
+import { compareStrings } from '../util/sorted-index.js';
 import type { FrontendKind } from './frontends.js';
 import { nftProtocol } from './protocol.js';
 import type { Family, ServicePort } from './types.js';

@@ -1,5 +1,5 @@
 import type { V1ServiceCIDR } from '@kubernetes/client-node';
-import { compareStrings } from '../sorted-index.js';
+import { compareStrings } from '../util/sorted-index.js';
 import { mergeCidrs } from './cidr-set.js';
 import { parseCidr } from './ip.js';
 import type { Skipped } from './types.js';

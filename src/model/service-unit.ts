@@ -1,5 +1,5 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { compareStrings } from '../sorted-index.js';
+import { compareStrings } from '../util/sorted-index.js';
 import { mergeCidrs } from './cidr-set.js';
 import { parseEndpointSlice, type SliceInfo } from './endpoint-slice.js';
 import { ipFamily, ipOrder } from './ip.js';

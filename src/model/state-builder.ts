@@ -1,5 +1,5 @@
 import type { V1EndpointSlice, V1Node, V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
-import { compareStrings, sortedIndex } from '../sorted-index.js';
+import { compareStrings, sortedIndex } from '../util/sorted-index.js';
 import { nodePortIPs } from '../node-addresses.js';
 import { FrontendOwners, lostReason, withoutLost } from './frontend-owners.js';
 import { canonicalIp, ipFamily, parseCidr } from './ip.js';

@@ -1,6 +1,6 @@
 import { ipFamily } from '../model/ip.js';
 import type { NftProtocol } from '../model/protocol.js';
-import { compareStrings } from '../sorted-index.js';
+import { compareStrings } from '../util/sorted-index.js';
 import type { Element, NftFamily } from './nft/types.js';
 import { fragmentOf, keyText, type AffinityStore, type Ruleset, type StickyFrontend } from './ruleset.js';
 

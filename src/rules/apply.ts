@@ -11,7 +11,7 @@ import type { Nft } from './nft/exec.js';
 import { Transaction } from './nft/transaction.js';
 import type { Element, NftFamily, Table } from './nft/types.js';
 import type { RulesetDelta } from './compile.js';
-import { sortedFind } from '../sorted-index.js';
+import { sortedFind } from '../util/sorted-index.js';
 import {
   allElements,
   chainId,

@@ -6,7 +6,7 @@ import { localMatch, type LocalTraffic } from '../model/local-traffic.js';
 import { nftProtocol } from '../model/protocol.js';
 import { maglevEndpointTable } from '../lb/maglev.js';
 import { portIndex, type StateDelta } from '../model/state-builder.js';
-import { compareStrings, sortedIndex } from '../sorted-index.js';
+import { compareStrings, sortedIndex } from '../util/sorted-index.js';
 import type { Endpoint, Family, LbAlgorithm, ProxyState, ServicePort, Skipped } from '../model/types.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Rule } from './nft/types.js';
 import { HairpinSet } from './hairpin-set.js';

@@ -1,4 +1,4 @@
-import { sortedIndex } from '../sorted-index.js';
+import { sortedIndex } from '../util/sorted-index.js';
 import type { Element, NftFamily } from './nft/types.js';
 
 const keyOf = (el: Element): string => el.key;

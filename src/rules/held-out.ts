@@ -1,6 +1,6 @@
 import type { StateDelta } from '../model/state-builder.js';
 import type { ProxyState, ServicePort, Skipped } from '../model/types.js';
-import { compareStrings, sortedIndex } from '../sorted-index.js';
+import { compareStrings, sortedIndex } from '../util/sorted-index.js';
 
 /**
  * The Services whose rules nft refused (isolate.ts), held out of every sync until their

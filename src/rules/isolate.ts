@@ -7,7 +7,7 @@
 import { ErrorCodes, hasCode } from '../errors.js';
 import { portIndex } from '../model/state-builder.js';
 import type { ProxyState } from '../model/types.js';
-import { compareStrings } from '../sorted-index.js';
+import { compareStrings } from '../util/sorted-index.js';
 import type { Transaction } from './nft/transaction.js';
 import type { Ruleset } from './ruleset.js';
 

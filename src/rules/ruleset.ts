@@ -1,6 +1,6 @@
 import type { Skipped } from '../model/types.js';
 import type { NftProtocol } from '../model/protocol.js';
-import { sortedFind } from '../sorted-index.js';
+import { sortedFind } from '../util/sorted-index.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Rule, Table } from './nft/types.js';
 
 /**

@@ -1,4 +1,4 @@
-import { systemClock, wallTime, type Clock } from '../clock.js';
+import { systemClock, wallTime, type Clock } from '../util/clock.js';
 import { ErrorCodes, ProxyError } from '../errors.js';
 import type { AccessProblem } from '../watch/source.js';
 

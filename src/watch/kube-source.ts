@@ -1,5 +1,5 @@
 import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { ErrorCodes, isListStatus, ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Backoff, type BackoffOptions } from './backoff.js';

@@ -1,4 +1,4 @@
-import { systemClock, type Clock, type ClockTimer } from '../clock.js';
+import { systemClock, type Clock, type ClockTimer } from '../util/clock.js';
 import { ErrorCodes, ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Backoff } from './backoff.js';

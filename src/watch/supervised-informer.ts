@@ -4,7 +4,7 @@ import {
   type KubernetesListObject,
   type KubernetesObject,
 } from '@kubernetes/client-node';
-import type { Clock, ClockTimer } from '../clock.js';
+import type { Clock, ClockTimer } from '../util/clock.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { DeliveredObjects } from './delivered-objects.js';
 import { isListStatus } from '../errors.js';

@@ -1,4 +1,4 @@
-import type { Clock, ClockTimer } from '../../src/clock.js';
+import type { Clock, ClockTimer } from '../../src/util/clock.js';
 
 interface Timer {
   id: number;

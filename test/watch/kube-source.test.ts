@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { systemClock, type Clock, type ClockTimer } from '../../src/clock.js';
+import { systemClock, type Clock, type ClockTimer } from '../../src/util/clock.js';
 import { createLogger, silentLogger, type Logger } from '../../src/log.js';
 import { createKubeSource, PROXY_LABEL_SELECTOR } from '../../src/watch/kube-source.js';
 import type { AccessProblem, Kind, KindMap, Source, SourceHandler } from '../../src/watch/source.js';

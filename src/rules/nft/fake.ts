@@ -19,7 +19,7 @@ import {
   renderValue,
 } from './render.js';
 import type { Transaction } from './transaction.js';
-import { compareStrings as byString } from '../../sorted-index.js';
+import { compareStrings as byString } from '../../util/sorted-index.js';
 import type { Chain, Element, NftFamily, NftMap, NftSet, Operation, Rule, Table } from './types.js';
 import { durationMs } from './validate.js';
 

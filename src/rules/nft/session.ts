@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, ProxyError } from '../../errors.js';
 import { crashError, deathSignal, type ExecResult } from './exec.js';
-import { processAlive } from '../../process-alive.js';
+import { processAlive } from '../../util/process-alive.js';
 
 export interface SessionOptions {
   /** The program and its arguments up to `nft` itself, e.g. ['nft'] or ['ip', 'netns', 'exec', 'x', 'nft']. */

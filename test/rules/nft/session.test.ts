@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync }
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { ErrorCodes, hasCode } from '../../../src/errors.js';
-import { processAlive } from '../../../src/process-alive.js';
+import { processAlive } from '../../../src/util/process-alive.js';
 import { NftSession } from '../../../src/rules/nft/session.js';
 
 describe('NftSession', () => {
