@@ -7,7 +7,7 @@
  * nft memory: the full run stops at 10).
  */
 import { buildState } from '../src/model/build-state.js';
-import { fullTransaction } from '../src/rules/apply.js';
+import { fullTransaction } from '../src/rules/diff.js';
 import { compile, type CompileConfig } from '../src/rules/compile.js';
 import type { Element } from '../src/rules/nft/types.js';
 import { rulesetSize, type Ruleset } from '../src/rules/ruleset.js';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProxyState } from '../src/model/types.js';
 import { compile, Compiler, type CompileConfig } from '../src/rules/compile.js';
-import { fullTransaction, partialTransaction } from '../src/rules/apply.js';
+import { fullTransaction, partialTransaction } from '../src/rules/diff.js';
 import { createNft, type Exec, type ExecResult } from '../src/rules/nft/exec.js';
 import { rulesetSize, type Ruleset } from '../src/rules/ruleset.js';
 import {

@@ -15,7 +15,7 @@ import { effectiveKubeProxyConfig } from './kube-proxy-config.js';
 import { cleanupLeftovers, leftoverFailureFamilies, type RunProgram } from './kube-proxy-leftovers.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
-import type { NftApplier } from './rules/apply.js';
+import type { NftApplier } from './rules/applier.js';
 import type { Nft } from './rules/nft/exec.js';
 import { isNodeEligible, ProxyHealth } from './server/health.js';
 import { desiredHealthChecks, HealthCheckNodePorts } from './server/health-check-node-ports.js';

@@ -48,7 +48,7 @@ export interface ModelConfig {
  * - Compiler (src/rules/compile.ts): a fragment is kept for as long as its ServicePort is the
  *   same object; its RulesetDelta names every fragment key replaced (came, went or changed)
  *   since `base`; any other fragment is the same object in both rulesets.
- * - NftApplier (src/rules/apply.ts), HeldOut, conntrack: read only what a delta names.
+ * - NftApplier (src/rules/applier.ts), HeldOut, conntrack: read only what a delta names.
  *
  * A delta is only used against the base it names: a stage given a delta whose `base` is not
  * the state (or ruleset) it last saw ignores it and does the whole work. A full join or a full

@@ -1,7 +1,8 @@
 import type { Logger } from '../log.js';
 import type { StateDelta } from '../model/state-builder.js';
 import type { ProxyState } from '../model/types.js';
-import { fullTransaction, partialTransaction, type NftApplier, type SyncResult } from './apply.js';
+import type { NftApplier, SyncResult } from './applier.js';
+import { fullTransaction, partialTransaction } from './diff.js';
 import type { Compiler } from './compile.js';
 import { withoutServices, type HeldOut } from './held-out.js';
 import { isolateRefusal, isRefusal, refusalReason, suspectsOf } from './isolate.js';

@@ -4,7 +4,7 @@ import { NftBackend } from '../../src/backend/nft-backend.js';
 import { silentLogger } from '../../src/log.js';
 import { buildState } from '../../src/model/build-state.js';
 import { StateBuilder } from '../../src/model/state-builder.js';
-import { fullTransaction, renderRuleset } from '../../src/rules/apply.js';
+import { fullTransaction, renderRuleset } from '../../src/rules/diff.js';
 import { compile, type CompileConfig } from '../../src/rules/compile.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import { createMetrics } from '../../src/server/metrics.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { buildState } from '../../src/model/build-state.js';
 import { silentLogger } from '../../src/log.js';
-import { cleanupTables, NftApplier } from '../../src/rules/apply.js';
+import { cleanupTables, NftApplier } from '../../src/rules/applier.js';
 import { compile } from '../../src/rules/compile.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
 import { LAB, Lab } from '../../scripts/lab/index.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
 import { buildState } from '../../src/model/build-state.js';
-import { fullTransaction, partialTransaction } from '../../src/rules/apply.js';
+import { fullTransaction, partialTransaction } from '../../src/rules/diff.js';
 import { compile, type CompileConfig } from '../../src/rules/compile.js';
 import { createNft } from '../../src/rules/nft/exec.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';

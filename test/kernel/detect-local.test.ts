@@ -4,7 +4,7 @@ import { LAB } from '../../scripts/lab/index.js';
 import { buildConfig } from '../../src/config.js';
 import { buildState } from '../../src/model/build-state.js';
 import { compileConfig, modelConfig } from '../../src/pipeline.js';
-import { fullTransaction } from '../../src/rules/apply.js';
+import { fullTransaction } from '../../src/rules/diff.js';
 import { compile } from '../../src/rules/compile.js';
 import { createNft } from '../../src/rules/nft/exec.js';
 import { node, service, slice } from '../support/objects.js';

@@ -4,7 +4,7 @@ import { LAB } from '../../scripts/lab/index.js';
 import { silentLogger } from '../../src/log.js';
 import { StateBuilder } from '../../src/model/state-builder.js';
 import { trace } from '../../src/model/trace.js';
-import { NftApplier } from '../../src/rules/apply.js';
+import { NftApplier } from '../../src/rules/applier.js';
 import { Compiler, type CompileConfig } from '../../src/rules/compile.js';
 import { createNft } from '../../src/rules/nft/exec.js';
 import { addServingPods, labFlags, tracedLab, type Case } from '../support/traced-probe.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { buildState } from '../../src/model/build-state.js';
 import type { ProxyState } from '../../src/model/types.js';
-import { fullTransaction, partialTransaction, renderRuleset } from '../../src/rules/apply.js';
+import { fullTransaction, partialTransaction, renderRuleset } from '../../src/rules/diff.js';
 import { compile, Compiler, programmedState, type CompileConfig } from '../../src/rules/compile.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import { Transaction } from '../../src/rules/nft/transaction.js';

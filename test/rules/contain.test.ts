@@ -3,7 +3,7 @@ import { ErrorCodes, ProxyError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { buildState } from '../../src/model/build-state.js';
 import type { ProxyState } from '../../src/model/types.js';
-import { NftApplier } from '../../src/rules/apply.js';
+import { NftApplier } from '../../src/rules/applier.js';
 import { Compiler, type CompileConfig } from '../../src/rules/compile.js';
 import { containRefusal } from '../../src/rules/contain.js';
 import { HeldOut } from '../../src/rules/held-out.js';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { StateBuilder } from '../../src/model/state-builder.js';
-import { fullTransaction, NftApplier } from '../../src/rules/apply.js';
+import { NftApplier } from '../../src/rules/applier.js';
+import { fullTransaction } from '../../src/rules/diff.js';
 import { Compiler, type CompileConfig } from '../../src/rules/compile.js';
 import { HeldOut } from '../../src/rules/held-out.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { ErrorCodes, ProxyError } from '../../src/errors.js';
 import { buildState } from '../../src/model/build-state.js';
 import type { ProxyState } from '../../src/model/types.js';
-import { fullTransaction } from '../../src/rules/apply.js';
+import { fullTransaction } from '../../src/rules/diff.js';
 import { compile, type CompileConfig } from '../../src/rules/compile.js';
 import { withoutServices } from '../../src/rules/held-out.js';
 import {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { V1Service, V1ServiceCIDR } from '@kubernetes/client-node';
 import { StateBuilder, type ModelSource } from '../../src/model/state-builder.js';
-import { fullTransaction, partialTransaction } from '../../src/rules/apply.js';
+import { fullTransaction, partialTransaction } from '../../src/rules/diff.js';
 import { Compiler } from '../../src/rules/compile.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import { service } from '../support/objects.js';

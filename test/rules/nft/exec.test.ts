@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ErrorCodes, hasCode, type ErrorCode } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { buildState } from '../../../src/model/build-state.js';
-import { NftApplier } from '../../../src/rules/apply.js';
+import { NftApplier } from '../../../src/rules/applier.js';
 import { compile } from '../../../src/rules/compile.js';
 import {
   classifyStderr,
