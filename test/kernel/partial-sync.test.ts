@@ -11,7 +11,7 @@ import { service, slice } from '../support/objects.js';
 /**
  * Partial syncs against the real kernel: element operations only, including the one that
  * needs a new per-N chain (nft 1.0.6 refuses some rules that use an existing map: see
- * compile.ts), and UDP through the same map as TCP.
+ * src/rules/layout.ts), and UDP through the same map as TCP.
  */
 describe('kernel: partial syncs', function () {
   this.timeout(120_000);
