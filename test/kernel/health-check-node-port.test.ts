@@ -27,10 +27,11 @@ interface Answer {
 /** One GET from the client's namespace; a refused connection is `error: 'ECONNREFUSED'`. */
 const FETCH_JS = `
 const [url] = process.argv.slice(1);
-fetch(url, { signal: AbortSignal.timeout(5000) }).then(
-  async (r) => console.log(JSON.stringify({ status: r.status, weight: r.headers.get('x-load-balancing-endpoint-weight'), type: r.headers.get('content-type'), body: await r.text() })),
-  (e) => console.log(JSON.stringify({ error: (e.cause && e.cause.code) || e.name })),
-);`;
+// The body is read inside the same chain: a server closing mid-answer is an error printed
+// like a refusal, never a silent exit.
+fetch(url, { signal: AbortSignal.timeout(5000) })
+  .then(async (r) => console.log(JSON.stringify({ status: r.status, weight: r.headers.get('x-load-balancing-endpoint-weight'), type: r.headers.get('content-type'), body: await r.text() })))
+  .catch((e) => console.log(JSON.stringify({ error: (e.cause && e.cause.code) || e.code || e.name })));`;
 
 for (const mode of ['nftables', 'userspace'] as const) {
   describe(`kernel: healthCheckNodePort from outside the node (${mode} mode)`, function () {
