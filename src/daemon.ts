@@ -13,8 +13,7 @@ import type { ProxyState } from './model/types.js';
 import { StateBuilder } from './model/state-builder.js';
 import { effectiveKubeProxyConfig } from './kube-proxy-config.js';
 import { cleanupLeftovers, leftoverFailureFamilies, type RunProgram } from './kube-proxy-leftovers.js';
-import { nodePortIPs } from './node-addresses.js';
-import { compileConfig, modelConfig, stateFrom, type Environment } from './pipeline.js';
+import { compileConfig, modelConfig, nodePortIPsOf, stateFrom, type Environment } from './pipeline.js';
 import type { NftApplier } from './rules/applier.js';
 import type { Nft } from './rules/nft/exec.js';
 import { isNodeEligible, ProxyHealth } from './server/health.js';
@@ -143,8 +142,7 @@ export class Daemon {
         log: deps.log,
         config,
         // The same NodePort addresses as the rules would use (--nodeport-addresses).
-        nodePortIPs: (state) =>
-          nodePortIPs(state.node, this.config.nodePortAddresses, this.#env.localAddresses),
+        nodePortIPs: (state) => nodePortIPsOf(state, this.config, this.#env),
       });
     }
     this.store = new ObjectStore({

@@ -1,7 +1,7 @@
 import type { ProxyConfig } from './config-types.js';
 import { localTraffic } from './model/local-traffic.js';
 import { StateBuilder, type ModelConfig, type StateUpdate } from './model/state-builder.js';
-import type { ProxyState } from './model/types.js';
+import type { Family, ProxyState } from './model/types.js';
 import { nodePortIPs } from './node-addresses.js';
 import { compile, type CompileConfig } from './rules/compile.js';
 import type { Ruleset } from './rules/ruleset.js';
@@ -48,6 +48,15 @@ export function stateFrom(
   return update;
 }
 
+/** The NodePort addresses of `state`: the model's (what ownership was decided on), else resolved here. */
+export function nodePortIPsOf(
+  state: ProxyState,
+  config: ProxyConfig,
+  env: Environment,
+): Record<Family, string[]> {
+  return state.nodePortIPs ?? nodePortIPs(state.node, config.nodePortAddresses, env.localAddresses);
+}
+
 export function compileConfig(state: ProxyState, config: ProxyConfig, env: Environment): CompileConfig {
   return {
     table: config.tableName,
@@ -55,7 +64,7 @@ export function compileConfig(state: ProxyState, config: ProxyConfig, env: Envir
     localTraffic: localTraffic(config.detectLocal, config.clusterCIDRs, state.node),
     masqueradeAll: config.masqueradeAll,
     serviceCIDRs: config.serviceCIDRs,
-    nodePortIPs: nodePortIPs(state.node, config.nodePortAddresses, env.localAddresses),
+    nodePortIPs: nodePortIPsOf(state, config, env),
     maglevSeed: config.maglevSeed,
     maxServiceElements: config.maxServiceElements,
   };

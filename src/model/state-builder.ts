@@ -203,7 +203,7 @@ export class StateBuilder {
     // A handful of objects, read whole every time: their change marks no Service.
     const objects = [...(source.serviceCIDRs ?? [])];
     const flag = this.#config.serviceCIDRs;
-    const state: ProxyState = { node, ports, skipped };
+    const state: ProxyState = { node, ports, skipped, nodePortIPs: this.#nodePortIPs };
     // Without objects or a flag in the model's config the state says nothing: the compiler's.
     if (objects.length > 0 || flag) {
       const ranges = effectiveServiceCIDRs(objects, flag ?? []);

@@ -113,4 +113,10 @@ export interface ProxyState {
    * made by the model: the compiler and trace() then use their config's serviceCIDRs.
    */
   serviceCIDRs?: string[];
+  /**
+   * The addresses NodePorts are served on, by family (--nodeport-addresses resolved against the
+   * node): the ones frontend ownership was decided on, so the rules, trace(), the userspace proxy
+   * and the health-check servers use these. Absent from a state not made by the model.
+   */
+  nodePortIPs?: Record<Family, string[]>;
 }

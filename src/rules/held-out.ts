@@ -71,11 +71,11 @@ function filtered(state: ProxyState, held: ReadonlyMap<string, string>): ProxySt
   const skipped: Skipped[] = [...held]
     .sort(([a], [b]) => compareStrings(a, b))
     .map(([name, reason]) => ({ kind: 'Service', name, reason: heldOutReason(reason) }));
+  // The same state but for these: every other field (service CIDRs, NodePort addresses) carries over.
   return {
-    node: state.node,
+    ...state,
     ports: state.ports.filter((sp) => !held.has(sp.service)),
     skipped: [...state.skipped, ...skipped],
-    ...(state.serviceCIDRs ? { serviceCIDRs: state.serviceCIDRs } : {}),
   };
 }
 
