@@ -7,7 +7,6 @@
  * once through the search with `nft -c` alone (isolate.ts: its fallback); against a clean full
  * sync of the same state in the same run. Then a refused partial sync that brings the Service.
  */
-import { spawnSync } from 'node:child_process';
 import type { ProxyState, ServicePort } from '../src/model/types.js';
 import { ProxyError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
@@ -20,8 +19,8 @@ import { HeldOut, withoutServices } from '../src/rules/held-out.js';
 import { isRefusal, refusalReason } from '../src/rules/isolate.js';
 import { createNft, type Nft } from '../src/rules/nft/exec.js';
 import type { Ruleset } from '../src/rules/ruleset.js';
-import { processAlive } from '../src/util/process-alive.js';
 import { ms, round, type Bench, type BenchResult, missingRootOrTools, NFT, IP } from './harness.js';
+import { Netns } from './nft-load.js';
 import { BENCH_NET, mixedState } from './states.js';
 
 const ENDPOINTS = 10;
@@ -34,11 +33,6 @@ const compileConfig: CompileConfig = {
   serviceCIDRs: [BENCH_NET.serviceCIDR],
   nodePortIPs: { ipv4: [BENCH_NET.nodeIP], ipv6: [] },
 };
-
-function sh(program: string, args: string[]): { code: number; out: string } {
-  const r = spawnSync(program, args, { encoding: 'utf8', timeout: 60_000 });
-  return { code: r.error ? -1 : (r.status ?? -1), out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
-}
 
 /** The same state with the LoadBalancer port at `index` given nested source ranges. */
 function withNestedRanges(state: ProxyState, index: number): ProxyState {
@@ -94,23 +88,20 @@ export const bench: Bench = {
     const figures: BenchResult['figures'] = {};
     const lines: string[] = [];
     const sizes = ctx.quick ? [1000] : [1000, 10_000];
-    // Named like nft-load's namespaces, so either bench sweeps the other's leftovers.
-    for (const line of sh('ip', ['netns', 'list']).out.split('\n')) {
-      const m = /^knp-bench-(\d+)\b/.exec(line);
-      if (m && Number(m[1]) !== process.pid && !processAlive(Number(m[1])))
-        sh('ip', ['netns', 'del', line.split(' ')[0]!]);
-    }
-    const ns = `knp-bench-${process.pid}-isolate`;
-    const del = (): void => void sh('ip', ['netns', 'del', ns]);
+    // nft-load's namespaces: either bench sweeps the other's leftovers.
+    Netns.sweepStale();
+    const netns = new Netns(`knp-bench-${process.pid}-isolate`);
+    const ns = netns.name;
+    const del = (): void => netns.del();
     const onSignal = (signal: NodeJS.Signals): void => {
       del();
       process.exit(signal === 'SIGINT' ? 130 : 143);
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
-    if (sh('ip', ['netns', 'add', ns]).code !== 0) throw new Error(`ip netns add ${ns} failed`);
+    netns.create();
     const nft = createNft({ netns: ns });
-    const flush = (): void => void sh('ip', ['netns', 'exec', ns, 'nft', 'flush', 'ruleset']);
+    const flush = (): void => netns.flush();
     try {
       lines.push(
         `isolate: one Service nft refuses (nested source ranges) among n, ${ENDPOINTS} endpoints each`,
