@@ -1,22 +1,11 @@
 import assert from 'node:assert/strict';
 import type { V1Node } from '@kubernetes/client-node';
-import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { createLogger } from '../src/log.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
-import type { Source, SourceHandler } from '../src/watch/source.js';
 import { FakeClock } from './support/fake-clock.js';
 import { node, service, slice } from './support/objects.js';
-
-class HandSource implements Source {
-  handler: SourceHandler | undefined;
-  async start(handler: SourceHandler): Promise<void> {
-    this.handler = handler;
-  }
-  async stop(): Promise<void> {
-    this.handler = undefined;
-  }
-}
+import { HandSource, testDaemonConfig } from './support/daemon-harness.js';
 
 /** The daemon with --detect-local-mode over a FakeNft and a fake clock. */
 describe('Daemon: --detect-local-mode', () => {
@@ -32,17 +21,7 @@ describe('Daemon: --detect-local-mode', () => {
     const source = new HandSource();
     const lines: Array<{ msg?: string; node?: string }> = [];
     const log = createLogger({ destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
-    const config = buildConfig([
-      '--hostname-override',
-      NODE,
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
-      ...flags,
-    ]);
+    const config = testDaemonConfig(NODE, [...flags]);
     const daemon = new Daemon(config, { log, env: { localAddresses: ['10.0.0.1'] }, nft, source, clock });
     await daemon.start();
     const h = source.handler!;

@@ -1,22 +1,11 @@
 import assert from 'node:assert/strict';
-import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { silentLogger } from '../src/log.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
 import { allElements } from '../src/rules/ruleset.js';
-import type { Source, SourceHandler } from '../src/watch/source.js';
 import { FakeClock } from './support/fake-clock.js';
 import { node, service, slice } from './support/objects.js';
-
-class HandSource implements Source {
-  handler: SourceHandler | undefined;
-  async start(handler: SourceHandler): Promise<void> {
-    this.handler = handler;
-  }
-  async stop(): Promise<void> {
-    this.handler = undefined;
-  }
-}
+import { HandSource, testDaemonConfig } from './support/daemon-harness.js';
 
 /**
  * --nodeport-addresses follows the host: its addresses (injected here) are read again at every
@@ -30,18 +19,7 @@ describe('Daemon: the host addresses behind --nodeport-addresses are read again'
     const source = new HandSource();
     let host = ['192.168.0.10'];
     let reads = 0;
-    const config = buildConfig([
-      '--hostname-override',
-      NODE,
-      '--nodeport-addresses',
-      '192.168.0.0/16',
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
-    ]);
+    const config = testDaemonConfig(NODE, ['--nodeport-addresses', '192.168.0.0/16']);
     const daemon = new Daemon(config, {
       log: silentLogger(),
       env: { localAddresses: host, readLocalAddresses: () => (reads++, host) },

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
 import { ErrorCodes, ProxyError } from '../src/errors.js';
 import { effectiveKubeProxyConfig } from '../src/kube-proxy-config.js';
@@ -7,20 +6,9 @@ import type { RunProgram } from '../src/kube-proxy-leftovers.js';
 import { rulesetSize } from '../src/rules/ruleset.js';
 import { createLogger, silentLogger } from '../src/log.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
-import type { Source, SourceHandler } from '../src/watch/source.js';
 import { FakeClock } from './support/fake-clock.js';
 import { node, service, slice } from './support/objects.js';
-
-/** A source the test drives by hand: it hands out the daemon's handler and reports synced. */
-class HandSource implements Source {
-  handler: SourceHandler | undefined;
-  async start(handler: SourceHandler): Promise<void> {
-    this.handler = handler;
-  }
-  async stop(): Promise<void> {
-    this.handler = undefined;
-  }
-}
+import { HandSource, testDaemonConfig } from './support/daemon-harness.js';
 
 /** FakeNft behind a switch: while `broken`, every transaction is refused as the kernel would. */
 class SwitchableNft extends FakeNft {
@@ -75,20 +63,7 @@ describe('Daemon: health, metrics and debug views over HTTP', () => {
     clock = new FakeClock();
     nft = new SwitchableNft();
     source = new HandSource();
-    const config = buildConfig([
-      '--hostname-override',
-      NODE,
-      '--service-cidr',
-      '10.96.0.0/16',
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
-      '--sync-period',
-      '30s',
-    ]);
+    const config = testDaemonConfig(NODE, ['--service-cidr', '10.96.0.0/16', '--sync-period', '30s']);
     daemon = new Daemon(config, {
       log: silentLogger(),
       env: { localAddresses: ['10.0.0.1'] },
@@ -307,16 +282,7 @@ describe("Daemon: kube-proxy's nftables cleanup failures", () => {
       }
       return undefined;
     };
-    const config = buildConfig([
-      '--hostname-override',
-      'node-a',
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
-    ]);
+    const config = testDaemonConfig('node-a');
     const daemon = new Daemon(config, {
       log: silentLogger(),
       env: { localAddresses: ['10.0.0.1'] },
@@ -366,18 +332,7 @@ describe('Daemon: --max-service-elements', () => {
     const source = new HandSource();
     const lines: Array<{ msg?: string; object?: string; reason?: string }> = [];
     const log = createLogger({ destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
-    const config = buildConfig([
-      '--hostname-override',
-      'node-a',
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
-      '--max-service-elements',
-      '20',
-    ]);
+    const config = testDaemonConfig('node-a', ['--max-service-elements', '20']);
     const daemon = new Daemon(config, { log, env: { localAddresses: ['10.0.0.1'] }, nft, source, clock });
     await daemon.start();
     try {

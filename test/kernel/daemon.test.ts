@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { LAB, Lab, type ProbeResult } from '../../scripts/lab/index.js';
-import { buildConfig } from '../../src/config.js';
 import { Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
@@ -9,6 +8,7 @@ import { TestApiServer, type StoredObject } from '../support/api-server.js';
 import { requireKernel } from '../support/capabilities.js';
 import { node, service, slice } from '../support/objects.js';
 import { waitFor } from '../support/wait-for.js';
+import { testDaemonConfig } from '../support/daemon-harness.js';
 
 /**
  * The whole daemon in the kernel: the real client-node informers against a TestApiServer,
@@ -46,19 +46,11 @@ describe('kernel: the daemon against an API server', function () {
     );
 
   const startDaemon = async (): Promise<Daemon> => {
-    const config = buildConfig([
-      '--hostname-override',
-      LAB.nodeName,
+    const config = testDaemonConfig(LAB.nodeName, [
       '--cluster-cidr',
       LAB.clusterCidr,
       '--service-cidr',
       LAB.serviceCidr,
-      '--healthz-bind-address',
-      '127.0.0.1:0',
-      '--metrics-bind-address',
-      '127.0.0.1:0',
-      '--min-sync-period',
-      '0s',
       '--sync-period',
       '30s',
     ]);
