@@ -35,10 +35,18 @@ export const EXIT = {
   NO_PRIVILEGE: 4,
   /** --source cannot be read, or the API server credentials are unusable or refused (401/403). */
   NO_SOURCE: 5,
+  /** `explain`: the daemon knows no such Service. */
+  NOT_FOUND: 6,
 } as const;
+
+/** The subcommand's line in the daemon's --help. */
+const EXPLAIN_HELP =
+  'Subcommand: kube-nftproxy explain NAMESPACE/NAME [--address HOST:PORT]: how the daemon on this\n' +
+  'node programs one Service, read from its /debug/services (kube-nftproxy explain --help)';
 
 function exitCodeFor(err: unknown): number {
   if (hasCode(err, ErrorCodes.CONFIG_INVALID)) return EXIT.USAGE;
+  if (hasCode(err, ErrorCodes.EXPLAIN_SERVICE_NOT_FOUND)) return EXIT.NOT_FOUND;
   if (isNftMissing(err) || hasCode(err, ErrorCodes.NFT_VERSION) || hasCode(err, ErrorCodes.NFT_CRASHED))
     return EXIT.NO_NFT;
   if (isPermission(err)) return EXIT.NO_PRIVILEGE;
@@ -64,8 +72,15 @@ function setOomScoreAdj(value: number, log: Logger): void {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // A subcommand is the first word; the daemon's flags never start with one, so they stay as
+  // they were.
+  if (argv[0] === 'explain') {
+    const { runExplain } = await import('./explain/command.js');
+    await runExplain(argv.slice(1), { write: (line) => process.stdout.write(`${line}\n`) });
+    return EXIT.OK;
+  }
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(`${usage()}\n`);
+    process.stdout.write(`${usage()}\n\n${EXPLAIN_HELP}\n`);
     return EXIT.OK;
   }
   if (argv.includes('--version')) {

@@ -54,6 +54,13 @@ export const ErrorCodes = {
    * informer backs off instead of reconnecting at once.
    */
   API_WATCH_EMPTY: 'API_WATCH_EMPTY',
+  /**
+   * `explain` cannot read the local daemon's /debug/services: nothing listens on the address, it
+   * did not answer in time, answered an error or something else, or has not synced yet.
+   */
+  EXPLAIN_DAEMON_UNAVAILABLE: 'EXPLAIN_DAEMON_UNAVAILABLE',
+  /** `explain`: the daemon knows no port and no skipped entry of that Service. */
+  EXPLAIN_SERVICE_NOT_FOUND: 'EXPLAIN_SERVICE_NOT_FOUND',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
