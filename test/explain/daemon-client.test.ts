@@ -64,6 +64,23 @@ describe('explain: reading /debug/services', () => {
     });
   }
 
+  it('names the address when the daemon does not answer within --timeout', async () => {
+    // A server that accepts and never answers: the outcome does not depend on how long it waits.
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const at = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      await assert.rejects(fetchServices(at, 'a/b', { timeoutMs: 50 }), (err: Error) => {
+        assert.ok(hasCode(err, ErrorCodes.EXPLAIN_DAEMON_UNAVAILABLE));
+        assert.match(err.message, new RegExp(`daemon at ${at}: no answer within 50 ms`));
+        return true;
+      });
+    } finally {
+      silent.closeAllConnections();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  });
+
   it('gives up after a few 429s', async () => {
     answers.push(...Array(5).fill({ status: 429, body: '{}' }));
     await assert.rejects(fetchServices(address, 'a/b', { sleep: noSleep }), /HTTP 429/);
