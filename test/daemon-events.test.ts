@@ -212,6 +212,43 @@ describe('Daemon: Kubernetes Events through the test API server', function () {
     assert.deepEqual(requestsFor('lb'), ['create']);
   });
 
+  it('sends to the API server it watches when nothing is injected (--kubeconfig, as the CLI runs it)', async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'events-kubeconfig-'));
+    const kubeconfig = path.join(dir, 'kubeconfig.yaml');
+    writeFileSync(
+      kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        `clusters: [{ name: test, cluster: { server: '${server.url}', insecure-skip-tls-verify: true } }]`,
+        'users: [{ name: test, user: {} }]',
+        'contexts: [{ name: test, context: { cluster: test, user: test } }]',
+        'current-context: test',
+        '',
+      ].join('\n'),
+    );
+    server.create('Service', svc('broken', { clusterIP: '10.96.0.300', ports: [{ port: 80 }] }));
+    const d = new Daemon(testDaemonConfig(NODE, ['--kubeconfig', kubeconfig]), {
+      log: silentLogger(),
+      env: { localAddresses: ['127.0.0.1'] },
+      nft: new FakeNft(),
+      clock,
+    });
+    daemon = d;
+    await d.start();
+    await waitFor(() => d.store.isSynced, { what: 'the informers to sync' });
+    await syncs(1);
+    assert.deepEqual(
+      events()
+        .map((e) => [e.type, e.reason, e.regarding.name])
+        .sort(),
+      [
+        ['Normal', 'Starting', NODE],
+        ['Warning', 'ServiceSkipped', 'broken'],
+      ],
+    );
+  });
+
   it('sends nothing with --source, even given where to send', async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'events-source-'));
     writeFileSync(
