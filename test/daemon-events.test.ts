@@ -7,9 +7,10 @@ import { Daemon } from '../src/daemon.js';
 import { kubeEventSink } from '../src/events/event-sink.js';
 import { createLogger, silentLogger } from '../src/log.js';
 import { FakeNft } from '../src/rules/nft/fake.js';
+import type { Operation } from '../src/rules/nft/types.js';
 import { createKubeSource } from '../src/watch/kube-source.js';
 import { TestApiServer, type StoredObject } from './support/api-server.js';
-import { testDaemonConfig } from './support/daemon-harness.js';
+import { HandSource, testDaemonConfig } from './support/daemon-harness.js';
 import { FakeClock } from './support/fake-clock.js';
 import { node, service, slice, yamlDocs } from './support/objects.js';
 import { waitFor } from './support/wait-for.js';
@@ -210,6 +211,45 @@ describe('Daemon: Kubernetes Events through the test API server', function () {
       new RegExp(`^healthCheckNodePort ${port} \\(ipv4\\): cannot listen on [0-9.]+:${port}: EADDRINUSE$`),
     );
     assert.deepEqual(requestsFor('lb'), ['create']);
+  });
+
+  it('warns a Service whose rules nft refused (held out), by the uid of the object the daemon holds', async () => {
+    const nft = new FakeNft();
+    nft.refuse((op: Operation) =>
+      op.verb === 'add' && op.object.kind === 'element' && op.object.key.startsWith('10.96.0.50 ')
+        ? 'Could not process rule: File exists'
+        : undefined,
+    );
+    const source = new HandSource();
+    const d = new Daemon(testDaemonConfig(NODE), {
+      log: silentLogger(),
+      env: { localAddresses: ['127.0.0.1'] },
+      nft,
+      source,
+      clock,
+      eventSink: await kubeEventSink(server.kubeConfig()),
+    });
+    daemon = d;
+    await d.start();
+    const h = source.handler!;
+    const refused = service('shop', 'refused', { clusterIP: '10.96.0.50', ports: [{ port: 80 }] });
+    refused.metadata!.uid = 'uid-refused';
+    h.upsert('Node', node(NODE, ['127.0.0.1']));
+    h.upsert('Service', refused);
+    h.upsert('Service', service('shop', 'fine', { clusterIP: '10.96.0.51', ports: [{ port: 80 }] }));
+    h.synced();
+    await syncs(1);
+    const warned = events().filter((e) => e.type === 'Warning');
+    assert.deepEqual(
+      warned.map((e) => [e.reason, e.regarding]),
+      [
+        [
+          'ServiceSkipped',
+          { kind: 'Service', apiVersion: 'v1', namespace: 'shop', name: 'refused', uid: 'uid-refused' },
+        ],
+      ],
+    );
+    assert.match(warned[0]!.note, /^nft refused its rules: /);
   });
 
   it('sends to the API server it watches when nothing is injected (--kubeconfig, as the CLI runs it)', async () => {
