@@ -46,8 +46,11 @@ interface Series {
   /** clock.now() and wall time of the last occurrence. */
   lastSeen: number;
   lastObservedTime: string;
-  /** A patch for this series waits in the queue: later occurrences ride along with it. */
-  patchQueued: boolean;
+  /**
+   * A request for this series (its create or a patch) waits in the queue: later occurrences ride
+   * along with it, since it sends the series as it stands when it goes out.
+   */
+  requestQueued: boolean;
 }
 
 interface Request {
@@ -136,7 +139,7 @@ export class EventRecorder {
       // Most recently seen last: the eviction order.
       this.#series.delete(key);
       this.#series.set(key, series);
-      if (series.patchQueued) return;
+      if (series.requestQueued) return;
       if (!this.#take(objectKey, now)) return this.#metrics?.dropped('rate-limited');
       this.#enqueue({ verb: 'patch', series });
       return;
@@ -149,7 +152,7 @@ export class EventRecorder {
       told: 0,
       lastSeen: now,
       lastObservedTime: wall,
-      patchQueued: false,
+      requestQueued: false,
     };
     if (!this.#enqueue({ verb: 'create', series })) return;
     this.#series.set(key, series);
@@ -210,7 +213,7 @@ export class EventRecorder {
   #finish(series: Series): void {
     this.#series.delete(series.key);
     // Not costed to the bucket: at most one per series, and every series began with a token.
-    if (series.count > 1 && series.count > series.told && !series.patchQueued)
+    if (series.count > 1 && series.count > series.told && !series.requestQueued)
       this.#enqueue({ verb: 'patch', series });
   }
 
@@ -220,7 +223,7 @@ export class EventRecorder {
       this.#metrics?.dropped('queue-full');
       return false;
     }
-    if (request.verb === 'patch') request.series.patchQueued = true;
+    request.series.requestQueued = true;
     this.#queue.push(request);
     this.#draining ??= this.#drain();
     return true;
@@ -239,7 +242,7 @@ export class EventRecorder {
 
   async #send({ verb, series }: Request): Promise<void> {
     // What the API server is told is the series as it stands when the request goes out.
-    if (verb === 'patch') series.patchQueued = false;
+    series.requestQueued = false;
     const count = series.count;
     const seriesNow: EventSeries | undefined =
       count > 1 ? { count, lastObservedTime: series.lastObservedTime } : undefined;

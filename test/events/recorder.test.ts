@@ -139,6 +139,23 @@ describe('EventRecorder through the real client', function () {
     assert.deepEqual(server.events()[0]!.series, { count: 3, lastObservedTime: microTime(clock.wallNow()) });
   });
 
+  it('lets repeats ride along with a request still queued for their Event (no extra request)', async () => {
+    // 'a' goes out at once; 'b' waits behind it, and its repeats join the create that waits.
+    recorder.emit(warning('a'));
+    recorder.emit(warning('b'));
+    recorder.emit(warning('b'));
+    recorder.emit(warning('b'));
+    await recorder.flush();
+    assert.deepEqual(
+      server.eventRequests.map((r) => [r.verb, r.name.split('.')[0]]),
+      [
+        ['create', 'a'],
+        ['create', 'b'],
+      ],
+    );
+    assert.deepEqual((server.eventRequests[1]!.body.series as { count: number }).count, 3);
+  });
+
   it('tells a different note, reason or object apart: each is an Event of its own', async () => {
     recorder.emit(warning('web'));
     recorder.emit(warning('web', 'another problem'));
