@@ -163,7 +163,7 @@ export class EventRecorder {
     this.#scheduleSweep();
   }
 
-  /** Resolves once every queued request has been sent or dropped (tests; stop). */
+  /** Resolves once every queued request has been sent or dropped (tests). */
   async flush(): Promise<void> {
     while (this.#draining) await this.#draining;
   }
