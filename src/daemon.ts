@@ -1,6 +1,9 @@
+import type { KubeConfig } from '@kubernetes/client-node';
 import { systemClock, wallTime, type Clock } from './util/clock.js';
 import type { Conntrack } from './conntrack/exec.js';
 import { ConntrackReconciler } from './conntrack/reconciler.js';
+import { createDaemonEvents, type DaemonEvents } from './events/daemon-events.js';
+import type { EventSink } from './events/event-sink.js';
 import { logSkipped, skippedId } from './log-skipped.js';
 import type { ProxyConfig } from './config-types.js';
 import type { Logger } from './log.js';
@@ -49,6 +52,11 @@ export interface DaemonDeps {
    * none are. The CLI passes the host's conntrack, tests one inside their namespace.
    */
   conntrack?: Conntrack;
+  /**
+   * Where Kubernetes Events go (src/events/); default: the API server the default source
+   * watches. None are sent with --source, whatever this is.
+   */
+  eventSink?: EventSink;
 }
 
 /**
@@ -94,6 +102,10 @@ export class Daemon {
    */
   #skippedSeen = new Set<string>();
   #syncs = 0;
+  /** Kubernetes Events: undefined with --source, or without an API server to send them to. */
+  #events: DaemonEvents | undefined;
+  /** The default source's credentials: its Events go to the same API server. */
+  #kubeConfig: KubeConfig | undefined;
   readonly #log: Logger;
   readonly #clock: Clock;
   /** Epoch milliseconds from the injected clock, so metric timestamps move with a test's clock. */
@@ -111,6 +123,11 @@ export class Daemon {
     this.healthChecks = new HealthCheckNodePorts({
       healthy: () => this.health.status().healthy,
       log: deps.log,
+      onListenFailed: (hc, err) =>
+        this.#events?.healthCheckFailed(
+          hc,
+          `healthCheckNodePort ${hc.port} (${hc.family}): ${errorText(err)}`,
+        ),
     });
     this.metrics.onScrape(() => this.#refreshScraped());
     this.#env = { ...deps.env };
@@ -170,6 +187,11 @@ export class Daemon {
     return this.#nftBackend.applier;
   }
 
+  /** Kubernetes Events, when they are sent (tests flush them). */
+  get events(): DaemonEvents | undefined {
+    return this.#events;
+  }
+
   /** How many syncs have succeeded (tests wait on it). */
   get syncs(): number {
     return this.#syncs;
@@ -194,6 +216,7 @@ export class Daemon {
       // must not keep the others running. The start's error is the one worth reporting.
       const steps = [
         () => this.#runner.stop(),
+        () => this.#events?.stop(),
         () => this.#source?.stop(),
         () => this.#servers?.close(),
         () => this.#backend.close(),
@@ -209,6 +232,7 @@ export class Daemon {
 
   async #start(): Promise<void> {
     this.#source = this.deps.source ?? (await this.#defaultSource());
+    this.#events = await this.#makeEvents();
     await this.#backend.start();
     this.#servers = await createServers({
       healthzAddress: this.config.healthzBindAddress,
@@ -220,7 +244,28 @@ export class Daemon {
     });
     await this.#source.start(this.#sourceHandler());
     if (this.#source instanceof FileSource) this.#source.watch();
+    // kube-proxy's birth cry: once its informers run, before the first sync.
+    this.#events?.started();
     this.#runner.start();
+  }
+
+  /** Events go to the API server; none from --source (no cluster to tell) or without a sink. */
+  async #makeEvents(): Promise<DaemonEvents | undefined> {
+    if (this.config.source) return undefined;
+    let sink = this.deps.eventSink;
+    if (!sink && this.#kubeConfig) {
+      const { kubeEventSink } = await import('./events/event-sink.js');
+      sink = await kubeEventSink(this.#kubeConfig);
+    }
+    if (!sink) return undefined;
+    return createDaemonEvents({
+      sink,
+      nodeName: this.config.hostnameOverride,
+      service: (key) => this.store.services.get(key),
+      log: this.deps.log,
+      clock: this.#clock,
+      registry: this.metrics.registry,
+    });
   }
 
   /**
@@ -244,6 +289,7 @@ export class Daemon {
   /** Stop watching and serving; the rules stay. */
   async stop(): Promise<void> {
     await this.#runner.stop();
+    this.#events?.stop();
     await this.conntrack?.stop();
     await this.#source?.stop();
     await this.#servers?.close();
@@ -262,6 +308,7 @@ export class Daemon {
     const { loadKubeConfig } = await import('./watch/kubeconfig.js');
     const { createKubeSource } = await import('./watch/kube-source.js');
     const { kubeConfig, source, server } = loadKubeConfig({ kubeconfigPath: this.config.kubeconfig });
+    this.#kubeConfig = kubeConfig;
     this.#log.info({ credentials: source, server }, 'watching the API server');
     return createKubeSource({ kubeConfig, nodeName: this.config.hostnameOverride, log: this.deps.log });
   }
@@ -350,6 +397,8 @@ export class Daemon {
     await this.healthChecks.reconcile(
       desiredHealthChecks(shown, this.config.nodePortAddresses, this.#env.localAddresses),
     );
+    // A Warning on each Service with a problem new since the last sync.
+    this.#events?.synced(shown.skipped);
     this.#syncs++;
     if (this.#syncs === 1 && this.#leftovers) void this.#removeLeftovers(this.#leftovers);
     const seconds = (this.#clock.now() - start) / 1000;
@@ -448,4 +497,8 @@ export async function runDaemon(config: ProxyConfig, deps: DaemonDeps): Promise<
     process.once('SIGINT', () => stop('SIGINT'));
   });
   await daemon.stop();
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

@@ -61,6 +61,11 @@ export const ErrorCodes = {
   EXPLAIN_DAEMON_UNAVAILABLE: 'EXPLAIN_DAEMON_UNAVAILABLE',
   /** `explain`: the daemon knows no port and no skipped entry of that Service. */
   EXPLAIN_SERVICE_NOT_FOUND: 'EXPLAIN_SERVICE_NOT_FOUND',
+  /**
+   * The API server answered an Event create or patch (events.k8s.io/v1) with an error status
+   * (its `statusCode` says which: 403 without RBAC, 404 for a series whose Event is gone).
+   */
+  EVENT_STATUS: 'EVENT_STATUS',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -89,3 +94,10 @@ export const isNoSuchObject = (err: unknown): boolean => hasCode(err, ErrorCodes
 export const isNftMissing = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_BINARY_MISSING);
 export const isPermission = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_PERMISSION);
 export const isNftCrashed = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_CRASHED);
+
+/** An Event request the API server answered with one of `statuses` (HTTP status codes). */
+export function isEventStatus(err: unknown, ...statuses: number[]): boolean {
+  if (!hasCode(err, ErrorCodes.EVENT_STATUS)) return false;
+  const status = (err as { statusCode?: unknown }).statusCode;
+  return typeof status === 'number' && statuses.includes(status);
+}

@@ -361,7 +361,7 @@ describe('Daemon: --max-service-elements', () => {
         'a skipped Service is not listed as programmed',
       );
       const reason = 'needs about 32 nft elements, more than --max-service-elements 20';
-      assert.deepEqual(view.skipped, [{ kind: 'Service', name: 'default/big', reason }]);
+      assert.deepEqual(view.skipped, [{ kind: 'Service', name: 'default/big', reason, overBudget: true }]);
       assert.deepEqual(
         lines.filter((l) => l.object === 'default/big').map((l) => [l.msg, l.reason]),
         [['skipped invalid object', reason]],

@@ -86,6 +86,8 @@ export interface Skipped {
   ignored?: boolean;
   /** A frontend the Service claims but another owns (frontend-owners.ts); the rest of it works. */
   contested?: boolean;
+  /** The Service compiles to more nft elements than --max-service-elements (src/rules/compile.ts). */
+  overBudget?: boolean;
 }
 
 export interface NodeInfo {

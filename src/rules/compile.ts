@@ -187,7 +187,7 @@ export class Compiler {
     // Rounded, so that a Service whose endpoints churn is not logged again at every change.
     const about = Number(size.toPrecision(2));
     const reason = `needs about ${about} nft elements, more than --max-service-elements ${this.#budget}`;
-    return { fragments: [], skip: { kind: 'Service', name: ports[0]!.service, reason } };
+    return { fragments: [], skip: { kind: 'Service', name: ports[0]!.service, reason, overBudget: true } };
   }
 
   #full(state: ProxyState): Ruleset {

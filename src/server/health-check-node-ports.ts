@@ -101,10 +101,20 @@ export class HealthCheckNodePorts {
   readonly #failing = new Set<string>();
   readonly #healthy: () => boolean;
   readonly #log: Logger;
+  readonly #onListenFailed: ((hc: HealthCheckService, err: unknown) => void) | undefined;
 
-  constructor(opts: { healthy: () => boolean; log: Logger }) {
+  /**
+   * `onListenFailed` hears of the first failure of each streak, as the log does (the daemon turns
+   * it into a Warning Event on the Service).
+   */
+  constructor(opts: {
+    healthy: () => boolean;
+    log: Logger;
+    onListenFailed?: (hc: HealthCheckService, err: unknown) => void;
+  }) {
     this.#healthy = opts.healthy;
     this.#log = opts.log.child({ component: 'health-check-node-ports' });
+    this.#onListenFailed = opts.onListenFailed;
   }
 
   /** Makes the open servers match `desired`; never throws. */
@@ -145,6 +155,7 @@ export class HealthCheckNodePorts {
             { err, service: d.key, port: d.port },
             'cannot serve health check node port; retrying on every sync',
           );
+          this.#onListenFailed?.(d, err);
         }
       }
     }

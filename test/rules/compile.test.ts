@@ -265,8 +265,8 @@ describe('compile: --max-service-elements', () => {
     const rs = compile(state, sized(8));
     const reason = 'needs about 9 nft elements, more than --max-service-elements 8';
     assert.deepEqual(rs.skipped, [
-      { kind: 'Service', name: 'ns/lb', reason },
-      { kind: 'Service', name: 'ns/np', reason },
+      { kind: 'Service', name: 'ns/lb', reason, overBudget: true },
+      { kind: 'Service', name: 'ns/np', reason, overBudget: true },
     ]);
     assert.deepEqual(
       rs.fragments,

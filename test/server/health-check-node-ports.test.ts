@@ -138,6 +138,8 @@ describe('HealthCheckNodePorts (real HTTP on 127.0.0.1)', () => {
   let healthy: boolean;
   let logs: Array<Record<string, unknown>>;
   let hc: HealthCheckNodePorts;
+  /** What onListenFailed heard: the key and the error's code. */
+  let listenFailed: Array<[string, unknown]>;
 
   const want = (port: number, localEndpoints: number, name = 'web'): HealthCheckService => ({
     key: `default/${name}/ipv4`,
@@ -168,8 +170,10 @@ describe('HealthCheckNodePorts (real HTTP on 127.0.0.1)', () => {
   beforeEach(() => {
     healthy = true;
     logs = [];
+    listenFailed = [];
     hc = new HealthCheckNodePorts({
       healthy: () => healthy,
+      onListenFailed: (d, err) => listenFailed.push([d.key, (err as { code?: unknown }).code]),
       log: createLogger({
         level: 'debug',
         destination: { write: (l: string) => void logs.push(JSON.parse(l)) },
@@ -270,6 +274,7 @@ describe('HealthCheckNodePorts (real HTTP on 127.0.0.1)', () => {
     assert.equal(failures().length, 1);
     assert.equal(failures()[0]!.service, 'default/web/ipv4');
     assert.equal((failures()[0]!.err as { code?: string }).code, 'SERVER_LISTEN_FAILED');
+    assert.deepEqual(listenFailed, [['default/web/ipv4', 'SERVER_LISTEN_FAILED']], 'told as logged: once');
 
     await new Promise<void>((resolve) => blocker.close(() => resolve()));
     assert.deepEqual((await hc.reconcile(desired)).opened, ['default/web/ipv4']);
@@ -283,6 +288,7 @@ describe('HealthCheckNodePorts (real HTTP on 127.0.0.1)', () => {
       await hc.reconcile(desired);
       await hc.reconcile(desired);
       assert.equal(failures().length, 2);
+      assert.equal(listenFailed.length, 2);
     } finally {
       await new Promise<void>((resolve) => again.close(() => resolve()));
     }

@@ -93,6 +93,18 @@ export interface RecordedRequest {
   query: Record<string, string>;
 }
 
+/** One Event request (events.k8s.io/v1) as it arrived, and what the server answered. */
+export interface RecordedEventRequest {
+  verb: 'create' | 'patch';
+  namespace: string;
+  /** The Event's name: from the body (create) or the path (patch). */
+  name: string;
+  contentType: string;
+  /** The request body, parsed. */
+  body: Record<string, unknown>;
+  status: number;
+}
+
 /** Who the test server says is refused by forbid(): the DaemonSet's ServiceAccount. */
 export const FORBIDDEN_USER = 'system:serviceaccount:kube-system:kube-nftproxy';
 
@@ -111,6 +123,14 @@ export class TestApiServer {
 
   /** Every list and watch request, in order (failed and forbidden ones included). */
   readonly requests: RecordedRequest[] = [];
+
+  /** Every Event create and patch, in order (refused ones included). */
+  readonly eventRequests: RecordedEventRequest[] = [];
+
+  /** Events as stored, by `namespace/name`: created, then patched. */
+  private readonly storedEvents = new Map<string, Record<string, unknown>>();
+  /** Event requests answered with this status instead, while set (refuseEvents()). */
+  private eventRefusal: number | undefined;
 
   /** Kinds whose list and watch requests are refused: 403 Forbidden, or 401 Unauthorized. */
   private readonly refused = new Map<ApiKind, 401 | 403>();
@@ -294,6 +314,26 @@ export class TestApiServer {
     else this.refused.clear();
   }
 
+  /** The Events stored now, sorted by namespace/name (copies). */
+  events(): Array<Record<string, unknown>> {
+    return [...this.storedEvents.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, e]) => structuredClone(e));
+  }
+
+  /** Forget every stored Event (as their TTL would): later patches of them get 404. */
+  expireEvents(): void {
+    this.storedEvents.clear();
+  }
+
+  /**
+   * Answer every Event create and patch with `status` (403: RBAC without events; 500) until
+   * called with undefined.
+   */
+  refuseEvents(status: number | undefined): void {
+    this.eventRefusal = status;
+  }
+
   /** Destroy every watch connection abruptly (no clean end of the chunked response). */
   dropWatches(): void {
     for (const w of this.watches) {
@@ -386,6 +426,13 @@ export class TestApiServer {
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    const eventsPath = /^\/apis\/events\.k8s\.io\/v1\/namespaces\/([^/]+)\/events(?:\/([^/]+))?$/.exec(
+      url.pathname,
+    );
+    if (eventsPath) {
+      void this.handleEvent(req, res, eventsPath[1]!, eventsPath[2]);
+      return;
+    }
     if (req.method !== 'GET')
       return reply(res, 405, status(405, 'MethodNotAllowed', 'read-only test server'));
     if (url.pathname === '/version') {
@@ -476,6 +523,77 @@ export class TestApiServer {
     });
   }
 
+  /**
+   * events.k8s.io/v1 create (POST) and patch (PATCH, strategic or JSON merge) of Events, with
+   * the API server's checks that a client gets wrong most easily: the fields a v1 Event needs,
+   * eventTime as a MicroTime (six fractional digits), the namespace of its object, a note of at
+   * most 1 kB; 409 for a name that exists, 404 for a patch of one that does not.
+   */
+  private async handleEvent(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    namespace: string,
+    name: string | undefined,
+  ): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const contentType = String(req.headers['content-type'] ?? '')
+      .split(';')[0]!
+      .trim();
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>;
+    } catch {
+      return reply(res, 400, status(400, 'BadRequest', 'body is not JSON'));
+    }
+    const verb =
+      req.method === 'POST' && !name ? 'create' : req.method === 'PATCH' && name ? 'patch' : undefined;
+    if (!verb) return reply(res, 405, status(405, 'MethodNotAllowed', 'Events: POST or PATCH only'));
+    const metadata = (body.metadata ?? {}) as { name?: string };
+    const recorded: RecordedEventRequest = {
+      verb,
+      namespace,
+      name: name ?? metadata.name ?? '',
+      contentType,
+      body,
+      status: 0,
+    };
+    this.eventRequests.push(recorded);
+    const answer = (code: number, out: unknown): void => {
+      recorded.status = code;
+      reply(res, code, out);
+    };
+    if (this.eventRefusal !== undefined)
+      return answer(this.eventRefusal, status(this.eventRefusal, 'Forbidden', 'events refused by the test'));
+    const key = `${namespace}/${recorded.name}`;
+    if (verb === 'patch') {
+      if (!['application/strategic-merge-patch+json', 'application/merge-patch+json'].includes(contentType))
+        return answer(415, status(415, 'UnsupportedMediaType', `patch type ${contentType}`));
+      const stored = this.storedEvents.get(key);
+      if (!stored)
+        return answer(404, status(404, 'NotFound', `events.events.k8s.io "${recorded.name}" not found`));
+      const merged = mergePatch(stored, body) as Record<string, unknown>;
+      const problem = eventProblem(merged, namespace);
+      if (problem) return answer(422, status(422, 'Invalid', problem));
+      (merged.metadata as Record<string, unknown>).resourceVersion = String(++this.rv);
+      this.storedEvents.set(key, merged);
+      return answer(200, merged);
+    }
+    if (contentType !== 'application/json')
+      return answer(415, status(415, 'UnsupportedMediaType', contentType));
+    const problem = eventProblem(body, namespace);
+    if (problem) return answer(422, status(422, 'Invalid', problem));
+    if (this.storedEvents.has(key))
+      return answer(
+        409,
+        status(409, 'AlreadyExists', `events.events.k8s.io "${recorded.name}" already exists`),
+      );
+    const stored = structuredClone(body);
+    stored.metadata = { ...(stored.metadata as object), namespace, resourceVersion: String(++this.rv) };
+    this.storedEvents.set(key, stored);
+    return answer(201, stored);
+  }
+
   private serveWatch(
     kind: ApiKind,
     matches: (o: StoredObject) => boolean,
@@ -517,6 +635,48 @@ export class TestApiServer {
     this.watches.add(w);
     this.pump(w);
   }
+}
+
+/** JSON merge patch (RFC 7386): what a strategic merge patch of an Event's series amounts to. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return structuredClone(patch);
+  const out: Record<string, unknown> =
+    typeof target === 'object' && target !== null && !Array.isArray(target)
+      ? structuredClone(target as Record<string, unknown>)
+      : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+const MICRO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/;
+
+/** What the API server's validation of a new-style (events.k8s.io/v1) Event would refuse. */
+function eventProblem(e: Record<string, unknown>, namespace: string): string | undefined {
+  for (const field of ['reportingController', 'reportingInstance', 'action', 'reason'] as const) {
+    const v = e[field];
+    if (typeof v !== 'string' || v === '') return `${field}: Required value`;
+    if (v.length > 128) return `${field}: Too long: may not be more than 128`;
+  }
+  if (e.type !== 'Normal' && e.type !== 'Warning') return `type: Unsupported value: ${String(e.type)}`;
+  if (typeof e.eventTime !== 'string' || !MICRO_TIME.test(e.eventTime))
+    return `eventTime: not a MicroTime: ${String(e.eventTime)}`;
+  if (typeof e.note === 'string' && Buffer.byteLength(e.note) > 1024) return 'note: Too long';
+  const regarding = e.regarding as { kind?: string; namespace?: string; name?: string } | undefined;
+  if (!regarding?.kind || !regarding.name) return 'regarding: Required value';
+  const wanted = regarding.namespace || 'default';
+  if (wanted !== namespace) return `metadata.namespace: does not match regarding.namespace ${wanted}`;
+  const series = e.series as { count?: unknown; lastObservedTime?: unknown } | undefined;
+  if (series !== undefined) {
+    if (typeof series.count !== 'number' || series.count < 2) return 'series.count: must be at least 2';
+    if (typeof series.lastObservedTime !== 'string' || !MICRO_TIME.test(series.lastObservedTime))
+      return 'series.lastObservedTime: not a MicroTime';
+  }
+  const name = (e.metadata as { name?: unknown } | undefined)?.name;
+  if (typeof name !== 'string' || name === '' || name.length > 253) return 'metadata.name: invalid';
+  return undefined;
 }
 
 function keyOf(o: StoredObject): string {
