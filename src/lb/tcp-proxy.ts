@@ -125,6 +125,8 @@ class Pump {
   own: Buffer | undefined;
   /** A queued write holds `own`: `from` is stopped until it completes. */
   held = false;
+  /** The callback of writes from `own`; made on the first, as most directions never take one. */
+  private flushed: (() => void) | undefined;
   from!: net.Socket;
   constructor(
     private readonly conn: Conn,
@@ -148,7 +150,7 @@ class Pump {
       data = this.own = takeBuffer();
       this.shared.copy(data, 0, 0, n);
     }
-    this.to.write(data.subarray(0, n), this.flushed);
+    this.to.write(n === data.length ? data : data.subarray(0, n), (this.flushed ??= () => this.restart()));
     if (this.to.writableLength > 0) {
       this.held = true;
       return false;
@@ -160,11 +162,12 @@ class Pump {
     return true;
   };
 
-  private readonly flushed = (): void => {
+  /** A write from `own` completed: restarts `from` if it waits for that. */
+  private restart(): void {
     if (!this.held) return;
     this.held = false;
     if (!this.from.destroyed) this.from.resume();
-  };
+  }
 }
 
 /**
