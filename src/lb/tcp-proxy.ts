@@ -7,8 +7,8 @@
  * out into a buffer of its own size: for request/response traffic that costs less than a
  * stream's read (a 64 KiB allocation shrunk to fit, a push through the readable state, a
  * `data` event and a tick). A large read moves the direction onto a 64 KiB buffer of its own,
- * which later reads fill and which is written as it is: a bulk stream is copied only by the
- * kernel, and nothing is allocated per read. Upstream sockets take `onread` from
+ * which later reads fill and which is written as it is: past its first read, a bulk stream is
+ * copied only by the kernel, and nothing is allocated per read. Upstream sockets take `onread` from
  * `net.connect`; accepted sockets have no public way to it, so they get it through Node's
  * internals where those are as expected (`clientOnread`), and read through `data` events
  * otherwise.
@@ -53,7 +53,10 @@ export interface TcpProxyOptions<T extends Target> {
   maxConnections?: number;
   /** Clients a ClientIP-affinity picker remembers at most. */
   maxAffinityClients?: number;
-  /** Bytes a direction may buffer before its reader pauses. */
+  /**
+   * Bytes of small (copied) reads a direction may buffer before its reader pauses; a direction
+   * on a buffer of its own holds at most that one read (64 KiB).
+   */
   highWaterMark: number;
   /**
    * How accepted sockets are read: 'auto' through `onread` where this Node allows it
