@@ -2,7 +2,9 @@
  * The userspace proxy against HAProxy on loopback, same backend, same load: bulk throughput
  * of one stream, request/response exchanges over a few kept-alive connections, and new
  * connections per second. Load generator (this process), backend and proxy are separate
- * processes; HAProxy runs one thread, as the Node proxy does.
+ * processes; HAProxy runs one thread, as the Node proxy does, with its defaults otherwise: 16 KiB
+ * buffers and no splice(2) (`option splice-*` is off unless asked for), so both proxies copy
+ * every byte through user space, twice in the kernel.
  *
  * The machine is shared and the rate of either proxy swings by 2-3x between rounds, so the
  * two take turns on each measurement, round after round, first ours then HAProxy and the
@@ -134,7 +136,7 @@ export const bench: Bench = {
 function report(samples: Array<Record<Who, Sample[]>>, rounds: number, perf: boolean): BenchResult {
   const figures: BenchResult['figures'] = { rounds };
   const lines = [
-    `userspace proxy vs HAProxy (1 thread), loopback, ${rounds} rounds taking turns;`,
+    `userspace proxy vs HAProxy (1 thread, no splice), loopback, ${rounds} rounds taking turns;`,
     `  rates are medians, ratio is the median of the rounds' ratios [lowest-highest]:`,
   ];
   for (const [i, m] of MEASUREMENTS.entries()) {

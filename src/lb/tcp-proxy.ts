@@ -1,16 +1,17 @@
 /**
  * One TCP frontend of the userspace proxy: accepts on an address, connects each client to an
- * endpoint the picker chooses and copies bytes both ways. A direction pauses its reader when
- * the writer's buffer passes its high-water mark, so a slow side buffers at most
- * highWaterMark + one read per direction.
+ * endpoint the picker chooses and copies bytes both ways (`Pump`, one per direction).
  *
- * Both sockets of a connection read through `onread` into one buffer shared by the process,
- * and each read is copied out into a buffer of its own size: for the small reads of
- * request/response traffic that costs less than a stream's read (a 64 KiB allocation shrunk
- * to fit, a push through the readable state, a `data` event and a tick). Upstream sockets
- * take `onread` from `net.connect`; accepted sockets have no public way to it, so they get
- * it through Node's internals where those are as expected (`clientOnread`), and read
- * through `data` events otherwise.
+ * Both sockets of a connection read through `onread`, whose buffer can change after every
+ * read. An idle socket reads into a buffer shared by the process, and a small read is copied
+ * out into a buffer of its own size: for request/response traffic that costs less than a
+ * stream's read (a 64 KiB allocation shrunk to fit, a push through the readable state, a
+ * `data` event and a tick). A large read moves the direction onto a 64 KiB buffer of its own,
+ * which later reads fill and which is written as it is: past its first read, a bulk stream is
+ * copied only by the kernel, and nothing is allocated per read. Upstream sockets take `onread` from
+ * `net.connect`; accepted sockets have no public way to it, so they get it through Node's
+ * internals where those are as expected (`clientOnread`), and read through `data` events
+ * otherwise.
  */
 import net from 'node:net';
 import type { Clock } from '../util/clock.js';
@@ -52,7 +53,10 @@ export interface TcpProxyOptions<T extends Target> {
   maxConnections?: number;
   /** Clients a ClientIP-affinity picker remembers at most. */
   maxAffinityClients?: number;
-  /** Bytes a direction may buffer before its reader pauses. */
+  /**
+   * Bytes of small (copied) reads a direction may buffer before its reader pauses; a direction
+   * on a buffer of its own holds at most that one read (64 KiB).
+   */
   highWaterMark: number;
   /**
    * How accepted sockets are read: 'auto' through `onread` where this Node allows it
@@ -78,21 +82,95 @@ export interface TcpProxyStats extends FrontendStats {
 const EVICTION_SCAN = 16;
 
 /**
- * Where the sockets with `onread` read: every upstream socket into one buffer, every accepted
+ * Where idle sockets with `onread` read: every upstream socket into one buffer, every accepted
  * socket into another. One buffer can serve many sockets because a read callback runs to its
- * end before the next one starts, and it copies what it read out before it returns: a write
- * may still hold its buffer after write() returns. Two, not one: with the upstreams' buffer
- * also under every client handle (useUserBuffer), a one-stream download cost 40 % more CPU per
- * GB (npm run bench, userspace: 1.07 s against 0.75 s; not understood, only measured).
+ * end before the next one starts, and what it read is copied out (or the direction moves to a
+ * buffer of its own) before it returns: a write may still hold its buffer after write()
+ * returns. Two, not one: with the upstreams' buffer also under every client handle
+ * (useUserBuffer), a one-stream download cost 40 % more CPU per GB (npm run bench, userspace:
+ * 1.07 s against 0.75 s; not understood, only measured).
  */
 const upstreamReads = Buffer.allocUnsafe(64 * 1024);
 const clientReads = Buffer.allocUnsafe(64 * 1024);
 
-/** Copies the last `n` bytes read into `from` out and writes them to `to`; false: stop reading. */
-function forward(from: Buffer, to: net.Socket, n: number): boolean {
-  const chunk = Buffer.allocUnsafe(n);
-  from.copy(chunk, 0, 0, n);
-  return to.write(chunk);
+/** The size of a direction's own buffer: as large as the shared ones, one read each. */
+const OWN_SIZE = 64 * 1024;
+/**
+ * Reads below this are copied out of the shared buffer into a buffer of their size (from
+ * Node's 8 KiB pool below 4 KiB); from this size on the direction takes a buffer of its own.
+ */
+const SMALL_READ = 8 * 1024;
+/** Own buffers given back and not yet taken again, at most SPARE_MAX (1 MiB). */
+const spare: Buffer[] = [];
+const SPARE_MAX = 16;
+
+function takeBuffer(): Buffer {
+  return spare.pop() ?? Buffer.allocUnsafeSlow(OWN_SIZE);
+}
+
+function giveBack(b: Buffer): void {
+  if (spare.length < SPARE_MAX) spare.push(b);
+}
+
+/**
+ * One direction of a connection: what `from` reads goes to `to`. Its `next` and `onRead` are
+ * the socket's `onread` buffer (asked for after every read) and callback.
+ *
+ * A large read moves the direction onto a buffer of its own (`own`), written without a copy.
+ * While a write still holds it (the write did not complete within write(): `to` has bytes
+ * queued), `from` reads nothing, and the write's callback starts it again: a later read would
+ * overwrite bytes not yet sent. So a direction buffers at most one read (64 KiB) on its own
+ * buffer, or highWaterMark + one read of small copied reads. A read that does not fill the
+ * buffer (the socket had no more) gives the buffer back: an idle connection holds none, unless
+ * its last read filled it.
+ */
+class Pump {
+  own: Buffer | undefined;
+  /** A queued write holds `own`: `from` is stopped until it completes. */
+  held = false;
+  /** The callback of writes from `own`; made on the first, as most directions never take one. */
+  private flushed: (() => void) | undefined;
+  from!: net.Socket;
+  constructor(
+    private readonly conn: Conn,
+    private readonly to: net.Socket,
+    private readonly shared: Buffer,
+  ) {}
+
+  readonly next = (): Buffer => this.own ?? this.shared;
+
+  /** Forwards the `n` bytes just read into `buf`; false: stop reading (as pause() would). */
+  readonly onRead = (n: number, buf: Uint8Array): boolean => {
+    this.conn.active = true;
+    let data = buf as Buffer;
+    if (buf === this.shared) {
+      if (n < SMALL_READ) {
+        const chunk = Buffer.allocUnsafe(n);
+        this.shared.copy(chunk, 0, 0, n);
+        // False past highWaterMark: `to`'s 'drain' resumes.
+        return this.to.write(chunk);
+      }
+      data = this.own = takeBuffer();
+      this.shared.copy(data, 0, 0, n);
+    }
+    this.to.write(n === data.length ? data : data.subarray(0, n), (this.flushed ??= () => this.restart()));
+    if (this.to.writableLength > 0) {
+      this.held = true;
+      return false;
+    }
+    if (n < data.length) {
+      this.own = undefined;
+      giveBack(data);
+    }
+    return true;
+  };
+
+  /** A write from `own` completed: restarts `from` if it waits for that. */
+  private restart(): void {
+    if (!this.held) return;
+    this.held = false;
+    if (!this.from.destroyed) this.from.resume();
+  }
 }
 
 /**
@@ -106,29 +184,36 @@ function passEnd(to: net.Socket): void {
 }
 
 /**
- * Gives an accepted socket what `net.connect({ onread })` gives a new one, or returns false
- * when this Node does not implement `onread` as Node 20 does: net.Socket keeps the option in
- * two symbol-keyed fields, read by its stream-read callback and by pause()/resume(), and
- * points its handle at the buffer with `useUserBuffer`. The symbols are private, so they are
- * found once, on a probe socket, by the values they hold. Without them (another Node version
- * may move them) the client reads through 'data' events, the public path.
+ * Gives an accepted socket what `net.connect({ onread: { buffer: next, callback } })` gives a
+ * new one, or returns false when this Node does not implement `onread` as Node 20 does:
+ * net.Socket keeps the option in three symbol-keyed fields (the buffer, the function that
+ * gives the next one, the callback), read by its stream-read callback and by pause()/resume(),
+ * and points its handle at the buffer with `useUserBuffer`. The symbols are private, so they
+ * are found once, on probe sockets, by the values they hold. Without them (another Node
+ * version may move them) the client reads through 'data' events, the public path.
  */
-const clientOnread: ((socket: net.Socket, callback: (n: number) => boolean) => boolean) | undefined = (() => {
+const clientOnread: ((socket: net.Socket, pump: Pump) => boolean) | undefined = (() => {
   const buffer = Buffer.alloc(1);
+  const next = (): Buffer => buffer;
   const callback = (): boolean => true;
-  const probe = new net.Socket({ onread: { buffer, callback } } as net.SocketConstructorOpts);
-  const fields = probe as unknown as Record<symbol, unknown>;
-  const keys = Object.getOwnPropertySymbols(probe);
-  const bufferKey = keys.find((k) => fields[k] === buffer);
-  const callbackKey = keys.find((k) => fields[k] === callback);
-  probe.destroy();
-  if (!bufferKey || !callbackKey) return undefined;
-  return (socket, cb) => {
+  const keyOf = (buf: Buffer | (() => Buffer), value: unknown): symbol | undefined => {
+    const probe = new net.Socket({ onread: { buffer: buf, callback } } as net.SocketConstructorOpts);
+    const fields = probe as unknown as Record<symbol, unknown>;
+    const key = Object.getOwnPropertySymbols(probe).find((k) => fields[k] === value);
+    probe.destroy();
+    return key;
+  };
+  const bufferKey = keyOf(buffer, buffer);
+  const nextKey = keyOf(next, next);
+  const callbackKey = keyOf(buffer, callback);
+  if (!bufferKey || !nextKey || !callbackKey) return undefined;
+  return (socket, pump) => {
     const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Buffer) => void } })._handle;
     if (typeof handle?.useUserBuffer !== 'function') return false;
     const s = socket as unknown as Record<symbol, unknown>;
     s[bufferKey] = clientReads;
-    s[callbackKey] = cb;
+    s[nextKey] = pump.next;
+    s[callbackKey] = pump.onRead;
     handle.useUserBuffer(clientReads);
     return true;
   };
@@ -351,6 +436,7 @@ export class TcpProxy<T extends Target = Target> implements FrontendProxy<T> {
 
   private connect(conn: Conn, flow: Flow, ep: T, attempt: number, avoid: Set<T> | undefined): void {
     const client = conn.client;
+    const pump = new Pump(conn, client, upstreamReads);
     const up = net.connect({
       host: ep.ip,
       port: ep.port,
@@ -364,15 +450,9 @@ export class TcpProxy<T extends Target = Target> implements FrontendProxy<T> {
       emitClose: false,
       autoDestroy: true,
       decodeStrings: false,
-      onread: {
-        buffer: upstreamReads,
-        // Returning false stops reading, as pause() would; the client's 'drain' resumes it.
-        callback: (n: number): boolean => {
-          conn.active = true;
-          return forward(upstreamReads, client, n);
-        },
-      },
+      onread: { buffer: pump.next, callback: pump.onRead },
     } as net.NetConnectOpts);
+    pump.from = up;
     conn.upstream = up;
     // One 'error' listener for the socket's life: before 'connect' an error moves on to the
     // next endpoint, after it the client is reset.
@@ -413,12 +493,9 @@ export class TcpProxy<T extends Target = Target> implements FrontendProxy<T> {
   private splice(conn: Conn, up: net.Socket): void {
     const client = conn.client;
     // Set before the first read: the client is paused since accept.
-    const onread =
-      this.opts.clientReads !== 'data' &&
-      clientOnread?.(client, (n) => {
-        conn.active = true;
-        return forward(clientReads, up, n);
-      });
+    const pump = new Pump(conn, up, clientReads);
+    pump.from = client;
+    const onread = this.opts.clientReads !== 'data' && clientOnread?.(client, pump);
     if (!onread) {
       client.on('data', (chunk: Buffer) => {
         conn.active = true;

@@ -21,6 +21,32 @@ async function settled(f: () => number): Promise<number> {
   return last;
 }
 
+/** sha256 of `b`, hex. */
+function sha(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+/**
+ * Hashes what `s` receives until its FIN, reading slowly (a 1 ms rest after every 256 KiB), so
+ * that the kernel's buffers towards it fill and the proxy's writes to it queue.
+ */
+function slowDigest(s: net.Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    let sinceRest = 0;
+    s.on('error', reject);
+    s.on('data', (d: Buffer) => {
+      hash.update(d);
+      sinceRest += d.length;
+      if (sinceRest < 256 * 1024) return;
+      sinceRest = 0;
+      s.pause();
+      setTimeout(() => s.resume(), 1);
+    });
+    s.on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
 // The client side reads through Node's internal onread fields where this Node has them, and
 // through 'data' events otherwise: each behaviour is proven on both paths.
 for (const clientReads of ['auto', 'data'] as const) {
@@ -84,6 +110,75 @@ for (const clientReads of ['auto', 'data'] as const) {
         c.end(Buffer.alloc(300_000, 1));
       });
       assert.equal(reply, 'got 300000');
+    });
+
+    // Large reads go out from a buffer the direction reuses: a read into it while a queued
+    // write still holds it would change bytes not yet sent, and the digests would differ.
+    it('carries 24 MiB each way byte-exact to slow readers, each side half-closing while the other still sends', async () => {
+      const upward = randomBytes(24 << 20);
+      const downward = randomBytes(24 << 20);
+      let endpointGot: Promise<string> | undefined;
+      const endpoint = net.createServer({ allowHalfOpen: true }, (s) => {
+        endpointGot = slowDigest(s);
+        s.end(downward);
+      });
+      const proxy = await proxyTo(endpoint);
+      const c = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+      cleanup.push(() => void c.destroy());
+      const clientGot = slowDigest(c);
+      c.end(upward);
+      // Each 'end' is the other side's FIN passed on by the proxy.
+      assert.equal(await clientGot, sha(downward));
+      assert.ok(endpointGot, 'the endpoint saw no connection');
+      assert.equal(await endpointGot, sha(upward));
+    });
+
+    // The side that resets has sent nothing the proxy has not read: a reset right behind data
+    // reaches Node as the end of the stream (libuv reports a hang-up after a short read as EOF
+    // without reading the error), for the proxy as for any Node server.
+    it('passes a reset on in either direction while the other side streams', async () => {
+      /** Streams to `s` until it fails; resolves with the error's code. */
+      const streamUntilFailed = (s: net.Socket): Promise<string> =>
+        new Promise((resolve) => {
+          const block = Buffer.alloc(1 << 20, 7);
+          s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+          s.on('close', () => resolve('closed without an error'));
+          const pump = (): void => {
+            while (!s.destroyed && s.write(block));
+          };
+          s.on('drain', pump);
+          pump();
+        });
+      /** Reads 1 MiB from `s`, then resets it. */
+      const resetAfterMiB = (s: net.Socket): void => {
+        let got = 0;
+        s.on('error', () => {});
+        s.on('data', (d: Buffer) => {
+          got += d.length;
+          if (got >= 1 << 20 && !s.destroyed) s.resetAndDestroy();
+        });
+      };
+      const reset = ['ECONNRESET', 'EPIPE'];
+      let endpointSaw: Promise<string> | undefined;
+      const endpoint = net.createServer((s) => {
+        s.once('data', (first: Buffer) => {
+          if (first[0] === 0x44 /* D: the endpoint streams down */) endpointSaw = streamUntilFailed(s);
+          else resetAfterMiB(s);
+        });
+      });
+      const proxy = await proxyTo(endpoint);
+
+      const reader = net.connect(proxy.port, '127.0.0.1');
+      cleanup.push(() => void reader.destroy());
+      reader.write('D');
+      resetAfterMiB(reader);
+      await waitFor(() => endpointSaw !== undefined);
+      assert.ok(reset.includes(await endpointSaw!), 'the client reset reaches the endpoint');
+
+      const writer = net.connect(proxy.port, '127.0.0.1');
+      cleanup.push(() => void writer.destroy());
+      writer.write('U');
+      assert.ok(reset.includes(await streamUntilFailed(writer)), 'the endpoint reset reaches the client');
     });
 
     it('stops reading the client while the endpoint does not read, and resumes when it does', async () => {
