@@ -256,7 +256,7 @@ export class FileSource implements Source {
     const problems: Loaded['problems'] = [];
     const files = await this.#files();
     const known = new Map<string, ReadFile>();
-    const counts = { files: files.length, parsed: 0, unchanged: 0, readMs: 0, parseMs: 0 };
+    const counts = { files: files.length, read: 0, parsed: 0, unchanged: 0, readMs: 0, parseMs: 0 };
     for (const file of files) {
       const read = await this.#readFile(file, counts);
       if (typeof read === 'string') {
@@ -294,7 +294,7 @@ export class FileSource implements Source {
    */
   async #readFile(
     file: string,
-    counts: { parsed: number; unchanged: number; readMs: number; parseMs: number },
+    counts: { read: number; parsed: number; unchanged: number; readMs: number; parseMs: number },
   ): Promise<ReadFile | string> {
     const last = this.#read.get(file);
     let stamp: string | undefined;
@@ -312,6 +312,7 @@ export class FileSource implements Source {
     const readStart = performance.now();
     const read = await readBounded(file, this.#limits);
     counts.readMs += performance.now() - readStart;
+    counts.read++;
     if (!read.ok) return read.reason;
     const hash = createHash('sha256').update(read.text).digest('base64');
     if (last && last.hash === hash) {

@@ -9,6 +9,9 @@ import jsYaml from 'js-yaml';
  * (yaml/dist/schema/core/*.js), in the same order. No timestamps, binaries, sets or merge keys:
  * YAML 1.2 core has none, and an explicit tag for one fails here, which sends the document to the
  * guarded parser.
+ *
+ * One difference is left: a null key (`~: v`) is named "null" here (as JSON.stringify of the
+ * map would) and "" by the `yaml` package. No Kubernetes object has one.
  */
 const { FAILSAFE_SCHEMA, Type } = jsYaml;
 
