@@ -92,9 +92,9 @@ export async function parseSourceDocuments(
       : { documents: [], problems: [r.reason], guarded };
   if (isJson(file)) return whole(parseJson(text, limits), 0);
   if (/^\s*[[{]/.test(text)) {
+    // Otherwise it may still be YAML (flow style, several documents), read with YAML's limits.
     const r = parseJson(text, limits);
-    // Not JSON: it may still be YAML (flow style, or several documents).
-    if (r.ok || !r.reason.startsWith('not JSON')) return whole(r, 0);
+    if (r.ok) return whole(r, 0);
   }
   if (text.length > limits.maxBytes || UNUSUAL_STREAM.test(text))
     return whole(await parseYamlDocumentsAsync(text, limits, sliceMs), 1);

@@ -147,6 +147,14 @@ describe('parseSourceDocuments: JSON', () => {
   });
 });
 
+describe('parseSourceDocuments: JSON-looking YAML', () => {
+  it('text in a .yaml file that JSON refuses is YAML, with YAML limits and reasons', async () => {
+    const deep = `${'['.repeat(200)}${']'.repeat(200)}\n`;
+    assert.deepEqual((await parseSourceDocuments('x.yaml', deep)).problems, [guardedReason(deep)]);
+    assert.deepEqual(values(await parseSourceDocuments('x.yaml', "{a: 'x[[['}\n")), [{ a: 'x[[[' }]);
+  });
+});
+
 describe('parseSourceDocuments and the guarded parser read the same objects', () => {
   it('on the repository examples, manifests and fixtures', async () => {
     for (const file of [
