@@ -1,11 +1,14 @@
+import { createHash } from 'node:crypto';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { ErrorCodes, ProxyError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { objectKey } from '../model/object-key.js';
 import { envelopeProblem } from './object-envelope.js';
-import { PARSE_LIMITS, parseDocumentsAsync, readBounded, type ParseLimits } from './parse-documents.js';
+import { PARSE_LIMITS, readBounded, type ParseLimits } from './parse-documents.js';
+import { parseSourceDocuments } from './source-documents.js';
 import { isClusterScoped, type Kind, type KubeObject, type Source, type SourceHandler } from './source.js';
 
 const KINDS = new Map<unknown, Kind>([
@@ -19,13 +22,44 @@ const EXTENSIONS = /\.(ya?ml|json)$/i;
 interface Entry {
   kind: Kind;
   object: KubeObject;
-  text: string;
+  /** The object as JSON, made only when it is compared with a newer read of it. */
+  text?: string;
 }
+
+const textOf = (entry: Entry): string => (entry.text ??= JSON.stringify(entry.object));
+/** Whether two reads of an object differ: the same object (its file was not read again) never does. */
+const differ = (a: Entry, b: Entry): boolean => a.object !== b.object && textOf(a) !== textOf(b);
 
 interface Loaded {
   objects: Map<string, Entry>;
   problems: Array<{ file: string; reason: string }>;
 }
+
+/** What a file's parse found: the objects (Lists unpacked) and the problems, one line each. */
+export interface FileObjects {
+  objects: Array<{ kind: Kind; object: KubeObject }>;
+  problems: string[];
+}
+
+/** Parses one file's text: objectsInFile, or a test's counting wrapper around it. */
+export type ParseFile = (file: string, text: string, limits: ParseLimits) => Promise<FileObjects>;
+
+/** A file as last read: how to tell it has not changed since, and what its parse found. */
+interface ReadFile {
+  /** Size, modification time and inode: a change in any of them means the file is read again. */
+  stamp: string;
+  /** When it was read: a file modified within the clock's resolution of that is read again. */
+  readAt: number;
+  /** sha256 of its text: a file written again with the same text is not parsed again. */
+  hash: string;
+  found: FileObjects;
+}
+
+/**
+ * Modification times are as coarse as the file system's clock (a second on some): a file
+ * written in the same tick as it was read could change again without its stamp changing.
+ */
+const RACY_MS = 2000;
 
 /**
  * What is at a path, as inode and birth time (a folder removed and made again often gets the
@@ -55,12 +89,11 @@ export async function objectsInFile(
   file: string,
   text: string,
   limits: ParseLimits = PARSE_LIMITS,
-): Promise<{ objects: Array<{ kind: Kind; object: KubeObject }>; problems: string[] }> {
+): Promise<FileObjects> {
   // In slices: the daemon's servers keep answering while a large file is parsed.
-  const parsed = await parseDocumentsAsync(file, text, limits);
-  if (!parsed.ok) return { objects: [], problems: [parsed.reason] };
-  const objects: Array<{ kind: Kind; object: KubeObject }> = [];
-  const problems: string[] = [];
+  const parsed = await parseSourceDocuments(file, text, limits);
+  const objects: FileObjects['objects'] = [];
+  const problems = parsed.problems;
   // Depth is bounded by the parse limits, so this recursion is too.
   const visit = (value: unknown, where: string): void => {
     if (!value || typeof value !== 'object' || Array.isArray(value)) return;
@@ -75,8 +108,8 @@ export async function objectsInFile(
     if (problem) problems.push(`${where} (${kind}): ${problem}`);
     else objects.push({ kind, object: value as KubeObject });
   };
-  // Numbered among the documents that hold a map or list: empty ones are not kept.
-  for (const [i, doc] of parsed.documents.entries()) visit(doc, `object ${i + 1}`);
+  // Numbered by the document's position in the file.
+  for (const doc of parsed.documents) visit(doc.value, `object ${doc.index}`);
   return { objects, problems };
 }
 
@@ -100,10 +133,15 @@ export class FileSource implements Source {
   #stopped = false;
   #reading: Promise<void> = Promise.resolve();
 
-  constructor(path: string, opts: { log?: Logger; limits?: ParseLimits } = {}) {
+  readonly #parse: ParseFile;
+  /** Every file as last read, by path: an unchanged file is neither read nor parsed again. */
+  #read = new Map<string, ReadFile>();
+
+  constructor(path: string, opts: { log?: Logger; limits?: ParseLimits; parse?: ParseFile } = {}) {
     this.#path = path;
     this.#log = opts.log;
     this.#limits = opts.limits ?? PARSE_LIMITS;
+    this.#parse = opts.parse ?? objectsInFile;
   }
 
   async start(handler: SourceHandler): Promise<void> {
@@ -179,7 +217,8 @@ export class FileSource implements Source {
         );
       }
       for (const [id, entry] of loaded.objects) {
-        if (this.#current.get(id)?.text === entry.text) continue;
+        const before = this.#current.get(id);
+        if (before && !differ(before, entry)) continue;
         handler.upsert(entry.kind, entry.object);
       }
       this.#current = loaded.objects;
@@ -215,20 +254,75 @@ export class FileSource implements Source {
   async #load(): Promise<Loaded> {
     const objects: Loaded['objects'] = new Map();
     const problems: Loaded['problems'] = [];
-    for (const file of await this.#files()) {
-      const read = await readBounded(file, this.#limits);
-      if (!read.ok) {
-        problems.push({ file, reason: read.reason });
+    const files = await this.#files();
+    const known = new Map<string, ReadFile>();
+    const counts = { files: files.length, read: 0, parsed: 0, unchanged: 0, readMs: 0, parseMs: 0 };
+    for (const file of files) {
+      const read = await this.#readFile(file, counts);
+      if (typeof read === 'string') {
+        problems.push({ file, reason: read });
         continue;
       }
-      const { objects: found, problems: bad } = await objectsInFile(file, read.text, this.#limits);
-      for (const reason of bad) problems.push({ file, reason });
-      for (const { kind, object } of found) {
+      known.set(file, read);
+      for (const reason of read.found.problems) problems.push({ file, reason });
+      for (const { kind, object } of read.found.objects) {
         if (object.metadata?.namespace === undefined && !isClusterScoped(kind))
           object.metadata = { ...object.metadata, namespace: 'default' };
-        objects.set(identity(kind, object), { kind, object, text: JSON.stringify(object) });
+        // The same object again when the file was not parsed again: its text is already known.
+        const id = identity(kind, object);
+        const before = this.#current.get(id);
+        objects.set(id, before?.object === object ? before : { kind, object });
       }
     }
+    // Files gone (or unreadable now) are forgotten: they are parsed anew when they are back.
+    this.#read = known;
+    this.#log?.debug(
+      {
+        ...counts,
+        readMs: Math.round(counts.readMs),
+        parseMs: Math.round(counts.parseMs),
+        objects: objects.size,
+      },
+      'source read',
+    );
     return { objects, problems };
+  }
+
+  /**
+   * A file as read now: the last read when its stamp and text are the same, else parsed anew;
+   * or why it cannot be read.
+   */
+  async #readFile(
+    file: string,
+    counts: { read: number; parsed: number; unchanged: number; readMs: number; parseMs: number },
+  ): Promise<ReadFile | string> {
+    const last = this.#read.get(file);
+    let stamp: string | undefined;
+    try {
+      const info = await stat(file);
+      stamp = `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.dev}:${info.ino}`;
+      if (last && last.stamp === stamp && info.mtimeMs < last.readAt - RACY_MS) {
+        counts.unchanged++;
+        return last;
+      }
+    } catch {
+      // readBounded says why.
+    }
+    const readAt = Date.now();
+    const readStart = performance.now();
+    const read = await readBounded(file, this.#limits);
+    counts.readMs += performance.now() - readStart;
+    counts.read++;
+    if (!read.ok) return read.reason;
+    const hash = createHash('sha256').update(read.text).digest('base64');
+    if (last && last.hash === hash) {
+      counts.unchanged++;
+      return { ...last, stamp: stamp ?? '', readAt };
+    }
+    const parseStart = performance.now();
+    const found = await this.#parse(file, read.text, this.#limits);
+    counts.parseMs += performance.now() - parseStart;
+    counts.parsed++;
+    return { stamp: stamp ?? '', readAt, hash, found };
   }
 }

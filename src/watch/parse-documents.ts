@@ -185,7 +185,7 @@ const LEXEMES_PER_STEP = 4096;
  * lexemes, so an async caller can let the event loop run (health probes, metrics) while a
  * large file is read. A single document's composing is one step however large it is.
  */
-function* yamlSteps(text: string, limits: ParseLimits): Generator<undefined, ParseResult> {
+function* yamlSteps(text: string, limits: ParseLimits, lineOffset = 0): Generator<undefined, ParseResult> {
   if (text.length > limits.maxBytes) return refuse(tooLarge(text.length, limits));
   const parser = new Parser();
   const composer = new Composer({ prettyErrors: false });
@@ -194,7 +194,7 @@ function* yamlSteps(text: string, limits: ParseLimits): Generator<undefined, Par
   const deep = `nested more than ${limits.maxDepth} levels deep`;
   // Counted only when there is an error to place: a LineCounter would keep a number per line.
   const at = (offset: number): string => {
-    let line = 1;
+    let line = 1 + lineOffset;
     let start = 0;
     for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
       line++;
@@ -247,7 +247,7 @@ function* yamlSteps(text: string, limits: ParseLimits): Generator<undefined, Par
   return { ok: true, documents, scalars };
 }
 
-const isJson = (file: string): boolean => /\.json$/i.test(file);
+export const isJson = (file: string): boolean => /\.json$/i.test(file);
 
 /** The documents of a file's text, parsed by its name: `.json` as JSON, anything else as YAML. */
 export function parseDocuments(file: string, text: string, limits: ParseLimits = PARSE_LIMITS): ParseResult {
@@ -267,7 +267,20 @@ export async function parseDocumentsAsync(
   sliceMs = 20,
 ): Promise<ParseResult> {
   if (isJson(file)) return parseJson(text, limits);
-  const steps = yamlSteps(text, limits);
+  return parseYamlDocumentsAsync(text, limits, sliceMs);
+}
+
+/**
+ * parseYamlDocuments() that lets the event loop run at least every `sliceMs`. `lineOffset` is
+ * the number of lines before `text` in its file, so that the lines in reasons are the file's.
+ */
+export async function parseYamlDocumentsAsync(
+  text: string,
+  limits: ParseLimits = PARSE_LIMITS,
+  sliceMs = 20,
+  lineOffset = 0,
+): Promise<ParseResult> {
+  const steps = yamlSteps(text, limits, lineOffset);
   let since = performance.now();
   for (;;) {
     const step = steps.next();

@@ -1,0 +1,159 @@
+import { performance } from 'node:perf_hooks';
+import jsYaml from 'js-yaml';
+import {
+  isJson,
+  PARSE_LIMITS,
+  parseJson,
+  parseYamlDocumentsAsync,
+  type ParseLimits,
+  type ParseResult,
+} from './parse-documents.js';
+import { YAML_CORE_SCHEMA } from './yaml-core-schema.js';
+
+/** One document of a --source file that holds a map or a list. */
+export interface SourceDocument {
+  /** Its position among the file's documents, from 1 (a JSON file is one document). */
+  index: number;
+  value: object;
+}
+
+export interface SourceDocuments {
+  documents: SourceDocument[];
+  /**
+   * Why a document was skipped, one line each: `document 3: not YAML: ... at line 57, column 3`
+   * (the line is the file's). In a file of one document (and in a JSON file) the reason alone.
+   */
+  problems: string[];
+  /** How many documents went through the guarded parser rather than the fast one. */
+  guarded: number;
+}
+
+/**
+ * Directives (`%YAML`) belong to the document after them and `...` ends one early: a file with
+ * either at column 0 is read whole by the guarded parser, as before this fast path existed.
+ */
+const UNUSUAL_STREAM = /^(?:%|\.\.\.(?=[ \t\r\n]|$))/m;
+/**
+ * Where an anchor or alias could start a node: after white space, a flow indicator or `:` (a
+ * JSON-like key's adjacent value). A superset: `a & b` in a quoted string matches too, and only
+ * costs that document the slower parser.
+ */
+const ANCHOR_OR_ALIAS = /(?:^|[\s,[{:])[&*]/m;
+/** Only white space and comments: what comes before a stream's first `---`, if anything. */
+const NO_CONTENT = /^(?:\s|#[^\n]*)*$/;
+
+/** `---` ends there: a document marker when what follows is a space, a line break or the end. */
+const markerEnds = (text: string, at: number): boolean => {
+  const c = text.charCodeAt(at);
+  return Number.isNaN(c) || c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+};
+
+/**
+ * Where each document starts: at 0 and at every `---` marker at the start of a line. YAML
+ * forbids a marker inside any content at column 0 (block and quoted scalars included), so
+ * cutting the text there never splits a document. (indexOf: a multiline regex over 20 MB costs
+ * ten times more.)
+ */
+function starts(text: string): number[] {
+  const at = [0];
+  for (let i = text.indexOf('\n---'); i !== -1; i = text.indexOf('\n---', i + 4))
+    if (markerEnds(text, i + 4)) at.push(i + 1);
+  return at;
+}
+
+/**
+ * The documents of a --source file, each on its own, so that a bad one costs only itself.
+ *
+ * The fast path reads each document with js-yaml (several times faster than the `yaml`
+ * package's composer, which held 16 s of an 18 s `--source --once` at 10,000 Services) and a
+ * `.json` file, or a file whose text starts with `{` or `[` and is JSON, with JSON.parse. The
+ * guarded parser of parse-documents.ts, with its alias and depth limits, still decides every
+ * document that is unusual: one with anything that could be an anchor or alias (js-yaml shares
+ * an alias's value instead of copying it, so an alias bomb would cost nothing here and explode
+ * downstream), one js-yaml refuses for any reason (a syntax error, nesting past
+ * `limits.maxDepth`, an unknown tag, a duplicate key), and files with directives. So what is
+ * refused, and why, is the guarded parser's word; the fast one only saves time.
+ *
+ * The event loop gets a turn at least every `sliceMs` (the daemon's probes keep answering).
+ */
+export async function parseSourceDocuments(
+  file: string,
+  text: string,
+  limits: ParseLimits = PARSE_LIMITS,
+  sliceMs = 20,
+): Promise<SourceDocuments> {
+  const whole = (r: ParseResult, guarded: number): SourceDocuments =>
+    r.ok
+      ? {
+          documents: r.documents.map((value, i) => ({ index: i + 1, value: value as object })),
+          problems: [],
+          guarded,
+        }
+      : { documents: [], problems: [r.reason], guarded };
+  if (isJson(file)) return whole(parseJson(text, limits), 0);
+  if (/^\s*[[{]/.test(text)) {
+    // Otherwise it may still be YAML (flow style, several documents), read with YAML's limits.
+    const r = parseJson(text, limits);
+    if (r.ok) return whole(r, 0);
+  }
+  if (text.length > limits.maxBytes || UNUSUAL_STREAM.test(text))
+    return whole(await parseYamlDocumentsAsync(text, limits, sliceMs), 1);
+
+  const cuts = starts(text);
+  // Text before the first `---` is a document only if it has content.
+  if (cuts.length > 1 && NO_CONTENT.test(text.slice(0, cuts[1]))) cuts.shift();
+  const documents: SourceDocument[] = [];
+  const problems: Array<[number, string]> = [];
+  let guarded = 0;
+  let line = 0;
+  let counted = 0;
+  let since = performance.now();
+  for (const [i, start] of cuts.entries()) {
+    const chunk = text.slice(start, cuts[i + 1] ?? text.length);
+    for (let at = text.indexOf('\n', counted); at !== -1 && at < start; at = text.indexOf('\n', at + 1))
+      line++;
+    counted = start;
+    const index = i + 1;
+    const mayAlias = (chunk.includes('&') || chunk.includes('*')) && ANCHOR_OR_ALIAS.test(chunk);
+    const fast = mayAlias ? undefined : readFast(chunk, limits);
+    let values: unknown[];
+    if (fast) values = fast;
+    else {
+      guarded++;
+      const r = await parseYamlDocumentsAsync(chunk, limits, sliceMs, line);
+      if (!r.ok) {
+        problems.push([index, r.reason]);
+        continue;
+      }
+      values = r.documents;
+    }
+    for (const value of values)
+      if (typeof value === 'object' && value !== null) documents.push({ index, value });
+    if (performance.now() - since >= sliceMs) {
+      await new Promise((resolve) => setImmediate(resolve));
+      since = performance.now();
+    }
+  }
+  const named = cuts.length > 1;
+  return {
+    documents,
+    problems: problems.map(([index, reason]) => (named ? `document ${index}: ${reason}` : reason)),
+    guarded,
+  };
+}
+
+/** A document's values by js-yaml, or undefined when js-yaml refuses it (for any reason). */
+function readFast(chunk: string, limits: ParseLimits): unknown[] | undefined {
+  const values: unknown[] = [];
+  try {
+    // maxDepth counts every node, scalars too: a document right at the limit goes to the
+    // guarded parser, which counts collections.
+    jsYaml.loadAll(chunk, (doc) => values.push(doc), {
+      schema: YAML_CORE_SCHEMA,
+      maxDepth: limits.maxDepth,
+    } as jsYaml.LoadOptions);
+  } catch {
+    return undefined;
+  }
+  return values;
+}

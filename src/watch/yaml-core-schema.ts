@@ -1,0 +1,65 @@
+import jsYaml from 'js-yaml';
+
+/**
+ * A js-yaml schema that reads plain scalars as the `yaml` package's YAML 1.2 core schema does
+ * (its default, and what the guarded parser in parse-documents.ts uses), so that the fast and
+ * the guarded parser give the same objects. js-yaml's own CORE_SCHEMA differs where it matters:
+ * it reads `0b101`, `1_000` and `+0x1F` as numbers and `0o17`-less octal forms differently; the
+ * `yaml` package keeps those as strings. Each test and conversion below is the `yaml` package's
+ * (yaml/dist/schema/core/*.js), in the same order. No timestamps, binaries, sets or merge keys:
+ * YAML 1.2 core has none, and an explicit tag for one fails here, which sends the document to the
+ * guarded parser.
+ *
+ * One difference is left: a null key (`~: v`) is named "null" here (as JSON.stringify of the
+ * map would) and "" by the `yaml` package. No Kubernetes object has one.
+ */
+const { FAILSAFE_SCHEMA, Type } = jsYaml;
+
+/**
+ * A scalar type. js-yaml asks every implicit type about every plain scalar (names, addresses,
+ * ...), so `first` (what its first character can be) turns most of them away before the regex.
+ */
+const scalar = (
+  tag: string,
+  first: string,
+  test: RegExp,
+  construct: (s: string) => unknown,
+): InstanceType<typeof Type> =>
+  new Type(`tag:yaml.org,2002:${tag}`, {
+    kind: 'scalar',
+    resolve: (data: unknown) =>
+      typeof data === 'string' && data.length > 0 && first.includes(data.charAt(0)) && test.test(data),
+    construct: (data: string) => construct(data),
+  });
+
+/** js-yaml resolves an empty plain scalar (`key:`) through the null type with `null` as data. */
+const nullType = new Type('tag:yaml.org,2002:null', {
+  kind: 'scalar',
+  resolve: (data: unknown) =>
+    data === null || (typeof data === 'string' && data.length <= 4 && /^(?:~|[Nn]ull|NULL)?$/.test(data)),
+  construct: () => null,
+});
+
+const floatNaN = (s: string): number =>
+  s.slice(-3).toLowerCase() === 'nan' ? NaN : s[0] === '-' ? -Infinity : Infinity;
+
+export const YAML_CORE_SCHEMA = FAILSAFE_SCHEMA.extend({
+  implicit: [
+    nullType,
+    scalar('bool', 'tTfF', /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/, (s) => s[0] === 't' || s[0] === 'T'),
+    // One int type: js-yaml keeps one type per tag, so the three forms share one test.
+    scalar('int', '-+0123456789', /^(?:0o[0-7]+|[-+]?[0-9]+|0x[0-9a-fA-F]+)$/, (s) =>
+      s.startsWith('0o')
+        ? parseInt(s.slice(2), 8)
+        : s.startsWith('0x')
+          ? parseInt(s.slice(2), 16)
+          : parseInt(s, 10),
+    ),
+    scalar(
+      'float',
+      '-+.0123456789',
+      /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+|[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*))$/,
+      (s) => (/[nN]/.test(s) ? floatNaN(s) : parseFloat(s)),
+    ),
+  ],
+});
