@@ -7,6 +7,7 @@ import {
   exponentialBuckets,
   linearBuckets,
 } from 'prom-client';
+import type { PortCounters } from '../counters/service-counters.js';
 import type { Family, Skipped } from '../model/types.js';
 import { buildInfo } from '../version.js';
 
@@ -84,6 +85,11 @@ export interface ProxyMetrics {
   heldOut(services: number): void;
   /** One family's stale UDP conntrack cleanup took `seconds` and deleted `deleted` entries. */
   conntrackReconciled(family: Family, seconds: number, deleted: number): void;
+  /**
+   * --service-counters: registers the per-frontend counters, read from the kernel at each
+   * scrape through `read` (undefined: nothing read yet, the last figures stay).
+   */
+  serviceCounters(read: () => Promise<readonly PortCounters[] | undefined>): void;
 }
 
 /** kube-proxy's ip_family label values, by our Family. */
@@ -382,5 +388,68 @@ export function createMetrics(): ProxyMetrics {
       conntrackDuration.observe({ ip_family }, seconds);
       if (deleted > 0) conntrackDeleted.inc({ ip_family }, deleted);
     },
+    serviceCounters(read) {
+      registerServiceCounters(registry, read);
+    },
   };
+}
+
+const SERVICE_LABELS = ['namespace', 'service', 'port', 'frontend', 'protocol'] as const;
+
+/**
+ * The three per-frontend counters (docs: CONTRACT of issue #15). They are the kernel's: each
+ * scrape sets them to what it read, so they start again at a full sync (the kernel's counters
+ * are recreated) and for a frontend whose element was replaced (a partial sync that changed its
+ * map value). The three collects share one read (the reader caches it) and fill once per read.
+ */
+function registerServiceCounters(
+  registry: Registry,
+  read: () => Promise<readonly PortCounters[] | undefined>,
+): void {
+  let filled: readonly PortCounters[] | undefined;
+  const fill = async (): Promise<void> => {
+    const ports = await read();
+    if (!ports || ports === filled) return;
+    filled = ports;
+    connections.reset();
+    noEndpoints.reset();
+    drops.reset();
+    for (const p of ports) {
+      for (const fe of p.frontends) {
+        const labels = {
+          namespace: p.namespace,
+          service: p.service,
+          port: p.port,
+          frontend: fe.frontend,
+          protocol: p.protocol,
+        };
+        connections.inc(labels, fe.connections);
+        noEndpoints.inc(labels, fe.noEndpoints);
+        // Only a frontend that source ranges guard can drop: the others would be 0 forever.
+        if (p.guarded.has(fe.frontend)) drops.inc(labels, fe.sourceRangeDrops);
+      }
+    }
+  };
+  const registers = [registry];
+  const connections = new Counter({
+    name: 'kube_nftproxy_service_connections_total',
+    help: 'New connections sent to an endpoint, per Service frontend (kernel counters; reset by a full sync)',
+    labelNames: SERVICE_LABELS,
+    registers,
+    collect: fill,
+  });
+  const noEndpoints = new Counter({
+    name: 'kube_nftproxy_service_no_endpoints_total',
+    help: 'New connections refused or dropped because the Service port has no usable endpoint for the frontend',
+    labelNames: SERVICE_LABELS,
+    registers,
+    collect: fill,
+  });
+  const drops = new Counter({
+    name: 'kube_nftproxy_service_source_range_drops_total',
+    help: 'New connections dropped by loadBalancerSourceRanges, per Service frontend',
+    labelNames: SERVICE_LABELS,
+    registers,
+    collect: fill,
+  });
 }
