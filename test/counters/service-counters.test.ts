@@ -117,11 +117,17 @@ describe('counters: CounterReader', () => {
   it('reads only the maps the state uses, and nothing before the first sync', async () => {
     const nft = listingNft();
     const clock = new FakeClock();
-    let current: typeof rules | undefined;
-    const reader = new CounterReader({ nft, table: 't', rules: () => current, log: silentLogger(), clock });
+    const synced: { rules?: typeof rules } = {};
+    const reader = new CounterReader({
+      nft,
+      table: 't',
+      rules: () => synced.rules,
+      log: silentLogger(),
+      clock,
+    });
     assert.equal(await reader.read(), undefined);
     assert.deepEqual(nft.calls, []);
-    current = rules;
+    synced.rules = rules;
     const snap = await reader.read();
     assert.deepEqual(nft.calls, [
       'ip service-ips map',
