@@ -11,6 +11,7 @@ const loaders: Array<{ name: string; load: () => Promise<{ bench: Bench }> }> = 
   { name: 'conntrack-cleanup', load: () => import('./conntrack-cleanup.js') },
   { name: 'maglev-frontends', load: () => import('./maglev-frontends.js') },
   { name: 'parse-limits', load: () => import('./parse-limits.js') },
+  { name: 'service-counters', load: () => import('./service-counters.js') },
 ];
 
 type Figures = Record<string, BenchResult['figures'] | { skipped: string }>;
