@@ -1,6 +1,6 @@
 /**
  * Reads the per-element counters out of `nft -j list map|set` (nft 1.0.6 and 1.1.3 print the
- * same shape): a set's `elem` is a list of `{ elem: { val, counter } }`, a map's a list of
+ * same shape; with `-p`, protocols as numbers): a set's `elem` is a list of `{ elem: { val, counter } }`, a map's a list of
  * `[{ elem: { val, counter } }, value]`; an element without a counter is its bare `val`.
  */
 import { canonicalIp } from '../model/ip.js';
@@ -23,12 +23,17 @@ export interface CountedElement {
 }
 
 type Json = unknown;
+
+/** IANA protocol numbers of the protocols a Service may use. */
+const PROTOCOL_NUMBERS: Readonly<Record<number, NftProtocol>> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
 const isObject = (v: Json): v is Record<string, Json> => typeof v === 'object' && v !== null;
 
 /** `{ concat: [ip, proto, port] }` → the key; undefined for anything else. */
 function keyOf(val: Json): CountedKey | undefined {
   if (!isObject(val) || !Array.isArray(val.concat) || val.concat.length !== 3) return undefined;
-  const [ip, proto, port] = val.concat as Json[];
+  const [ip, protoField, port] = val.concat as Json[];
+  // By name, or by number as `nft -p` prints it.
+  const proto = typeof protoField === 'number' ? PROTOCOL_NUMBERS[protoField] : protoField;
   if (typeof ip !== 'string' || typeof proto !== 'string' || typeof port !== 'number') return undefined;
   const canonical = canonicalIp(ip);
   if (!canonical || !isNftProtocol(proto)) return undefined;

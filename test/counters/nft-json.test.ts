@@ -26,6 +26,18 @@ describe('counters: the element counters of nft -j list', () => {
         { key: { ip: '::1', proto: 'udp', port: 53 }, packets: 0 },
       ]);
     });
+
+    it(`reads protocols printed as numbers (nft ${version} -p), as the reader lists them`, () => {
+      assert.deepEqual(countedElements(fixture(`numeric-ip-${version}.json`)), [
+        { key: { ip: '127.0.0.1', proto: 'sctp', port: 9 }, packets: 0 },
+        { key: { ip: '127.0.0.1', proto: 'udp', port: 53 }, packets: 2 },
+        { key: { ip: '10.0.0.1', proto: 'tcp', port: 80 }, packets: 0 },
+      ]);
+      assert.deepEqual(countedElements(fixture(`numeric-set6-${version}.json`)), [
+        { key: { ip: 'fd00::10', proto: 'udp', port: 53 }, packets: 0 },
+        { key: { ip: '::1', proto: 'tcp', port: 80 }, packets: 1 },
+      ]);
+    });
   }
 
   it('gives nothing for a missing map, and leaves out elements without a counter or of another shape', () => {

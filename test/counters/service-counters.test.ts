@@ -4,6 +4,7 @@ import { CounterReader } from '../../src/counters/counter-reader.js';
 import type { CountedElement } from '../../src/counters/nft-json.js';
 import { portCounters } from '../../src/counters/service-counters.js';
 import { silentLogger } from '../../src/log.js';
+import type { ListOptions } from '../../src/rules/nft/exec.js';
 import type { NftFamily } from '../../src/rules/nft/types.js';
 import { FakeClock, settle } from '../support/fake-clock.js';
 import { service, slice } from '../support/objects.js';
@@ -99,10 +100,11 @@ function listingNft() {
       if (!on) for (const go of waiting.splice(0)) go();
     },
     set: (map: string, n: number) => packets.set(map, n),
-    async listMapJson(family: NftFamily, table: string, map: string, kind: 'map' | 'set' = 'map') {
-      calls.push(`${family} ${map} ${kind}`);
+    async listMapJson(family: NftFamily, table: string, map: string, opts: ListOptions = {}) {
+      const kind = opts.kind ?? 'map';
+      calls.push(`${family} ${map} ${kind}${opts.numericProtocol ? ' -p' : ''}`);
       if (hold) await new Promise<void>((resolve) => waiting.push(resolve));
-      const val = { concat: ['10.96.0.1', 'tcp', 80] };
+      const val = { concat: ['10.96.0.1', opts.numericProtocol ? 6 : 'tcp', 80] };
       const item = { elem: { val, counter: { packets: packets.get(map) ?? 0, bytes: 0 } } };
       return JSON.stringify({
         nftables: [{ [kind]: { elem: [kind === 'map' ? [item, { accept: null }] : item] } }],
@@ -130,10 +132,10 @@ describe('counters: CounterReader', () => {
     synced.rules = rules;
     const snap = await reader.read();
     assert.deepEqual(nft.calls, [
-      'ip service-ips map',
-      'ip no-endpoint-services map',
-      'ip shortcircuit-ips map',
-      'ip firewall-ips set',
+      'ip service-ips map -p',
+      'ip no-endpoint-services map -p',
+      'ip shortcircuit-ips map -p',
+      'ip firewall-ips set -p',
     ]);
     assert.equal(snap!.since, rules.since);
     assert.equal(

@@ -6,7 +6,7 @@
  * real nft loads as it is.
  */
 import { ErrorCodes, ProxyError, type ErrorCode } from '../../errors.js';
-import type { Nft } from './exec.js';
+import type { ListOptions, Nft } from './exec.js';
 import {
   renderChain,
   renderElement,
@@ -479,7 +479,7 @@ export class FakeNft implements Nft {
     family: NftFamily,
     table: string,
     map: string,
-    kind: 'map' | 'set' = 'map',
+    { kind = 'map' }: ListOptions = {},
   ): Promise<string> {
     const s = this.#state.get(tableKey(family, table))?.sets.get(map);
     if (s === undefined || s.spec.kind !== kind) return '';
