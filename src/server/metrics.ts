@@ -395,61 +395,68 @@ export function createMetrics(): ProxyMetrics {
 }
 
 const SERVICE_LABELS = ['namespace', 'service', 'port', 'frontend', 'protocol'] as const;
+type ServiceLabel = (typeof SERVICE_LABELS)[number];
+type Read = () => Promise<readonly PortCounters[] | undefined>;
+type Figure = 'connections' | 'noEndpoints' | 'sourceRangeDrops';
 
 /**
- * The three per-frontend counters (docs: CONTRACT of issue #15). They are the kernel's: each
- * scrape sets them to what it read, so they start again at a full sync (the kernel's counters
- * are recreated) and for a frontend whose element was replaced (a partial sync that changed its
- * map value). The three collects share one read (the reader caches it) and fill once per read.
+ * A counter whose values are the kernel's as last read: each scrape reads them (the reader
+ * caches and bounds that) and hands them to prom-client as they are, without its per-series
+ * label hashing (30,000 series at 10,000 Services). So they start again at a full sync (the
+ * kernel's counters are recreated) and for a frontend whose element a partial sync replaced.
  */
-function registerServiceCounters(
-  registry: Registry,
-  read: () => Promise<readonly PortCounters[] | undefined>,
-): void {
-  let filled: readonly PortCounters[] | undefined;
-  const fill = async (): Promise<void> => {
-    const ports = await read();
-    if (!ports || ports === filled) return;
-    filled = ports;
-    connections.reset();
-    noEndpoints.reset();
-    drops.reset();
-    for (const p of ports) {
+class KernelCounter extends Counter<ServiceLabel> {
+  readonly #read: Read;
+  readonly #figure: Figure;
+  /** The last values read: a failed or unfinished read keeps them. */
+  #last: readonly PortCounters[] = [];
+
+  constructor(registry: Registry, name: string, help: string, figure: Figure, read: Read) {
+    super({ name, help, labelNames: SERVICE_LABELS, registers: [registry] });
+    this.#read = read;
+    this.#figure = figure;
+  }
+
+  override async get(): ReturnType<Counter<ServiceLabel>['get']> {
+    this.#last = (await this.#read()) ?? this.#last;
+    const values: Array<{ value: number; labels: Record<ServiceLabel, string> }> = [];
+    const drops = this.#figure === 'sourceRangeDrops';
+    for (const p of this.#last)
       for (const fe of p.frontends) {
-        const labels = {
-          namespace: p.namespace,
-          service: p.service,
-          port: p.port,
-          frontend: fe.frontend,
-          protocol: p.protocol,
-        };
-        connections.inc(labels, fe.connections);
-        noEndpoints.inc(labels, fe.noEndpoints);
         // Only a frontend that source ranges guard can drop: the others would be 0 forever.
-        if (p.guarded.has(fe.frontend)) drops.inc(labels, fe.sourceRangeDrops);
+        if (drops && !p.guarded.has(fe.frontend)) continue;
+        const { namespace, service, port, protocol } = p;
+        values.push({
+          value: fe[this.#figure],
+          labels: { namespace, service, port, frontend: fe.frontend, protocol },
+        });
       }
-    }
-  };
-  const registers = [registry];
-  const connections = new Counter({
-    name: 'kube_nftproxy_service_connections_total',
-    help: 'New connections sent to an endpoint, per Service frontend (kernel counters; reset by a full sync)',
-    labelNames: SERVICE_LABELS,
-    registers,
-    collect: fill,
-  });
-  const noEndpoints = new Counter({
-    name: 'kube_nftproxy_service_no_endpoints_total',
-    help: 'New connections refused or dropped because the Service port has no usable endpoint for the frontend',
-    labelNames: SERVICE_LABELS,
-    registers,
-    collect: fill,
-  });
-  const drops = new Counter({
-    name: 'kube_nftproxy_service_source_range_drops_total',
-    help: 'New connections dropped by loadBalancerSourceRanges, per Service frontend',
-    labelNames: SERVICE_LABELS,
-    registers,
-    collect: fill,
-  });
+    const base = await super.get();
+    return { ...base, values };
+  }
+}
+
+/** The three per-frontend counters (issue #15's contract), sharing one read per scrape. */
+function registerServiceCounters(registry: Registry, read: Read): void {
+  new KernelCounter(
+    registry,
+    'kube_nftproxy_service_connections_total',
+    'New connections sent to an endpoint, per Service frontend (kernel counters; reset by a full sync)',
+    'connections',
+    read,
+  );
+  new KernelCounter(
+    registry,
+    'kube_nftproxy_service_no_endpoints_total',
+    'New connections refused or dropped because the Service port has no usable endpoint for the frontend',
+    'noEndpoints',
+    read,
+  );
+  new KernelCounter(
+    registry,
+    'kube_nftproxy_service_source_range_drops_total',
+    'New connections dropped by loadBalancerSourceRanges, per Service frontend',
+    'sourceRangeDrops',
+    read,
+  );
 }
