@@ -43,7 +43,7 @@ const fmtMs = (x: number): string => `${round(x, 1)} ms`;
  * holding every frontend, looked up by a rule of its own before `service-ips`. Built from the
  * counters-off ruleset, for its cost only (the rules are not what the daemon would count with).
  */
-function counterSetDesign(off: Ruleset): Ruleset {
+export function counterSetDesign(off: Ruleset): Ruleset {
   const name = 'frontend-counters';
   const sets = [...off.sets];
   const chains = off.chains.map((c) => c);
@@ -251,6 +251,25 @@ export const bench: Bench = {
         scrapes.push(ms(start));
       }
       const series = body.split('\n').filter((l) => l.startsWith('kube_nftproxy_service_')).length;
+      // As the daemon serves it: each scrape starts a read, waits for it at most
+      // COUNTERS_TIMEOUT_MS, and otherwise answers with the last read (after a first one landed).
+      const served = new CounterReader({
+        nft: on.session,
+        table: TABLE,
+        log: silentLogger(),
+        clock: systemClock,
+        maxAgeMs: 0,
+        rules: () => ({ state: last, nodePortIPs: baseConfig.nodePortIPs, since: Date.now() }),
+      });
+      while ((await served.read()) === undefined);
+      const servedMetrics = createMetrics();
+      servedMetrics.serviceCounters(async () => (await served.read())?.ports);
+      const servedScrapes: number[] = [];
+      for (let r = 0; r < 3; r++) {
+        const start = process.hrtime.bigint();
+        await servedMetrics.registry.metrics();
+        servedScrapes.push(ms(start));
+      }
       // A change while a scrape runs: nft processes of their own, one event loop shared.
       const during: number[] = [];
       for (let k = 0; k < 3; k++) {
@@ -281,6 +300,7 @@ export const bench: Bench = {
       f('change_operations', ops);
       f('counters_read_ms', median(reads));
       f('scrape_ms', median(scrapes));
+      f('scrape_served_ms', median(servedScrapes));
       f('scrape_series', series);
       f('scrape_bytes', body.length);
       f('change_during_scrape_ms', median(during));
@@ -291,12 +311,13 @@ export const bench: Bench = {
         `  full load: off ${fmtMs(wall(off))} (nft CPU ${fmtMs(cpu(off))}, ${elements(rsOff)} elements), on ${fmtMs(wall(on))} (nft CPU ${fmtMs(cpu(on))}; counters on 4 maps' elements, no element more): ratio ${r3(wall(on) / wall(off))} wall, ${r3(cpu(on) / cpu(off))} CPU`,
         `  the other design, a counter set keyed by frontend: ${fmtMs(wall(set))} (nft CPU ${fmtMs(cpu(set))}, ${elements(set.rs)} elements): ratio ${r3(wall(set) / wall(off))} wall, ${r3(cpu(set) / cpu(off))} CPU`,
         `  one change (${ops} operations, nft session): off ${fmtMs(changeOff)}, on ${fmtMs(changeOn)}, ratio ${r3(changeOn / changeOff)}`,
-        `  scrape: kernel read ${fmtMs(median(reads))} (nft -j -p list of the counted maps, parsed and mapped), whole /metrics ${fmtMs(median(scrapes))} (${series} counter series, ${round(body.length / 1e6, 2)} MB); the daemon waits ${COUNTERS_TIMEOUT_MS} ms for a read, then answers with the last`,
+        `  scrape: kernel read ${fmtMs(median(reads))} (nft -j -p list of the counted maps, parsed and mapped), whole /metrics ${fmtMs(median(scrapes))} (${series} counter series, ${round(body.length / 1e6, 2)} MB)`,
+        `  scrape as the daemon serves it (waits ${COUNTERS_TIMEOUT_MS} ms for a read, else answers with the last): ${fmtMs(median(servedScrapes))}`,
         `  one change while a scrape runs: ${fmtMs(median(during))} (alone: ${fmtMs(changeOn)})`,
       );
       if (!ctx.quick)
         lines.push(
-          `  target on/off ≤ ${TARGET.ratio}: full load ${met(cpu(on) / cpu(off) <= TARGET.ratio)} (CPU), one change ${met(changeOn / changeOff <= TARGET.ratio)}; target scrape ≤ ${TARGET.scrapeMs} ms: ${met(median(scrapes) <= TARGET.scrapeMs)}`,
+          `  target on/off ≤ ${TARGET.ratio}: full load ${met(cpu(on) / cpu(off) <= TARGET.ratio)} (CPU), one change ${met(changeOn / changeOff <= TARGET.ratio)}; target scrape ≤ ${TARGET.scrapeMs} ms: ${met(median(servedScrapes) <= TARGET.scrapeMs)} as served, ${met(median(scrapes) <= TARGET.scrapeMs)} waiting for the whole read`,
         );
       return { figures, lines };
     } finally {
