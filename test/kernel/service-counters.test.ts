@@ -20,7 +20,8 @@ import { testDaemonConfig } from '../support/daemon-harness.js';
  * (dropped; pods short-circuit to the remote one), /metrics and /debug/services say exactly N,
  * M, K and L per Service frontend; a partial sync of another Service keeps them, and counting
  * goes on. Drops are counted with UDP: one datagram is one try, where a dropped TCP client
- * tries again on its own schedule. Runs with KNP_NEW_NFT's nft when set.
+ * tries again on its own schedule. IPv6 Services count in the ip6 table alike. Runs with
+ * KNP_NEW_NFT's nft when set.
  */
 describe('kernel: per-Service counters (issue #15)', function () {
   this.timeout(300_000);
@@ -31,10 +32,13 @@ describe('kernel: per-Service counters (issue #15)', function () {
   const LOCAL_VIP = '10.96.4.13';
   const OTHER_VIP = '10.96.4.14';
   const LB_IP = '192.0.2.40';
+  /** IPv6 ClusterIPs: the ip6 table's counters, printed as `[ip]:port`. */
+  const WEB6_VIP = 'fd00:10:96::4:10';
+  const EMPTY6_VIP = 'fd00:10:96::4:11';
   const ALLOWED = LAB.clientIp;
   const DENIED = '172.30.0.101';
   const LOCAL_NODEPORT = 30480;
-  const [N, M, K, A, L, P] = [12, 7, 5, 4, 3, 6];
+  const [N, M, K, A, L, P, N6, M6] = [12, 7, 5, 4, 3, 6, 9, 2];
   const log = silentLogger();
   let lab: Lab;
   let server: TestApiServer;
@@ -64,6 +68,17 @@ describe('kernel: per-Service counters (issue #15)', function () {
     );
   const WEB_1 = { ip: '10.244.1.11', nodeName: LAB.nodeName };
   const WEB_2 = { ip: '10.244.1.12', nodeName: LAB.nodeName };
+  const WEB_1_6 = { ip: 'fd00:10:244:1::11', nodeName: LAB.nodeName };
+  const v6Service = (name: string, vip: string): StoredObject =>
+    stored(
+      service(NS, name, {
+        ipFamilyPolicy: 'SingleStack',
+        ipFamilies: ['IPv6'],
+        clusterIP: vip,
+        clusterIPs: [vip],
+        ports: [{ name: 'http', port: 80, targetPort: 8080 }],
+      }),
+    );
   const FAR_1 = { ip: '10.244.2.11', nodeName: LAB.remoteNodeName };
 
   const get = async (path: string): Promise<string> => {
@@ -122,6 +137,8 @@ describe('kernel: per-Service counters (issue #15)', function () {
       { connections: 0, noEndpoints: L, sourceRangeDrops: 0 },
     ],
     ['other', `${OTHER_VIP}:80`, 'TCP', 'http', { connections: 0, noEndpoints: 0, sourceRangeDrops: 0 }],
+    ['web6', `[${WEB6_VIP}]:80`, 'TCP', 'http', { connections: N6, noEndpoints: 0, sourceRangeDrops: 0 }],
+    ['empty6', `[${EMPTY6_VIP}]:80`, 'TCP', 'http', { connections: 0, noEndpoints: M6, sourceRangeDrops: 0 }],
   ];
 
   /** Both endpoints agree with `want`, exactly, once the reads catch up with the last packets. */
@@ -161,12 +178,12 @@ describe('kernel: per-Service counters (issue #15)', function () {
   before(async function () {
     requireKernel(this);
     await Lab.sweep();
-    lab = await Lab.create();
-    await lab.addPod('web-1', { ip: WEB_1.ip });
+    lab = await Lab.create({ ipv6: true });
+    await lab.addPod('web-1', { ip: WEB_1.ip, ipv6: WEB_1_6.ip });
     await lab.addPod('web-2', { ip: WEB_2.ip });
     await lab.addPod('far-1', { ip: FAR_1.ip, local: false });
     for (const pod of ['web-1', 'web-2', 'far-1']) await lab.serve(pod, { tcp: [8080], udp: [5353] });
-    await lab.addPod('client-pod', { ip: '10.244.1.50' });
+    await lab.addPod('client-pod', { ip: '10.244.1.50', ipv6: 'fd00:10:244:1::50' });
     await lab.addClient('allowed', ALLOWED);
     await lab.addClient('denied', DENIED);
     for (const client of ['allowed', 'denied'])
@@ -174,7 +191,13 @@ describe('kernel: per-Service counters (issue #15)', function () {
     const nftPath = process.env.KNP_NEW_NFT ? newNft()?.path : undefined;
     nft = createNft({ netns: lab.nodeNs, session: true, ...(nftPath ? { nftPath } : {}) });
     server = await TestApiServer.create({ bookmarkIntervalMs: 1_000 });
-    server.create('Node', stored(node(LAB.nodeName, [LAB.nodeIp])));
+    server.create('Node', stored(node(LAB.nodeName, [LAB.nodeIp, LAB.nodeIp6])));
+    server.create('Service', v6Service('web6', WEB6_VIP));
+    server.create(
+      'EndpointSlice',
+      stored(slice(NS, 'web6-a', 'web6', [{ name: 'http', port: 8080 }], [WEB_1_6], 'IPv6')),
+    );
+    server.create('Service', v6Service('empty6', EMPTY6_VIP));
     server.create('Service', clusterIP('web', WEB_VIP));
     server.create('EndpointSlice', endpoints('web', [WEB_1, WEB_2]));
     server.create('Service', clusterIP('empty', EMPTY_VIP));
@@ -214,16 +237,18 @@ describe('kernel: per-Service counters (issue #15)', function () {
     );
     server.create('EndpointSlice', endpoints('local', [FAR_1]));
     const config = testDaemonConfig(LAB.nodeName, [
+      '--node-ip',
+      `${LAB.nodeIp},${LAB.nodeIp6}`,
       '--cluster-cidr',
-      LAB.clusterCidr,
+      `${LAB.clusterCidr},${LAB.clusterCidr6}`,
       '--service-cidr',
-      LAB.serviceCidr,
+      `${LAB.serviceCidr},${LAB.serviceCidr6}`,
       '--sync-period',
       '30s',
     ]);
     daemon = new Daemon(config, {
       log,
-      env: { localAddresses: [LAB.nodeIp, LAB.nodePodIp] },
+      env: { localAddresses: [LAB.nodeIp, LAB.nodePodIp, LAB.nodeIp6, LAB.nodePodIp6] },
       nft,
       source: createKubeSource({
         kubeConfig: server.kubeConfig(),
@@ -274,6 +299,10 @@ describe('kernel: per-Service counters (issue #15)', function () {
       count: P,
     });
     answered(fromPod, P, 'a pod short-circuits to the remote endpoint');
+    const web6 = await lab.probe('client-pod', { dst: WEB6_VIP, port: 80, proto: 'tcp', count: N6 });
+    answered(web6, N6, 'the IPv6 Service answers every connection');
+    const empty6 = await lab.probe('client-pod', { dst: EMPTY6_VIP, port: 80, proto: 'tcp', count: M6 });
+    assert.equal(empty6.refused, M6, 'an IPv6 Service without endpoints refuses');
     await countsAre(N);
   });
 
