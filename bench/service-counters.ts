@@ -203,21 +203,28 @@ export const bench: Bench = {
         chain[which].rs = chain[which].compiler.compile(state).ruleset;
       let prev = state;
       let ops = 0;
+      /** Changes whose transaction text was the same off and on. */
+      let sameText = 0;
       for (let k = 0; k < changes; k++) {
+        const texts: string[] = [];
         const next = replaceOneEndpoint(prev, (Math.floor(n / 3) + k * 7919) % n, 2000 + k);
-        for (const [which, v] of [
+        // Which goes first alternates: a turn's order must not favour one.
+        const turn = [
           ['off', off],
           ['on', on],
-        ] as const) {
+        ] as const;
+        for (const [which, v] of k % 2 === 0 ? turn : [...turn].reverse()) {
           const c = chain[which];
           const nextRs = c.compiler.compile(next).ruleset;
           const tx = partialTransaction(c.rs!, nextRs);
+          texts.push(tx.toString());
           const start = process.hrtime.bigint();
           await v.session.run(tx);
           c.times.push(ms(start));
           ops = tx.size;
           c.rs = nextRs;
         }
+        if (texts.length === 2 && texts[0] === texts[1]) sameText++;
         prev = next;
       }
       ctx.say(`  one change, off: ${chain.off.times.map(fmtMs).join(', ')}`);
@@ -298,6 +305,7 @@ export const bench: Bench = {
       f('change_on_ms', changeOn);
       f('ratio_change_on_off', changeOn / changeOff);
       f('change_operations', ops);
+      f('change_same_text', sameText);
       f('counters_read_ms', median(reads));
       f('scrape_ms', median(scrapes));
       f('scrape_served_ms', median(servedScrapes));
@@ -310,7 +318,7 @@ export const bench: Bench = {
         `service-counters: ${version}; ${n} Services × ${ENDPOINTS} (mixed); medians of ${rounds} full loads (interleaved) and ${changes} changes (in turns)`,
         `  full load: off ${fmtMs(wall(off))} (nft CPU ${fmtMs(cpu(off))}, ${elements(rsOff)} elements), on ${fmtMs(wall(on))} (nft CPU ${fmtMs(cpu(on))}; counters on 4 maps' elements, no element more): ratio ${r3(wall(on) / wall(off))} wall, ${r3(cpu(on) / cpu(off))} CPU`,
         `  the other design, a counter set keyed by frontend: ${fmtMs(wall(set))} (nft CPU ${fmtMs(cpu(set))}, ${elements(set.rs)} elements): ratio ${r3(wall(set) / wall(off))} wall, ${r3(cpu(set) / cpu(off))} CPU`,
-        `  one change (${ops} operations, nft session): off ${fmtMs(changeOff)}, on ${fmtMs(changeOn)}, ratio ${r3(changeOn / changeOff)}`,
+        `  one change (${ops} operations, nft session): off ${fmtMs(changeOff)}, on ${fmtMs(changeOn)}, ratio ${r3(changeOn / changeOff)}; the same nft text off and on in ${sameText} of ${changes} changes`,
         `  scrape: kernel read ${fmtMs(median(reads))} (nft -j -p list of the counted maps, parsed and mapped), whole /metrics ${fmtMs(median(scrapes))} (${series} counter series, ${round(body.length / 1e6, 2)} MB)`,
         `  scrape as the daemon serves it (waits ${COUNTERS_TIMEOUT_MS} ms for a read, else answers with the last): ${fmtMs(median(servedScrapes))}`,
         `  one change while a scrape runs: ${fmtMs(median(during))} (alone: ${fmtMs(changeOn)})`,
