@@ -68,17 +68,35 @@ export function portCounters(
   nodePortIPs: Record<Family, string[]>,
   readings: CounterReadings,
 ): PortCounters[] {
+  return countersOf(state.ports, nodePortIPs, indexReadings(readings));
+}
+
+/** The readings by frontend key id (countedKeyId), each map's packets. */
+export type ReadingsIndex = Readonly<Record<keyof CounterReadings, ReadonlyMap<string, number>>>;
+
+export function indexReadings(readings: CounterReadings): ReadingsIndex {
   const index = (list: readonly CountedElement[]): Map<string, number> => {
     const m = new Map<string, number>();
     for (const { key, packets } of list) m.set(countedKeyId(key), packets);
     return m;
   };
-  const connections = index(readings.connections);
-  const noEndpoints = index(readings.noEndpoints);
-  const shortcircuit = index(readings.shortcircuit);
-  const drops = index(readings.sourceRangeDrops);
+  return {
+    connections: index(readings.connections),
+    noEndpoints: index(readings.noEndpoints),
+    shortcircuit: index(readings.shortcircuit),
+    sourceRangeDrops: index(readings.sourceRangeDrops),
+  };
+}
+
+/** portCounters() for some of the ports, against readings indexed once (the reader goes in slices). */
+export function countersOf(
+  ports: readonly ServicePort[],
+  nodePortIPs: Record<Family, string[]>,
+  index: ReadingsIndex,
+): PortCounters[] {
+  const { connections, noEndpoints, shortcircuit, sourceRangeDrops: drops } = index;
   const out: PortCounters[] = [];
-  for (const sp of state.ports) {
+  for (const sp of ports) {
     const proto = nftProtocol(sp.protocol);
     const guarded = new Set<string>();
     const frontends: FrontendCounters[] = [];
