@@ -68,6 +68,7 @@ describe('kernel: per-Service counters (issue #15)', function () {
     );
   const WEB_1 = { ip: '10.244.1.11', nodeName: LAB.nodeName };
   const WEB_2 = { ip: '10.244.1.12', nodeName: LAB.nodeName };
+  const WEB_3 = { ip: '10.244.1.13', nodeName: LAB.nodeName };
   const WEB_1_6 = { ip: 'fd00:10:244:1::11', nodeName: LAB.nodeName };
   const v6Service = (name: string, vip: string): StoredObject =>
     stored(
@@ -181,8 +182,10 @@ describe('kernel: per-Service counters (issue #15)', function () {
     lab = await Lab.create({ ipv6: true });
     await lab.addPod('web-1', { ip: WEB_1.ip, ipv6: WEB_1_6.ip });
     await lab.addPod('web-2', { ip: WEB_2.ip });
+    await lab.addPod('web-3', { ip: WEB_3.ip });
     await lab.addPod('far-1', { ip: FAR_1.ip, local: false });
-    for (const pod of ['web-1', 'web-2', 'far-1']) await lab.serve(pod, { tcp: [8080], udp: [5353] });
+    for (const pod of ['web-1', 'web-2', 'web-3', 'far-1'])
+      await lab.serve(pod, { tcp: [8080], udp: [5353] });
     await lab.addPod('client-pod', { ip: '10.244.1.50', ipv6: 'fd00:10:244:1::50' });
     await lab.addClient('allowed', ALLOWED);
     await lab.addClient('denied', DENIED);
@@ -317,5 +320,26 @@ describe('kernel: per-Service counters (issue #15)', function () {
     const more = await lab.probe('client-pod', { dst: WEB_VIP, port: 80, proto: 'tcp', count: 3 });
     answered(more, 3, 'web still answers');
     await countsAre(N + 3);
+  });
+
+  /** Waits for the partial sync that follows a change of `web`'s endpoints. */
+  const webSynced = async (pods: Array<{ ip: string; nodeName: string }>): Promise<void> => {
+    const before = daemon!.syncs;
+    server.update('EndpointSlice', endpoints('web', pods));
+    await waitFor(() => daemon!.syncs > before, { timeoutMs: 60_000, what: 'the partial sync' });
+    const tx = daemon!.applier.lastTransaction;
+    assert.doesNotMatch(tx, /table ip kube-nftproxy/, `a partial sync, not a table replacement:\n${tx}`);
+  };
+
+  it("keeps a Service's counter when its endpoints change but not their number, and starts it again when the number changes (README)", async () => {
+    // Another pod, the same count: only the backends map changes; service-ips' element stays.
+    await webSynced([WEB_1, WEB_3]);
+    await countsAre(N + 3);
+    // One endpoint fewer: the frontend's element goes to another pick chain (delete + add).
+    await webSynced([WEB_1]);
+    await countsAre(0);
+    const again = await lab.probe('client-pod', { dst: WEB_VIP, port: 80, proto: 'tcp', count: 2 });
+    answered(again, 2, 'web answers from its one endpoint');
+    await countsAre(2);
   });
 });
