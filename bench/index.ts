@@ -12,6 +12,7 @@ const loaders: Array<{ name: string; load: () => Promise<{ bench: Bench }> }> = 
   { name: 'maglev-frontends', load: () => import('./maglev-frontends.js') },
   { name: 'parse-limits', load: () => import('./parse-limits.js') },
   { name: 'source-once', load: () => import('./source-once.js') },
+  { name: 'service-counters', load: () => import('./service-counters.js') },
 ];
 
 type Figures = Record<string, BenchResult['figures'] | { skipped: string }>;

@@ -69,4 +69,6 @@ export interface ProxyConfig {
   warnings: string[];
   /** --max-service-elements: a Service compiling to more nft elements is skipped; Infinity: no limit. */
   maxServiceElements: number;
+  /** --service-counters: per-frontend connection counters in the kernel, on /metrics and /debug/services. */
+  serviceCounters: boolean;
 }

@@ -193,6 +193,11 @@ export const FLAGS: FlagSpec[] = [
     help: 'most nft elements one Service may compile to; a Service over it is skipped, with the reason on /debug/services (0: no limit)',
     default: String(DEFAULT_MAX_SERVICE_ELEMENTS),
   },
+  {
+    name: 'service-counters',
+    help: 'count new connections, no-endpoint refusals and source-range drops per Service frontend in the kernel (/metrics, /debug/services); --service-counters=false turns them off',
+    default: 'true',
+  },
 ];
 
 export function usage(): string {
@@ -471,5 +476,6 @@ export function buildConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     ...(get('write-config-to') ? { writeConfigTo: get('write-config-to')! } : {}),
     warnings,
     maxServiceElements: maxElements === 0 ? Infinity : maxElements,
+    serviceCounters: get('service-counters') !== 'false',
   };
 }

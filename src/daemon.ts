@@ -151,7 +151,10 @@ export class Daemon {
         logSkipped: (skipped) => logSkipped(this.#log, skipped, this.#skippedSeen),
         ...(this.conntrack ? { conntrack: this.conntrack } : {}),
         ...(deps.prepareNode ? { prepareNode: deps.prepareNode } : {}),
+        serviceCounters: config.serviceCounters,
       });
+      const counters = this.#nftBackend.counters;
+      if (counters) this.metrics.serviceCounters(async () => (await counters.read())?.ports);
       this.#backend = this.#nftBackend;
       this.#leftovers = deps.leftovers;
     } else {
@@ -476,9 +479,10 @@ export class Daemon {
         return trace(state, compileConfig(state, this.config, this.#env), q);
       },
       config: () => effectiveKubeProxyConfig(this.config),
-      services: (query) => {
+      services: async (query) => {
         const { state, listeners } = this.#backend.describe(this.#state);
-        return describeServices(state, listeners, query);
+        const counters = await this.#nftBackend?.counters?.read();
+        return describeServices(state, listeners, query, counters);
       },
     };
   }

@@ -67,6 +67,7 @@ export function compileConfig(state: ProxyState, config: ProxyConfig, env: Envir
     nodePortIPs: nodePortIPsOf(state, config, env),
     maglevSeed: config.maglevSeed,
     maxServiceElements: config.maxServiceElements,
+    serviceCounters: config.serviceCounters,
   };
 }
 

@@ -1,4 +1,5 @@
-import type { Clock } from '../util/clock.js';
+import { wallTime, type Clock } from '../util/clock.js';
+import { CounterReader } from '../counters/counter-reader.js';
 import type { ConntrackReconciler } from '../conntrack/reconciler.js';
 import { KUBE_PROXY_TABLES } from '../kube-proxy-leftovers.js';
 import type { Logger } from '../log.js';
@@ -41,6 +42,8 @@ export interface NftBackendOptions {
   conntrack?: Pick<ConntrackReconciler, 'note' | 'synced'>;
   /** The node settings nftables mode needs (conntrack sysctls), run once nft works. */
   prepareNode?: () => Promise<void>;
+  /** --service-counters: read the rules' per-frontend counters (`counters`). */
+  serviceCounters?: boolean;
 }
 
 /**
@@ -60,6 +63,13 @@ export class NftBackend implements Backend {
   #compiler: { key: string; compiler: Compiler } | undefined;
   /** The state the applied rules were compiled from (after the last sync that worked). */
   #programmed: ProxyState | undefined;
+  /** The compile config of the last compile: the NodePort addresses the counters are read against. */
+  #compiled: CompileConfig | undefined;
+  /** Wall-clock time of the last full sync, which started the kernel's counters again. */
+  #countersSince: number | undefined;
+  readonly #wallNow: () => number;
+  /** The per-frontend counters of the applied rules; none with --service-counters=false. */
+  readonly counters: CounterReader | undefined;
 
   constructor(opts: NftBackendOptions) {
     this.#opts = opts;
@@ -69,6 +79,23 @@ export class NftBackend implements Backend {
       log: opts.log.child({ component: 'rules' }),
       takeOver: KUBE_PROXY_TABLES,
     });
+    this.#wallNow = wallTime(opts.clock);
+    this.counters = opts.serviceCounters
+      ? new CounterReader({
+          nft: opts.nft,
+          table: opts.table,
+          log: opts.log,
+          clock: opts.clock,
+          rules: () => {
+            const state = this.#programmed;
+            const since = this.#countersSince;
+            const cc = this.#compiled;
+            return state && since !== undefined && cc
+              ? { state, since, nodePortIPs: cc.nodePortIPs }
+              : undefined;
+          },
+        })
+      : undefined;
   }
 
   async start(): Promise<void> {
@@ -145,7 +172,10 @@ export class NftBackend implements Backend {
         'nft refused a sync: applied it without the Services it refuses',
       );
     }
-    if (result.full) this.#lastFull = now;
+    if (result.full) {
+      this.#lastFull = now;
+      this.#countersSince = this.#wallNow();
+    }
     metrics.transaction(result.operations);
     this.#programmed = programmed;
     // In the background: the next sync never waits for a cleanup.
@@ -157,6 +187,7 @@ export class NftBackend implements Backend {
   #compilerFor(state: ProxyState): Compiler {
     const cc = this.#opts.compileConfig(state);
     const key = JSON.stringify(cc);
+    this.#compiled = cc;
     if (this.#compiler?.key !== key) this.#compiler = { key, compiler: new Compiler(cc) };
     return this.#compiler.compiler;
   }

@@ -44,6 +44,11 @@ export interface CompileConfig {
    * over it is left out, in `Ruleset.skipped`. Unlimited when absent.
    */
   maxServiceElements?: number;
+  /**
+   * --service-counters: the maps where a new connection's fate is decided count it per
+   * frontend (layout.ts, COUNTED). Off when absent.
+   */
+  serviceCounters?: boolean;
 }
 
 /**
@@ -455,5 +460,6 @@ function familyContext(family: Family, config: CompileConfig): FamilyContext {
         ? [`${ifNotLocal} jump mark-for-masquerade`]
         : [],
     maglevSeed: config.maglevSeed ?? 0,
+    counters: config.serviceCounters === true,
   };
 }

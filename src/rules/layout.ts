@@ -84,7 +84,29 @@ export interface FamilyContext {
   nodePortIPs: Record<Family, string[]>;
   masq: string[];
   maglevSeed: number;
+  /** --service-counters: the decision maps count what they decide, per frontend (COUNTED). */
+  counters: boolean;
 }
+
+/**
+ * The maps and sets whose elements count, per frontend (`ip . proto . port`), when
+ * --service-counters is on: each is where one decision about a new connection is made, so a
+ * lookup that matches is one decision. `service-ips` is read in the nat chains, which see only
+ * the first packet of a connection; the others are in filter chains behind `ct state new`.
+ */
+export const COUNTED = {
+  /** New connections sent on to pick an endpoint (nat). */
+  connections: 'service-ips',
+  /** New connections refused or dropped: no endpoint for this frontend. */
+  noEndpoints: 'no-endpoint-services',
+  /**
+   * eTP Local frontends that are in `no-endpoint-services` too (no local endpoint): only pods
+   * and the node reach an endpoint, through here; the rest are dropped.
+   */
+  shortcircuit: 'shortcircuit-ips',
+  /** New connections dropped by loadBalancerSourceRanges (the allowed never reach the lookup). */
+  sourceRangeDrops: 'firewall-ips',
+} as const;
 
 /** Tables, hooks, static chains, sets and maps, and the pick chains, recorders and Maglev tables in use. */
 export function staticPart(
@@ -157,7 +179,10 @@ export function staticPart(
 
   // --- static regular chains
   chain('firewall-check', [
-    `${frontendKey} @firewall-ips ${frontendKey} . ${x} saddr != @firewall-allow drop`,
+    // Counted, the frontend is looked up last: only a connection the ranges refuse matches it.
+    ctx.counters
+      ? `${frontendKey} . ${x} saddr != @firewall-allow ${frontendKey} @firewall-ips drop`
+      : `${frontendKey} @firewall-ips ${frontendKey} . ${x} saddr != @firewall-allow drop`,
   ]);
   chain('endpoints-check', [`${frontendKey} vmap @no-endpoint-services`]);
   chain('cluster-ips-check', [
@@ -179,10 +204,20 @@ export function staticPart(
   ]);
 
   const verdictMap = { type: [addr, 'inet_proto', 'inet_service'], valueType: ['verdict'] };
-  map('service-ips', { ...verdictMap, comment: 'frontends with endpoints: goto the chain that picks one' });
-  map('no-endpoint-services', { ...verdictMap, comment: 'frontends without endpoints: reject or drop' });
+  const counted = ctx.counters ? { counter: true } : {};
+  map('service-ips', {
+    ...verdictMap,
+    ...counted,
+    comment: 'frontends with endpoints: goto the chain that picks one',
+  });
+  map('no-endpoint-services', {
+    ...verdictMap,
+    ...counted,
+    comment: 'frontends without endpoints: reject or drop',
+  });
   map('shortcircuit-ips', {
     ...verdictMap,
+    ...counted,
     comment: 'eTP Local frontends: pods and the node use every endpoint',
   });
   map('maglev-ports', { ...verdictMap, comment: "Maglev frontends: goto their service port's table" });
@@ -210,6 +245,7 @@ export function staticPart(
   }
   set('cluster-ips', [addr], { comment: 'active ClusterIPs' });
   set('firewall-ips', [addr, 'inet_proto', 'inet_service'], {
+    ...counted,
     comment: 'frontends with loadBalancerSourceRanges',
   });
   set('firewall-allow', [addr, 'inet_proto', 'inet_service', addr], {

@@ -7,6 +7,7 @@ import {
   exponentialBuckets,
   linearBuckets,
 } from 'prom-client';
+import type { PortCounters } from '../counters/service-counters.js';
 import type { Family, Skipped } from '../model/types.js';
 import { buildInfo } from '../version.js';
 
@@ -84,6 +85,11 @@ export interface ProxyMetrics {
   heldOut(services: number): void;
   /** One family's stale UDP conntrack cleanup took `seconds` and deleted `deleted` entries. */
   conntrackReconciled(family: Family, seconds: number, deleted: number): void;
+  /**
+   * --service-counters: registers the per-frontend counters, read from the kernel at each
+   * scrape through `read` (undefined: nothing read yet, the last figures stay).
+   */
+  serviceCounters(read: () => Promise<readonly PortCounters[] | undefined>): void;
 }
 
 /** kube-proxy's ip_family label values, by our Family. */
@@ -382,5 +388,75 @@ export function createMetrics(): ProxyMetrics {
       conntrackDuration.observe({ ip_family }, seconds);
       if (deleted > 0) conntrackDeleted.inc({ ip_family }, deleted);
     },
+    serviceCounters(read) {
+      registerServiceCounters(registry, read);
+    },
   };
+}
+
+const SERVICE_LABELS = ['namespace', 'service', 'port', 'frontend', 'protocol'] as const;
+type ServiceLabel = (typeof SERVICE_LABELS)[number];
+type Read = () => Promise<readonly PortCounters[] | undefined>;
+type Figure = 'connections' | 'noEndpoints' | 'sourceRangeDrops';
+
+/**
+ * A counter whose values are the kernel's as last read: each scrape reads them (the reader
+ * caches and bounds that) and hands them to prom-client as they are, without its per-series
+ * label hashing (30,000 series at 10,000 Services). So they start again at a full sync (the
+ * kernel's counters are recreated) and for a frontend whose element a partial sync replaced.
+ */
+class KernelCounter extends Counter<ServiceLabel> {
+  readonly #read: Read;
+  readonly #figure: Figure;
+  /** The last values read: a failed or unfinished read keeps them. */
+  #last: readonly PortCounters[] = [];
+
+  constructor(registry: Registry, name: string, help: string, figure: Figure, read: Read) {
+    super({ name, help, labelNames: SERVICE_LABELS, registers: [registry] });
+    this.#read = read;
+    this.#figure = figure;
+  }
+
+  override async get(): ReturnType<Counter<ServiceLabel>['get']> {
+    this.#last = (await this.#read()) ?? this.#last;
+    const values: Array<{ value: number; labels: Record<ServiceLabel, string> }> = [];
+    const drops = this.#figure === 'sourceRangeDrops';
+    for (const p of this.#last)
+      for (const fe of p.frontends) {
+        // Only a frontend that source ranges guard can drop: the others would be 0 forever.
+        if (drops && !p.guarded.has(fe.frontend)) continue;
+        const { namespace, service, port, protocol } = p;
+        values.push({
+          value: fe[this.#figure],
+          labels: { namespace, service, port, frontend: fe.frontend, protocol },
+        });
+      }
+    const base = await super.get();
+    return { ...base, values };
+  }
+}
+
+/** The three per-frontend counters (issue #15's contract), sharing one read per scrape. */
+function registerServiceCounters(registry: Registry, read: Read): void {
+  new KernelCounter(
+    registry,
+    'kube_nftproxy_service_connections_total',
+    'New connections sent to an endpoint, per Service frontend (kernel counters; reset by a full sync)',
+    'connections',
+    read,
+  );
+  new KernelCounter(
+    registry,
+    'kube_nftproxy_service_no_endpoints_total',
+    'New connections refused or dropped because the Service port has no usable endpoint for the frontend',
+    'noEndpoints',
+    read,
+  );
+  new KernelCounter(
+    registry,
+    'kube_nftproxy_service_source_range_drops_total',
+    'New connections dropped by loadBalancerSourceRanges, per Service frontend',
+    'sourceRangeDrops',
+    read,
+  );
 }

@@ -2,6 +2,7 @@ import { endpointName } from '../lb/maglev.js';
 import type { ListenerInfo } from '../lb/userspace-backend.js';
 import type { FrontendKind } from '../model/frontends.js';
 import type { ProxyState } from '../model/types.js';
+import type { CountersSnapshot } from '../counters/counter-reader.js';
 
 /**
  * How a listener's frontend kind is printed: the singular of the port's `frontends` key
@@ -55,6 +56,7 @@ export function describeServices(
   state: ProxyState | undefined,
   listeners?: ListenerInfo[],
   query: ServicesQuery = {},
+  counters?: CountersSnapshot,
 ): unknown {
   if (!state) return { synced: false, ports: [], skipped: [] };
   const ep = (e: {
@@ -84,6 +86,7 @@ export function describeServices(
   const skipped = service === undefined ? state.skipped : state.skipped.filter((s) => s.name === service);
   // What the answer holds besides the lists, and the marker, with room for the counts.
   let budget = maxBytes - HEAD_ROOM - Buffer.byteLength(JSON.stringify(state.node, null, 2));
+  const countersSince = counters ? new Date(counters.since).toISOString() : undefined;
   /** Whether `value` still fits, measured as it is sent: indented JSON (servers.ts). */
   const fits = (value: unknown): boolean => {
     if (budget === Infinity) return true;
@@ -115,6 +118,7 @@ export function describeServices(
   return {
     synced: true,
     node: state.node,
+    ...(countersSince !== undefined ? { countersSince } : {}),
     ...(truncated ? { truncated } : {}),
     ports: shownPorts,
     skipped: shownSkipped,
@@ -144,6 +148,17 @@ export function describeServices(
       localEndpoints: sp.localEndpoints.map(ep),
       allEndpoints: sp.allEndpoints.map(ep),
       ...(listeners ? { listeners: byKey.get(sp.key) ?? [] } : {}),
+      // The contract's shape: what a dashboard or `explain` reads, without the metric labels.
+      ...(counters
+        ? {
+            counters: (counters.byKey.get(sp.key)?.frontends ?? []).map((c) => ({
+              frontend: c.frontend,
+              connections: c.connections,
+              noEndpoints: c.noEndpoints,
+              sourceRangeDrops: c.sourceRangeDrops,
+            })),
+          }
+        : {}),
     };
   }
 }

@@ -10,16 +10,8 @@ import { FakeClock } from '../support/fake-clock.js';
 import { node, service, slice } from '../support/objects.js';
 import { exposedFamilies, isExposed, promqlMetricNames, variableQueryExpr } from '../support/promql-names.js';
 
-/**
- * The per-Service counters of issue #15's contract (kube_nftproxy_service_*_total), which the
- * counters branch adds to the daemon; it is merged beside this one. Until then the daemon does
- * not export them and the metric-name check below lets these three through.
- *
- * DELETE THIS CONSTANT (and its two uses) WHEN THE COUNTERS BRANCH IS MERGED: the test "the
- * counters work has not landed yet" fails as soon as the daemon exports them, so it cannot
- * outlive the merge.
- */
-const METRICS_THE_COUNTERS_WORK_ADDS = [
+/** The per-Service counters of issue #15 (kube_nftproxy_service_*_total). */
+const SERVICE_COUNTERS = [
   'kube_nftproxy_service_connections_total',
   'kube_nftproxy_service_no_endpoints_total',
   'kube_nftproxy_service_source_range_drops_total',
@@ -130,7 +122,7 @@ describe('manifests/grafana-dashboard.json: a Grafana dashboard', () => {
   it('shows the contract counters per Service, chosen by the namespace and service variables', () => {
     const perService = expressions.filter(({ expr }) => /kube_nftproxy_service_\w+_total/.test(expr));
     const read = new Set(perService.flatMap(({ expr }) => promqlMetricNames(expr)));
-    for (const name of METRICS_THE_COUNTERS_WORK_ADDS) assert.ok(read.has(name), `no query reads ${name}`);
+    for (const name of SERVICE_COUNTERS) assert.ok(read.has(name), `no query reads ${name}`);
     for (const { where, expr } of perService.filter((e) => e.where.startsWith('panel')))
       assert.match(expr, /namespace=~"\$namespace", service=~"\$service"/, where);
   });
@@ -192,19 +184,17 @@ describe("manifests/grafana-dashboard.json against the daemon's /metrics", funct
 
   it('names only metrics the daemon exports', () => {
     assert.ok(families.size > 30, [...families.keys()].join(' '));
-    const pending = new Set(METRICS_THE_COUNTERS_WORK_ADDS);
     const missing = expressions.flatMap(({ where, expr }) =>
       promqlMetricNames(expr)
-        .filter((name) => !isExposed(name, families) && !pending.has(name))
+        .filter((name) => !isExposed(name, families))
         .map((name) => `${where}: ${name}`),
     );
     assert.deepEqual(missing, []);
     assert.ok(expressions.length > 30, String(expressions.length));
   });
 
-  it('the counters work has not landed yet (when this fails: delete METRICS_THE_COUNTERS_WORK_ADDS)', () => {
-    const landed = METRICS_THE_COUNTERS_WORK_ADDS.filter((name) => families.has(name));
-    assert.deepEqual(landed, [], 'the daemon exports them now: delete the constant and this test');
+  it('exports the per-Service counters the dashboard reads', () => {
+    for (const name of SERVICE_COUNTERS) assert.ok(families.has(name), name);
   });
 });
 

@@ -22,6 +22,8 @@ const CONFIG: CompileConfig = {
   serviceCIDRs: ['10.96.0.0/16', 'fd00:96::/112'],
   nodePortIPs: { ipv4: ['192.168.0.10'], ipv6: ['fd00:1::10'] },
   maglevSeed: 3,
+  // The daemon's default (--service-counters): counted maps and the reordered firewall rule.
+  serviceCounters: true,
 };
 
 /**

@@ -128,7 +128,7 @@ describe('kernel: a Service nft refuses is held out, the rest is applied', funct
         await real.check(tx);
       },
       list: (family, table) => real.list(family, table),
-      listMapJson: (family, table, map) => real.listMapJson(family, table, map),
+      listMapJson: (family, table, map, opts) => real.listMapJson(family, table, map, opts),
       version: () => real.version(),
       close: () => real.close?.(),
     };

@@ -41,9 +41,11 @@ export interface Nft {
   list(family: NftFamily, table: string): Promise<string>;
   /**
    * `nft -j list map family table map`: the JSON text, '' when it does not exist. For maps the
-   * kernel fills itself (session affinity), whose elements we never sent.
+   * kernel fills itself (session affinity), whose elements we never sent, and for the counters
+   * on elements (src/counters/). `kind` 'set' lists a set instead; `numericProtocol` prints
+   * `inet_proto` fields as numbers (nft -p: measured 30–45 % faster for 14,000 elements).
    */
-  listMapJson(family: NftFamily, table: string, map: string): Promise<string>;
+  listMapJson(family: NftFamily, table: string, map: string, opts?: ListOptions): Promise<string>;
   /** nft's version, e.g. '1.0.6' (read once, then cached). */
   version(): Promise<string>;
   /**
@@ -53,6 +55,12 @@ export interface Nft {
   tables?(): Promise<string[]>;
   /** Ends a long-lived nft session, if one is open (see NftOptions.session). */
   close?(): void;
+}
+
+/** How listMapJson lists. */
+export interface ListOptions {
+  kind?: 'map' | 'set';
+  numericProtocol?: boolean;
 }
 
 export interface NftOptions {
@@ -324,7 +332,8 @@ export function createNft(opts: NftOptions = {}): Nft {
     run: (tx) => apply(['-f', '-'], tx),
     check: (tx) => apply(['-c', '-f', '-'], tx),
     list: (family, table) => listOrEmpty(['list', 'table', family, table]),
-    listMapJson: (family, table, map) => listOrEmpty(['-j', 'list', 'map', family, table, map]),
+    listMapJson: (family, table, map, { kind = 'map', numericProtocol = false } = {}) =>
+      listOrEmpty(['-j', ...(numericProtocol ? ['-p'] : []), 'list', kind, family, table, map]),
     async tables() {
       // `list tables` reads every set too, and crashes where `list ruleset` does; `list
       // flowtables` reads no set and prints each table's header (nft 1.0.6 and 1.1.3, measured).

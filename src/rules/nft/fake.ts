@@ -6,7 +6,7 @@
  * real nft loads as it is.
  */
 import { ErrorCodes, ProxyError, type ErrorCode } from '../../errors.js';
-import type { Nft } from './exec.js';
+import type { ListOptions, Nft } from './exec.js';
 import {
   renderChain,
   renderElement,
@@ -71,7 +71,7 @@ export function references(text: string): { chains: string[]; sets: string[] } {
 function setSpec(s: NftSet | NftMap): string {
   const value = s.kind === 'map' ? `: ${s.valueTypeof ?? ''}|${(s.valueType ?? []).join('.')}` : '';
   const flags = [...(s.flags ?? [])].sort().join(',');
-  return `${s.kind} ${s.typeof ?? ''}|${(s.type ?? []).join('.')} ${value} ${flags} ${s.timeout ?? ''}`;
+  return `${s.kind} ${s.typeof ?? ''}|${(s.type ?? []).join('.')} ${value} ${flags} ${s.timeout ?? ''}${s.counter === true ? ' counter' : ''}`;
 }
 
 function chainSpec(c: Chain): string {
@@ -475,16 +475,25 @@ export class FakeNft implements Nft {
    * element expires in its `expires`, else its full timeout. The packet path fills no map here;
    * a test stands in for it by adding elements with a timeout.
    */
-  async listMapJson(family: NftFamily, table: string, map: string): Promise<string> {
+  async listMapJson(
+    family: NftFamily,
+    table: string,
+    map: string,
+    { kind = 'map' }: ListOptions = {},
+  ): Promise<string> {
     const s = this.#state.get(tableKey(family, table))?.sets.get(map);
-    if (s === undefined || s.spec.kind !== 'map') return '';
+    if (s === undefined || s.spec.kind !== kind) return '';
     const { spec } = s;
-    const elem = [...s.elements.keys()].sort(byString).map((k) => jsonElement(spec, s.elements.get(k)!));
+    const elem = [...s.elements.keys()]
+      .sort(byString)
+      .map((k) => jsonElement(spec, s.elements.get(k)!))
+      // A set's element is its key alone.
+      .map((pair) => (kind === 'set' ? pair[0] : pair));
     const timeout = spec.timeout === undefined ? {} : { timeout: seconds(spec.timeout) };
     return JSON.stringify({
       nftables: [
         { metainfo: { version: this.#version } },
-        { map: { family, name: map, table, ...timeout, elem } },
+        { [kind]: { family, name: map, table, ...timeout, elem } },
       ],
     });
   }

@@ -54,6 +54,7 @@ function setBody(set: NftSet | NftMap, withComment: boolean): string {
   let body = `${key} ; `;
   if (set.flags !== undefined && set.flags.length > 0) body += `flags ${set.flags.join(',')} ; `;
   if (set.timeout !== undefined) body += `timeout ${set.timeout} ; `;
+  if (set.counter === true) body += 'counter ; ';
   if (withComment) body += comment(set.comment);
   return `{ ${body}}`;
 }

@@ -47,6 +47,12 @@ interface SetLike extends Base {
   flags?: Array<'constant' | 'interval' | 'timeout' | 'dynamic'>;
   /** Default element timeout, e.g. '3h' or '10800s'. */
   timeout?: string;
+  /**
+   * Every element carries a packet and byte counter, bumped when a lookup matches it (nft's
+   * `counter ;` in the set's body). It lives and dies with the element: deleting and re-adding
+   * an element (a changed map value) starts it again from 0.
+   */
+  counter?: boolean;
   comment?: string;
 }
 

@@ -144,6 +144,8 @@ function checkSet(verb: Verb, set: NftSet | NftMap): string | undefined {
   if (set.timeout !== undefined && !DURATION.test(set.timeout)) {
     return `${id}: bad timeout ${JSON.stringify(set.timeout)}`;
   }
+  if (set.counter !== undefined && typeof set.counter !== 'boolean')
+    return `${id}: counter must be a boolean`;
   return checkComment(set.comment);
 }
 
