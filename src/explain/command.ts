@@ -1,4 +1,5 @@
 import { ErrorCodes, ProxyError } from '../errors.js';
+import { SERVICE_NAME } from '../model/object-key.js';
 import { parseBindAddress } from '../server/bind-address.js';
 import { fetchServices, type FetchOptions } from './daemon-client.js';
 import { explainLines } from './format.js';
@@ -26,12 +27,6 @@ export interface ExplainArgs {
   address: string;
   timeoutMs: number;
 }
-
-/**
- * A namespace (DNS label) and a Service name (DNS label; the daemon accepts a subdomain, as its
- * ?service= does): checked here so that a typo is exit 2, not a request the daemon refuses.
- */
-const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 const invalid = (message: string): ProxyError =>
   new ProxyError(ErrorCodes.CONFIG_INVALID, `explain: ${message} (see kube-nftproxy explain --help)`);
@@ -75,6 +70,7 @@ export function parseExplainArgs(argv: readonly string[]): ExplainArgs {
   }
   if (help) return { help, service: service ?? '', address, timeoutMs };
   if (service === undefined) throw invalid('which Service? give NAMESPACE/NAME');
+  // Checked here as the daemon checks ?service=, so that a typo is exit 2, not a refused request.
   if (!SERVICE_NAME.test(service))
     throw invalid(`${JSON.stringify(service)} is not NAMESPACE/NAME (lower case, e.g. kube-system/kube-dns)`);
   return { help, service, address, timeoutMs };

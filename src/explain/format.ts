@@ -42,7 +42,8 @@ function hostPort(ip: string, port: number | undefined): string {
 function numberAndClusterIP(p: AnswerPort): { number?: number; clusterIP?: string } {
   const c = p.frontends.clusterIP;
   const m = c === null ? null : /^(.*):([0-9]{1,5})$/.exec(c);
-  if (m) return { number: Number(m[2]), clusterIP: m[1]! };
+  if (m) return { number: p.portNumber ?? Number(m[2]), clusterIP: m[1]! };
+  if (p.portNumber !== undefined) return { number: p.portNumber };
   for (const counter of p.counters ?? []) {
     const ip = counter.frontend.replace(/:[0-9]+$/, '').replace(/^\[(.*)\]$/, '$1');
     if (p.frontends.externalIPs.includes(ip) || p.frontends.loadBalancerIPs.includes(ip))
@@ -62,7 +63,10 @@ function portLines(p: AnswerPort, countersSince: string | undefined): string[] {
   if (clusterIP !== undefined) frontends.push(['clusterIP', hostPort(clusterIP, number)]);
   for (const ip of p.frontends.externalIPs) frontends.push(['externalIP', hostPort(ip, number)]);
   for (const ip of p.frontends.loadBalancerIPs) frontends.push(['loadBalancerIP', hostPort(ip, number)]);
-  if (p.frontends.nodePort !== null)
+  const nodePortAddresses = p.frontends.nodePortAddresses ?? [];
+  if (p.frontends.nodePort !== null && nodePortAddresses.length > 0)
+    for (const ip of nodePortAddresses) frontends.push(['nodePort', hostPort(ip, p.frontends.nodePort)]);
+  else if (p.frontends.nodePort !== null)
     frontends.push(['nodePort', `${p.frontends.nodePort} on this node's NodePort addresses`]);
   if (frontends.length === 0) out.push('    none (every one is owned by another Service: see Skipped)');
   out.push(...table(frontends).map((l) => `    ${l}`));

@@ -39,14 +39,18 @@ export interface AnswerPort {
   service: string;
   /** The Service port's name ('' when unnamed). */
   port: string;
+  /** The Service port's number (absent from a daemon older than this field). */
+  portNumber?: number;
   family: 'ipv4' | 'ipv6';
   protocol: string;
   frontends: {
-    /** `ip:port` (the port number is only here), or null when the ClusterIP was lost. */
+    /** `ip:port` (IPv6 unbracketed), or null when the ClusterIP was lost. */
     clusterIP: string | null;
     externalIPs: string[];
     loadBalancerIPs: string[];
     nodePort: number | null;
+    /** The addresses the NodePort answers on (absent from a daemon older than this field). */
+    nodePortAddresses?: string[];
   };
   flags: {
     externalTrafficPolicyLocal: boolean;

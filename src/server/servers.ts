@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
+import { SERVICE_NAME } from '../model/object-key.js';
 import { listen } from './bind-address.js';
 import type { HealthStatus, ProxyHealth } from './health.js';
 import type { ProxyMetrics } from './metrics.js';
@@ -254,15 +255,11 @@ function splitTarget(url: string | undefined): { path: string; query: URLSearchP
   };
 }
 
-/** A Kubernetes namespace (DNS label) and name (DNS subdomain), as `namespace/name`. */
-const SERVICE_PARAM = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-
 /** ?service=namespace/name: the value, undefined when absent, or the 400 body when malformed. */
 function serviceParam(query: URLSearchParams): string | undefined | { error: string; parameter: string } {
   const service = query.get('service');
   if (service === null) return undefined;
-  if (!SERVICE_PARAM.test(service))
-    return { error: 'service: expected namespace/name', parameter: 'service' };
+  if (!SERVICE_NAME.test(service)) return { error: 'service: expected namespace/name', parameter: 'service' };
   return service;
 }
 

@@ -82,6 +82,7 @@ export function describeServices(
     else byKey.set(l.key, [l]);
   }
   const { service, maxBytes = Infinity } = query;
+  const nodePortIPs = state.nodePortIPs;
   const ports = service === undefined ? state.ports : state.ports.filter((sp) => sp.service === service);
   const skipped = service === undefined ? state.skipped : state.skipped.filter((s) => s.name === service);
   // What the answer holds besides the lists, and the marker, with room for the counts.
@@ -129,6 +130,7 @@ export function describeServices(
       key: sp.key,
       service: sp.service,
       port: sp.portName,
+      portNumber: sp.port,
       family: sp.family,
       protocol: sp.protocol,
       frontends: {
@@ -136,6 +138,8 @@ export function describeServices(
         externalIPs: sp.externalIPs,
         loadBalancerIPs: sp.loadBalancerIPs,
         nodePort: sp.nodePort || null,
+        // Where the NodePort answers: the addresses ownership was decided on (the model's).
+        nodePortAddresses: sp.nodePort ? (nodePortIPs?.[sp.family] ?? []) : [],
       },
       flags: {
         externalTrafficPolicyLocal: sp.externalPolicyLocal,

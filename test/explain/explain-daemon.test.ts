@@ -102,7 +102,7 @@ describe('kube-nftproxy explain against a running daemon', function () {
     for (const l of [
       '    clusterIP   10.96.0.10:80',
       '    externalIP  203.0.113.8:80',
-      "    nodePort    30080 on this node's NodePort addresses",
+      '    nodePort    10.0.0.1:30080',
       '  Cluster traffic: 2 endpoints',
       '    10.244.1.11:8080  ready, on this node',
       '    10.244.2.12:8080  ready',

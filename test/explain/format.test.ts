@@ -242,7 +242,7 @@ describe('explainLines (kube-nftproxy explain)', () => {
     assert.ok(!('problem' in read), JSON.stringify(read));
     const lines = explainLines('shop/web', read);
     assert.ok(lines.includes('Port http 80/TCP (IPv4)'), lines.join('\n'));
-    assert.ok(lines.includes("    nodePort   30080 on this node's NodePort addresses"), lines.join('\n'));
+    assert.ok(lines.includes('    nodePort   10.0.0.1:30080'), lines.join('\n'));
     const local = lines.indexOf('  Local traffic (externalTrafficPolicy Local): 1 endpoint');
     assert.ok(local > 0, lines.join('\n'));
     assert.equal(lines[local + 1], '    10.244.1.11:8080  ready, on this node');
