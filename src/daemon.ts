@@ -22,6 +22,7 @@ import { createMetrics, type ProxyMetrics } from './server/metrics.js';
 import { createServers, type Servers } from './server/servers.js';
 import type { DaemonView } from './server/view.js';
 import { describeServices } from './server/services-view.js';
+import { LiveTracer } from './trace/live-trace.js';
 import { FileSource } from './watch/file-source.js';
 import { ObjectStore } from './watch/object-store.js';
 import { BoundedFrequencyRunner } from './watch/runner.js';
@@ -72,6 +73,8 @@ export class Daemon {
   readonly #backend: Backend;
   /** The nftables backend, when that is the mode (tests read its applier). */
   readonly #nftBackend: NftBackend | undefined;
+  /** GET /debug/trace?live=1: kernel traces beside the model's; nftables mode only. */
+  readonly #liveTracer: LiveTracer | undefined;
   /** Removes kube-proxy's leftovers after the first sync; nftables mode only. */
   readonly #leftovers: RunProgram | undefined;
   #state: ProxyState | undefined;
@@ -137,7 +140,9 @@ export class Daemon {
       });
       this.#backend = this.#nftBackend;
       this.#leftovers = deps.leftovers;
+      this.#liveTracer = new LiveTracer({ nft: deps.nft, table: config.tableName, log: deps.log });
     } else {
+      this.#liveTracer = undefined;
       this.#backend = new UserspaceProxyBackend({
         log: deps.log,
         config,
@@ -210,6 +215,7 @@ export class Daemon {
   async #start(): Promise<void> {
     this.#source = this.deps.source ?? (await this.#defaultSource());
     await this.#backend.start();
+    await this.#clearTraceLeftovers();
     this.#servers = await createServers({
       healthzAddress: this.config.healthzBindAddress,
       metricsAddress: this.config.metricsBindAddress,
@@ -221,6 +227,18 @@ export class Daemon {
     await this.#source.start(this.#sourceHandler());
     if (this.#source instanceof FileSource) this.#source.watch();
     this.#runner.start();
+  }
+
+  /**
+   * A trace table left by a daemon that died mid-trace marks nothing any more (its tuple timed
+   * out in the kernel), but it is ours to remove. A failure costs only a log line.
+   */
+  async #clearTraceLeftovers(): Promise<void> {
+    try {
+      await this.#liveTracer?.clearLeftovers();
+    } catch (err) {
+      this.#log.warn({ err }, 'cannot remove a trace table left from an earlier run');
+    }
   }
 
   /**
@@ -243,6 +261,7 @@ export class Daemon {
 
   /** Stop watching and serving; the rules stay. */
   async stop(): Promise<void> {
+    await this.#liveTracer?.close();
     await this.#runner.stop();
     await this.conntrack?.stop();
     await this.#source?.stop();
@@ -426,11 +445,25 @@ export class Daemon {
         if (!state) return { verdict: 'no-match', why: 'no sync yet' };
         return trace(state, compileConfig(state, this.config, this.#env), q);
       },
+      ...(this.#liveTracer ? this.#liveView(this.#liveTracer) : {}),
       config: () => effectiveKubeProxyConfig(this.config),
       services: (query) => {
         const { state, listeners } = this.#backend.describe(this.#state);
         return describeServices(state, listeners, query);
       },
+    };
+  }
+
+  /** The live trace's part of the view: the model answers from the state as it is when the trace ends. */
+  #liveView(tracer: LiveTracer): Pick<DaemonView, 'liveTrace' | 'liveTraceStatus'> {
+    return {
+      liveTrace: (q, seconds) =>
+        tracer.trace(q, seconds, () => {
+          const state = this.#state;
+          if (!state) return { verdict: 'no-match', why: 'no sync yet' };
+          return trace(state, compileConfig(state, this.config, this.#env), q);
+        }),
+      liveTraceStatus: () => tracer.status(),
     };
   }
 }

@@ -54,6 +54,12 @@ export const ErrorCodes = {
    * informer backs off instead of reconnecting at once.
    */
   API_WATCH_EMPTY: 'API_WATCH_EMPTY',
+  /** A live trace (/debug/trace?live=1) is already running: one at a time. */
+  LIVE_TRACE_BUSY: 'LIVE_TRACE_BUSY',
+  /** A live trace cannot run here: userspace mode, or an nft that cannot be monitored. */
+  LIVE_TRACE_UNAVAILABLE: 'LIVE_TRACE_UNAVAILABLE',
+  /** `nft monitor trace` could not start or listen, or the trace table could not be armed. */
+  LIVE_TRACE_FAILED: 'LIVE_TRACE_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
