@@ -12,7 +12,11 @@ export interface KernelRule {
 
 /** Where the kernel sent one packet, read from its trace. */
 export interface KernelPath {
-  /** Every chain it went through, in order (`family table chain`); the trace table's own left out. */
+  /**
+   * Every chain the trace shows it in, in order (`family table chain`): base chains, and regular
+   * chains where a rule matched (nft prints nothing for a chain none of whose rules match). The
+   * trace table's own are left out.
+   */
   chains: string[];
   /** Every rule that matched, in order; the trace table's own left out. */
   rules: KernelRule[];
