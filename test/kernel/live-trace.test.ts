@@ -23,7 +23,10 @@ describe('kernel: live trace (/debug/trace?live=1)', function () {
   const EMPTY_VIP = '10.96.5.20';
   const NODE_PORT = 30085;
   const PODS = { 'web-1': '10.244.1.11', 'web-2': '10.244.1.12' } as const;
+  const PODS6 = { 'web-1': 'fd00:10:244:1::11', 'web-2': 'fd00:10:244:1::12' } as const;
   const CLIENT_POD = '10.244.1.50';
+  const CLIENT_POD6 = 'fd00:10:244:1::50';
+  const VIP6 = 'fd00:10:96::50a';
   let lab: Lab;
   let nft: Nft;
   let daemon: Daemon | undefined;
@@ -32,19 +35,24 @@ describe('kernel: live trace (/debug/trace?live=1)', function () {
   before(async function () {
     requireKernel(this);
     await Lab.sweep();
-    lab = await Lab.create();
+    lab = await Lab.create({ ipv6: true });
     for (const [name, ip] of Object.entries(PODS)) {
-      await lab.addPod(name, { ip });
+      await lab.addPod(name, { ip, ipv6: PODS6[name as keyof typeof PODS6] });
       await lab.serve(name, { tcp: [8080] });
     }
-    await lab.addPod('client-pod', { ip: CLIENT_POD });
+    await lab.addPod('client-pod', { ip: CLIENT_POD, ipv6: CLIENT_POD6 });
     await lab.addClient('outside');
     nft = createNft({ netns: lab.nodeNs, session: true });
     // A leftover of a daemon that died mid-trace: the start removes it.
     await lab.nft('add table ip kube-nftproxy-trace\nadd chain ip kube-nftproxy-trace prerouting');
     const source = new HandSource();
     daemon = new Daemon(
-      testDaemonConfig(LAB.nodeName, ['--cluster-cidr', LAB.clusterCidr, '--service-cidr', LAB.serviceCidr]),
+      testDaemonConfig(LAB.nodeName, [
+        '--cluster-cidr',
+        `${LAB.clusterCidr},${LAB.clusterCidr6}`,
+        '--service-cidr',
+        `${LAB.serviceCidr},${LAB.serviceCidr6}`,
+      ]),
       { log: silentLogger(), env: { localAddresses: [LAB.nodeIp, LAB.nodePodIp] }, nft, source },
     );
     await daemon.start();
@@ -66,6 +74,27 @@ describe('kernel: live trace (/debug/trace?live=1)', function () {
         'web',
         [{ name: 'http', port: 8080 }],
         Object.values(PODS).map((ip) => ({ ip, nodeName: LAB.nodeName })),
+      ),
+    );
+    h.upsert(
+      'Service',
+      service(NS, 'web6', {
+        ipFamilyPolicy: 'SingleStack',
+        ipFamilies: ['IPv6'],
+        clusterIP: VIP6,
+        clusterIPs: [VIP6],
+        ports: [{ name: 'http', port: 80, targetPort: 8080 }],
+      }),
+    );
+    h.upsert(
+      'EndpointSlice',
+      slice(
+        NS,
+        'web6-a',
+        'web6',
+        [{ name: 'http', port: 8080 }],
+        Object.values(PODS6).map((ip) => ({ ip, nodeName: LAB.nodeName })),
+        'IPv6',
       ),
     );
     h.upsert('Service', service(NS, 'empty', { clusterIP: EMPTY_VIP, ports: [{ port: 80 }] }));
@@ -143,6 +172,33 @@ describe('kernel: live trace (/debug/trace?live=1)', function () {
     assert.doesNotMatch(await traceTables(), /kube-nftproxy-trace/);
   });
 
+  it('an IPv6 ClusterIP from a pod (the ip6 trace table): DNAT to the endpoint that answered', async () => {
+    const { answer: pending } = await armed(`src=${CLIENT_POD6}&dst=${VIP6}&port=80&proto=tcp`);
+    const r = await lab.probe('client-pod', { dst: VIP6, port: 80, proto: 'tcp', count: 1 });
+    const { status, body } = await pending;
+    assert.equal(status, 200, JSON.stringify(body));
+    const pod = answeredBy(r) as keyof typeof PODS6;
+    assert.equal(body.kernel?.dnat, `[${PODS6[pod]}]:8080`, JSON.stringify(body, null, 2));
+    assert.ok(
+      body.kernel?.chains.includes('ip6 kube-nftproxy nat-prerouting'),
+      body.kernel?.chains.join('\n'),
+    );
+    assert.equal(body.agree, true, JSON.stringify(body.disagreements));
+    assert.doesNotMatch(await traceTables(), /kube-nftproxy-trace/);
+  });
+
+  it('a ClusterIP from the node itself (the output hook): DNAT, masqueraded, as the model says', async () => {
+    const { answer: pending } = await armed(`src=${LAB.nodeIp}&dst=${VIP}&port=80&proto=tcp`);
+    const r = await lab.probe('node', { dst: VIP, port: 80, proto: 'tcp', count: 1, srcAddr: LAB.nodeIp });
+    const { status, body } = await pending;
+    assert.equal(status, 200, JSON.stringify(body));
+    const pod = answeredBy(r) as keyof typeof PODS;
+    assert.equal(body.kernel?.dnat, `${PODS[pod]}:8080`, JSON.stringify(body, null, 2));
+    assert.ok(body.kernel?.chains.includes('ip kube-nftproxy nat-output'), body.kernel?.chains.join('\n'));
+    assert.equal(body.kernel?.masquerade, true);
+    assert.equal(body.agree, true, JSON.stringify(body.disagreements));
+  });
+
   it('a Service without endpoints: the kernel rejects, as the model says', async () => {
     const { answer: pending } = await armed(`src=${CLIENT_POD}&dst=${EMPTY_VIP}&port=80&proto=tcp`);
     const r = await lab.probe('client-pod', { dst: EMPTY_VIP, port: 80, proto: 'tcp', count: 1 });
@@ -162,6 +218,20 @@ describe('kernel: live trace (/debug/trace?live=1)', function () {
     assert.match(String((second.body as unknown as { error: string }).error), /one at a time/);
     await lab.probe('client-pod', { dst: VIP, port: 80, proto: 'tcp', count: 1 });
     assert.equal((await pending).body.agree, true);
+    assert.doesNotMatch(await traceTables(), /kube-nftproxy-trace/);
+  });
+
+  it('a daemon stopping mid-trace ends the trace and removes its table', async () => {
+    const { answer: pending } = await armed(`src=${CLIENT_POD}&dst=${VIP}&port=80&proto=tcp`);
+    // The answer races the server's close: either it says why it ended, or the connection is cut.
+    const settled = pending.then(
+      ({ body }) => body.why ?? '',
+      () => 'cut',
+    );
+    const stopping = daemon!;
+    daemon = undefined;
+    await stopping.stop();
+    assert.match(await settled, /stopped|cut/);
     assert.doesNotMatch(await traceTables(), /kube-nftproxy-trace/);
   });
 });
