@@ -16,6 +16,9 @@ export const LIVE_TRACE_MAX_SECONDS = 60;
 /** How long `nft monitor trace` may take to listen: it reads the whole ruleset first. */
 const LISTEN_LIMIT_MS = 30_000;
 
+/** Why the wait for the packet ended. */
+type Ending = { by: 'complete' } | { by: 'limit' } | { by: 'stopped' } | { by: 'monitor'; detail: string };
+
 /** GET /debug/trace/live: whether a live trace is running, and for which packet. */
 export type LiveTraceStatus =
   | { state: 'idle' }
@@ -57,6 +60,8 @@ export class LiveTracer {
   #status: LiveTraceStatus = { state: 'idle' };
   /** Ends the running trace early (close()). */
   #abort: (() => void) | undefined;
+  /** close() was called: the daemon is stopping. */
+  #closed = false;
   #running: Promise<unknown> | undefined;
 
   constructor(opts: LiveTracerOptions) {
@@ -79,6 +84,7 @@ export class LiveTracer {
    * monitored here, LIVE_TRACE_FAILED when the monitor does not start.
    */
   async trace(packet: Packet, seconds: number, model: () => Trace): Promise<LiveTraceAnswer> {
+    if (this.#closed) throw new ProxyError(ErrorCodes.LIVE_TRACE_UNAVAILABLE, 'the daemon is stopping');
     if (this.#status.state !== 'idle')
       throw new ProxyError(
         ErrorCodes.LIVE_TRACE_BUSY,
@@ -116,35 +122,35 @@ export class LiveTracer {
     const builder = new KernelPathBuilder(traceTableChains(table, family), tuple);
     let monitor: TraceMonitor | undefined;
     let timer: NodeJS.Timeout | undefined;
-    let ended = 'limit';
+    // The first ending wins: nft exiting because it was killed after the limit is not news.
+    let ending: Ending | undefined;
+    let end!: (e: Ending) => void;
+    const done = new Promise<void>((resolve) => {
+      end = (e) => {
+        ending ??= e;
+        resolve();
+      };
+    });
+    this.#abort = () => end({ by: 'stopped' });
     try {
       await nft.run(createTraceTable(table, family));
-      const done = new Promise<void>((resolve) => {
-        monitor = new TraceMonitor(this.#opts.monitor ?? { spawn: nft.spawn! }, (text) => {
-          const line = parseTraceLine(text);
-          if (line && builder.add(line)) {
-            ended = 'complete';
-            resolve();
-          }
-        });
-        this.#abort = () => {
-          ended = 'stopped';
-          resolve();
-        };
-        void monitor.exited.then(({ code, signal, stderr }) => {
-          if (ended !== 'limit') return;
-          ended = `nft monitor trace ended (${signal ?? `status ${code}`}: ${stderr.trim() || 'no message'})`;
-          resolve();
-        });
+      monitor = new TraceMonitor(this.#opts.monitor ?? { spawn: nft.spawn! }, (text) => {
+        const line = parseTraceLine(text);
+        if (line && builder.add(line)) end({ by: 'complete' });
       });
-      await monitor!.listening(LISTEN_LIMIT_MS);
-      // The kernel stops marking at the limit on its own, whatever becomes of this process.
-      await nft.run(armTuple(table, family, tuple, seconds));
-      const until = new Date(Date.now() + seconds * 1000).toISOString();
-      this.#status = { state: 'armed', packet: tuple, until };
-      this.#log.info({ packet: tuple, seconds }, 'live trace armed');
-      await Promise.race([done, new Promise((resolve) => (timer = setTimeout(resolve, seconds * 1000)))]);
-      if (ended === 'limit') ended = 'limit reached';
+      void monitor.exited.then(({ code, signal, stderr }) =>
+        end({ by: 'monitor', detail: `${signal ?? `status ${code}`}: ${stderr.trim() || 'no message'}` }),
+      );
+      await monitor.listening(LISTEN_LIMIT_MS);
+      if (ending === undefined) {
+        // The kernel stops marking at the limit on its own, whatever becomes of this process.
+        await nft.run(armTuple(table, family, tuple, seconds));
+        const until = new Date(Date.now() + seconds * 1000).toISOString();
+        this.#status = { state: 'armed', packet: tuple, until };
+        this.#log.info({ packet: tuple, seconds }, 'live trace armed');
+        timer = setTimeout(() => end({ by: 'limit' }), seconds * 1000);
+        await done;
+      }
     } finally {
       clearTimeout(timer);
       await monitor?.stop();
@@ -154,25 +160,32 @@ export class LiveTracer {
         this.#log.warn({ err }, 'cannot remove the trace table; the next start removes it');
       }
     }
-    return this.#answer(tuple, builder.path(), model(), ended, seconds);
+    return this.#answer(tuple, builder.path(), model(), ending ?? { by: 'stopped' }, seconds);
   }
 
   #answer(
     tuple: TracedTuple,
     path: KernelPath,
     modelTrace: Trace,
-    ended: string,
+    ending: Ending,
     seconds: number,
   ): LiveTraceAnswer {
     const { first: _first, last: _last, ...kernel } = path;
+    const why =
+      ending.by === 'stopped'
+        ? 'the daemon stopped'
+        : ending.by === 'monitor'
+          ? `nft monitor trace ended (${ending.detail})`
+          : `the limit of ${seconds} s passed`;
     if (path.first === undefined) {
-      const why =
-        ended === 'stopped'
-          ? 'the daemon stopped before such a packet came'
-          : ended.startsWith('nft monitor')
-            ? `${ended} before such a packet came`
-            : `no packet of this tuple within ${seconds} s`;
-      return { packet: tuple, model: modelTrace, kernel: null, agree: null, disagreements: [], why };
+      return {
+        packet: tuple,
+        model: modelTrace,
+        kernel: null,
+        agree: null,
+        disagreements: [],
+        why: `no packet of this tuple: ${why}`,
+      };
     }
     const found = disagreements(modelTrace, path);
     this.#log.info(
@@ -185,12 +198,13 @@ export class LiveTracer {
       kernel,
       agree: found.length === 0,
       disagreements: found,
-      ...(path.complete ? {} : { why: `the packet's trace did not end within ${seconds} s` }),
+      ...(path.complete ? {} : { why: `the packet's trace did not reach its end: ${why}` }),
     };
   }
 
-  /** Ends a running trace (its table is removed) and waits for it. */
+  /** Ends a running trace (its table is removed) and waits for it; no trace starts after. */
   async close(): Promise<void> {
+    this.#closed = true;
     this.#abort?.();
     await this.#running;
   }
