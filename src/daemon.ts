@@ -8,7 +8,7 @@ import { FULL_SYNC_PERIOD_MS, type Backend, type BackendSyncResult } from './bac
 import { NftBackend } from './backend/nft-backend.js';
 import { UserspaceProxyBackend } from './backend/userspace-backend.js';
 import { awaitingPodCIDRs } from './model/local-traffic.js';
-import { trace } from './model/trace.js';
+import { trace, type Packet, type Trace } from './model/trace.js';
 import type { ProxyState } from './model/types.js';
 import { StateBuilder } from './model/state-builder.js';
 import { effectiveKubeProxyConfig } from './kube-proxy-config.js';
@@ -440,11 +440,7 @@ export class Daemon {
       mode: this.config.proxyMode,
       rules: (service) => this.#backend.rules(service),
       liveRules: () => this.#backend.liveRules(),
-      trace: (q) => {
-        const state = this.#state;
-        if (!state) return { verdict: 'no-match', why: 'no sync yet' };
-        return trace(state, compileConfig(state, this.config, this.#env), q);
-      },
+      trace: (q) => this.#modelTrace(q),
       ...(this.#liveTracer ? this.#liveView(this.#liveTracer) : {}),
       config: () => effectiveKubeProxyConfig(this.config),
       services: (query) => {
@@ -454,15 +450,17 @@ export class Daemon {
     };
   }
 
+  /** Where the model sends such a packet, by the last programmed state. */
+  #modelTrace(q: Packet): Trace {
+    const state = this.#state;
+    if (!state) return { verdict: 'no-match', why: 'no sync yet' };
+    return trace(state, compileConfig(state, this.config, this.#env), q);
+  }
+
   /** The live trace's part of the view: the model answers from the state as it is when the trace ends. */
   #liveView(tracer: LiveTracer): Pick<DaemonView, 'liveTrace' | 'liveTraceStatus'> {
     return {
-      liveTrace: (q, seconds) =>
-        tracer.trace(q, seconds, () => {
-          const state = this.#state;
-          if (!state) return { verdict: 'no-match', why: 'no sync yet' };
-          return trace(state, compileConfig(state, this.config, this.#env), q);
-        }),
+      liveTrace: (q, seconds) => tracer.trace(q, seconds, () => this.#modelTrace(q)),
       liveTraceStatus: () => tracer.status(),
     };
   }
