@@ -38,7 +38,7 @@ describe('kernel: live trace (/debug/trace?live=1)', function () {
     lab = await Lab.create({ ipv6: true });
     for (const [name, ip] of Object.entries(PODS)) {
       await lab.addPod(name, { ip, ipv6: PODS6[name as keyof typeof PODS6] });
-      await lab.serve(name, { tcp: [8080] });
+      await lab.serve(name, { tcp: [8080], udp: [5353] });
     }
     await lab.addPod('client-pod', { ip: CLIENT_POD, ipv6: CLIENT_POD6 });
     await lab.addClient('outside');
@@ -63,7 +63,10 @@ describe('kernel: live trace (/debug/trace?live=1)', function () {
       service(NS, 'web', {
         type: 'NodePort',
         clusterIP: VIP,
-        ports: [{ name: 'http', port: 80, targetPort: 8080, nodePort: NODE_PORT }],
+        ports: [
+          { name: 'http', port: 80, targetPort: 8080, nodePort: NODE_PORT },
+          { name: 'dns', port: 53, protocol: 'UDP', targetPort: 5353 },
+        ],
       }),
     );
     h.upsert(
@@ -72,7 +75,10 @@ describe('kernel: live trace (/debug/trace?live=1)', function () {
         NS,
         'web-a',
         'web',
-        [{ name: 'http', port: 8080 }],
+        [
+          { name: 'http', port: 8080 },
+          { name: 'dns', port: 5353, protocol: 'UDP' },
+        ],
         Object.values(PODS).map((ip) => ({ ip, nodeName: LAB.nodeName })),
       ),
     );
@@ -156,6 +162,16 @@ describe('kernel: live trace (/debug/trace?live=1)', function () {
       body.kernel?.chains.join('\n'),
     );
     assert.doesNotMatch(await traceTables(), /kube-nftproxy-trace/);
+  });
+
+  it('UDP to a ClusterIP from a pod: the first datagram DNATed to the endpoint that answered', async () => {
+    const { answer: pending } = await armed(`src=${CLIENT_POD}&dst=${VIP}&port=53&proto=udp`);
+    const r = await lab.probe('client-pod', { dst: VIP, port: 53, proto: 'udp', count: 1 });
+    const { status, body } = await pending;
+    assert.equal(status, 200, JSON.stringify(body));
+    const pod = answeredBy(r) as keyof typeof PODS;
+    assert.equal(body.kernel?.dnat, `${PODS[pod]}:5353`, JSON.stringify(body, null, 2));
+    assert.equal(body.agree, true, JSON.stringify(body.disagreements));
   });
 
   it('a NodePort from outside: DNAT to the endpoint that answered, masqueraded, as the model says', async () => {
