@@ -227,6 +227,32 @@ describe('kernel: live trace (/debug/trace?live=1)', function () {
     assert.equal(body.agree, true, JSON.stringify(body.disagreements));
   });
 
+  it('flags a disagreement: another table dropping the packet the model sends to an endpoint', async () => {
+    await lab.nft(
+      [
+        'add table ip elsewhere',
+        'add chain ip elsewhere pre { type filter hook prerouting priority -150 ; }',
+        `add rule ip elsewhere pre ip saddr ${CLIENT_POD} ip daddr ${VIP} tcp dport 80 drop`,
+      ].join('\n'),
+    );
+    try {
+      const { answer: pending } = await armed(`src=${CLIENT_POD}&dst=${VIP}&port=80&proto=tcp`);
+      const r = await lab.probe('client-pod', { dst: VIP, port: 80, proto: 'tcp', count: 1, timeoutMs: 500 });
+      const { body } = await pending;
+      assert.equal(r.timedOut, 1);
+      assert.equal(body.model.verdict, 'dnat');
+      assert.equal(body.kernel?.verdict, 'drop', JSON.stringify(body, null, 2));
+      assert.deepEqual(body.kernel?.chains, ['ip elsewhere pre']);
+      assert.equal(body.agree, false);
+      assert.deepEqual(body.disagreements, [
+        'verdict: the model translates, the kernel says drop',
+        'dnat: the model picks one of 10.244.1.11:8080, 10.244.1.12:8080, the kernel none',
+      ]);
+    } finally {
+      await lab.nft('delete table ip elsewhere');
+    }
+  });
+
   it('one live trace at a time: a second one gets 409 while the first is armed', async () => {
     const { answer: pending } = await armed(`src=${CLIENT_POD}&dst=${VIP}&port=80&proto=tcp`);
     const second = await get(metrics, `/debug/trace?src=${CLIENT_POD}&dst=${VIP}&port=80&proto=tcp&live=1`);
