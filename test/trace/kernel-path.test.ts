@@ -107,17 +107,18 @@ describe('KernelPathBuilder: the first traced packet through the daemon’s rule
     });
   });
 
-  it('a rule nft did not know yet is named by its handle, and its verdict still counts', () => {
-    const path = follow('reject-and-dnat-1.1.3.txt', {
-      saddr: '10.0.1.2',
-      daddr: '10.96.0.12',
-      proto: 'tcp',
-      dport: 80,
+  for (const version of ['1.0.6', '1.1.3'])
+    it(`nft ${version}: a rule nft did not know yet is named by its handle, and its verdict still counts`, () => {
+      const path = follow(`reject-and-dnat-${version}.txt`, {
+        saddr: '10.0.1.2',
+        daddr: '10.96.0.12',
+        proto: 'tcp',
+        dport: 80,
+      });
+      assert.ok(path.rules.some((r) => r.rule === 'handle 23' && r.verdict === 'goto clusterip-1'));
+      assert.equal(path.dnat, '10.0.2.2:8080');
+      assert.equal(path.masquerade, true);
     });
-    assert.ok(path.rules.some((r) => r.rule === 'handle 23' && r.verdict === 'goto clusterip-1'));
-    assert.equal(path.dnat, '10.0.2.2:8080');
-    assert.equal(path.masquerade, true);
-  });
 
   it('ignores packets of other tuples, and stays incomplete without an end', () => {
     const builder = new KernelPathBuilder(traceTableChains('kube-nftproxy', 'ipv4'), {
