@@ -17,6 +17,7 @@ import { HeldOut } from './rules/held-out.js';
 import { isRefusal, refusalReason } from './rules/isolate.js';
 import { awaitingPodCIDRs } from './model/local-traffic.js';
 import { cleanupTables, NftApplier } from './rules/applier.js';
+import { traceTables } from './trace/trace-table.js';
 import { renderRuleset } from './rules/diff.js';
 import { createNft } from './rules/nft/exec.js';
 import { probeNft } from './rules/nft/probe.js';
@@ -105,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
 
   if (config.cleanup) {
     await probeNft(nft);
-    await cleanupTables(nft, config.tableName, KUBE_PROXY_TABLES);
+    await cleanupTables(nft, config.tableName, [...KUBE_PROXY_TABLES, ...traceTables(config.tableName)]);
     log.info({ table: config.tableName }, "deleted kube-nftproxy's and kube-proxy's tables");
     const report = await cleanupLeftovers(spawnProgram(), log);
     log.info(report, "removed kube-proxy's iptables and IPVS leftovers");

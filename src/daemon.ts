@@ -11,7 +11,7 @@ import { FULL_SYNC_PERIOD_MS, type Backend, type BackendSyncResult } from './bac
 import { NftBackend } from './backend/nft-backend.js';
 import { UserspaceProxyBackend } from './backend/userspace-backend.js';
 import { awaitingPodCIDRs } from './model/local-traffic.js';
-import { trace } from './model/trace.js';
+import { trace, type Packet, type Trace } from './model/trace.js';
 import type { ProxyState } from './model/types.js';
 import { StateBuilder } from './model/state-builder.js';
 import { effectiveKubeProxyConfig } from './kube-proxy-config.js';
@@ -25,6 +25,7 @@ import { createMetrics, type ProxyMetrics } from './server/metrics.js';
 import { createServers, type Servers } from './server/servers.js';
 import type { DaemonView } from './server/view.js';
 import { describeServices } from './server/services-view.js';
+import { LiveTracer } from './trace/live-trace.js';
 import { FileSource } from './watch/file-source.js';
 import { ObjectStore } from './watch/object-store.js';
 import { BoundedFrequencyRunner } from './watch/runner.js';
@@ -80,6 +81,8 @@ export class Daemon {
   readonly #backend: Backend;
   /** The nftables backend, when that is the mode (tests read its applier). */
   readonly #nftBackend: NftBackend | undefined;
+  /** GET /debug/trace?live=1: kernel traces beside the model's; nftables mode only. */
+  readonly #liveTracer: LiveTracer | undefined;
   /** Removes kube-proxy's leftovers after the first sync; nftables mode only. */
   readonly #leftovers: RunProgram | undefined;
   #state: ProxyState | undefined;
@@ -157,7 +160,9 @@ export class Daemon {
       if (counters) this.metrics.serviceCounters(async () => (await counters.read())?.ports);
       this.#backend = this.#nftBackend;
       this.#leftovers = deps.leftovers;
+      this.#liveTracer = new LiveTracer({ nft: deps.nft, table: config.tableName, log: deps.log });
     } else {
+      this.#liveTracer = undefined;
       this.#backend = new UserspaceProxyBackend({
         log: deps.log,
         config,
@@ -237,6 +242,7 @@ export class Daemon {
     this.#source = this.deps.source ?? (await this.#defaultSource());
     this.#events = await this.#makeEvents();
     await this.#backend.start();
+    await this.#clearTraceLeftovers();
     this.#servers = await createServers({
       healthzAddress: this.config.healthzBindAddress,
       metricsAddress: this.config.metricsBindAddress,
@@ -272,6 +278,18 @@ export class Daemon {
   }
 
   /**
+   * A trace table left by a daemon that died mid-trace marks nothing any more (its tuple timed
+   * out in the kernel), but it is ours to remove. A failure costs only a log line.
+   */
+  async #clearTraceLeftovers(): Promise<void> {
+    try {
+      await this.#liveTracer?.clearLeftovers();
+    } catch (err) {
+      this.#log.warn({ err }, 'cannot remove a trace table left from an earlier run');
+    }
+  }
+
+  /**
    * The store, and the API server's refusals for /healthz. Every SourceHandler method is listed
    * (Required): one added to the interface fails the typecheck here instead of being dropped.
    */
@@ -291,6 +309,7 @@ export class Daemon {
 
   /** Stop watching and serving; the rules stay. */
   async stop(): Promise<void> {
+    await this.#liveTracer?.close();
     await this.#runner.stop();
     this.#events?.stop();
     await this.conntrack?.stop();
@@ -473,17 +492,29 @@ export class Daemon {
       mode: this.config.proxyMode,
       rules: (service) => this.#backend.rules(service),
       liveRules: () => this.#backend.liveRules(),
-      trace: (q) => {
-        const state = this.#state;
-        if (!state) return { verdict: 'no-match', why: 'no sync yet' };
-        return trace(state, compileConfig(state, this.config, this.#env), q);
-      },
+      trace: (q) => this.#modelTrace(q),
+      ...(this.#liveTracer ? this.#liveView(this.#liveTracer) : {}),
       config: () => effectiveKubeProxyConfig(this.config),
       services: async (query) => {
         const { state, listeners } = this.#backend.describe(this.#state);
         const counters = await this.#nftBackend?.counters?.read();
         return describeServices(state, listeners, query, counters);
       },
+    };
+  }
+
+  /** Where the model sends such a packet, by the last programmed state. */
+  #modelTrace(q: Packet): Trace {
+    const state = this.#state;
+    if (!state) return { verdict: 'no-match', why: 'no sync yet' };
+    return trace(state, compileConfig(state, this.config, this.#env), q);
+  }
+
+  /** The live trace's part of the view: the model answers from the state as it is when the trace ends. */
+  #liveView(tracer: LiveTracer): Pick<DaemonView, 'liveTrace' | 'liveTraceStatus'> {
+    return {
+      liveTrace: (q, seconds) => tracer.trace(q, seconds, () => this.#modelTrace(q)),
+      liveTraceStatus: () => tracer.status(),
     };
   }
 }

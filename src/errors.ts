@@ -66,6 +66,12 @@ export const ErrorCodes = {
    * (its `statusCode` says which: 403 without RBAC, 404 for a series whose Event is gone).
    */
   EVENT_STATUS: 'EVENT_STATUS',
+  /** A live trace (/debug/trace?live=1) is already running: one at a time. */
+  LIVE_TRACE_BUSY: 'LIVE_TRACE_BUSY',
+  /** A live trace cannot run here: userspace mode, or an nft that cannot be monitored. */
+  LIVE_TRACE_UNAVAILABLE: 'LIVE_TRACE_UNAVAILABLE',
+  /** `nft monitor trace` could not start or listen, or the trace table could not be armed. */
+  LIVE_TRACE_FAILED: 'LIVE_TRACE_FAILED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -5,7 +5,9 @@ import { SERVICE_NAME } from '../model/object-key.js';
 import { listen } from './bind-address.js';
 import type { HealthStatus, ProxyHealth } from './health.js';
 import type { ProxyMetrics } from './metrics.js';
-import { isTraceQueryError, parseTraceQuery } from './trace-query.js';
+import { ErrorCodes, hasCode } from '../errors.js';
+import { LIVE_TRACE_DEFAULT_SECONDS, LIVE_TRACE_MAX_SECONDS } from '../trace/live-trace.js';
+import { isTraceQueryError, parseLiveQuery, parseTraceQuery } from './trace-query.js';
 import type { DaemonView } from './view.js';
 
 export interface ServersOptions {
@@ -147,9 +149,23 @@ export async function createServers(opts: ServersOptions): Promise<Servers> {
       async (query) => {
         const q = parseTraceQuery(query);
         if (isTraceQueryError(q)) return json(400, q);
-        return json(200, await view.trace(q), true);
+        const live = parseLiveQuery(query, LIVE_TRACE_DEFAULT_SECONDS, LIVE_TRACE_MAX_SECONDS);
+        if (isTraceQueryError(live)) return json(400, live);
+        if (!live) return json(200, await view.trace(q), true);
+        if (!view.liveTrace)
+          return json(400, { error: `live: no live traces in ${view.mode} mode`, parameter: 'live' });
+        try {
+          return json(200, await view.liveTrace(q, live.seconds), true);
+        } catch (err) {
+          // One at a time: the trace table marks one tuple, and nft's trace events are shared.
+          if (hasCode(err, ErrorCodes.LIVE_TRACE_BUSY)) return json(409, { error: (err as Error).message });
+          if (hasCode(err, ErrorCodes.LIVE_TRACE_UNAVAILABLE))
+            return json(400, { error: `live: ${(err as Error).message}`, parameter: 'live' });
+          throw err;
+        }
       },
     ],
+    ['/debug/trace/live', () => json(200, view.liveTraceStatus?.() ?? { state: 'idle' }, true)],
     // kube-proxy answers the bare mode name, no newline; scripts compare it as is.
     ['/proxyMode', () => ({ status: 200, contentType: TEXT_TYPE, body: view.mode })],
   ]);

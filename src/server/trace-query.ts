@@ -9,7 +9,7 @@ export interface TraceQueryError {
   error: string;
 }
 
-const PARAMETERS = new Set(['src', 'dst', 'port', 'proto', 'from', 'iif']);
+const PARAMETERS = new Set(['src', 'dst', 'port', 'proto', 'from', 'iif', 'live', 'timeout']);
 const FROMS = new Set(['outside', 'pod', 'node']);
 
 /**
@@ -19,7 +19,7 @@ const FROMS = new Set(['outside', 'pod', 'node']);
 export function parseTraceQuery(params: URLSearchParams): TraceQuery | TraceQueryError {
   for (const name of new Set(params.keys())) {
     if (!PARAMETERS.has(name)) {
-      return fail(name, 'unknown parameter (accepted: src, dst, port, proto, from, iif)');
+      return fail(name, 'unknown parameter (accepted: src, dst, port, proto, from, iif, live, timeout)');
     }
     if (params.getAll(name).length > 1) return fail(name, 'given more than once');
   }
@@ -60,8 +60,34 @@ export function parseTraceQuery(params: URLSearchParams): TraceQuery | TraceQuer
   };
 }
 
-export function isTraceQueryError(q: TraceQuery | TraceQueryError): q is TraceQueryError {
-  return 'error' in q;
+/** A live kernel trace's options (live=1): its time limit. */
+export interface LiveTraceQuery {
+  seconds: number;
+}
+
+/**
+ * `live` and `timeout` of GET /debug/trace: undefined without live=1 (the model alone answers),
+ * the limit in whole seconds (1 to `maxSeconds`, default `defaultSeconds`) with it.
+ */
+export function parseLiveQuery(
+  params: URLSearchParams,
+  defaultSeconds: number,
+  maxSeconds: number,
+): LiveTraceQuery | undefined | TraceQueryError {
+  const live = params.get('live');
+  const timeout = params.get('timeout');
+  if (live !== null && !['0', '1', 'true', 'false'].includes(live)) return fail('live', 'expected 1 or 0');
+  const isLive = live === '1' || live === 'true';
+  if (!isLive) return timeout === null ? undefined : fail('timeout', 'only with live=1');
+  if (timeout === null) return { seconds: defaultSeconds };
+  const seconds = /^[0-9]{1,4}$/.test(timeout) ? Number(timeout) : NaN;
+  if (!(seconds >= 1 && seconds <= maxSeconds))
+    return fail('timeout', `whole seconds from 1 to ${maxSeconds}: ${JSON.stringify(timeout)}`);
+  return { seconds };
+}
+
+export function isTraceQueryError(q: object | undefined): q is TraceQueryError {
+  return q !== undefined && 'error' in q;
 }
 
 function fail(parameter: string, what: string): TraceQueryError {

@@ -19,6 +19,14 @@ export interface DaemonView {
   liveRules(): Promise<string>;
   /** Where such a packet goes; JSON-able. */
   trace(q: TraceQuery): unknown;
+  /**
+   * Traces the next such packet through the kernel (nftables mode), beside the model's answer;
+   * JSON-able. Rejects with LIVE_TRACE_BUSY while another runs, LIVE_TRACE_UNAVAILABLE where
+   * it cannot run. Absent: live traces are unavailable.
+   */
+  liveTrace?(q: TraceQuery, seconds: number): Promise<unknown>;
+  /** Whether a live trace is running (GET /debug/trace/live); JSON-able. */
+  liveTraceStatus?(): unknown;
   /** Every service port, its frontends, chosen endpoints, flags and skipped objects; JSON-able. */
   services(query?: ServicesQuery): unknown;
   /** The configuration the proxy runs with, as a KubeProxyConfiguration (/configz); JSON-able. */

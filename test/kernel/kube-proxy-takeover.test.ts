@@ -141,6 +141,8 @@ describe('kernel: taking a node over from kube-proxy, and its leftovers', functi
 
   it("--cleanup removes ours and kube-proxy's leftovers: iptables-nft and legacy chains, their jumps, kube-ipvs0", async () => {
     const foreign = sh(['nft', 'list', 'table', 'inet', 'host-firewall']);
+    // A live trace's table, as a daemon that died mid-trace leaves it: ours too.
+    sh(['nft', 'add', 'table', 'ip6', 'kube-nftproxy-trace']);
     const r = await runProxy(ns, ['--cleanup']);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(

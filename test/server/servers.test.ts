@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
-import { ErrorCodes, hasCode } from '../../src/errors.js';
+import { ErrorCodes, hasCode, ProxyError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import type { ProxyState } from '../../src/model/types.js';
 import { ProxyHealth } from '../../src/server/health.js';
@@ -21,6 +21,9 @@ class FakeView implements DaemonView {
   mode: 'nftables' | 'userspace' = 'nftables';
   fail: 'services' | 'trace' | 'rules' | 'live' | 'config' | undefined;
   traced: TraceQuery[] = [];
+  /** Set by a test: live traces are available, and answer or fail as it says. */
+  liveTrace?: (q: TraceQuery, seconds: number) => Promise<unknown>;
+  liveTraceStatus?: () => unknown;
 
   state(): ProxyState | undefined {
     return STATE;
@@ -464,6 +467,71 @@ describe('createServers', () => {
         assert.deepEqual(view.traced, [], 'the view is not asked');
       });
     }
+
+    describe('/debug/trace?live=1', () => {
+      const Q = '/debug/trace?src=10.244.1.50&dst=10.96.0.10&port=80&proto=tcp';
+      let asked: Array<[TraceQuery, number]>;
+      beforeEach(() => {
+        asked = [];
+        view.liveTrace = async (q, seconds) => {
+          asked.push([q, seconds]);
+          return { kernel: { dnat: '10.244.1.5:8080' }, agree: true };
+        };
+      });
+
+      it('hands the validated packet and the default limit to the view, and answers its JSON', async () => {
+        const t = await get('metrics', `${Q}&live=1`);
+        assert.equal(t.status, 200);
+        assert.deepEqual(JSON.parse(t.body), { kernel: { dnat: '10.244.1.5:8080' }, agree: true });
+        assert.deepEqual(asked, [
+          [{ src: '10.244.1.50', dst: '10.96.0.10', port: 80, proto: 'tcp', from: 'outside' }, 10],
+        ]);
+        assert.deepEqual(view.traced, [], 'not the model alone');
+      });
+
+      it('takes timeout= in whole seconds up to 60', async () => {
+        assert.equal((await get('metrics', `${Q}&live=1&timeout=60`)).status, 200);
+        assert.equal(asked[0]![1], 60);
+        for (const bad of ['0', '61', '1.5', 'ten']) {
+          const t = await get('metrics', `${Q}&live=1&timeout=${bad}`);
+          assert.equal(t.status, 400, bad);
+          assert.equal(JSON.parse(t.body).parameter, 'timeout');
+        }
+        const alone = await get('metrics', `${Q}&timeout=5`);
+        assert.equal(alone.status, 400);
+        assert.match(JSON.parse(alone.body).error, /^timeout: only with live=1/);
+        assert.equal((await get('metrics', `${Q}&live=yes`)).status, 400);
+        assert.equal(asked.length, 1);
+      });
+
+      it('a second live trace while one runs: 409 with the reason', async () => {
+        view.liveTrace = async () => {
+          throw new ProxyError(ErrorCodes.LIVE_TRACE_BUSY, 'a live trace is running already (one at a time)');
+        };
+        const t = await get('metrics', `${Q}&live=1`);
+        assert.equal(t.status, 409);
+        assert.match(JSON.parse(t.body).error, /one at a time/);
+      });
+
+      it('without live traces (userspace mode): 400 naming live', async () => {
+        delete view.liveTrace;
+        view.mode = 'userspace';
+        const t = await get('metrics', `${Q}&live=1`);
+        assert.equal(t.status, 400);
+        assert.deepEqual(JSON.parse(t.body), {
+          error: 'live: no live traces in userspace mode',
+          parameter: 'live',
+        });
+      });
+
+      it("/debug/trace/live shows the view's status, idle without one", async () => {
+        assert.deepEqual(JSON.parse((await get('metrics', '/debug/trace/live')).body), { state: 'idle' });
+        view.liveTraceStatus = () => ({ state: 'armed', packet: { saddr: '10.244.1.50' } });
+        const t = await get('metrics', '/debug/trace/live');
+        assert.equal(t.status, 200);
+        assert.deepEqual(JSON.parse(t.body), { state: 'armed', packet: { saddr: '10.244.1.50' } });
+      });
+    });
 
     it('/proxyMode answers the mode as bare text', async () => {
       let p = await get('metrics', '/proxyMode');

@@ -4,7 +4,7 @@
  * that dies by a signal is NFT_CRASHED, one that does not finish in time is killed and is
  * NFT_TIMEOUT: neither says anything about the transaction, and neither may hang the daemon.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { constants } from 'node:os';
 import { ErrorCodes, hasCode, isNoSuchObject, ProxyError, type ErrorCode } from '../../errors.js';
 import { killGroup, NftSession } from './session.js';
@@ -55,6 +55,12 @@ export interface Nft {
   tables?(): Promise<string[]>;
   /** Ends a long-lived nft session, if one is open (see NftOptions.session). */
   close?(): void;
+  /**
+   * Starts a long-running nft with `args` (`monitor trace`) where every other command runs (the
+   * same binary, the same namespace), in a process group of its own; the caller reads its
+   * output and kills it (killGroup). Absent where nothing real runs (an injected exec, the Fake).
+   */
+  spawn?(args: string[]): ChildProcessWithoutNullStreams;
 }
 
 /** How listMapJson lists. */
@@ -327,7 +333,19 @@ export function createNft(opts: NftOptions = {}): Nft {
     throw err;
   }
 
+  const [program, ...prefix] = nftCommand({ ...opts, nftPath });
+  const spawnNft =
+    opts.exec === undefined
+      ? (args: string[]): ChildProcessWithoutNullStreams =>
+          spawn(program, [...prefix, ...args], {
+            env: { ...process.env, LC_ALL: 'C' },
+            stdio: ['pipe', 'pipe', 'pipe'],
+            detached: true,
+          })
+      : undefined;
+
   return {
+    ...(spawnNft ? { spawn: spawnNft } : {}),
     close: () => session?.close(),
     run: (tx) => apply(['-f', '-'], tx),
     check: (tx) => apply(['-c', '-f', '-'], tx),
