@@ -156,7 +156,8 @@ function joinService(
           const local = ep.nodeName !== undefined && ep.nodeName === node.name;
           const id = `${ep.ip}|${sp.port}`;
           if (endpoints.has(id) && !local) continue;
-          endpoints.set(id, {
+          // Assigned, not spread: two spreads per endpoint were a tenth of the join at 100,000.
+          const hinted: HintedEndpoint = {
             ip: ep.ip,
             port: sp.port,
             ready: ep.ready,
@@ -165,9 +166,10 @@ function joinService(
             local,
             zoneHints: ep.zoneHints,
             nodeHints: ep.nodeHints,
-            ...(ep.nodeName ? { nodeName: ep.nodeName } : {}),
-            ...(ep.zone ? { zone: ep.zone } : {}),
-          });
+          };
+          if (ep.nodeName) hinted.nodeName = ep.nodeName;
+          if (ep.zone) hinted.zone = ep.zone;
+          endpoints.set(id, hinted);
         }
       }
       // Each address turned into its order once: a comparator parsing both addresses per call
