@@ -127,15 +127,16 @@ export async function parseSourceDocuments(
   let since = performance.now();
   for (const [i, start] of cuts.entries()) {
     const chunk = text.slice(start, cuts[i + 1] ?? text.length);
-    for (let at = text.indexOf('\n', counted); at !== -1 && at < start; at = text.indexOf('\n', at + 1))
-      line++;
-    counted = start;
     const index = i + 1;
     const read = reads?.values[i];
     const fast = read === undefined ? fastValues(chunk, limits.maxDepth) : read;
     let values: unknown[];
     if (fast) values = fast;
     else {
+      // Lines are counted only up to a document that needs them (its reasons name them).
+      for (let at = text.indexOf('\n', counted); at !== -1 && at < start; at = text.indexOf('\n', at + 1))
+        line++;
+      counted = start;
       guarded++;
       const r = await parseYamlDocumentsAsync(chunk, limits, sliceMs, line);
       if (!r.ok) {
