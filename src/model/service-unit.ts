@@ -57,10 +57,15 @@ export function serviceUnit(
   config: JoinConfig,
 ): ServiceUnit {
   // One Service's slices share its namespace: `namespace/name` order is name order.
-  const raws = [...rawSlices]
-    .map((r) => ({ r, name: objName(r) }))
-    .sort((a, b) => compareStrings(a.name, b.name))
-    .map((x) => x.r);
+  const listed = [...rawSlices];
+  // Most Services have one slice: nothing to order.
+  const raws =
+    listed.length < 2
+      ? listed
+      : listed
+          .map((r) => ({ r, name: objName(r) }))
+          .sort((a, b) => compareStrings(a.name, b.name))
+          .map((x) => x.r);
   let parsed: ReturnType<typeof parseService> | undefined;
   if (raw) {
     parsed = parsedServices.get(raw);
