@@ -12,7 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PARSE_LIMITS } from '../src/watch/parse-documents.js';
@@ -124,6 +124,7 @@ export const bench: Bench = {
         const applied = once.lines.find((l) => l.msg === 'rules applied') ?? {};
         const parseMs = Number(read.parseMs ?? NaN);
         const readMs = Number(read.readMs ?? NaN);
+        const byWorker = Number(read.byWorker ?? 0);
 
         ctx.say(`${n}: the same ruleset (--dry-run) through nft -f into the emptied namespace`);
         const dry = await runCli([...args, '--dry-run'], undefined, work);
@@ -145,13 +146,18 @@ export const bench: Bench = {
         f('read_ms', readMs);
         f('parse_ms', parseMs);
         f('parse_share', parseMs / once.wallMs);
+        f('documents_by_worker', byWorker);
+        f('load_average', loadavg()[0]!);
         f('nft_load_ms', nft.wallMs);
         f('ratio_once_to_nft_load', ratio);
         f('operations', Number(applied.operations ?? NaN));
         lines.push(
           `${n} Services × 10 endpoints (${round(mb)} MB of YAML${files.length > 1 ? `, cut into ${files.length} files by the ${PARSE_LIMITS.maxBytes / 2 ** 20} MiB file limit` : ', one file'}):`,
           `  --source --once: ${fmt(once.wallMs)} wall (CPU user ${once.userS} s, sys ${once.sysS} s; ${String(applied.operations)} operations)`,
-          `  source read: parse ${fmt(parseMs)} (${round((100 * parseMs) / once.wallMs)} % of the wall), read ${fmt(readMs)}`,
+          `  source read: parse ${fmt(parseMs)} (${round((100 * parseMs) / once.wallMs)} % of the wall; ${byWorker} documents read by the parse worker), read ${fmt(readMs)}`,
+          `  load average: ${loadavg()
+            .map((x) => round(x, 2))
+            .join(', ')}`,
           `  reference, nft -f of the same ruleset (${round(dry.stdout.length / 1e6)} MB) in the same run: ${fmt(nft.wallMs)} (user ${nft.userS} s, sys ${nft.sysS} s)`,
           `  ratio --once / nft load: ${round(ratio, 2)}`,
         );

@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { readFileSync, writeFileSync } from 'node:fs';
-import { stringify as stringifyYaml } from 'yaml';
 import { buildConfig, usage } from './config.js';
 import { setConntrackSysctls } from './conntrack-sysctls.js';
 import { createConntrack } from './conntrack/exec.js';
@@ -96,6 +95,8 @@ async function main(argv: string[]): Promise<number> {
   // kube-proxy's flags and config fields that do not act here: once each, before anything runs.
   for (const warning of config.warnings) log.warn(warning);
   if (config.writeConfigTo) {
+    // Loaded here: the `yaml` package is start-up time every other run does without.
+    const { stringify: stringifyYaml } = await import('yaml');
     writeFileSync(config.writeConfigTo, stringifyYaml(effectiveKubeProxyConfig(config)));
     log.info({ path: config.writeConfigTo }, 'wrote the effective configuration');
     return EXIT.OK;

@@ -113,35 +113,46 @@ export function parseEndpointSlice(slice: V1EndpointSlice): SliceResult {
   for (const [i, ep] of (rawEndpoints as V1EndpointSlice['endpoints']).entries()) {
     const addresses: unknown = ep?.addresses;
     const raw: unknown = Array.isArray(addresses) ? addresses[0] : undefined;
-    const ip = typeof raw === 'string' ? canonicalIp(raw) : undefined;
-    if (!ip || ipFamily(ip) !== family) {
+    // One family test per address (canonicalIp would make a second): IPv4 text is canonical.
+    const rawFamily = typeof raw === 'string' ? ipFamily(raw) : undefined;
+    const ip =
+      rawFamily === 'ipv4' ? (raw as string) : rawFamily === 'ipv6' ? canonicalIp(raw as string) : undefined;
+    if (!ip || rawFamily !== family) {
       warnings.push(`endpoints[${i}]: invalid ${addressType} address ${quote(raw)}`);
       continue;
     }
     // A condition that is not a boolean ("false" is truthy) or a name that is not a string
     // would be guessed at: the endpoint is dropped instead.
     const c = ep.conditions ?? {};
-    const odd = (['ready', 'serving', 'terminating'] as const).find((k) => !isBool(c[k]));
+    const odd = !isBool(c.ready)
+      ? 'ready'
+      : !isBool(c.serving)
+        ? 'serving'
+        : !isBool(c.terminating)
+          ? 'terminating'
+          : undefined;
     if (odd) {
       warnings.push(`endpoints[${i}]: conditions.${odd} ${quote(c[odd])} is not a boolean`);
       continue;
     }
-    const text = (['nodeName', 'zone'] as const).find((k) => !isText(ep[k]));
+    const text = !isText(ep.nodeName) ? 'nodeName' : !isText(ep.zone) ? 'zone' : undefined;
     if (text) {
       warnings.push(`endpoints[${i}]: ${text} ${quote(ep[text])} is not a string`);
       continue;
     }
     const ready = ep.conditions?.ready ?? true;
-    endpoints.push({
+    const endpoint = {
       ip,
       ready,
       serving: ep.conditions?.serving ?? ready,
       terminating: ep.conditions?.terminating ?? false,
-      ...(ep.nodeName ? { nodeName: ep.nodeName } : {}),
-      ...(ep.zone ? { zone: ep.zone } : {}),
-      zoneHints: names(ep.hints?.forZones),
-      nodeHints: names((ep.hints as { forNodes?: unknown } | undefined)?.forNodes),
-    });
+    } as SliceEndpoint;
+    // Assigned in the order the spreads made: the properties keep their order.
+    if (ep.nodeName) endpoint.nodeName = ep.nodeName;
+    if (ep.zone) endpoint.zone = ep.zone;
+    endpoint.zoneHints = names(ep.hints?.forZones);
+    endpoint.nodeHints = names((ep.hints as { forNodes?: unknown } | undefined)?.forNodes);
+    endpoints.push(endpoint);
   }
   return {
     ok: true,

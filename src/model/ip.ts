@@ -106,11 +106,28 @@ export function cidrContains(cidr: Cidr, ip: string): boolean {
   return ipToBigInt(ip) >> shift === cidr.base >> shift;
 }
 
+/** A valid IPv4 address as a number (exact: 32 bits fit), without the BigInts of ipToBigInt. */
+function v4Number(ip: string): number {
+  let v = 0;
+  let part = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 0x2e) {
+      v = v * 256 + part;
+      part = 0;
+    } else part = part * 10 + (c - 0x30);
+  }
+  return v * 256 + part;
+}
+
+const V6_AFTER_V4 = 1n << 128n;
+
 /**
  * An address's place in the order endpoints are kept in: numerically within a family, IPv4
- * before IPv6 (deterministic and readable). Compute it once per address, then compare.
+ * before IPv6 (deterministic and readable). Compute it once per address, then compare with
+ * `<` (a number and a bigint compare by value). IPv4 is a plain number: BigInts for every
+ * endpoint cost a third of the join at 100,000 endpoints.
  */
-export function ipOrder(ip: string): bigint {
-  const v = ipToBigInt(ip);
-  return ipFamily(ip) === 'ipv4' ? v : (1n << 128n) | v;
+export function ipOrder(ip: string): number | bigint {
+  return isIPv4(ip) ? v4Number(ip) : V6_AFTER_V4 | ipToBigInt(ip);
 }

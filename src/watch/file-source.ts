@@ -39,6 +39,8 @@ interface Loaded {
 export interface FileObjects {
   objects: Array<{ kind: Kind; object: KubeObject }>;
   problems: string[];
+  /** How many of its documents the parse worker read, and why it failed if it did. */
+  worker?: { documents: number; error?: string };
 }
 
 /** Parses one file's text: objectsInFile, or a test's counting wrapper around it. */
@@ -110,7 +112,9 @@ export async function objectsInFile(
   };
   // Numbered by the document's position in the file.
   for (const doc of parsed.documents) visit(doc.value, `object ${doc.index}`);
-  return { objects, problems };
+  if (parsed.byWorker === 0 && parsed.workerError === undefined) return { objects, problems };
+  const error = parsed.workerError === undefined ? {} : { error: parsed.workerError };
+  return { objects, problems, worker: { documents: parsed.byWorker, ...error } };
 }
 
 /**
@@ -256,7 +260,15 @@ export class FileSource implements Source {
     const problems: Loaded['problems'] = [];
     const files = await this.#files();
     const known = new Map<string, ReadFile>();
-    const counts = { files: files.length, read: 0, parsed: 0, unchanged: 0, readMs: 0, parseMs: 0 };
+    const counts = {
+      files: files.length,
+      read: 0,
+      parsed: 0,
+      unchanged: 0,
+      readMs: 0,
+      parseMs: 0,
+      byWorker: 0,
+    };
     for (const file of files) {
       const read = await this.#readFile(file, counts);
       if (typeof read === 'string') {
@@ -294,7 +306,14 @@ export class FileSource implements Source {
    */
   async #readFile(
     file: string,
-    counts: { read: number; parsed: number; unchanged: number; readMs: number; parseMs: number },
+    counts: {
+      read: number;
+      parsed: number;
+      unchanged: number;
+      readMs: number;
+      parseMs: number;
+      byWorker: number;
+    },
   ): Promise<ReadFile | string> {
     const last = this.#read.get(file);
     let stamp: string | undefined;
@@ -323,6 +342,10 @@ export class FileSource implements Source {
     const found = await this.#parse(file, read.text, this.#limits);
     counts.parseMs += performance.now() - parseStart;
     counts.parsed++;
+    counts.byWorker += found.worker?.documents ?? 0;
+    // Costs only time: what the worker did not read was read here.
+    if (found.worker?.error !== undefined)
+      this.#log?.warn({ file, err: found.worker.error }, 'the parse worker failed; parsed without it');
     return { stamp: stamp ?? '', readAt, hash, found };
   }
 }

@@ -1,7 +1,16 @@
 import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { Composer, Lexer, Parser, type Document } from 'yaml';
+import { createRequire } from 'node:module';
+import type { Document } from 'yaml';
+
+type YamlPackage = typeof import('yaml');
+let yamlPackage: YamlPackage | undefined;
+/**
+ * The `yaml` package, loaded at its first use (synchronously: parseYamlDocuments is): its 45 ms
+ * of loading are start-up that a --source of ordinary documents never needs.
+ */
+const yaml = (): YamlPackage => (yamlPackage ??= createRequire(import.meta.url)('yaml') as YamlPackage);
 
 /**
  * Bounds on one file of Kubernetes objects (the --source files, the --config file). Input past
@@ -187,6 +196,7 @@ const LEXEMES_PER_STEP = 4096;
  */
 function* yamlSteps(text: string, limits: ParseLimits, lineOffset = 0): Generator<undefined, ParseResult> {
   if (text.length > limits.maxBytes) return refuse(tooLarge(text.length, limits));
+  const { Composer, Lexer, Parser } = yaml();
   const parser = new Parser();
   const composer = new Composer({ prettyErrors: false });
   const documents: unknown[] = [];

@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import jsYaml from 'js-yaml';
 import {
   isJson,
   PARSE_LIMITS,
@@ -8,7 +7,8 @@ import {
   type ParseLimits,
   type ParseResult,
 } from './parse-documents.js';
-import { YAML_CORE_SCHEMA } from './yaml-core-schema.js';
+import { fastValues } from './fast-yaml.js';
+import { readInParallel, type ParallelOptions } from './parallel-parse.js';
 
 /** One document of a --source file that holds a map or a list. */
 export interface SourceDocument {
@@ -26,6 +26,21 @@ export interface SourceDocuments {
   problems: string[];
   /** How many documents went through the guarded parser rather than the fast one. */
   guarded: number;
+  /** How many documents the parse worker read (see readInParallel). */
+  byWorker: number;
+  /** Why the parse worker failed, when it did (its documents were read here instead). */
+  workerError?: string;
+}
+
+/**
+ * From this size on, a file's documents are read by a worker and this thread at once. Below it,
+ * starting the worker (some 30 ms) costs more than it saves.
+ */
+export const PARALLEL_FROM_BYTES = 1 << 20;
+
+export interface SourceParseOptions extends ParallelOptions {
+  /** The size from which a worker helps (PARALLEL_FROM_BYTES). */
+  parallelFromBytes?: number;
 }
 
 /**
@@ -33,12 +48,6 @@ export interface SourceDocuments {
  * either at column 0 is read whole by the guarded parser, as before this fast path existed.
  */
 const UNUSUAL_STREAM = /^(?:%|\.\.\.(?=[ \t\r\n]|$))/m;
-/**
- * Where an anchor or alias could start a node: after white space, a flow indicator or `:` (a
- * JSON-like key's adjacent value). A superset: `a & b` in a quoted string matches too, and only
- * costs that document the slower parser.
- */
-const ANCHOR_OR_ALIAS = /(?:^|[\s,[{:])[&*]/m;
 /** Only white space and comments: what comes before a stream's first `---`, if anything. */
 const NO_CONTENT = /^(?:\s|#[^\n]*)*$/;
 
@@ -75,12 +84,15 @@ function starts(text: string): number[] {
  * refused, and why, is the guarded parser's word; the fast one only saves time.
  *
  * The event loop gets a turn at least every `sliceMs` (the daemon's probes keep answering).
+ * A file of PARALLEL_FROM_BYTES or more is read by a worker thread and this one at once
+ * (parallel-parse.ts), with the same outcome.
  */
 export async function parseSourceDocuments(
   file: string,
   text: string,
   limits: ParseLimits = PARSE_LIMITS,
   sliceMs = 20,
+  opts: SourceParseOptions = {},
 ): Promise<SourceDocuments> {
   const whole = (r: ParseResult, guarded: number): SourceDocuments =>
     r.ok
@@ -88,8 +100,9 @@ export async function parseSourceDocuments(
           documents: r.documents.map((value, i) => ({ index: i + 1, value: value as object })),
           problems: [],
           guarded,
+          byWorker: 0,
         }
-      : { documents: [], problems: [r.reason], guarded };
+      : { documents: [], problems: [r.reason], guarded, byWorker: 0 };
   if (isJson(file)) return whole(parseJson(text, limits), 0);
   if (/^\s*[[{]/.test(text)) {
     // Otherwise it may still be YAML (flow style, several documents), read with YAML's limits.
@@ -102,6 +115,10 @@ export async function parseSourceDocuments(
   const cuts = starts(text);
   // Text before the first `---` is a document only if it has content.
   if (cuts.length > 1 && NO_CONTENT.test(text.slice(0, cuts[1]))) cuts.shift();
+  const reads =
+    text.length >= (opts.parallelFromBytes ?? PARALLEL_FROM_BYTES) && cuts.length > 1
+      ? await readInParallel(text, cuts, limits.maxDepth, sliceMs, opts)
+      : undefined;
   const documents: SourceDocument[] = [];
   const problems: Array<[number, string]> = [];
   let guarded = 0;
@@ -110,15 +127,16 @@ export async function parseSourceDocuments(
   let since = performance.now();
   for (const [i, start] of cuts.entries()) {
     const chunk = text.slice(start, cuts[i + 1] ?? text.length);
-    for (let at = text.indexOf('\n', counted); at !== -1 && at < start; at = text.indexOf('\n', at + 1))
-      line++;
-    counted = start;
     const index = i + 1;
-    const mayAlias = (chunk.includes('&') || chunk.includes('*')) && ANCHOR_OR_ALIAS.test(chunk);
-    const fast = mayAlias ? undefined : readFast(chunk, limits);
+    const read = reads?.values[i];
+    const fast = read === undefined ? fastValues(chunk, limits.maxDepth) : read;
     let values: unknown[];
     if (fast) values = fast;
     else {
+      // Lines are counted only up to a document that needs them (its reasons name them).
+      for (let at = text.indexOf('\n', counted); at !== -1 && at < start; at = text.indexOf('\n', at + 1))
+        line++;
+      counted = start;
       guarded++;
       const r = await parseYamlDocumentsAsync(chunk, limits, sliceMs, line);
       if (!r.ok) {
@@ -139,21 +157,7 @@ export async function parseSourceDocuments(
     documents,
     problems: problems.map(([index, reason]) => (named ? `document ${index}: ${reason}` : reason)),
     guarded,
+    byWorker: reads?.byWorker ?? 0,
+    ...(reads?.workerError === undefined ? {} : { workerError: reads.workerError }),
   };
-}
-
-/** A document's values by js-yaml, or undefined when js-yaml refuses it (for any reason). */
-function readFast(chunk: string, limits: ParseLimits): unknown[] | undefined {
-  const values: unknown[] = [];
-  try {
-    // maxDepth counts every node, scalars too: a document right at the limit goes to the
-    // guarded parser, which counts collections.
-    jsYaml.loadAll(chunk, (doc) => values.push(doc), {
-      schema: YAML_CORE_SCHEMA,
-      maxDepth: limits.maxDepth,
-    } as jsYaml.LoadOptions);
-  } catch {
-    return undefined;
-  }
-  return values;
 }

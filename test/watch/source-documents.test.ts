@@ -125,6 +125,7 @@ describe('parseSourceDocuments: JSON', () => {
       documents: [{ index: 1, value: { kind: 'List', items: [{ kind: 'Service' }] } }],
       problems: [],
       guarded: 0,
+      byWorker: 0,
     });
   });
 

@@ -1,0 +1,31 @@
+import jsYaml from 'js-yaml';
+import { YAML_CORE_SCHEMA } from './yaml-core-schema.js';
+
+/**
+ * Where an anchor or alias could start a node: after white space, a flow indicator or `:` (a
+ * JSON-like key's adjacent value). A superset: `a & b` in a quoted string matches too, and only
+ * costs that document the slower parser.
+ */
+const ANCHOR_OR_ALIAS = /(?:^|[\s,[{:])[&*]/m;
+
+/**
+ * One document's values by js-yaml, or null when the guarded parser must decide it: js-yaml
+ * refuses it (for any reason), or it may hold an anchor or alias (js-yaml shares an alias's value
+ * instead of copying it, so an alias bomb would cost nothing here and explode downstream).
+ * The same in the main thread and in the parse worker.
+ */
+export function fastValues(chunk: string, maxDepth: number): unknown[] | null {
+  if ((chunk.includes('&') || chunk.includes('*')) && ANCHOR_OR_ALIAS.test(chunk)) return null;
+  const values: unknown[] = [];
+  try {
+    // maxDepth counts every node, scalars too: a document right at the limit goes to the
+    // guarded parser, which counts collections.
+    jsYaml.loadAll(chunk, (doc) => values.push(doc), {
+      schema: YAML_CORE_SCHEMA,
+      maxDepth,
+    } as jsYaml.LoadOptions);
+  } catch {
+    return null;
+  }
+  return values;
+}

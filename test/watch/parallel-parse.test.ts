@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { stringify } from 'yaml';
+import { claim, newClaims } from '../../src/watch/document-claims.js';
+import { PARSE_LIMITS } from '../../src/watch/parse-documents.js';
+import {
+  parseSourceDocuments,
+  type SourceDocuments,
+  type SourceParseOptions,
+} from '../../src/watch/source-documents.js';
+import { clusterArb, objectsOf } from '../support/arbitraries.js';
+import { aliasBomb, deepYaml } from '../support/hostile-input.js';
+import { service, slice, yamlDocs } from '../support/objects.js';
+
+const alone: SourceParseOptions = { parallelFromBytes: Infinity };
+/** The worker reads every document it can: nothing is left to chance in who reads what. */
+const workerOnly: SourceParseOptions = { parallelFromBytes: 0, mainReads: false };
+const both: SourceParseOptions = { parallelFromBytes: 0 };
+
+const parse = (text: string, opts: SourceParseOptions): Promise<SourceDocuments> =>
+  parseSourceDocuments('x.yaml', text, PARSE_LIMITS, 20, opts);
+
+/** What a parse found, apart from who read it. */
+const outcome = (r: SourceDocuments): unknown => ({
+  documents: r.documents,
+  problems: r.problems,
+  guarded: r.guarded,
+});
+
+describe('parseSourceDocuments with the parse worker', () => {
+  const web = service('ns', 'web', { clusterIP: '10.96.0.10', ports: [{ port: 80 }] });
+  const webSlice = slice('ns', 'web-a', 'web', [{ port: 8080 }], [{ ip: '10.244.1.11' }]);
+  // Every kind of document: good ones, bad ones (each costs only itself, with the guarded
+  // parser's reason), one for the guarded parser (an alias), and numbers JSON cannot carry.
+  const docs = [
+    yamlDocs([web]),
+    'kind: Service\nmetadata: {name: broken\n',
+    aliasBomb(),
+    deepYaml(),
+    'a: &x {port: 80}\nb: *x\n',
+    'n: .nan\ni: -.inf\nz: -0\nf: -0.0\nbig: 123456789012345678901234567890\nh: 0x1F\n',
+    '__proto__: {polluted: yes}\nkind: Service\n',
+    'text: |\n  a block\n  ---\n  scalar\nempty:\nlist: [a, ~, ""]\n',
+    yamlDocs([webSlice]),
+  ];
+  const text = docs.join('---\n');
+
+  it('reads every document as the main thread alone does, bad ones with the same reasons', async () => {
+    const mine = await parse(text, alone);
+    const theirs = await parse(text, workerOnly);
+    assert.deepStrictEqual(outcome(theirs), outcome(mine));
+    assert.equal(mine.byWorker, 0);
+    // All but the one with NaN, -Infinity and -0, which the worker leaves to this thread.
+    assert.equal(theirs.byWorker, docs.length - 1);
+    assert.equal(theirs.workerError, undefined);
+    const quirky = theirs.documents.find((d) => d.index === 6)!.value as Record<string, number>;
+    assert.ok(Number.isNaN(quirky.n) && quirky.i === -Infinity && Object.is(quirky.z, -0));
+    assert.equal(Object.getPrototypeOf(theirs.documents.find((d) => d.index === 7)!.value), Object.prototype);
+  });
+
+  it('with both threads reading, on generated clusters: the same documents in the same order', async () => {
+    await fc.assert(
+      fc.asyncProperty(clusterArb, async (spec) => {
+        const { services, slices } = objectsOf(spec);
+        // Enough documents for several claims from each end.
+        const stream = [...services, ...slices, ...services, ...slices]
+          .map((o) => stringify(o))
+          .join('---\n');
+        assert.deepStrictEqual(outcome(await parse(stream, both)), outcome(await parse(stream, alone)));
+      }),
+      { numRuns: 10 },
+    );
+  });
+
+  it('a worker that cannot start costs only time: this thread reads everything, and says why', async () => {
+    const r = await parse(text, { ...workerOnly, workerUrl: new URL('file:///nonexistent/parse-worker.js') });
+    assert.deepStrictEqual(outcome(r), outcome(await parse(text, alone)));
+    assert.equal(r.byWorker, 0);
+    assert.match(r.workerError ?? '', /nonexistent/);
+  });
+
+  it('is not used below parallelFromBytes', async () => {
+    const r = await parse(text, { parallelFromBytes: text.length + 1, mainReads: false });
+    assert.equal(r.byWorker, 0);
+    assert.deepStrictEqual(outcome(r), outcome(await parse(text, alone)));
+  });
+});
+
+describe('document claims', () => {
+  it('give every document out once, from both ends, until they meet', () => {
+    fc.assert(
+      fc.property(
+        fc.nat(500),
+        fc.array(fc.tuple(fc.boolean(), fc.integer({ min: 1, max: 40 })), { minLength: 1 }),
+        (n, steps) => {
+          const word = newClaims(n);
+          const seen = new Array<number>(n).fill(0);
+          let front = 0;
+          for (let i = 0; ; i++) {
+            const [fromFront, batch] = steps[i % steps.length]!;
+            const r = claim(word, fromFront ? 'front' : 'back', batch);
+            if (!r) break;
+            const [from, to] = r;
+            assert.ok(from < to && to - from <= batch);
+            if (fromFront) {
+              assert.equal(from, front);
+              front = to;
+            }
+            for (let k = from; k < to; k++) seen[k]!++;
+          }
+          assert.ok(seen.every((c) => c === 1));
+        },
+      ),
+    );
+  });
+});
