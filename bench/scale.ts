@@ -187,6 +187,13 @@ export const bench: Bench = {
     if (opt.parts.includes('nft')) {
       const ns = new Netns(`knp-bench-${process.pid}`);
       const timed = new TimedExec(ns.name);
+      const onSignal = (signal: NodeJS.Signals): void => {
+        ns.del();
+        timed.cleanup();
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
       Netns.sweepStale();
       ns.create();
       try {
@@ -218,6 +225,8 @@ export const bench: Bench = {
       } finally {
         ns.del();
         timed.cleanup();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
     }
 
