@@ -144,6 +144,8 @@ export interface DaemonFigures {
   /** Medians over the changes (ops too), and the slowest change. */
   change: { total: number; max: number; delivery: number; cpu: number; nft: number; ops: number };
   rss: { afterFull: number; afterChanges: number; afterQuiet: number; peak: number };
+  /** The binary's CPU seconds up to its first sync: its own, and its nft runs'. */
+  cpu: { ownS: number; nftS: number };
   heap: { serverOnly: number; afterChanges: number };
 }
 
@@ -248,6 +250,7 @@ export async function measureDaemon(
     child = await DaemonProcess.start({ kubeConfig: server.kubeConfig(), netns: ns, flags });
     let syncs = await child.waitForSyncs(0, 600_000);
     const afterFull = child.memory();
+    const cpu = child.cpu();
     for (let c = changes; c < 2 * changes; c++) {
       await sleep(300);
       server.update('EndpointSlice', w.change(c).object);
@@ -280,6 +283,7 @@ export async function measureDaemon(
         peak: afterQuiet.peakMb,
       },
       heap: { serverOnly: heapServerOnly, afterChanges: heapAfterChanges },
+      cpu: { ownS: cpu.ownS, nftS: cpu.childrenS },
     };
   } finally {
     await daemon?.stop();
