@@ -120,9 +120,47 @@ class TimedSource implements Source {
   }
 }
 
-async function measure(ctx: BenchContext): Promise<BenchResult> {
-  const services = ctx.quick ? 1_000 : 10_000;
-  const changes = ctx.quick ? 5 : 10;
+/** What the daemon benches load into the API server and change, one EndpointSlice at a time. */
+export interface DaemonWorkload {
+  services: number;
+  nodeName: string;
+  nodeIP: string;
+  serviceCIDR: string;
+  clusterCIDR: string;
+  /** Stores every Service and EndpointSlice (the Node is stored by measureDaemon). */
+  fill(server: TestApiServer): void;
+  /**
+   * Change c (c counts from 0; the in-process daemon takes 0..changes-1, the child process the
+   * next ones): an EndpointSlice update, its name, and an IP only that change's transaction has.
+   */
+  change(c: number): { name: string; fresh: string; object: StoredObject };
+}
+
+export interface DaemonFigures {
+  services: number;
+  changes: number;
+  quietS: number;
+  initial: { totalMs: number; beforeNftMs: number; nftMs: number; operations: number };
+  /** Medians over the changes (ops too), and the slowest change. */
+  change: { total: number; max: number; delivery: number; cpu: number; nft: number; ops: number };
+  rss: { afterFull: number; afterChanges: number; afterQuiet: number; peak: number };
+  /** The binary's CPU seconds up to its first sync: its own, and its nft runs'. */
+  cpu: { ownS: number; nftS: number };
+  heap: { serverOnly: number; afterChanges: number };
+}
+
+/**
+ * The in-process daemon against the workload (initial full sync, then `changes` changes, each
+ * timed from the write at the server to its nft commit), then the binary as a child process
+ * (its RSS after the full sync, after as many changes, and `quietS` seconds later).
+ */
+export async function measureDaemon(
+  ctx: BenchContext,
+  w: DaemonWorkload,
+  opts: { changes: number; quietS: number },
+): Promise<DaemonFigures> {
+  const { services } = w;
+  const { changes, quietS } = opts;
   const ns = `knp-${process.pid}-latency`;
   const log = silentLogger();
 
@@ -138,35 +176,26 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
   let child: DaemonProcess | undefined;
   try {
     server.create('Node', {
-      metadata: { name: NODE },
-      status: { addresses: [{ type: 'InternalIP', address: NODE_IP }] },
+      metadata: { name: w.nodeName },
+      status: { addresses: [{ type: 'InternalIP', address: w.nodeIP }] },
     });
-    for (let i = 0; i < services; i++) {
-      server.create('Service', service(i));
-      server.create(
-        'EndpointSlice',
-        slice(
-          i,
-          Array.from({ length: ENDPOINTS }, (_, j) => endpointIp(i * ENDPOINTS + j)),
-        ),
-      );
-    }
+    w.fill(server);
     const heapServerOnly = heapMb();
-    ctx.say(`daemon-latency: ${services} Services × ${ENDPOINTS} endpoints in the API server`);
+    ctx.say(`daemon: ${services} Services × ${ENDPOINTS} endpoints in the API server`);
 
     const runs: NftRun[] = [];
     const nft = timedNft(createNft({ netns: ns, session: true }), runs);
     const source = new TimedSource(
-      createKubeSource({ kubeConfig: server.kubeConfig(), nodeName: NODE, log, watchdogMs: 0 }),
+      createKubeSource({ kubeConfig: server.kubeConfig(), nodeName: w.nodeName, log, watchdogMs: 0 }),
     );
-    const env: Environment = { localAddresses: [NODE_IP] };
+    const env: Environment = { localAddresses: [w.nodeIP] };
     const flags = [
       '--hostname-override',
-      NODE,
+      w.nodeName,
       '--cluster-cidr',
-      CLUSTER_CIDR,
+      w.clusterCIDR,
       '--service-cidr',
-      SERVICE_CIDR,
+      w.serviceCIDR,
       '--min-sync-period',
       '0s',
       '--sync-period',
@@ -189,35 +218,21 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
       nftMs: round(first.end - first.start),
       operations: first.operations,
     };
-    ctx.say(`daemon-latency: initial full sync ${initial.totalMs} ms (nft ${initial.nftMs} ms)`);
+    ctx.say(`daemon: initial full sync ${initial.totalMs} ms (nft ${initial.nftMs} ms)`);
 
-    // One EndpointSlice change at a time: endpoint 0 of a Service is replaced by a fresh IP.
-    // Change c is the c-th such IP; the child process below takes the next ones.
-    const change = (c: number): { i: number; fresh: string; object: StoredObject } => {
-      const i = (c * 997 + 13) % services;
-      const fresh = endpointIp(services * ENDPOINTS + c);
-      const ips = Array.from({ length: ENDPOINTS }, (_, j) =>
-        j === 0 ? fresh : endpointIp(i * ENDPOINTS + j),
-      );
-      return { i, fresh, object: slice(i, ips) };
-    };
     const samples: Array<{ total: number; delivery: number; cpu: number; nft: number; ops: number }> = [];
     for (let c = 0; c < changes; c++) {
       await sleep(300);
-      const { i, fresh, object } = change(c);
+      const { name, fresh, object } = w.change(c);
       const runsBefore = runs.length;
       const t0 = performance.now();
       server.update('EndpointSlice', object);
       let done: NftRun | undefined;
       await waitFor(
         () => (done = runs.slice(runsBefore).find((r) => r.text?.includes(fresh))) !== undefined,
-        {
-          what: `the change of svc-${i} to be committed`,
-          timeoutMs: 60_000,
-          intervalMs: 2,
-        },
+        { what: `the change of ${name} to be committed`, timeoutMs: 60_000, intervalMs: 2 },
       );
-      const delivered = source.delivered.get(`svc-${i}-a`) ?? t0;
+      const delivered = source.delivered.get(name) ?? t0;
       samples.push({
         total: done!.end - t0,
         delivery: delivered - t0,
@@ -231,64 +246,45 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
     daemon = undefined;
 
     // The binary itself, alone in its process: the same list, then the same kind of changes.
-    ctx.say('daemon-latency: the kube-nftproxy binary as a child process, for its memory');
+    ctx.say('daemon: the kube-nftproxy binary as a child process, for its memory');
     child = await DaemonProcess.start({ kubeConfig: server.kubeConfig(), netns: ns, flags });
-    let syncs = await child.waitForSyncs(0, 60_000);
+    let syncs = await child.waitForSyncs(0, 600_000);
     const afterFull = child.memory();
+    const cpu = child.cpu();
     for (let c = changes; c < 2 * changes; c++) {
       await sleep(300);
-      server.update('EndpointSlice', change(c).object);
+      server.update('EndpointSlice', w.change(c).object);
       syncs = await child.waitForSyncs(syncs, 60_000);
     }
     const afterChanges = child.memory();
     // V8 hands the heap it no longer needs back only once the process has gone quiet (its
     // memory reducer, typically 10-30 s later): what an operator sees on a steady cluster is
     // the RSS after a quiet while, so that is the figure held to the target.
-    const quietS = ctx.quick ? 20 : 60;
     await sleep(quietS * 1000);
     const afterQuiet = child.memory();
-    const rss = afterQuiet.rssMb;
-
-    const m = {
-      total: median(samples.map((s) => s.total)),
-      delivery: median(samples.map((s) => s.delivery)),
-      cpu: median(samples.map((s) => s.cpu)),
-      nft: median(samples.map((s) => s.nft)),
-      ops: median(samples.map((s) => s.ops)),
+    const med = (f: (s: (typeof samples)[number]) => number): number => median(samples.map(f));
+    return {
+      services,
+      changes: samples.length,
+      quietS,
+      initial,
+      change: {
+        total: med((s) => s.total),
+        max: Math.max(...samples.map((s) => s.total)),
+        delivery: med((s) => s.delivery),
+        cpu: med((s) => s.cpu),
+        nft: med((s) => s.nft),
+        ops: med((s) => s.ops),
+      },
+      rss: {
+        afterFull: afterFull.rssMb,
+        afterChanges: afterChanges.rssMb,
+        afterQuiet: afterQuiet.rssMb,
+        peak: afterQuiet.peakMb,
+      },
+      heap: { serverOnly: heapServerOnly, afterChanges: heapAfterChanges },
+      cpu: { ownS: cpu.ownS, nftS: cpu.childrenS },
     };
-    const n = services;
-    const figures: BenchResult['figures'] = {
-      [`initial_sync_ms@${n}`]: initial.totalMs,
-      [`initial_before_nft_ms@${n}`]: initial.beforeNftMs,
-      [`initial_nft_ms@${n}`]: initial.nftMs,
-      [`initial_operations@${n}`]: initial.operations,
-      [`change_to_commit_ms_median@${n}`]: round(m.total),
-      [`change_to_commit_ms_max@${n}`]: round(Math.max(...samples.map((s) => s.total))),
-      [`change_delivery_ms_median@${n}`]: round(m.delivery),
-      [`change_sync_cpu_ms_median@${n}`]: round(m.cpu),
-      [`change_nft_ms_median@${n}`]: round(m.nft),
-      [`change_operations@${n}`]: m.ops,
-      [`daemon_rss_mb_after_full_sync@${n}`]: afterFull.rssMb,
-      [`daemon_rss_mb_after_changes@${n}`]: afterChanges.rssMb,
-      [`daemon_rss_mb_after_quiet@${n}`]: rss,
-      [`daemon_rss_mb_peak@${n}`]: afterQuiet.peakMb,
-      [`heap_mb_api_server_only@${n}`]: heapServerOnly,
-      [`heap_mb_after_changes@${n}`]: heapAfterChanges,
-      heap_after_gc: global.gc ? 'yes' : 'no (run node --expose-gc)',
-    };
-    const lines = [
-      `daemon latency, ${n} Services × ${ENDPOINTS} endpoints, real nft in a namespace, API server in-process:`,
-      `  initial full sync (start → commit): ${initial.totalMs} ms = ${initial.beforeNftMs} ms list+state+compile+render, ${initial.nftMs} ms nft (${initial.operations} operations)`,
-      `  one EndpointSlice change → nft commit, median of ${samples.length}: ${round(m.total)} ms ` +
-        `(target ≤ ${TARGET.changeMs} ms: ${m.total <= TARGET.changeMs ? 'met' : 'MISSED'}); ` +
-        `max ${round(Math.max(...samples.map((s) => s.total)))} ms`,
-      `    watch delivery ${round(m.delivery)} ms · sync CPU before nft ${round(m.cpu)} ms · nft ${round(m.nft)} ms · ${m.ops} operations`,
-      `  the binary as its own process (VmRSS): ${afterFull.rssMb} MB after the full sync, ${afterChanges.rssMb} MB after ${changes} changes, ` +
-        `${rss} MB ${quietS} s later (target ≤ ${TARGET.rssMb} MB: ${rss <= TARGET.rssMb ? 'met' : 'MISSED'}); peak ${afterQuiet.peakMb} MB`,
-      `  in-process daemon's live heap${global.gc ? ' after a full GC' : ' (garbage included; node --expose-gc for live objects)'}: ` +
-        `${round(heapAfterChanges - heapServerOnly)} MB (${heapServerOnly} MB before it started, the API server's objects)`,
-    ];
-    return { figures, lines };
   } finally {
     await daemon?.stop();
     await child?.stop();
@@ -296,6 +292,80 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
     process.removeListener('SIGINT', cleanup);
     await run(['ip', 'netns', 'del', ns], { allowFail: true });
   }
+}
+
+/** This bench's own workload: `services` ClusterIP Services in one namespace. */
+function clusterIpWorkload(services: number): DaemonWorkload {
+  return {
+    services,
+    nodeName: NODE,
+    nodeIP: NODE_IP,
+    serviceCIDR: SERVICE_CIDR,
+    clusterCIDR: CLUSTER_CIDR,
+    fill(server) {
+      for (let i = 0; i < services; i++) {
+        server.create('Service', service(i));
+        server.create(
+          'EndpointSlice',
+          slice(
+            i,
+            Array.from({ length: ENDPOINTS }, (_, j) => endpointIp(i * ENDPOINTS + j)),
+          ),
+        );
+      }
+    },
+    // Endpoint 0 of a Service is replaced by a fresh IP: change c gets the c-th such IP.
+    change(c) {
+      const i = (c * 997 + 13) % services;
+      const fresh = endpointIp(services * ENDPOINTS + c);
+      const ips = Array.from({ length: ENDPOINTS }, (_, j) =>
+        j === 0 ? fresh : endpointIp(i * ENDPOINTS + j),
+      );
+      return { name: `svc-${i}-a`, fresh, object: slice(i, ips) };
+    },
+  };
+}
+
+async function measure(ctx: BenchContext): Promise<BenchResult> {
+  const f = await measureDaemon(ctx, clusterIpWorkload(ctx.quick ? 1_000 : 10_000), {
+    changes: ctx.quick ? 5 : 10,
+    quietS: ctx.quick ? 20 : 60,
+  });
+  const { initial, change: m, rss: mem, heap } = f;
+  const n = f.services;
+  const rss = mem.afterQuiet;
+  const figures: BenchResult['figures'] = {
+    [`initial_sync_ms@${n}`]: initial.totalMs,
+    [`initial_before_nft_ms@${n}`]: initial.beforeNftMs,
+    [`initial_nft_ms@${n}`]: initial.nftMs,
+    [`initial_operations@${n}`]: initial.operations,
+    [`change_to_commit_ms_median@${n}`]: round(m.total),
+    [`change_to_commit_ms_max@${n}`]: round(m.max),
+    [`change_delivery_ms_median@${n}`]: round(m.delivery),
+    [`change_sync_cpu_ms_median@${n}`]: round(m.cpu),
+    [`change_nft_ms_median@${n}`]: round(m.nft),
+    [`change_operations@${n}`]: m.ops,
+    [`daemon_rss_mb_after_full_sync@${n}`]: mem.afterFull,
+    [`daemon_rss_mb_after_changes@${n}`]: mem.afterChanges,
+    [`daemon_rss_mb_after_quiet@${n}`]: rss,
+    [`daemon_rss_mb_peak@${n}`]: mem.peak,
+    [`heap_mb_api_server_only@${n}`]: heap.serverOnly,
+    [`heap_mb_after_changes@${n}`]: heap.afterChanges,
+    heap_after_gc: global.gc ? 'yes' : 'no (run node --expose-gc)',
+  };
+  const lines = [
+    `daemon latency, ${n} Services × ${ENDPOINTS} endpoints, real nft in a namespace, API server in-process:`,
+    `  initial full sync (start → commit): ${initial.totalMs} ms = ${initial.beforeNftMs} ms list+state+compile+render, ${initial.nftMs} ms nft (${initial.operations} operations)`,
+    `  one EndpointSlice change → nft commit, median of ${f.changes}: ${round(m.total)} ms ` +
+      `(target ≤ ${TARGET.changeMs} ms: ${m.total <= TARGET.changeMs ? 'met' : 'MISSED'}); ` +
+      `max ${round(m.max)} ms`,
+    `    watch delivery ${round(m.delivery)} ms · sync CPU before nft ${round(m.cpu)} ms · nft ${round(m.nft)} ms · ${m.ops} operations`,
+    `  the binary as its own process (VmRSS): ${mem.afterFull} MB after the full sync, ${mem.afterChanges} MB after ${f.changes} changes, ` +
+      `${rss} MB ${f.quietS} s later (target ≤ ${TARGET.rssMb} MB: ${rss <= TARGET.rssMb ? 'met' : 'MISSED'}); peak ${mem.peak} MB`,
+    `  in-process daemon's live heap${global.gc ? ' after a full GC' : ' (garbage included; node --expose-gc for live objects)'}: ` +
+      `${round(heap.afterChanges - heap.serverOnly)} MB (${heap.serverOnly} MB before it started, the API server's objects)`,
+  ];
+  return { figures, lines };
 }
 
 export const bench: Bench = {

@@ -126,6 +126,22 @@ export class DaemonProcess {
     return { rssMb: statusMb(pid, 'VmRSS'), peakMb: statusMb(pid, 'VmHWM') };
   }
 
+  /**
+   * CPU seconds so far, from /proc/PID/stat: its own (user + system), and that of the children
+   * it has waited for (every `nft -f` it ran; the long-lived `nft -i` only once it ended).
+   * Unlike wall time, not stretched by what else the machine runs.
+   */
+  cpu(): { ownS: number; childrenS: number } {
+    // The fields after the command name (which may hold spaces), from field 3 on.
+    const stat = readFileSync(`/proc/${this.child.pid!}/stat`, 'utf8');
+    const f = stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .map(Number);
+    const tick = 100; // USER_HZ: 100 on every Linux architecture Node runs on
+    return { ownS: (f[11]! + f[12]!) / tick, childrenS: (f[13]! + f[14]!) / tick };
+  }
+
   /** SIGTERM, as the kubelet stops it (the rules stay); then the temporary files go. */
   async stop(): Promise<void> {
     if (!this.exited) {

@@ -9,6 +9,8 @@ export interface BenchContext {
   quick: boolean;
   /** Progress lines go here (stderr), so `--json` stdout stays one object. */
   say(line: string): void;
+  /** The command line's bench options (`--scale=...`), for the benches that take some. */
+  args?: readonly string[];
 }
 
 export interface BenchResult {

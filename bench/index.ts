@@ -13,12 +13,13 @@ const loaders: Array<{ name: string; load: () => Promise<{ bench: Bench }> }> = 
   { name: 'parse-limits', load: () => import('./parse-limits.js') },
   { name: 'source-once', load: () => import('./source-once.js') },
   { name: 'service-counters', load: () => import('./service-counters.js') },
+  { name: 'scale', load: () => import('./scale.js') },
 ];
 
 type Figures = Record<string, BenchResult['figures'] | { skipped: string }>;
 
 /** One bench in this process: its lines to stdout (or its figures, for --json). */
-async function runOne(name: string, quick: boolean, json: boolean): Promise<Figures> {
+async function runOne(name: string, quick: boolean, json: boolean, args: string[]): Promise<Figures> {
   const entry = loaders.find((l) => l.name === name);
   if (!entry) throw new Error(`no bench named ${name}; there are ${loaders.map((l) => l.name).join(', ')}`);
   const { bench } = await entry.load();
@@ -29,7 +30,7 @@ async function runOne(name: string, quick: boolean, json: boolean): Promise<Figu
     return { [bench.name]: { skipped: why } };
   }
   say(`== ${bench.name}`);
-  const result = await bench.run({ quick, say });
+  const result = await bench.run({ quick, say, args });
   if (!json) for (const line of result.lines) process.stdout.write(`${line}\n`);
   return { [bench.name]: result.figures };
 }
@@ -61,13 +62,17 @@ async function main(): Promise<void> {
   const quick = args.includes('--quick');
   const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length);
   if (only) {
-    const figures = await runOne(only, quick, json);
+    const figures = await runOne(only, quick, json, args);
     if (process.send) process.send(figures);
     else if (json) process.stdout.write(`${JSON.stringify(figures)}\n`);
     return;
   }
   const out: Figures = {};
-  const pass = [...(quick ? ['--quick'] : []), ...(json ? ['--json'] : [])];
+  const pass = [
+    ...(quick ? ['--quick'] : []),
+    ...(json ? ['--json'] : []),
+    ...args.filter((a) => a.startsWith('--scale')),
+  ];
   for (const { name } of loaders) Object.assign(out, await runChild(name, pass));
   if (json) process.stdout.write(`${JSON.stringify(out)}\n`);
 }

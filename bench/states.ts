@@ -35,6 +35,8 @@ class Pool {
     this.#size = 2 ** (32 - Number(len));
   }
   next(): string {
+    // Drawing at random slows down as the pool fills, and never ends once it is full.
+    if (this.#used.size >= this.#size / 2) throw new Error(`address pool ${ipOf(this.#base)} is half used`);
     for (;;) {
       const n = this.#base + Math.floor(this.rand() * this.#size);
       const last = n & 255;
@@ -51,8 +53,8 @@ export const BENCH_NET = {
   nodeIP: '192.168.0.10',
   /** ClusterIPs: 10.96.0.0 – 10.127.255.255. */
   serviceCIDR: '10.96.0.0/11',
-  /** Pod IPs: 10.244.0.0 – 10.247.255.255. */
-  clusterCIDR: '10.244.0.0/14',
+  /** Pod IPs: 10.240.0.0 – 10.255.255.255, room for 50,000 Services × 10 endpoints. */
+  clusterCIDR: '10.240.0.0/12',
   /** LoadBalancer ingress IPs. */
   lbCIDR: '172.16.0.0/12',
 } as const;

@@ -21,6 +21,7 @@ import type { NftApplier } from './rules/applier.js';
 import type { Nft } from './rules/nft/exec.js';
 import { isNodeEligible, ProxyHealth } from './server/health.js';
 import { desiredHealthChecks, HealthCheckNodePorts } from './server/health-check-node-ports.js';
+import { collectGarbage } from './util/collect-garbage.js';
 import { createMetrics, type ProxyMetrics } from './server/metrics.js';
 import { createServers, type Servers } from './server/servers.js';
 import type { DaemonView } from './server/view.js';
@@ -406,7 +407,12 @@ export class Daemon {
     }
     // The state as programmed (what the backend left out among the skipped) is what is shown.
     const { programmed: shown, full } = result;
-    if (full) this.#lastFull = start;
+    if (full) {
+      this.#lastFull = start;
+      // What the full sync read and wrote is garbage now; V8 would keep it until it next needs
+      // room. Once this sync is over, not inside it: its duration and the first change wait not.
+      setTimeout(collectGarbage, 0).unref();
+    }
     this.#state = shown;
     this.#failedSince = false;
     // Every entry skipped now (the model's, the compiler's, the held-out) is in the set: anything

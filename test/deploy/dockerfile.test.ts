@@ -180,7 +180,7 @@ describe('Dockerfile (static)', function () {
     const env = stageEnv(runtime);
     assert.equal(env.NODE_ENV, 'production');
     assert.equal(env.MALLOC_ARENA_MAX, '2');
-    assert.equal(env.MALLOC_MMAP_THRESHOLD_, '131072');
+    assert.equal(env.MALLOC_MMAP_THRESHOLD_, '65536');
   });
 
   it('runtime: production dependencies only, no compiler, no build', function () {
