@@ -189,7 +189,9 @@ export class NftSession {
           ),
         this.#timeoutMs,
       );
-      timer.unref();
+      // The timer stays referenced while nft has a transaction: a process with nothing else to
+      // wait on yet (the daemon removing a trace table before its servers listen, with
+      // --source) must wait for nft's answer, not exit with the transaction in flight.
       this.#pending = {
         marker,
         resolve: (r) => {
