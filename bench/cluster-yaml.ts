@@ -10,6 +10,8 @@
  * kube-proxy's default range either; nothing here checks it).
  */
 
+import { prng } from './states.js';
+
 /** The ranges the objects use; the CLI gets the same ones (CLUSTER_FLAGS). */
 export const CLUSTER_NET = {
   nodeName: 'bench-node',
@@ -17,18 +19,6 @@ export const CLUSTER_NET = {
   serviceCIDR: '10.96.0.0/12',
   clusterCIDR: '100.64.0.0/10',
 } as const;
-
-/** mulberry32: deterministic, so two runs read the same file. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The n-th address of a range's hosts, 254 to a /24 (no .0, no .255). */
 const host = (base: [number, number], n: number): string =>

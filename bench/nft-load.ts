@@ -404,6 +404,32 @@ function extrapolate(
 
 const verdict = (value: number, target: number): string => (value <= target ? 'met' : 'NOT met');
 
+/**
+ * Runs `body` in a throwaway network namespace (stale ones of dead runs swept first), removed
+ * afterwards, also when the bench is interrupted.
+ */
+export async function withBenchNetns<T>(body: (ns: Netns, timed: TimedExec) => Promise<T>): Promise<T> {
+  const ns = new Netns(`knp-bench-${process.pid}`);
+  const timed = new TimedExec(ns.name);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    ns.del();
+    timed.cleanup();
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  Netns.sweepStale();
+  ns.create();
+  try {
+    return await body(ns, timed);
+  } finally {
+    ns.del();
+    timed.cleanup();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
 export const bench: Bench = {
   name: 'nft-load',
 
@@ -415,18 +441,7 @@ export const bench: Bench = {
     const figures: BenchResult['figures'] = {};
     const lines: string[] = [];
     const sizes = ctx.quick ? [1000] : [1000, 10_000];
-    const ns = new Netns(`knp-bench-${process.pid}`);
-    const timed = new TimedExec(ns.name);
-    const onSignal = (signal: NodeJS.Signals): void => {
-      ns.del();
-      timed.cleanup();
-      process.exit(signal === 'SIGINT' ? 130 : 143);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    Netns.sweepStale();
-    ns.create();
-    try {
+    return withBenchNetns(async (ns, timed) => {
       const nftVersion = run('nft', ['--version']).out.trim();
       figures.nft_version = nftVersion;
       lines.push(`nft-load: ${nftVersion}; ${ENDPOINTS} endpoints per Service; namespace ${ns.name}`);
@@ -531,11 +546,6 @@ export const bench: Bench = {
       }
       figures.node_peak_rss_mb = peakRssMb();
       return { figures, lines };
-    } finally {
-      ns.del();
-      timed.cleanup();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    }
+    });
   },
 };

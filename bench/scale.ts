@@ -32,7 +32,7 @@ import {
   type BenchContext,
   type BenchResult,
 } from './harness.js';
-import { Netns, TimedExec } from './nft-load.js';
+import { withBenchNetns, type Netns, type TimedExec } from './nft-load.js';
 import { objectsOf, sliceOf } from './state-objects.js';
 import { BENCH_NET, clusterIpState, mixedState, replaceOneEndpoint } from './states.js';
 
@@ -185,18 +185,7 @@ export const bench: Bench = {
     );
 
     if (opt.parts.includes('nft')) {
-      const ns = new Netns(`knp-bench-${process.pid}`);
-      const timed = new TimedExec(ns.name);
-      const onSignal = (signal: NodeJS.Signals): void => {
-        ns.del();
-        timed.cleanup();
-        process.exit(signal === 'SIGINT' ? 130 : 143);
-      };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
-      Netns.sweepStale();
-      ns.create();
-      try {
+      await withBenchNetns(async (ns, timed) => {
         for (const kind of opt.nftKinds) {
           let ref: NftFigures | undefined;
           for (const n of opt.sizes) {
@@ -222,12 +211,7 @@ export const bench: Bench = {
             );
           }
         }
-      } finally {
-        ns.del();
-        timed.cleanup();
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-      }
+      });
     }
 
     if (opt.parts.includes('daemon')) {

@@ -7,7 +7,7 @@
 import type { Endpoint, NodeInfo, ProxyState, ServicePort } from '../src/model/types.js';
 
 /** mulberry32: a tiny, good-enough 32-bit PRNG; returns floats in [0, 1). */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
