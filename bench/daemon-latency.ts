@@ -17,6 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { buildConfig } from '../src/config.js';
 import { Daemon } from '../src/daemon.js';
+import { traceTableName } from '../src/trace/trace-table.js';
 import { silentLogger } from '../src/log.js';
 import type { Environment } from '../src/pipeline.js';
 import { createNft, type Nft } from '../src/rules/nft/exec.js';
@@ -144,6 +145,8 @@ export interface DaemonFigures {
   /** Medians over the changes (ops too), and the slowest change. */
   change: { total: number; max: number; delivery: number; cpu: number; nft: number; ops: number };
   rss: { afterFull: number; afterChanges: number; afterQuiet: number; peak: number };
+  /** One /metrics scrape after the quiet while (it reads the kernel's per-Service counters). */
+  scrape: { bytes: number; ms: number; rssAfter: number; peakAfter: number };
   /** The binary's CPU seconds up to its first sync: its own, and its nft runs'. */
   cpu: { ownS: number; nftS: number };
   heap: { serverOnly: number; afterChanges: number };
@@ -210,7 +213,9 @@ export async function measureDaemon(
     await daemon.start();
     const d = daemon;
     await waitFor(() => d.syncs > 0, { what: 'the first sync', timeoutMs: 600_000, intervalMs: 2 });
-    const first = runs[0]!;
+    // The first sync's transaction: before it the daemon may have removed a live trace's
+    // leftover table (kube-nftproxy-trace), a transaction of its own.
+    const first = runs.find((r) => !r.text?.includes(traceTableName(config.tableName)))!;
     const initial = {
       totalMs: round(first.end - started),
       /** start → the nft call: list over the API + state + compile + render. */
@@ -262,6 +267,12 @@ export async function measureDaemon(
     // the RSS after a quiet while, so that is the figure held to the target.
     await sleep(quietS * 1000);
     const afterQuiet = child.memory();
+    // Then one scrape, as Prometheus would make it: what reading the counters costs in memory.
+    const t0 = performance.now();
+    const bytes = await child.scrape();
+    const scrapeMs = performance.now() - t0;
+    await sleep(1000);
+    const afterScrape = child.memory();
     const med = (f: (s: (typeof samples)[number]) => number): number => median(samples.map(f));
     return {
       services,
@@ -282,6 +293,7 @@ export async function measureDaemon(
         afterQuiet: afterQuiet.rssMb,
         peak: afterQuiet.peakMb,
       },
+      scrape: { bytes, ms: round(scrapeMs), rssAfter: afterScrape.rssMb, peakAfter: afterScrape.peakMb },
       heap: { serverOnly: heapServerOnly, afterChanges: heapAfterChanges },
       cpu: { ownS: cpu.ownS, nftS: cpu.childrenS },
     };
@@ -349,6 +361,9 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
     [`daemon_rss_mb_after_changes@${n}`]: mem.afterChanges,
     [`daemon_rss_mb_after_quiet@${n}`]: rss,
     [`daemon_rss_mb_peak@${n}`]: mem.peak,
+    [`daemon_scrape_ms@${n}`]: f.scrape.ms,
+    [`daemon_rss_mb_after_scrape@${n}`]: f.scrape.rssAfter,
+    [`daemon_rss_mb_peak_after_scrape@${n}`]: f.scrape.peakAfter,
     [`heap_mb_api_server_only@${n}`]: heap.serverOnly,
     [`heap_mb_after_changes@${n}`]: heap.afterChanges,
     heap_after_gc: global.gc ? 'yes' : 'no (run node --expose-gc)',
@@ -362,6 +377,8 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
     `    watch delivery ${round(m.delivery)} ms · sync CPU before nft ${round(m.cpu)} ms · nft ${round(m.nft)} ms · ${m.ops} operations`,
     `  the binary as its own process (VmRSS): ${mem.afterFull} MB after the full sync, ${mem.afterChanges} MB after ${f.changes} changes, ` +
       `${rss} MB ${f.quietS} s later (target ≤ ${TARGET.rssMb} MB: ${rss <= TARGET.rssMb ? 'met' : 'MISSED'}); peak ${mem.peak} MB`,
+    `  then one /metrics scrape (${round(f.scrape.bytes / 1e6, 2)} MB, ${f.scrape.ms} ms, the per-Service counters read from the kernel): ` +
+      `${f.scrape.rssAfter} MB after it; peak ${f.scrape.peakAfter} MB`,
     `  in-process daemon's live heap${global.gc ? ' after a full GC' : ' (garbage included; node --expose-gc for live objects)'}: ` +
       `${round(heap.afterChanges - heap.serverOnly)} MB (${heap.serverOnly} MB before it started, the API server's objects)`,
   ];

@@ -41,6 +41,7 @@ export class DaemonProcess {
     private readonly child: ChildProcess,
     private readonly dir: string,
     private readonly metricsUrl: string,
+    private readonly healthzUrl: string,
   ) {
     child.stderr?.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)));
     child.on('exit', (code, signal) => (this.exited = `exit ${code ?? signal}`));
@@ -66,6 +67,7 @@ export class DaemonProcess {
       });
     }
     const metrics = `127.0.0.1:${await freePort()}`;
+    const healthz = `127.0.0.1:${await freePort()}`;
     const child = spawn(
       process.execPath,
       [
@@ -73,7 +75,7 @@ export class DaemonProcess {
         '--kubeconfig',
         kubeconfig,
         '--healthz-bind-address',
-        `127.0.0.1:${await freePort()}`,
+        healthz,
         '--metrics-bind-address',
         metrics,
         // It runs in the host's network namespace: leave the host's conntrack sysctls alone.
@@ -88,18 +90,35 @@ export class DaemonProcess {
         env: { ...process.env, ...imageEnv(), PATH: `${dir}:${process.env.PATH ?? ''}` },
       },
     );
-    return new DaemonProcess(child, dir, `http://${metrics}/metrics`);
+    return new DaemonProcess(child, dir, `http://${metrics}/metrics`, `http://${healthz}/healthz`);
   }
 
   /** Successful syncs so far, from the sync-duration histogram's count (0 before the servers answer). */
+  /**
+   * Syncs seen so far: each new `lastUpdated` (the last successful sync) of /healthz. Not read
+   * from /metrics: a scrape reads the per-Service counters from the kernel (--service-counters),
+   * and polling it every 20 ms would measure the scrapes, not the daemon (see scrape()).
+   */
   async syncs(): Promise<number> {
     if (this.exited) throw new Error(`the daemon ended (${this.exited}): ${this.stderr.trim()}`);
-    const text = await fetch(this.metricsUrl)
-      .then((r) => r.text())
-      .catch(() => '');
-    // One series per IP family, as kube-proxy's; a sync counts in both.
-    const m = /^kubeproxy_sync_proxy_rules_duration_seconds_count\{ip_family="IPv4"\} (\d+)/m.exec(text);
-    return m ? Number(m[1]) : 0;
+    const body = await fetch(this.healthzUrl)
+      .then((r) => r.json() as Promise<{ status?: { IPv4?: { lastUpdated?: string } } }>)
+      .catch(() => undefined);
+    const last = body?.status?.IPv4?.lastUpdated;
+    if (last !== undefined && !last.startsWith('0001-') && last !== this.lastSync) {
+      this.lastSync = last;
+      this.seenSyncs++;
+    }
+    return this.seenSyncs;
+  }
+
+  private lastSync: string | undefined;
+  private seenSyncs = 0;
+
+  /** One /metrics scrape, as Prometheus makes it: its size in bytes. */
+  async scrape(): Promise<number> {
+    const text = await fetch(this.metricsUrl).then((r) => r.text());
+    return Buffer.byteLength(text);
   }
 
   /** Polls until more than `than` syncs have succeeded. */

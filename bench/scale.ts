@@ -245,6 +245,7 @@ export const bench: Bench = {
             `    one change → commit ${fmt(f.change.total)} median of ${f.changes} (max ${fmt(f.change.max)}): delivery ${fmt(f.change.delivery)}, sync CPU ${fmt(f.change.cpu)}, nft ${fmt(f.change.nft)}, ${f.change.ops} operations`,
             `    the binary, CPU to its first sync: ${f.cpu.ownS} s${r(f.cpu.ownS, ref.cpu.ownS)} its own (list, model, compile, render), ${f.cpu.nftS} s${r(f.cpu.nftS, ref.cpu.nftS)} its nft's`,
             `    RSS of the binary: ${f.rss.afterFull} MB after the full sync, ${f.rss.afterChanges} MB after ${f.changes} changes, ${f.rss.afterQuiet} MB after ${f.quietS} s quiet${r(f.rss.afterQuiet, ref.rss.afterQuiet)}; peak ${f.rss.peak} MB${r(f.rss.peak, ref.rss.peak)}`,
+            `    one /metrics scrape then (${round(f.scrape.bytes / 1e6, 2)} MB, ${f.scrape.ms} ms): RSS ${f.scrape.rssAfter} MB after it, peak ${f.scrape.peakAfter} MB`,
           );
           if (n === 50_000) {
             const initialRatio = f.initial.totalMs / ref.initial.totalMs;
