@@ -13,26 +13,18 @@ import { silentLogger } from '../src/log.js';
 import type { StateDelta } from '../src/model/state-builder.js';
 import { NftApplier } from '../src/rules/applier.js';
 import { fullTransaction, partialTransaction } from '../src/rules/diff.js';
-import { Compiler, type CompileConfig } from '../src/rules/compile.js';
+import { Compiler } from '../src/rules/compile.js';
 import { containRefusal } from '../src/rules/contain.js';
 import { HeldOut, withoutServices } from '../src/rules/held-out.js';
 import { isRefusal, refusalReason } from '../src/rules/isolate.js';
 import { createNft, type Nft } from '../src/rules/nft/exec.js';
 import type { Ruleset } from '../src/rules/ruleset.js';
 import { ms, round, type Bench, type BenchResult, missingRootOrTools, NFT, IP } from './harness.js';
-import { Netns } from './nft-load.js';
-import { BENCH_NET, mixedState } from './states.js';
+import { withBenchNetns } from './nft-load.js';
+import { BENCH_COMPILE_CONFIG, mixedState } from './states.js';
 
 const ENDPOINTS = 10;
 const NESTED = ['10.0.0.0/8', '10.1.0.0/16'];
-
-const compileConfig: CompileConfig = {
-  table: 'kube-nftproxy',
-  clusterCIDRs: [BENCH_NET.clusterCIDR],
-  masqueradeAll: false,
-  serviceCIDRs: [BENCH_NET.serviceCIDR],
-  nodePortIPs: { ipv4: [BENCH_NET.nodeIP], ipv6: [] },
-};
 
 /** The same state with the LoadBalancer port at `index` given nested source ranges. */
 function withNestedRanges(state: ProxyState, index: number): ProxyState {
@@ -89,20 +81,10 @@ export const bench: Bench = {
     const lines: string[] = [];
     const sizes = ctx.quick ? [1000] : [1000, 10_000];
     // nft-load's namespaces: either bench sweeps the other's leftovers.
-    Netns.sweepStale();
-    const netns = new Netns(`knp-bench-${process.pid}-isolate`);
-    const ns = netns.name;
-    const del = (): void => netns.del();
-    const onSignal = (signal: NodeJS.Signals): void => {
-      del();
-      process.exit(signal === 'SIGINT' ? 130 : 143);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    netns.create();
-    const nft = createNft({ netns: ns });
-    const flush = (): void => netns.flush();
-    try {
+    await withBenchNetns(async (netns) => {
+      const ns = netns.name;
+      const nft = createNft({ netns: ns });
+      const flush = (): void => netns.flush();
       lines.push(
         `isolate: one Service nft refuses (nested source ranges) among n, ${ENDPOINTS} endpoints each`,
       );
@@ -118,7 +100,7 @@ export const bench: Bench = {
         ctx.say(`${n}: clean full sync`);
         flush();
         let t = process.hrtime.bigint();
-        await nft.run(fullTransaction(new Compiler(compileConfig).compile(clean).ruleset));
+        await nft.run(fullTransaction(new Compiler(BENCH_COMPILE_CONFIG).compile(clean).ruleset));
         const cleanMs = ms(t);
 
         // As the daemon does it (nft's carets name the suspect), and by the search alone (the
@@ -128,7 +110,7 @@ export const bench: Bench = {
         for (const mode of ['hint', 'search'] as const) {
           ctx.say(`${n}: refused full sync, contained (${mode})`);
           flush();
-          const compiler = new Compiler(compileConfig);
+          const compiler = new Compiler(BENCH_COMPILE_CONFIG);
           const rs = compiler.compile(bad).ruleset;
           t = process.hrtime.bigint();
           const err = await refusal(nft.run(fullTransaction(rs)));
@@ -143,7 +125,7 @@ export const bench: Bench = {
         // A partial sync that brings the bad Service into a kernel holding the rest.
         ctx.say(`${n}: refused partial sync, contained`);
         flush();
-        const pc = new Compiler(compileConfig);
+        const pc = new Compiler(BENCH_COMPILE_CONFIG);
         const without = withoutServices(bad, new Set([badService]));
         const applied = pc.compile(without).ruleset;
         await nft.run(fullTransaction(applied));
@@ -187,11 +169,7 @@ export const bench: Bench = {
             ` + held out and the rest applied as a full sync ${round(partial.ms)} ms (${partial.checks} checks)`,
         );
       }
-    } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      del();
-    }
+    });
     return { figures, lines };
   },
 };

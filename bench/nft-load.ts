@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ProxyState } from '../src/model/types.js';
-import { compile, Compiler, type CompileConfig } from '../src/rules/compile.js';
+import { compile, Compiler } from '../src/rules/compile.js';
 import { fullTransaction, partialTransaction } from '../src/rules/diff.js';
 import { createNft, type Exec, type ExecResult } from '../src/rules/nft/exec.js';
 import { rulesetSize, type Ruleset } from '../src/rules/ruleset.js';
@@ -32,7 +32,7 @@ import {
   kubeProxySize,
   type KubeProxyLayoutOptions,
 } from './kube-proxy-layout.js';
-import { BENCH_NET, clusterIpState, mixedState, replaceOneEndpoint } from './states.js';
+import { BENCH_COMPILE_CONFIG, BENCH_NET, clusterIpState, mixedState, replaceOneEndpoint } from './states.js';
 import { processAlive } from '../src/util/process-alive.js';
 
 const ENDPOINTS = 10;
@@ -45,13 +45,6 @@ const NFT_TIMEOUT_MS = 600_000;
 const CHANGES = 3;
 const TIME = '/usr/bin/time';
 
-const compileConfig: CompileConfig = {
-  table: 'kube-nftproxy',
-  clusterCIDRs: [BENCH_NET.clusterCIDR],
-  masqueradeAll: false,
-  serviceCIDRs: [BENCH_NET.serviceCIDR],
-  nodePortIPs: { ipv4: [BENCH_NET.nodeIP], ipv6: [] },
-};
 const kpOptions: KubeProxyLayoutOptions = {
   clusterCIDR: BENCH_NET.clusterCIDR,
   serviceCIDR: BENCH_NET.serviceCIDR,
@@ -285,14 +278,14 @@ async function measureOurs(
 ): Promise<LayoutFigures & { compileMs: number; compileCpuMs: number; rs: Ruleset; text: string }> {
   const n = state.ports.length;
   const runs = n >= 10_000 ? 5 : 7;
-  compile(state, compileConfig); // warm-up: JIT, not measured
+  compile(state, BENCH_COMPILE_CONFIG); // warm-up: JIT, not measured
   const compileTimes: number[] = [];
   const compileCpu: number[] = [];
   let rs: Ruleset | undefined;
   for (let i = 0; i < runs; i++) {
     const cpu = process.cpuUsage();
     const start = process.hrtime.bigint();
-    rs = compile(state, compileConfig);
+    rs = compile(state, BENCH_COMPILE_CONFIG);
     compileTimes.push(ms(start));
     const used = process.cpuUsage(cpu);
     compileCpu.push((used.user + used.system) / 1000);
@@ -319,7 +312,7 @@ async function measureOurs(
   );
 
   // The daemon's path: one Compiler kept across syncs, so unchanged ports reuse their fragments.
-  const compiler = new Compiler(compileConfig);
+  const compiler = new Compiler(BENCH_COMPILE_CONFIG);
   let prevRs = compiler.compile(state).ruleset;
   const change = await measureChanges(
     state,
@@ -406,14 +399,18 @@ const verdict = (value: number, target: number): string => (value <= target ? 'm
 
 /**
  * Runs `body` in a throwaway network namespace (stale ones of dead runs swept first), removed
- * afterwards, also when the bench is interrupted.
+ * afterwards with `cleanup`, also when the bench is interrupted.
  */
-export async function withBenchNetns<T>(body: (ns: Netns, timed: TimedExec) => Promise<T>): Promise<T> {
+export async function withBenchNetns<T>(
+  body: (ns: Netns, timed: TimedExec) => Promise<T>,
+  cleanup: () => void = () => undefined,
+): Promise<T> {
   const ns = new Netns(`knp-bench-${process.pid}`);
   const timed = new TimedExec(ns.name);
   const onSignal = (signal: NodeJS.Signals): void => {
     ns.del();
     timed.cleanup();
+    cleanup();
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   process.once('SIGINT', onSignal);
@@ -425,6 +422,7 @@ export async function withBenchNetns<T>(body: (ns: Netns, timed: TimedExec) => P
   } finally {
     ns.del();
     timed.cleanup();
+    cleanup();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }

@@ -16,7 +16,7 @@
  * and two full syncs each). `--quick`: 1,000 and 3,000, ratios to 1,000.
  */
 import type { ProxyState } from '../src/model/types.js';
-import { Compiler, type CompileConfig } from '../src/rules/compile.js';
+import { Compiler } from '../src/rules/compile.js';
 import { fullTransaction, partialTransaction } from '../src/rules/diff.js';
 import { createNft } from '../src/rules/nft/exec.js';
 import { rulesetSize } from '../src/rules/ruleset.js';
@@ -34,21 +34,13 @@ import {
 } from './harness.js';
 import { withBenchNetns, type Netns, type TimedExec } from './nft-load.js';
 import { objectsOf, sliceOf } from './state-objects.js';
-import { BENCH_NET, clusterIpState, mixedState, replaceOneEndpoint } from './states.js';
+import { BENCH_COMPILE_CONFIG, BENCH_NET, clusterIpState, mixedState, replaceOneEndpoint } from './states.js';
 
 const ENDPOINTS = 10;
 /** Issue 16's targets at 50,000 Services × 10 through the daemon. */
 const TARGET = { initialRatio: 5.5, changeMs: 20, rssMb: 600 } as const;
 const KINDS = ['clusterip', 'mixed'] as const;
 type Kind = (typeof KINDS)[number];
-
-const compileConfig: CompileConfig = {
-  table: 'kube-nftproxy',
-  clusterCIDRs: [BENCH_NET.clusterCIDR],
-  masqueradeAll: false,
-  serviceCIDRs: [BENCH_NET.serviceCIDR],
-  nodePortIPs: { ipv4: [BENCH_NET.nodeIP], ipv6: [] },
-};
 
 const stateOf = (kind: Kind, n: number): ProxyState =>
   kind === 'clusterip' ? clusterIpState(n, ENDPOINTS) : mixedState(n, ENDPOINTS);
@@ -97,12 +89,12 @@ interface NftFigures {
 
 /** One size of one kind through compile, render and the real nft. */
 async function measureNft(timed: TimedExec, ns: Netns, state: ProxyState): Promise<NftFigures> {
-  new Compiler(compileConfig).compile(state); // warm-up: JIT, not measured
+  new Compiler(BENCH_COMPILE_CONFIG).compile(state); // warm-up: JIT, not measured
   const times: number[] = [];
-  let compiler = new Compiler(compileConfig);
+  let compiler = new Compiler(BENCH_COMPILE_CONFIG);
   let rs = compiler.compile(state).ruleset;
   for (let i = 0; i < 3; i++) {
-    compiler = new Compiler(compileConfig);
+    compiler = new Compiler(BENCH_COMPILE_CONFIG);
     const start = process.hrtime.bigint();
     rs = compiler.compile(state).ruleset;
     times.push(ms(start));

@@ -12,7 +12,7 @@
 import { createMetrics } from '../src/server/metrics.js';
 import { COUNTERS_TIMEOUT_MS, CounterReader } from '../src/counters/counter-reader.js';
 import { silentLogger } from '../src/log.js';
-import { compile, Compiler, type CompileConfig } from '../src/rules/compile.js';
+import { compile, Compiler } from '../src/rules/compile.js';
 import { fullTransaction, partialTransaction } from '../src/rules/diff.js';
 import { SYNTAX } from '../src/rules/layout.js';
 import { createNft, type Nft } from '../src/rules/nft/exec.js';
@@ -21,20 +21,12 @@ import { rulesetSize, setId, type Ruleset } from '../src/rules/ruleset.js';
 import { systemClock } from '../src/util/clock.js';
 import { median, missingRootOrTools, ms, round, type Bench, type BenchResult, IP, NFT } from './harness.js';
 import { Netns, run, TimedExec } from './nft-load.js';
-import { BENCH_NET, mixedState, replaceOneEndpoint } from './states.js';
+import { BENCH_COMPILE_CONFIG, mixedState, replaceOneEndpoint } from './states.js';
 
 const ENDPOINTS = 10;
 const TABLE = 'kube-nftproxy';
 /** On/off within this ratio; a scrape within this long (issue #15). */
 const TARGET = { ratio: 1.1, scrapeMs: 1000 } as const;
-
-const baseConfig: CompileConfig = {
-  table: TABLE,
-  clusterCIDRs: [BENCH_NET.clusterCIDR],
-  masqueradeAll: false,
-  serviceCIDRs: [BENCH_NET.serviceCIDR],
-  nodePortIPs: { ipv4: [BENCH_NET.nodeIP], ipv6: [] },
-};
 
 const fmtMs = (x: number): string => `${round(x, 1)} ms`;
 
@@ -143,8 +135,8 @@ export const bench: Bench = {
       ctx.say(`${n} Services × ${ENDPOINTS}: generating the state and compiling`);
       const state = mixedState(n, ENDPOINTS);
       const configs = {
-        off: { ...baseConfig, serviceCounters: false },
-        on: { ...baseConfig, serviceCounters: true },
+        off: { ...BENCH_COMPILE_CONFIG, serviceCounters: false },
+        on: { ...BENCH_COMPILE_CONFIG, serviceCounters: true },
       };
       const rsOff = compile(state, configs.off);
       for (const [name, rs] of [
@@ -242,7 +234,7 @@ export const bench: Bench = {
         maxAgeMs: 0,
         // A bench measures the read whole: no answering early with the last one.
         timeoutMs: 60_000,
-        rules: () => ({ state: last, nodePortIPs: baseConfig.nodePortIPs, since: Date.now() }),
+        rules: () => ({ state: last, nodePortIPs: BENCH_COMPILE_CONFIG.nodePortIPs, since: Date.now() }),
       });
       const metrics = createMetrics();
       metrics.serviceCounters(async () => (await reader.read())?.ports);
@@ -266,7 +258,7 @@ export const bench: Bench = {
         log: silentLogger(),
         clock: systemClock,
         maxAgeMs: 0,
-        rules: () => ({ state: last, nodePortIPs: baseConfig.nodePortIPs, since: Date.now() }),
+        rules: () => ({ state: last, nodePortIPs: BENCH_COMPILE_CONFIG.nodePortIPs, since: Date.now() }),
       });
       while ((await served.read()) === undefined);
       const servedMetrics = createMetrics();

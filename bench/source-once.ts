@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { PARSE_LIMITS } from '../src/watch/parse-documents.js';
 import { CLUSTER_FLAGS, clusterFiles } from './cluster-yaml.js';
 import { IP, missingRootOrTools, ms, NFT, round, type Bench, type BenchResult } from './harness.js';
-import { Netns, TimedExec } from './nft-load.js';
+import { withBenchNetns } from './nft-load.js';
 
 const TARGET_RATIO = 2;
 const TIME = '/usr/bin/time';
@@ -86,98 +86,82 @@ export const bench: Bench = {
     const figures: BenchResult['figures'] = {};
     const lines: string[] = [];
     const sizes = ctx.quick ? [1000, 3000] : [10_000, 30_000];
-    const ns = new Netns(`knp-bench-${process.pid}`);
-    const timed = new TimedExec(ns.name);
     const work = mkdtempSync(join(tmpdir(), 'knp-bench-source-'));
-    const cleanup = (): void => {
-      ns.del();
-      timed.cleanup();
-      rmSync(work, { recursive: true, force: true });
-    };
-    const onSignal = (signal: NodeJS.Signals): void => {
-      cleanup();
-      process.exit(signal === 'SIGINT' ? 130 : 143);
-    };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
-    Netns.sweepStale();
-    ns.create();
     const wall: Record<number, number> = {};
-    try {
-      for (const n of sizes) {
-        const dir = join(work, String(n));
-        rmSync(dir, { recursive: true, force: true });
-        ctx.say(`${n}: generating the YAML`);
-        // A little under the limit: the limit counts bytes, the generator characters (ASCII here).
-        const files = clusterFiles(n, Math.floor(PARSE_LIMITS.maxBytes * 0.98));
-        mkdirSync(dir);
-        for (const [i, text] of files.entries()) writeFileSync(join(dir, `cluster-${i}.yaml`), text);
-        const mb = files.reduce((sum, t) => sum + t.length, 0) / 1e6;
-        const args = ['--source', dir, ...CLUSTER_FLAGS];
+    return withBenchNetns(
+      async (ns, timed) => {
+        for (const n of sizes) {
+          const dir = join(work, String(n));
+          rmSync(dir, { recursive: true, force: true });
+          ctx.say(`${n}: generating the YAML`);
+          // A little under the limit: the limit counts bytes, the generator characters (ASCII here).
+          const files = clusterFiles(n, Math.floor(PARSE_LIMITS.maxBytes * 0.98));
+          mkdirSync(dir);
+          for (const [i, text] of files.entries()) writeFileSync(join(dir, `cluster-${i}.yaml`), text);
+          const mb = files.reduce((sum, t) => sum + t.length, 0) / 1e6;
+          const args = ['--source', dir, ...CLUSTER_FLAGS];
 
-        ctx.say(`${n}: --source --once (${round(mb)} MB of YAML in ${files.length} file(s))`);
-        ns.flush();
-        const once = await runCli([...args, '--once'], ns.name, work);
-        if (once.code !== 0)
-          throw new Error(`--once at ${n} exited ${once.code}: ${JSON.stringify(once.lines.slice(-3))}`);
-        const read = once.lines.find((l) => l.msg === 'source read') ?? {};
-        const applied = once.lines.find((l) => l.msg === 'rules applied') ?? {};
-        const parseMs = Number(read.parseMs ?? NaN);
-        const readMs = Number(read.readMs ?? NaN);
-        const byWorker = Number(read.byWorker ?? 0);
+          ctx.say(`${n}: --source --once (${round(mb)} MB of YAML in ${files.length} file(s))`);
+          ns.flush();
+          const once = await runCli([...args, '--once'], ns.name, work);
+          if (once.code !== 0)
+            throw new Error(`--once at ${n} exited ${once.code}: ${JSON.stringify(once.lines.slice(-3))}`);
+          const read = once.lines.find((l) => l.msg === 'source read') ?? {};
+          const applied = once.lines.find((l) => l.msg === 'rules applied') ?? {};
+          const parseMs = Number(read.parseMs ?? NaN);
+          const readMs = Number(read.readMs ?? NaN);
+          const byWorker = Number(read.byWorker ?? 0);
 
-        ctx.say(`${n}: the same ruleset (--dry-run) through nft -f into the emptied namespace`);
-        const dry = await runCli([...args, '--dry-run'], undefined, work);
-        if (dry.code !== 0) throw new Error(`--dry-run at ${n} exited ${dry.code}`);
-        ns.flush();
-        const nft = await timed.load(dry.stdout, `the --dry-run ruleset at ${n}`);
-        ns.flush();
+          ctx.say(`${n}: the same ruleset (--dry-run) through nft -f into the emptied namespace`);
+          const dry = await runCli([...args, '--dry-run'], undefined, work);
+          if (dry.code !== 0) throw new Error(`--dry-run at ${n} exited ${dry.code}`);
+          ns.flush();
+          const nft = await timed.load(dry.stdout, `the --dry-run ruleset at ${n}`);
+          ns.flush();
 
-        const ratio = once.wallMs / nft.wallMs;
-        wall[n] = once.wallMs;
-        const f = (name: string, value: number | string | null): void => {
-          figures[`${name}@${n}`] = typeof value === 'number' ? round(value, 3) : value;
-        };
-        f('yaml_mb', round(mb));
-        f('files', files.length);
-        f('once_wall_ms', once.wallMs);
-        f('once_user_s', once.userS);
-        f('once_sys_s', once.sysS);
-        f('read_ms', readMs);
-        f('parse_ms', parseMs);
-        f('parse_share', parseMs / once.wallMs);
-        f('documents_by_worker', byWorker);
-        f('load_average', loadavg()[0]!);
-        f('nft_load_ms', nft.wallMs);
-        f('ratio_once_to_nft_load', ratio);
-        f('operations', Number(applied.operations ?? NaN));
-        lines.push(
-          `${n} Services × 10 endpoints (${round(mb)} MB of YAML${files.length > 1 ? `, cut into ${files.length} files by the ${PARSE_LIMITS.maxBytes / 2 ** 20} MiB file limit` : ', one file'}):`,
-          `  --source --once: ${fmt(once.wallMs)} wall (CPU user ${once.userS} s, sys ${once.sysS} s; ${String(applied.operations)} operations)`,
-          `  source read: parse ${fmt(parseMs)} (${round((100 * parseMs) / once.wallMs)} % of the wall; ${byWorker} documents read by the parse worker), read ${fmt(readMs)}`,
-          `  load average: ${loadavg()
-            .map((x) => round(x, 2))
-            .join(', ')}`,
-          `  reference, nft -f of the same ruleset (${round(dry.stdout.length / 1e6)} MB) in the same run: ${fmt(nft.wallMs)} (user ${nft.userS} s, sys ${nft.sysS} s)`,
-          `  ratio --once / nft load: ${round(ratio, 2)}`,
-        );
-        if (n === 10_000) {
-          const verdict = ratio <= TARGET_RATIO ? 'met' : 'NOT met';
-          lines.push(`  target --once ≤ ${TARGET_RATIO}× the nft load: ${verdict}`);
-          figures['target_once_vs_nft@10000'] = verdict;
+          const ratio = once.wallMs / nft.wallMs;
+          wall[n] = once.wallMs;
+          const f = (name: string, value: number | string | null): void => {
+            figures[`${name}@${n}`] = typeof value === 'number' ? round(value, 3) : value;
+          };
+          f('yaml_mb', round(mb));
+          f('files', files.length);
+          f('once_wall_ms', once.wallMs);
+          f('once_user_s', once.userS);
+          f('once_sys_s', once.sysS);
+          f('read_ms', readMs);
+          f('parse_ms', parseMs);
+          f('parse_share', parseMs / once.wallMs);
+          f('documents_by_worker', byWorker);
+          f('load_average', loadavg()[0]!);
+          f('nft_load_ms', nft.wallMs);
+          f('ratio_once_to_nft_load', ratio);
+          f('operations', Number(applied.operations ?? NaN));
+          lines.push(
+            `${n} Services × 10 endpoints (${round(mb)} MB of YAML${files.length > 1 ? `, cut into ${files.length} files by the ${PARSE_LIMITS.maxBytes / 2 ** 20} MiB file limit` : ', one file'}):`,
+            `  --source --once: ${fmt(once.wallMs)} wall (CPU user ${once.userS} s, sys ${once.sysS} s; ${String(applied.operations)} operations)`,
+            `  source read: parse ${fmt(parseMs)} (${round((100 * parseMs) / once.wallMs)} % of the wall; ${byWorker} documents read by the parse worker), read ${fmt(readMs)}`,
+            `  load average: ${loadavg()
+              .map((x) => round(x, 2))
+              .join(', ')}`,
+            `  reference, nft -f of the same ruleset (${round(dry.stdout.length / 1e6)} MB) in the same run: ${fmt(nft.wallMs)} (user ${nft.userS} s, sys ${nft.sysS} s)`,
+            `  ratio --once / nft load: ${round(ratio, 2)}`,
+          );
+          if (n === 10_000) {
+            const verdict = ratio <= TARGET_RATIO ? 'met' : 'NOT met';
+            lines.push(`  target --once ≤ ${TARGET_RATIO}× the nft load: ${verdict}`);
+            figures['target_once_vs_nft@10000'] = verdict;
+          }
         }
-      }
-      const [small, large] = sizes as [number, number];
-      if (wall[small] && wall[large]) {
-        const r = wall[large] / wall[small];
-        figures[`ratio_once_${large}_to_${small}`] = round(r, 2);
-        lines.push(`  --once ${large} / ${small}: ${round(r, 2)} (for ${large / small}× the Services)`);
-      }
-      return { figures, lines };
-    } finally {
-      cleanup();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    }
+        const [small, large] = sizes as [number, number];
+        if (wall[small] && wall[large]) {
+          const r = wall[large] / wall[small];
+          figures[`ratio_once_${large}_to_${small}`] = round(r, 2);
+          lines.push(`  --once ${large} / ${small}: ${round(r, 2)} (for ${large / small}× the Services)`);
+        }
+        return { figures, lines };
+      },
+      () => rmSync(work, { recursive: true, force: true }),
+    );
   },
 };

@@ -5,6 +5,7 @@
  * measure the compiler and nft, not the model.
  */
 import type { Endpoint, NodeInfo, ProxyState, ServicePort } from '../src/model/types.js';
+import type { CompileConfig } from '../src/rules/compile.js';
 
 /** mulberry32: a tiny, good-enough 32-bit PRNG; returns floats in [0, 1). */
 export function prng(seed: number): () => number {
@@ -58,6 +59,15 @@ export const BENCH_NET = {
   /** LoadBalancer ingress IPs. */
   lbCIDR: '172.16.0.0/12',
 } as const;
+
+/** How the benches compile these states: BENCH_NET's ranges, our table, no masquerade-all. */
+export const BENCH_COMPILE_CONFIG: CompileConfig = {
+  table: 'kube-nftproxy',
+  clusterCIDRs: [BENCH_NET.clusterCIDR],
+  masqueradeAll: false,
+  serviceCIDRs: [BENCH_NET.serviceCIDR],
+  nodePortIPs: { ipv4: [BENCH_NET.nodeIP], ipv6: [] },
+};
 
 const node: NodeInfo = { name: BENCH_NET.nodeName, ips: [BENCH_NET.nodeIP], labels: {} };
 const SERVICE_PORTS = [80, 443, 8080, 8443, 9090, 53, 3306, 5432, 6379, 9000];
