@@ -16,11 +16,10 @@ import { countedElements, type CountedElement } from './nft-json.js';
 import {
   countersOf,
   indexReadings,
-  shortCircuitOnly,
+  shortCircuitPort,
   type CounterReadings,
   type PortCounters,
 } from './service-counters.js';
-import { frontendsOf } from '../model/frontends.js';
 
 /** What the counters are read against: the programmed state and how it was compiled. */
 export interface CountedRules {
@@ -128,9 +127,9 @@ export class CounterReader {
         const needs = {
           connections: true,
           noEndpoints: true,
-          shortcircuit: ports.some((sp) =>
-            frontendsOf(sp, nodePortIPs).some((fe) => shortCircuitOnly(sp, fe)),
-          ),
+          // Per port, not per frontend: a port whose external frontends all went to other
+          // Services costs one listing that nothing reads, not a walk of every frontend.
+          shortcircuit: ports.some(shortCircuitPort),
           sourceRangeDrops: ports.some((sp) => sp.sourceRanges.length > 0 && sp.loadBalancerIPs.length > 0),
         };
         const nft: NftFamily = SYNTAX[family].nft;

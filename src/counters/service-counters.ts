@@ -52,7 +52,11 @@ export const frontendName = (fe: Pick<Frontend, 'ip' | 'port'>): string =>
  * dropped), so service-ips counts both, and shortcircuit-ips the ones sent on.
  */
 export const shortCircuitOnly = (sp: ServicePort, fe: Frontend): boolean =>
-  fe.kind !== 'clusterIP' && sp.externalPolicyLocal && sp.hasEndpoints && sp.localEndpoints.length === 0;
+  fe.kind !== 'clusterIP' && shortCircuitPort(sp);
+
+/** A service port whose external frontends (if any are left to it) are shortCircuitOnly. */
+export const shortCircuitPort = (sp: ServicePort): boolean =>
+  sp.externalPolicyLocal && sp.hasEndpoints && sp.localEndpoints.length === 0;
 
 /** Whether loadBalancerSourceRanges guard this frontend (port-elements.ts: firewall-ips). */
 const guardedFrontend = (sp: ServicePort, fe: Frontend): boolean =>
