@@ -6,12 +6,11 @@ import { Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import type { ProxyState } from '../../src/model/types.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
-import { createKubeSource } from '../../src/watch/kube-source.js';
 import { TestApiServer, type StoredObject } from '../support/api-server.js';
 import { requireConntrack, requireKernel } from '../support/capabilities.js';
 import { node, service, slice, type EndpointSpec } from '../support/objects.js';
 import { waitFor } from '../support/wait-for.js';
-import { testDaemonConfig } from '../support/daemon-harness.js';
+import { testDaemonConfig, testKubeSource } from '../support/daemon-harness.js';
 
 /**
  * Stale UDP conntrack entries (issue #12) with the whole daemon: client-node against a
@@ -152,13 +151,7 @@ describe('kernel: stale UDP conntrack entries', function () {
       env: { localAddresses: [LAB.nodeIp, LAB.nodePodIp] },
       nft,
       conntrack: createConntrack({ netns: lab.nodeNs }),
-      source: createKubeSource({
-        kubeConfig: server.kubeConfig(),
-        nodeName: LAB.nodeName,
-        log,
-        watchdogMs: 5_000,
-        backoff: { initialMs: 50, maxMs: 500 },
-      }),
+      source: testKubeSource(server, LAB.nodeName, log),
     });
     await daemon.start();
     await synced(

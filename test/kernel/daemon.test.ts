@@ -3,12 +3,11 @@ import { LAB, Lab, type ProbeResult } from '../../scripts/lab/index.js';
 import { Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
-import { createKubeSource } from '../../src/watch/kube-source.js';
 import { TestApiServer, type StoredObject } from '../support/api-server.js';
 import { requireKernel } from '../support/capabilities.js';
 import { node, service, slice } from '../support/objects.js';
 import { waitFor } from '../support/wait-for.js';
-import { testDaemonConfig } from '../support/daemon-harness.js';
+import { testDaemonConfig, testKubeSource } from '../support/daemon-harness.js';
 
 /**
  * The whole daemon in the kernel: the real client-node informers against a TestApiServer,
@@ -58,13 +57,7 @@ describe('kernel: the daemon against an API server', function () {
       log,
       env: { localAddresses: [LAB.nodeIp, LAB.nodePodIp] },
       nft,
-      source: createKubeSource({
-        kubeConfig: server.kubeConfig(),
-        nodeName: LAB.nodeName,
-        log,
-        watchdogMs: 5_000,
-        backoff: { initialMs: 50, maxMs: 500 },
-      }),
+      source: testKubeSource(server, LAB.nodeName, log),
     });
     await d.start();
     return d;

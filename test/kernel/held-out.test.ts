@@ -6,12 +6,11 @@ import { ErrorCodes, ProxyError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
 import type { Transaction } from '../../src/rules/nft/transaction.js';
-import { createKubeSource } from '../../src/watch/kube-source.js';
 import { TestApiServer, type StoredObject } from '../support/api-server.js';
 import { requireKernel } from '../support/capabilities.js';
 import { node, service, slice } from '../support/objects.js';
 import { waitFor } from '../support/wait-for.js';
-import { testDaemonConfig } from '../support/daemon-harness.js';
+import { testDaemonConfig, testKubeSource } from '../support/daemon-harness.js';
 
 /**
  * A Service whose rules nft refuses costs only itself (issue #11): the daemon finds it with
@@ -156,13 +155,7 @@ describe('kernel: a Service nft refuses is held out, the rest is applied', funct
       log,
       env: { localAddresses: [LAB.nodeIp, LAB.nodePodIp] },
       nft,
-      source: createKubeSource({
-        kubeConfig: server.kubeConfig(),
-        nodeName: LAB.nodeName,
-        log,
-        watchdogMs: 5_000,
-        backoff: { initialMs: 50, maxMs: 500 },
-      }),
+      source: testKubeSource(server, LAB.nodeName, log),
     });
     await daemon.start();
     await waitFor(() => daemon!.syncs > 0, { timeoutMs: 60_000, what: 'the first sync' });

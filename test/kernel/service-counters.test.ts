@@ -4,13 +4,12 @@ import { LAB, Lab, type ProbeResult } from '../../scripts/lab/index.js';
 import { Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
-import { createKubeSource } from '../../src/watch/kube-source.js';
 import { TestApiServer, type StoredObject } from '../support/api-server.js';
 import { requireKernel } from '../support/capabilities.js';
 import { newNft } from '../support/nft-versions.js';
 import { node, service, slice } from '../support/objects.js';
 import { waitFor } from '../support/wait-for.js';
-import { testDaemonConfig } from '../support/daemon-harness.js';
+import { testDaemonConfig, testKubeSource } from '../support/daemon-harness.js';
 
 /**
  * --service-counters through the real kernel: the whole daemon (real informers against a
@@ -253,13 +252,7 @@ describe('kernel: per-Service counters (issue #15)', function () {
       log,
       env: { localAddresses: [LAB.nodeIp, LAB.nodePodIp, LAB.nodeIp6, LAB.nodePodIp6] },
       nft,
-      source: createKubeSource({
-        kubeConfig: server.kubeConfig(),
-        nodeName: LAB.nodeName,
-        log,
-        watchdogMs: 5_000,
-        backoff: { initialMs: 50, maxMs: 500 },
-      }),
+      source: testKubeSource(server, LAB.nodeName, log),
     });
     await daemon.start();
     await waitFor(() => daemon!.syncs > 0, { timeoutMs: 60_000, what: 'the first sync' });

@@ -1,6 +1,9 @@
 import { buildConfig } from '../../src/config.js';
 import type { ProxyConfig } from '../../src/config-types.js';
+import type { Logger } from '../../src/log.js';
+import { createKubeSource } from '../../src/watch/kube-source.js';
 import type { Source, SourceHandler } from '../../src/watch/source.js';
+import type { TestApiServer } from './api-server.js';
 
 /** A source the test drives by hand: it hands out the daemon's handler. */
 export class HandSource implements Source {
@@ -29,4 +32,18 @@ export function testDaemonConfig(node: string, extra: string[] = []): ProxyConfi
     '0s',
     ...extra,
   ]);
+}
+
+/**
+ * The real API source against the test API server, as this node: its watchdog and backoff
+ * short, so a test that breaks the connection sees the relist within seconds.
+ */
+export function testKubeSource(server: TestApiServer, nodeName: string, log: Logger): Source {
+  return createKubeSource({
+    kubeConfig: server.kubeConfig(),
+    nodeName,
+    log,
+    watchdogMs: 5_000,
+    backoff: { initialMs: 50, maxMs: 500 },
+  });
 }
