@@ -72,6 +72,11 @@ export const ErrorCodes = {
   LIVE_TRACE_UNAVAILABLE: 'LIVE_TRACE_UNAVAILABLE',
   /** `nft monitor trace` could not start or listen, or the trace table could not be armed. */
   LIVE_TRACE_FAILED: 'LIVE_TRACE_FAILED',
+  /**
+   * An element would take a set past its `size` (the kernel's "Too many open files in system"):
+   * says nothing about any Service; a full sync recreates the set larger (set-capacity.ts).
+   */
+  NFT_SET_FULL: 'NFT_SET_FULL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -100,6 +105,7 @@ export const isNoSuchObject = (err: unknown): boolean => hasCode(err, ErrorCodes
 export const isNftMissing = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_BINARY_MISSING);
 export const isPermission = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_PERMISSION);
 export const isNftCrashed = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_CRASHED);
+export const isSetFull = (err: unknown): boolean => hasCode(err, ErrorCodes.NFT_SET_FULL);
 
 /** An Event request the API server answered with one of `statuses` (HTTP status codes). */
 export function isEventStatus(err: unknown, ...statuses: number[]): boolean {

@@ -13,6 +13,8 @@ import type { Nft } from './nft/exec.js';
 import { Transaction } from './nft/transaction.js';
 import type { Element, NftFamily, Table } from './nft/types.js';
 import type { AffinityStore, Ruleset } from './ruleset.js';
+import { CapacityLedger, DEFAULT_CAPACITY, planCapacity, type CapacityOptions } from './set-capacity.js';
+import { isSetFull } from '../errors.js';
 
 /** The largest transaction whose text `NftApplier.lastTransaction` keeps. */
 export const KEPT_TRANSACTION_OPERATIONS = 10_000;
@@ -26,21 +28,26 @@ export interface SyncResult {
 /**
  * The only code that changes the kernel. Keeps the ruleset it last applied; a sync sends
  * the difference, or everything when asked, at start, or after any failure (the kernel
- * state is then unknown to us, though nft's transaction left it as it was).
+ * state is then unknown to us, though nft's transaction left it as it was), or when the
+ * difference would take a set past the size the last full sync gave it (set-capacity.ts).
  */
 export class NftApplier {
   readonly #nft: Nft;
   readonly #log: Logger;
   #applied: Ruleset | undefined;
   #lastText = '';
+  readonly #capacityOpts: CapacityOptions;
+  /** What the kernel's sized sets hold (set-capacity.ts). */
+  readonly #capacity = new CapacityLedger();
 
   /** Foreign tables every full sync destroys in the same transaction (kube-proxy's: a takeover). */
   readonly #takeOver: readonly Table[];
 
-  constructor(opts: { nft: Nft; log: Logger; takeOver?: readonly Table[] }) {
+  constructor(opts: { nft: Nft; log: Logger; takeOver?: readonly Table[]; capacity?: CapacityOptions }) {
     this.#nft = opts.nft;
     this.#log = opts.log;
     this.#takeOver = opts.takeOver ?? [];
+    this.#capacityOpts = opts.capacity ?? DEFAULT_CAPACITY;
   }
 
   /** The ruleset as last applied, or undefined before the first success. */
@@ -63,14 +70,46 @@ export class NftApplier {
    * (the identity contract: StateDelta, src/model/state-builder.ts).
    */
   async sync(desired: Ruleset, opts: { full?: boolean; delta?: RulesetDelta } = {}): Promise<SyncResult> {
-    const full = opts.full === true || this.#applied === undefined;
-    const delta = opts.delta?.base === this.#applied ? opts.delta : undefined;
-    const tx = full ? fullTransaction(desired) : partialTransaction(this.#applied!, desired, delta);
+    if (opts.full !== true && this.#applied !== undefined) {
+      const delta = opts.delta?.base === this.#applied ? opts.delta : undefined;
+      const tx = partialTransaction(this.#applied, desired, delta);
+      const overflows = this.#capacity.overflows(tx);
+      if (overflows.length === 0) {
+        try {
+          return await this.#run(desired, tx, false, async () =>
+            this.#forgetStaleAffinity(this.#applied!, desired, tx, delta),
+          );
+        } catch (err) {
+          // Our count of a set's elements was short: nothing is wrong with any Service.
+          if (!isSetFull(err)) throw err;
+          this.#log.warn({ err }, 'a set was full: full sync');
+        }
+      } else {
+        // The kernel would refuse the elements past a set's size: a full sync sizes it afresh.
+        this.#log.info({ overflows }, 'a set outgrew its size: full sync');
+      }
+    }
+    const capacity = planCapacity(desired, this.#capacityOpts);
+    const tx = fullTransaction(desired, { replace: true, capacity });
     // kube-proxy's tables go in the transaction that brings ours: a live node switches over
     // without a moment where both, or neither, DNAT (conntrack keeps established flows).
-    if (full) for (const t of this.#takeOver) tx.destroy(t);
-    if (full) await this.#keepAffinity(desired, tx);
-    else await this.#forgetStaleAffinity(this.#applied!, desired, tx, delta);
+    for (const t of this.#takeOver) tx.destroy(t);
+    const result = await this.#run(desired, tx, true, async () => this.#keepAffinity(desired, tx));
+    this.#capacity.reset(capacity);
+    return result;
+  }
+
+  /**
+   * Completes `tx` (`more`: the affinity entries it keeps or forgets), runs it and makes
+   * `tx`'s ruleset the applied one; any failure leaves nothing known (the next sync is full).
+   */
+  async #run(
+    desired: Ruleset,
+    tx: Transaction,
+    full: boolean,
+    more: () => Promise<void>,
+  ): Promise<SyncResult> {
+    await more();
     if (tx.size === 0) return { full, operations: 0 };
     this.#lastText =
       tx.size <= KEPT_TRANSACTION_OPERATIONS
@@ -80,9 +119,11 @@ export class NftApplier {
       await this.#nft.run(tx);
     } catch (err) {
       this.#applied = undefined;
+      this.#capacity.clear();
       throw err;
     }
     this.#applied = desired;
+    if (!full) this.#capacity.commit(tx);
     this.#log.debug({ full, operations: tx.size }, 'nft transaction applied');
     return { full, operations: tx.size };
   }

@@ -2,6 +2,7 @@ import { Transaction } from './nft/transaction.js';
 import type { Element, Table } from './nft/types.js';
 import type { RulesetDelta } from './compile.js';
 import { sortedFind } from '../util/sorted-index.js';
+import { planCapacity, type SetCapacity } from './set-capacity.js';
 import {
   allElements,
   chainId,
@@ -18,9 +19,14 @@ import {
  * `replace`, each table is first destroyed in the same transaction, so a restart or a
  * recovery replaces the old rules atomically: no packet ever sees a missing rule, and
  * conntrack keeps established flows on their endpoints (NftApplier puts the sticky clients'
- * affinity entries back in the same transaction).
+ * affinity entries back in the same transaction). Large sets are created at the size
+ * `capacity` gives them (set-capacity.ts; by default planned from `rs` itself).
  */
-export function fullTransaction(rs: Ruleset, opts: { replace: boolean } = { replace: true }): Transaction {
+export function fullTransaction(
+  rs: Ruleset,
+  opts: { replace: boolean; capacity?: ReadonlyMap<string, SetCapacity> } = { replace: true },
+): Transaction {
+  const capacity = opts.capacity ?? planCapacity(rs);
   const tx = new Transaction();
   for (const t of rs.tables) {
     if (opts.replace) tx.destroy({ kind: 'table', family: t.family, table: t.table });
@@ -28,7 +34,10 @@ export function fullTransaction(rs: Ruleset, opts: { replace: boolean } = { repl
   }
   // Declarations before references: nft resolves goto/@set while it reads.
   for (const c of rs.chains) tx.add(c.chain);
-  for (const s of rs.sets) tx.add(s);
+  for (const s of rs.sets) {
+    const size = capacity.get(setId(s.family, s.table, s.name))?.size;
+    tx.add(size === undefined ? s : { ...s, size });
+  }
   for (const c of rs.chains) for (const r of c.rules) tx.add(r);
   for (const el of bySet(allElements(rs))) tx.add(el);
   return tx;

@@ -208,6 +208,8 @@ export function classifyStderr(stderr: string): ErrorCode {
   const first = stderr.split('\n').find((l) => l.includes('Error:')) ?? stderr;
   if (first.includes('No such file or directory')) return ErrorCodes.NFT_NO_SUCH_OBJECT;
   if (first.includes('File exists')) return ErrorCodes.NFT_EXISTS;
+  // ENFILE: the kernel's answer to an element past a set's size.
+  if (first.includes('Too many open files in system')) return ErrorCodes.NFT_SET_FULL;
   return ErrorCodes.NFT_REJECTED;
 }
 

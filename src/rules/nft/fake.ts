@@ -336,6 +336,9 @@ class Applier {
       );
     }
     if (existing === undefined) {
+      // The kernel: "Too many open files in system" (ENFILE) past a set's size.
+      if (spec.size !== undefined && s.elements.size >= spec.size)
+        this.fail(ErrorCodes.NFT_SET_FULL, `element { ${k} } would take ${o.set} past its size ${spec.size}`);
       s.elements.set(k, o);
       return;
     }
@@ -362,13 +365,24 @@ class Applier {
   }
 }
 
+/**
+ * A set as the dump shows it: without its size, which is the capacity the sync that created it
+ * chose (set-capacity.ts: full syncs size large sets, partial syncs do not), not its content.
+ */
+function withoutSize(spec: NftSet | NftMap): NftSet | NftMap {
+  if (spec.size === undefined) return spec;
+  const copy = { ...spec };
+  delete copy.size;
+  return copy;
+}
+
 function dumpTable(t: FakeTable): string {
   const lines = [renderTable('add', t.spec)];
   const chains = [...t.chains.keys()].sort(byString);
   const sets = [...t.sets.keys()].sort(byString);
   // Definitions first, then rules and elements, so that the dump loads with `nft -f` as it is.
   for (const name of chains) lines.push(renderChain('add', t.chains.get(name)!.spec));
-  for (const name of sets) lines.push(renderSet('add', t.sets.get(name)!.spec));
+  for (const name of sets) lines.push(renderSet('add', withoutSize(t.sets.get(name)!.spec)));
   for (const name of chains) for (const r of t.chains.get(name)!.rules) lines.push(renderRule('add', r));
   for (const name of sets) {
     const elements = t.sets.get(name)!.elements;

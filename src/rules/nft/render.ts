@@ -44,14 +44,20 @@ export function renderRule(verb: Verb, rule: Rule): string {
   return `${verb} rule ${where(rule)} ${rule.chain} ${rule.rule.trim()}${tail}`;
 }
 
-/** The body of a set or map: key (and value) type, flags, timeout and comment. */
+/**
+ * The body of a set or map: size, key (and value) type, flags, timeout and comment. Without
+ * the comment (destroy's `add`), it has no size either: an `add` that matches an existing set
+ * needs its type only.
+ */
 function setBody(set: NftSet | NftMap, withComment: boolean): string {
+  // nft takes `size` anywhere in the body; first, so the line reads as nft lists it.
+  const size = withComment && set.size !== undefined ? `size ${set.size} ; ` : '';
   let key = set.typeof !== undefined ? `typeof ${set.typeof}` : `type ${(set.type ?? []).join(' . ')}`;
   if (set.kind === 'map') {
     key +=
       set.valueTypeof !== undefined ? ` : ${set.valueTypeof}` : ` : ${(set.valueType ?? []).join(' . ')}`;
   }
-  let body = `${key} ; `;
+  let body = `${size}${key} ; `;
   if (set.flags !== undefined && set.flags.length > 0) body += `flags ${set.flags.join(',')} ; `;
   if (set.timeout !== undefined) body += `timeout ${set.timeout} ; `;
   if (set.counter === true) body += 'counter ; ';

@@ -53,6 +53,13 @@ interface SetLike extends Base {
    * an element (a changed map value) starts it again from 0.
    */
   counter?: boolean;
+  /**
+   * The most elements it may hold (nft's `size`). The kernel also takes it as the hint that
+   * sizes the hash table from the start, where an unsized set grows by rehashing while a full
+   * sync inserts into it (set-capacity.ts); an insert past it fails ("Too many open files in
+   * system", NFT_SET_FULL).
+   */
+  size?: number;
   comment?: string;
 }
 

@@ -146,6 +146,9 @@ function checkSet(verb: Verb, set: NftSet | NftMap): string | undefined {
   }
   if (set.counter !== undefined && typeof set.counter !== 'boolean')
     return `${id}: counter must be a boolean`;
+  // The kernel's size is a u32; 0 would read as "no size" and is never meant.
+  if (set.size !== undefined && !(Number.isInteger(set.size) && set.size > 0 && set.size <= 0xffff_ffff))
+    return `${id}: bad size ${JSON.stringify(set.size)}`;
   return checkComment(set.comment);
 }
 

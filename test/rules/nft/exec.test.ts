@@ -160,6 +160,8 @@ describe('nft exec: stderr classification', () => {
     ],
     ['/dev/stdin:1:25-31: Error: Could not process rule: File exists', 'NFT_EXISTS'],
     ['/dev/stdin:1:19-19: Error: Could not process rule: Device or resource busy', 'NFT_REJECTED'],
+    // nft 1.0.6's words for an element past a set's size (ENFILE), as the kernel test saw them.
+    ['/dev/stdin:1:22-39: Error: Could not process rule: Too many open files in system', 'NFT_SET_FULL'],
     ['/dev/stdin:1:17-19: Error: No symbol type information', 'NFT_REJECTED'],
     ['exec of "nft" failed: No such file or directory', 'NFT_BINARY_MISSING'],
     // The first error decides, as it is the one nft stopped at.
