@@ -36,6 +36,10 @@ function statusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 export class DaemonProcess {
   private exited: string | undefined;
   private stderr = '';
+  /** When it was spawned (wall clock, ms). */
+  readonly spawnedAt = Date.now();
+  /** When its first sync committed, from /healthz `lastUpdated` (wall clock, ms). */
+  firstSyncAt: number | undefined;
 
   private constructor(
     private readonly child: ChildProcess,
@@ -108,6 +112,7 @@ export class DaemonProcess {
     if (last !== undefined && !last.startsWith('0001-') && last !== this.lastSync) {
       this.lastSync = last;
       this.seenSyncs++;
+      this.firstSyncAt ??= Date.parse(last);
     }
     return this.seenSyncs;
   }

@@ -219,21 +219,28 @@ export const bench: Bench = {
           const tag = `daemon_${kind}`;
           figures[`${tag}_initial_sync_ms@${n}`] = f.initial.totalMs;
           figures[`${tag}_initial_nft_ms@${n}`] = f.initial.nftMs;
+          figures[`${tag}_binary_initial_sync_ms@${n}`] = f.binaryInitialMs;
           figures[`${tag}_change_to_commit_ms_median@${n}`] = round(f.change.total, 1);
           figures[`${tag}_rss_mb_after_quiet@${n}`] = f.rss.afterQuiet;
           figures[`${tag}_first_sync_cpu_s@${n}`] = f.cpu.ownS;
           figures[`${tag}_first_sync_nft_cpu_s@${n}`] = f.cpu.nftS;
           figures[`${tag}_rss_mb_peak@${n}`] = f.rss.peak;
           const r = (x: number, y: number): string => (n === base ? '' : ` (${ratio(x, y)})`);
-          if (n !== base)
+          if (n !== base) {
             figures[`${tag}_initial_sync_ratio@${n}/${base}`] = round(
               f.initial.totalMs / ref.initial.totalMs,
               2,
             );
+            figures[`${tag}_binary_initial_sync_ratio@${n}/${base}`] = round(
+              f.binaryInitialMs / ref.binaryInitialMs,
+              2,
+            );
+          }
           lines.push(
             `  daemon ${kind} ${n}: initial full sync ${fmt(f.initial.totalMs)}${r(f.initial.totalMs, ref.initial.totalMs)} = ` +
               `${fmt(f.initial.beforeNftMs)}${r(f.initial.beforeNftMs, ref.initial.beforeNftMs)} list+state+compile+render, ` +
               `${fmt(f.initial.nftMs)}${r(f.initial.nftMs, ref.initial.nftMs)} nft (${f.initial.operations} operations)`,
+            `    the binary in its own process, spawn → first sync committed: ${fmt(f.binaryInitialMs)}${r(f.binaryInitialMs, ref.binaryInitialMs)}`,
             `    one change → commit ${fmt(f.change.total)} median of ${f.changes} (max ${fmt(f.change.max)}): delivery ${fmt(f.change.delivery)}, sync CPU ${fmt(f.change.cpu)}, nft ${fmt(f.change.nft)}, ${f.change.ops} operations`,
             `    the binary, CPU to its first sync: ${f.cpu.ownS} s${r(f.cpu.ownS, ref.cpu.ownS)} its own (list, model, compile, render), ${f.cpu.nftS} s${r(f.cpu.nftS, ref.cpu.nftS)} its nft's`,
             `    RSS of the binary: ${f.rss.afterFull} MB after the full sync, ${f.rss.afterChanges} MB after ${f.changes} changes, ${f.rss.afterQuiet} MB after ${f.quietS} s quiet${r(f.rss.afterQuiet, ref.rss.afterQuiet)}; peak ${f.rss.peak} MB${r(f.rss.peak, ref.rss.peak)}`,

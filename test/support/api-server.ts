@@ -518,9 +518,13 @@ export class TestApiServer {
       if (!found) return reply(res, 404, status(404, 'NotFound', `${route.kind} ${route.name} not found`));
       return reply(res, 200, found);
     }
-    const items = this.objects(route.kind)
-      .filter(matches)
-      .map((o) => {
+    // The stored objects themselves, not copies (objects()): the reply serializes them before
+    // anything can change them, and cloning 50,000 EndpointSlices took most of a list's time
+    // (3.1 s of a 74 MB list), on the thread an in-process daemon measured in a bench shares.
+    const items = [...this.store[route.kind].entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .filter(([, o]) => matches(o))
+      .map(([, o]) => {
         // A real API server leaves kind and apiVersion off list items.
         const { kind: _k, apiVersion: _a, ...rest } = o;
         return rest;
