@@ -8,12 +8,12 @@ import {
   type StaleAffinity,
 } from './affinity-cleanup.js';
 import type { RulesetDelta } from './compile.js';
-import { fullTransaction, partialTransaction } from './diff.js';
+import { partialTransaction, plannedFullTransaction } from './diff.js';
 import type { Nft } from './nft/exec.js';
 import { Transaction } from './nft/transaction.js';
 import type { Element, NftFamily, Table } from './nft/types.js';
 import type { AffinityStore, Ruleset } from './ruleset.js';
-import { CapacityLedger, DEFAULT_CAPACITY, planCapacity, type CapacityOptions } from './set-capacity.js';
+import { CapacityLedger, DEFAULT_CAPACITY, type CapacityOptions } from './set-capacity.js';
 import { isSetFull } from '../errors.js';
 
 /** The largest transaction whose text `NftApplier.lastTransaction` keeps. */
@@ -89,13 +89,12 @@ export class NftApplier {
         this.#log.info({ overflows }, 'a set outgrew its size: full sync');
       }
     }
-    const capacity = planCapacity(desired, this.#capacityOpts);
-    const tx = fullTransaction(desired, { replace: true, capacity });
+    const { tx, plan } = plannedFullTransaction(desired, { replace: true, capacity: this.#capacityOpts });
     // kube-proxy's tables go in the transaction that brings ours: a live node switches over
     // without a moment where both, or neither, DNAT (conntrack keeps established flows).
     for (const t of this.#takeOver) tx.destroy(t);
     const result = await this.#run(desired, tx, true, async () => this.#keepAffinity(desired, tx));
-    this.#capacity.reset(capacity);
+    this.#capacity.reset(plan);
     return result;
   }
 

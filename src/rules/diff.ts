@@ -2,7 +2,7 @@ import { Transaction } from './nft/transaction.js';
 import type { Element, Table } from './nft/types.js';
 import type { RulesetDelta } from './compile.js';
 import { sortedFind } from '../util/sorted-index.js';
-import { planCapacity, type SetCapacity } from './set-capacity.js';
+import { planCapacity, type CapacityOptions, type SetCapacity } from './set-capacity.js';
 import {
   allElements,
   chainId,
@@ -19,14 +19,23 @@ import {
  * `replace`, each table is first destroyed in the same transaction, so a restart or a
  * recovery replaces the old rules atomically: no packet ever sees a missing rule, and
  * conntrack keeps established flows on their endpoints (NftApplier puts the sticky clients'
- * affinity entries back in the same transaction). Large sets are created at the size
- * `capacity` gives them (set-capacity.ts; by default planned from `rs` itself).
+ * affinity entries back in the same transaction). Large sets are created at the size their
+ * elements call for (set-capacity.ts, with `capacity`'s options).
  */
 export function fullTransaction(
   rs: Ruleset,
-  opts: { replace: boolean; capacity?: ReadonlyMap<string, SetCapacity> } = { replace: true },
+  opts: { replace: boolean; capacity?: CapacityOptions } = { replace: true },
 ): Transaction {
-  const capacity = opts.capacity ?? planCapacity(rs);
+  return plannedFullTransaction(rs, opts).tx;
+}
+
+/** fullTransaction, with the sizes it gave the sets (what NftApplier's ledger starts from). */
+export function plannedFullTransaction(
+  rs: Ruleset,
+  opts: { replace: boolean; capacity?: CapacityOptions },
+): { tx: Transaction; plan: Map<string, SetCapacity> } {
+  const groups = groupBySet(allElements(rs));
+  const plan = planCapacity(rs, groups, opts.capacity);
   const tx = new Transaction();
   for (const t of rs.tables) {
     if (opts.replace) tx.destroy({ kind: 'table', family: t.family, table: t.table });
@@ -35,12 +44,12 @@ export function fullTransaction(
   // Declarations before references: nft resolves goto/@set while it reads.
   for (const c of rs.chains) tx.add(c.chain);
   for (const s of rs.sets) {
-    const size = capacity.get(setId(s.family, s.table, s.name))?.size;
+    const size = plan.get(setId(s.family, s.table, s.name))?.size;
     tx.add(size === undefined ? s : { ...s, size });
   }
   for (const c of rs.chains) for (const r of c.rules) tx.add(r);
-  for (const el of bySet(allElements(rs))) tx.add(el);
-  return tx;
+  for (const group of groups) for (const el of group) tx.add(el);
+  return { tx, plan };
 }
 
 /**
@@ -48,6 +57,11 @@ export function fullTransaction(
  * `add element` line (Transaction.toString), which nft parses far faster than many lines.
  */
 function bySet(elements: Iterable<Element>): Element[] {
+  return groupBySet(elements).flat();
+}
+
+/** The elements of each set, one list per set, in the order the sets are first seen. */
+function groupBySet(elements: Iterable<Element>): Element[][] {
   // By set, table and family in nested maps: the compiler's own name strings are the keys, where
   // a setId per element made (and hashed) 170,000 new strings at 10,000 Services.
   const groups = new Map<string, Map<string, Map<string, Element[]>>>();
@@ -64,7 +78,7 @@ function bySet(elements: Iterable<Element>): Element[] {
     }
     g.push(el);
   }
-  return inOrder.flat();
+  return inOrder;
 }
 
 const sameRules = (a: Ruleset['chains'][number], b: Ruleset['chains'][number]): boolean =>

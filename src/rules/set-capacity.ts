@@ -14,8 +14,8 @@
  * (other backends, which take no hint) are never sized.
  */
 import type { Transaction } from './nft/transaction.js';
-import type { NftMap, NftSet } from './nft/types.js';
-import { allElements, setId, type Ruleset } from './ruleset.js';
+import type { Element, NftMap, NftSet } from './nft/types.js';
+import { setId, type Ruleset } from './ruleset.js';
 
 export interface CapacityOptions {
   /** Sets holding fewer elements stay unsized: their growth costs nothing worth a cap. */
@@ -41,29 +41,24 @@ export const sizable = (set: NftSet | NftMap): boolean =>
 export const capacityFor = (elements: number, opts: CapacityOptions = DEFAULT_CAPACITY): number =>
   Math.ceil((elements * opts.headroom) / opts.step) * opts.step;
 
-/** The sets of `rs` a full sync sizes, by set id, with their sizes and element counts. */
+/**
+ * The sets of `rs` a full sync sizes, by set id, with their sizes and element counts; `groups`
+ * holds every element of `rs`, one list per set (as the full transaction queues them).
+ */
 export function planCapacity(
   rs: Ruleset,
+  groups: ReadonlyArray<readonly Element[]>,
   opts: CapacityOptions = DEFAULT_CAPACITY,
 ): Map<string, SetCapacity> {
-  const counts = new Map<string, number>();
-  for (const s of rs.sets) if (sizable(s)) counts.set(setId(s.family, s.table, s.name), 0);
-  // By set name first: the compiler's own strings, where a setId per element would make 100,000s.
-  const byName = new Map<string, string[]>();
-  for (const id of counts.keys()) {
-    const name = id.slice(id.lastIndexOf(' ') + 1);
-    byName.set(name, [...(byName.get(name) ?? []), id]);
-  }
-  for (const el of allElements(rs)) {
-    const ids = byName.get(el.set);
-    if (!ids) continue;
-    const id = ids.length === 1 ? ids[0]! : setId(el.family, el.table, el.set);
-    const n = counts.get(id);
-    if (n !== undefined) counts.set(id, n + 1);
-  }
+  const wanted = new Set<string>();
+  for (const s of rs.sets) if (sizable(s)) wanted.add(setId(s.family, s.table, s.name));
   const plan = new Map<string, SetCapacity>();
-  for (const [id, elements] of counts)
-    if (elements >= opts.from) plan.set(id, { size: capacityFor(elements, opts), elements });
+  for (const group of groups) {
+    const first = group[0];
+    if (!first || group.length < opts.from) continue;
+    const id = setId(first.family, first.table, first.set);
+    if (wanted.has(id)) plan.set(id, { size: capacityFor(group.length, opts), elements: group.length });
+  }
   return plan;
 }
 

@@ -5,18 +5,12 @@ import { buildState } from '../../src/model/build-state.js';
 import { silentLogger } from '../../src/log.js';
 import { NftApplier } from '../../src/rules/applier.js';
 import { compile, type CompileConfig } from '../../src/rules/compile.js';
-import { fullTransaction } from '../../src/rules/diff.js';
+import { fullTransaction, plannedFullTransaction } from '../../src/rules/diff.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import { Transaction } from '../../src/rules/nft/transaction.js';
 import type { Element, NftMap } from '../../src/rules/nft/types.js';
 import type { Ruleset } from '../../src/rules/ruleset.js';
-import {
-  CapacityLedger,
-  capacityFor,
-  planCapacity,
-  sizable,
-  type CapacityOptions,
-} from '../../src/rules/set-capacity.js';
+import { CapacityLedger, capacityFor, sizable, type CapacityOptions } from '../../src/rules/set-capacity.js';
 import { clusterArb, MODEL_CONFIG, objectsOf, type ClusterSpec } from '../support/arbitraries.js';
 
 const CONFIG: CompileConfig = {
@@ -59,13 +53,23 @@ describe('set capacity: what a full sync sizes', () => {
       ...rs,
       sets: [map('big'), map('small'), map('ranges', ['interval']), map('learned', ['dynamic', 'timeout'])],
       elements: new Map([
-        ['ip t big', Array.from({ length: 5000 }, (_, i) => el('big', `10.0.${i >> 8}.${i & 255}`))],
+        ['ip t big', Array.from({ length: 3000 }, (_, i) => el('big', `10.0.${i >> 8}.${i & 255}`))],
         ['ip t small', [el('small', '10.1.0.1')]],
         ['ip t ranges', Array.from({ length: 5000 }, (_, i) => el('ranges', `10.2.${i >> 8}.${i & 255}`))],
       ]),
-      fragments: [],
+      // A set's elements are counted wherever they are: shared, and in each port's fragment.
+      fragments: [
+        {
+          key: 'a',
+          elements: Array.from({ length: 1000 }, (_, i) => el('big', `10.3.${i >> 8}.${i & 255}`)),
+        },
+        {
+          key: 'b',
+          elements: Array.from({ length: 1000 }, (_, i) => el('big', `10.4.${i >> 8}.${i & 255}`)),
+        },
+      ],
     };
-    const plan = planCapacity(big);
+    const { plan } = plannedFullTransaction(big, { replace: false });
     assert.deepEqual([...plan], [['ip t big', { size: 8192, elements: 5000 }]]);
     assert.match(
       fullTransaction(big).toString(),
@@ -79,7 +83,7 @@ describe('set capacity: what a full sync sizes', () => {
   it('leaves every set of a small cluster unsized: its text is what it was', () => {
     const rs = rulesOf([]);
     assert.doesNotMatch(fullTransaction(rs).toString(), /\bsize \d/);
-    assert.equal(planCapacity(rs).size, 0);
+    assert.equal(plannedFullTransaction(rs, { replace: true }).plan.size, 0);
   });
 
   it('refuses a size nft cannot take, when it is queued', () => {
