@@ -1,6 +1,7 @@
 /**
  * daemon-latency: the whole Daemon (client-node informers → store → runner → model → compile →
- * diff → nft) against a TestApiServer holding 10,000 Services × 10 endpoints, with the real nft
+ * diff → nft) against a TestApiServer holding 10,000 Services × 10 endpoints (in a process of
+ * its own: bench/api-server-child.ts), with the real nft
  * in a throwaway network namespace (`knp-<pid>-latency`, deleted at the end, on failure and on
  * Ctrl-C; a stale one is swept by the lab's Lab.sweep()).
  *
@@ -11,7 +12,7 @@
  * (state + compile + diff + render, incremental as in the daemon) and nft itself (the
  * daemon's long-lived nft session); the partial transaction's size. Then the binary itself runs
  * as a child process against the same API server (bench/daemon-process.ts) and takes the same
- * kind of changes, for its RSS alone: in this process the API server's memory would be in it.
+ * kind of changes, for its RSS alone: in this process the bench's memory would be in it.
  */
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -25,7 +26,8 @@ import type { Transaction } from '../src/rules/nft/transaction.js';
 import { createKubeSource } from '../src/watch/kube-source.js';
 import type { Source, SourceHandler } from '../src/watch/source.js';
 import { run } from '../scripts/lab/exec.js';
-import { TestApiServer, type StoredObject } from '../test/support/api-server.js';
+import type { StoredObject } from '../test/support/api-server.js';
+import { RemoteApiServer, type ApiWriter } from './remote-api-server.js';
 import { waitFor } from '../test/support/wait-for.js';
 import { DaemonProcess } from './daemon-process.js';
 import { median, round, type Bench, type BenchContext, type BenchResult } from './harness.js';
@@ -129,7 +131,7 @@ export interface DaemonWorkload {
   serviceCIDR: string;
   clusterCIDR: string;
   /** Stores every Service and EndpointSlice (the Node is stored by measureDaemon). */
-  fill(server: TestApiServer): void;
+  fill(server: ApiWriter): void;
   /**
    * Change c (c counts from 0; the in-process daemon takes 0..changes-1, the child process the
    * next ones): an EndpointSlice update, its name, and an IP only that change's transaction has.
@@ -180,7 +182,8 @@ export async function measureDaemon(
     process.exit(130);
   };
   process.once('SIGINT', cleanup);
-  const server = await TestApiServer.create({ bookmarkIntervalMs: 60_000 });
+  // In a process of its own, as a real one is elsewhere (bench/api-server-child.ts).
+  const server = await RemoteApiServer.start();
   let daemon: Daemon | undefined;
   let child: DaemonProcess | undefined;
   try {
@@ -189,6 +192,7 @@ export async function measureDaemon(
       status: { addresses: [{ type: 'InternalIP', address: w.nodeIP }] },
     });
     w.fill(server);
+    await server.flush();
     const heapServerOnly = heapMb();
     ctx.say(`daemon: ${services} Services × ${ENDPOINTS} endpoints in the API server`);
 
@@ -237,7 +241,7 @@ export async function measureDaemon(
       const { name, fresh, object } = w.change(c);
       const runsBefore = runs.length;
       const t0 = performance.now();
-      server.update('EndpointSlice', object);
+      await server.update('EndpointSlice', object);
       let done: NftRun | undefined;
       await waitFor(
         () => (done = runs.slice(runsBefore).find((r) => r.text?.includes(fresh))) !== undefined,
@@ -265,7 +269,7 @@ export async function measureDaemon(
     const binaryInitialMs = child.firstSyncAt! - child.spawnedAt;
     for (let c = changes; c < 2 * changes; c++) {
       await sleep(300);
-      server.update('EndpointSlice', w.change(c).object);
+      await server.update('EndpointSlice', w.change(c).object);
       syncs = await child.waitForSyncs(syncs, 60_000);
     }
     const afterChanges = child.memory();
@@ -378,7 +382,7 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
     heap_after_gc: global.gc ? 'yes' : 'no (run node --expose-gc)',
   };
   const lines = [
-    `daemon latency, ${n} Services × ${ENDPOINTS} endpoints, real nft in a namespace, API server in-process:`,
+    `daemon latency, ${n} Services × ${ENDPOINTS} endpoints, real nft in a namespace, the test API server in its own process:`,
     `  initial full sync (start → commit): ${initial.totalMs} ms = ${initial.beforeNftMs} ms list+state+compile+render, ${initial.nftMs} ms nft (${initial.operations} operations)`,
     `    the binary in its own process, spawn → first sync committed: ${f.binaryInitialMs} ms`,
     `  one EndpointSlice change → nft commit, median of ${f.changes}: ${round(m.total)} ms ` +
@@ -390,7 +394,7 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
     `  then one /metrics scrape (${round(f.scrape.bytes / 1e6, 2)} MB, ${f.scrape.ms} ms, the per-Service counters read from the kernel): ` +
       `${f.scrape.rssAfter} MB after it; peak ${f.scrape.peakAfter} MB`,
     `  in-process daemon's live heap${global.gc ? ' after a full GC' : ' (garbage included; node --expose-gc for live objects)'}: ` +
-      `${round(heap.afterChanges - heap.serverOnly)} MB (${heap.serverOnly} MB before it started, the API server's objects)`,
+      `${round(heap.afterChanges - heap.serverOnly)} MB (${heap.serverOnly} MB before it started: the bench's workload)`,
   ];
   return { figures, lines };
 }
