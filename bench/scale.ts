@@ -240,7 +240,7 @@ export const bench: Bench = {
             `  daemon ${kind} ${n}: initial full sync ${fmt(f.initial.totalMs)}${r(f.initial.totalMs, ref.initial.totalMs)} = ` +
               `${fmt(f.initial.beforeNftMs)}${r(f.initial.beforeNftMs, ref.initial.beforeNftMs)} list+state+compile+render, ` +
               `${fmt(f.initial.nftMs)}${r(f.initial.nftMs, ref.initial.nftMs)} nft (${f.initial.operations} operations)`,
-            `    the binary in its own process, spawn → first sync committed: ${fmt(f.binaryInitialMs)}${r(f.binaryInitialMs, ref.binaryInitialMs)}`,
+            `    the binary in its own process, over the rules the in-process daemon left (a restart), spawn → first sync committed: ${fmt(f.binaryInitialMs)}${r(f.binaryInitialMs, ref.binaryInitialMs)}`,
             `    one change → commit ${fmt(f.change.total)} median of ${f.changes} (max ${fmt(f.change.max)}): delivery ${fmt(f.change.delivery)}, sync CPU ${fmt(f.change.cpu)}, nft ${fmt(f.change.nft)}, ${f.change.ops} operations`,
             `    the binary, CPU to its first sync: ${f.cpu.ownS} s${r(f.cpu.ownS, ref.cpu.ownS)} its own (list, model, compile, render), ${f.cpu.nftS} s${r(f.cpu.nftS, ref.cpu.nftS)} its nft's`,
             `    RSS of the binary: ${f.rss.afterFull} MB after the full sync, ${f.rss.afterChanges} MB after ${f.changes} changes, ${f.rss.afterQuiet} MB after ${f.quietS} s quiet${r(f.rss.afterQuiet, ref.rss.afterQuiet)}; peak ${f.rss.peak} MB${r(f.rss.peak, ref.rss.peak)}`,
