@@ -5,21 +5,14 @@ import { silentLogger } from '../../src/log.js';
 import { buildState } from '../../src/model/build-state.js';
 import { StateBuilder } from '../../src/model/state-builder.js';
 import { fullTransaction, renderRuleset } from '../../src/rules/diff.js';
-import { compile, type CompileConfig } from '../../src/rules/compile.js';
+import { compile } from '../../src/rules/compile.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import { createMetrics } from '../../src/server/metrics.js';
 import { ObjectStore } from '../../src/watch/object-store.js';
-import { clusterArb, MODEL_CONFIG, objectsOf, syncStore } from '../support/arbitraries.js';
+import { clusterArb, MODEL_CONFIG, objectsOf, syncStore, COMPILE_CONFIG } from '../support/arbitraries.js';
 import { FakeClock } from '../support/fake-clock.js';
 
-const CONFIG: CompileConfig = {
-  table: 'kube-nftproxy',
-  clusterCIDRs: ['10.244.0.0/16', 'fd00:244::/48'],
-  masqueradeAll: false,
-  serviceCIDRs: ['10.96.0.0/16'],
-  nodePortIPs: { ipv4: ['192.168.0.10'], ipv6: ['fd00:1::10'] },
-  maglevSeed: 7,
-};
+const CONFIG = COMPILE_CONFIG;
 
 describe('NftBackend', () => {
   it('a full sync, then an incremental one with the model’s delta, ends where a fresh full compile does', async () => {

@@ -6,7 +6,7 @@ import { silentLogger } from '../../src/log.js';
 import { StateBuilder } from '../../src/model/state-builder.js';
 import { NftApplier } from '../../src/rules/applier.js';
 import { fullTransaction, partialTransaction, renderRuleset } from '../../src/rules/diff.js';
-import { compile, Compiler, type CompileConfig } from '../../src/rules/compile.js';
+import { compile, Compiler } from '../../src/rules/compile.js';
 import type { Nft } from '../../src/rules/nft/exec.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import { Transaction } from '../../src/rules/nft/transaction.js';
@@ -20,17 +20,11 @@ import {
   objectsOf,
   syncStore,
   type ClusterSpec,
+  COMPILE_CONFIG,
 } from '../support/arbitraries.js';
 import { service, slice } from '../support/objects.js';
 
-const CONFIG: CompileConfig = {
-  table: 'kube-nftproxy',
-  clusterCIDRs: ['10.244.0.0/16', 'fd00:244::/48'],
-  masqueradeAll: false,
-  serviceCIDRs: ['10.96.0.0/16'],
-  nodePortIPs: { ipv4: ['192.168.0.10'], ipv6: ['fd00:1::10'] },
-  maglevSeed: 7,
-};
+const CONFIG = COMPILE_CONFIG;
 
 const rulesOf = (spec: ClusterSpec) => compile(buildState(objectsOf(spec), MODEL_CONFIG), CONFIG);
 

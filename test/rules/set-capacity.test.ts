@@ -4,23 +4,22 @@ import { ErrorCodes, ProxyError } from '../../src/errors.js';
 import { buildState } from '../../src/model/build-state.js';
 import { silentLogger } from '../../src/log.js';
 import { NftApplier } from '../../src/rules/applier.js';
-import { compile, type CompileConfig } from '../../src/rules/compile.js';
+import { compile } from '../../src/rules/compile.js';
 import { fullTransaction, plannedFullTransaction } from '../../src/rules/diff.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import { Transaction } from '../../src/rules/nft/transaction.js';
 import type { Element, NftMap } from '../../src/rules/nft/types.js';
 import type { Ruleset } from '../../src/rules/ruleset.js';
 import { CapacityLedger, capacityFor, sizable, type CapacityOptions } from '../../src/rules/set-capacity.js';
-import { clusterArb, MODEL_CONFIG, objectsOf, type ClusterSpec } from '../support/arbitraries.js';
+import {
+  clusterArb,
+  MODEL_CONFIG,
+  objectsOf,
+  type ClusterSpec,
+  COMPILE_CONFIG,
+} from '../support/arbitraries.js';
 
-const CONFIG: CompileConfig = {
-  table: 'kube-nftproxy',
-  clusterCIDRs: ['10.244.0.0/16', 'fd00:244::/48'],
-  masqueradeAll: false,
-  serviceCIDRs: ['10.96.0.0/16'],
-  nodePortIPs: { ipv4: ['192.168.0.10'], ipv6: ['fd00:1::10'] },
-  maglevSeed: 7,
-};
+const CONFIG = COMPILE_CONFIG;
 const rulesOf = (spec: ClusterSpec): Ruleset => compile(buildState(objectsOf(spec), MODEL_CONFIG), CONFIG);
 /** Every hash set sized exactly to what it holds: any net new element overfills it. */
 const TIGHT: CapacityOptions = { from: 1, headroom: 1, step: 1 };

@@ -1,3 +1,4 @@
+import type { CompileConfig } from '../../src/rules/compile.js';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import fc from 'fast-check';
 import type { ObjectStore } from '../../src/watch/object-store.js';
@@ -120,6 +121,16 @@ export const MODEL_CONFIG = {
   nodeName: NODE,
   nodeIPs: ['192.168.0.10', 'fd00:1::10'],
   lbAlgorithm: 'random' as const,
+};
+
+/** What the property tests compile the arbitrary clusters with (both families, a fixed Maglev seed). */
+export const COMPILE_CONFIG: CompileConfig = {
+  table: 'kube-nftproxy',
+  clusterCIDRs: ['10.244.0.0/16', 'fd00:244::/48'],
+  masqueradeAll: false,
+  serviceCIDRs: ['10.96.0.0/16'],
+  nodePortIPs: { ipv4: ['192.168.0.10'], ipv6: ['fd00:1::10'] },
+  maglevSeed: 7,
 };
 
 /**
