@@ -10,16 +10,19 @@ import { YAML_CORE_SCHEMA } from './yaml-core-schema.js';
 const ANCHOR_OR_ALIAS = /(?:^|[\s,[{:])[&*]/m;
 
 /**
- * One document's values as js-yaml reads them, or null when the guarded parser must decide it: js-yaml
- * refuses it (for any reason), or it may hold an anchor or alias (js-yaml shares an alias's value
- * instead of copying it, so an alias bomb would cost nothing here and explode downstream).
+ * One document's values as js-yaml reads them, or null when the guarded parser must decide it:
+ * js-yaml refuses it (for any reason), or it may hold an anchor or alias (js-yaml shares an
+ * alias's value instead of copying it, so an alias bomb would cost nothing here and explode
+ * downstream). Most documents are in the plain block style, read several times faster without
+ * js-yaml and with the same outcome (block-yaml.ts); only the others go to js-yaml.
  * The same in the main thread and in the parse worker.
  */
 export function fastValues(chunk: string, maxDepth: number): unknown[] | null {
-  // Most documents are in the plain block style, read several times faster without js-yaml,
-  // with the same outcome (block-yaml.ts); the others go on to js-yaml.
-  const block = blockValues(chunk, maxDepth);
-  if (block !== undefined) return block;
+  return blockValues(chunk, maxDepth) ?? jsYamlValues(chunk, maxDepth);
+}
+
+/** fastValues without the block reader: js-yaml's values, or null for the guarded parser. */
+export function jsYamlValues(chunk: string, maxDepth: number): unknown[] | null {
   if ((chunk.includes('&') || chunk.includes('*')) && ANCHOR_OR_ALIAS.test(chunk)) return null;
   const values: unknown[] = [];
   try {

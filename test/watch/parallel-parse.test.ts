@@ -62,9 +62,10 @@ describe('parseSourceDocuments with the parse worker', () => {
     await fc.assert(
       fc.asyncProperty(clusterArb, async (spec) => {
         const { services, slices } = objectsOf(spec);
-        // Enough documents for several claims from each end.
+        // Enough documents for several claims from each end, in flow style: what js-yaml
+        // reads, for which the worker starts.
         const stream = [...services, ...slices, ...services, ...slices]
-          .map((o) => stringify(o))
+          .map((o) => stringify(o, { collectionStyle: 'flow' }))
           .join('---\n');
         assert.deepStrictEqual(outcome(await parse(stream, both)), outcome(await parse(stream, alone)));
       }),
@@ -77,6 +78,21 @@ describe('parseSourceDocuments with the parse worker', () => {
     assert.deepStrictEqual(outcome(r), outcome(await parse(text, alone)));
     assert.equal(r.byWorker, 0);
     assert.match(r.workerError ?? '', /nonexistent/);
+  });
+
+  it('starts only for what js-yaml must read: not for a stream in block style', async () => {
+    // A worker that cannot start says so when it was asked to.
+    const nowhere = { ...both, workerUrl: new URL('file:///nonexistent/parse-worker.js') };
+    const objects = Array.from({ length: 40 }, (_, i) => service('ns', `s${i}`, { ports: [{ port: 80 }] }));
+    const block = objects.map((o) => stringify(o)).join('---\n');
+    const flow = objects.map((o) => stringify(o, { collectionStyle: 'flow' })).join('---\n');
+    const blockRead = await parse(block, nowhere);
+    assert.equal(blockRead.workerError, undefined);
+    assert.deepStrictEqual(outcome(blockRead), outcome(await parse(block, alone)));
+    const flowRead = await parse(flow, nowhere);
+    assert.match(flowRead.workerError ?? '', /nonexistent/);
+    assert.deepStrictEqual(outcome(flowRead), outcome(await parse(flow, alone)));
+    assert.equal(flowRead.documents.length, objects.length);
   });
 
   it('is not used below parallelFromBytes', async () => {
