@@ -67,10 +67,10 @@ function grow(): void {
 }
 
 /** Fills the line arrays; the number of lines, or -1 when the text is not printable ASCII without tabs. */
-function linesOf(text: string, from: number): number {
+function linesOf(text: string, from: number, to: number): number {
   let count = 0;
   let i = from;
-  const n = text.length;
+  const n = to;
   while (i < n) {
     const start = i;
     while (i < n && text.charCodeAt(i) === SPACE) i++;
@@ -243,22 +243,27 @@ function isKeyLine(text: string, at: number, end: number): boolean {
 }
 
 /**
- * A document's values (one map) if the whole of `chunk` is in the block subset, else undefined.
- * `chunk` is one document of a stream as source-documents.ts cuts it: it may start with a `---`
- * line (alone on it). Collections deeper than `maxDepth` - 1 are left to js-yaml, which counts
- * scalars too.
+ * A document's values (one map) if all of `text` from `from` to `to` is in the block subset,
+ * else undefined. That is one document of a stream as source-documents.ts cuts it: it may start
+ * with a `---` line (alone on it). It is read in place: a document cut out of a 20 MB text is a
+ * sliced string, every character of which costs more to read. Collections deeper than
+ * `maxDepth` - 1 are left to js-yaml, which counts scalars too.
  */
-export function blockValues(chunk: string, maxDepth: number): unknown[] | undefined {
-  let from = 0;
-  if (chunk.startsWith('---')) {
-    const nl = chunk.indexOf('\n');
-    if (nl !== 3) return undefined;
-    from = 4;
+export function blockValues(
+  text: string,
+  maxDepth: number,
+  from = 0,
+  to = text.length,
+): unknown[] | undefined {
+  let start = from;
+  if (text.startsWith('---', from)) {
+    if (text.indexOf('\n', from) !== from + 3) return undefined;
+    start = from + 4;
   }
-  const count = linesOf(chunk, from);
+  const count = linesOf(text, start, to);
   if (count <= 0) return undefined;
   try {
-    return [new Reader(chunk, count, maxDepth - 1).document()];
+    return [new Reader(text, count, maxDepth - 1).document()];
   } catch (err) {
     if (err === OUTSIDE) return undefined;
     throw err;

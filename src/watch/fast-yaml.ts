@@ -15,10 +15,11 @@ const ANCHOR_OR_ALIAS = /(?:^|[\s,[{:])[&*]/m;
  * alias's value instead of copying it, so an alias bomb would cost nothing here and explode
  * downstream). Most documents are in the plain block style, read several times faster without
  * js-yaml and with the same outcome (block-yaml.ts); only the others go to js-yaml.
- * The same in the main thread and in the parse worker.
+ * The same in the main thread and in the parse worker. The document is `text` from `from` to
+ * `to`: the block reader reads it in place.
  */
-export function fastValues(chunk: string, maxDepth: number): unknown[] | null {
-  return blockValues(chunk, maxDepth) ?? jsYamlValues(chunk, maxDepth);
+export function fastValues(text: string, maxDepth: number, from = 0, to = text.length): unknown[] | null {
+  return blockValues(text, maxDepth, from, to) ?? jsYamlValues(text.slice(from, to), maxDepth);
 }
 
 /** fastValues without the block reader: js-yaml's values, or null for the guarded parser. */

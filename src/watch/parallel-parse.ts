@@ -67,14 +67,14 @@ export async function readInParallel(
   const values = new Array<unknown[] | null | undefined>(cuts.length).fill(undefined);
   const word = newClaims(cuts.length);
   const out: FastReads = { values, byWorker: 0 };
-  const chunk = (i: number): string => text.slice(cuts[i], cuts[i + 1] ?? text.length);
+  const end = (i: number): number => cuts[i + 1] ?? text.length;
   if (opts.mainReads !== false) {
     const first = claim(word, 'back', BATCH);
     let slow = 0;
     for (let i = first?.[0] ?? 0; i < (first?.[1] ?? 0); i++) {
-      const block = blockValues(chunk(i), maxDepth);
+      const block = blockValues(text, maxDepth, cuts[i], end(i));
       if (block === undefined) slow++;
-      values[i] = block ?? jsYamlValues(chunk(i), maxDepth);
+      values[i] = block ?? jsYamlValues(text.slice(cuts[i], end(i)), maxDepth);
     }
     if (slow === 0) return out;
   }
@@ -111,7 +111,7 @@ export async function readInParallel(
   if (opts.mainReads !== false) {
     let since = performance.now();
     for (let r = claim(word, 'back', BATCH); r; r = claim(word, 'back', BATCH)) {
-      for (let i = r[0]; i < r[1]; i++) values[i] = fastValues(chunk(i), maxDepth);
+      for (let i = r[0]; i < r[1]; i++) values[i] = fastValues(text, maxDepth, cuts[i], end(i));
       if (performance.now() - since >= sliceMs) {
         await new Promise((resolve) => setImmediate(resolve));
         since = performance.now();

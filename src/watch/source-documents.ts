@@ -126,10 +126,10 @@ export async function parseSourceDocuments(
   let counted = 0;
   let since = performance.now();
   for (const [i, start] of cuts.entries()) {
-    const chunk = text.slice(start, cuts[i + 1] ?? text.length);
+    const end = cuts[i + 1] ?? text.length;
     const index = i + 1;
     const read = reads?.values[i];
-    const fast = read === undefined ? fastValues(chunk, limits.maxDepth) : read;
+    const fast = read === undefined ? fastValues(text, limits.maxDepth, start, end) : read;
     let values: unknown[];
     if (fast) values = fast;
     else {
@@ -138,7 +138,7 @@ export async function parseSourceDocuments(
         line++;
       counted = start;
       guarded++;
-      const r = await parseYamlDocumentsAsync(chunk, limits, sliceMs, line);
+      const r = await parseYamlDocumentsAsync(text.slice(start, end), limits, sliceMs, line);
       if (!r.ok) {
         problems.push([index, r.reason]);
         continue;

@@ -150,6 +150,26 @@ describe('blockValues: the block subset', () => {
       left(text);
   });
 
+  it('reads a document in place in a stream, as the same text cut out, and nothing past its end', () => {
+    const docs = [
+      'kind: Service\nmetadata:\n  name: a\n',
+      '---\nkind: Node\nspec:\n',
+      '---\nkind: List\nitems: []',
+    ];
+    const text = docs.join('');
+    let from = 0;
+    for (const doc of docs) {
+      assert.deepEqual(blockValues(text, MAX_DEPTH, from, from + doc.length), blockValues(doc, MAX_DEPTH));
+      from += doc.length;
+    }
+    // `spec:` ends its document: null, not the next document's map.
+    assert.deepEqual(blockValues(text, MAX_DEPTH, docs[0]!.length, docs[0]!.length + docs[1]!.length), [
+      { kind: 'Node', spec: null },
+    ]);
+    // A cut that is not a `---` line alone is not read.
+    assert.equal(blockValues('---x\nkind: Node\n', MAX_DEPTH), undefined);
+  });
+
   it('leaves documents near the depth limit to js-yaml', () => {
     const nested = (depth: number): string =>
       Array.from({ length: depth }, (_, i) => `${'  '.repeat(i)}k:`).join('\n') + ' 1\n';
