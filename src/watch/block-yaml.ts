@@ -52,6 +52,9 @@ let lineAt = new Int32Array(256);
 let lineEnd = new Int32Array(256);
 let lineItem = new Uint8Array(256);
 
+/** Line slots kept between documents: a huge document's (17 bytes a line) are let go after it. */
+const KEPT_LINES = 1 << 16;
+
 function grow(): void {
   const size = lineStart.length * 2;
   const more = <T extends Int32Array | Uint8Array>(a: T): T => {
@@ -260,12 +263,20 @@ export function blockValues(
     if (text.indexOf('\n', from) !== from + 3) return undefined;
     start = from + 4;
   }
-  const count = linesOf(text, start, to);
-  if (count <= 0) return undefined;
   try {
+    const count = linesOf(text, start, to);
+    if (count <= 0) return undefined;
     return [new Reader(text, count, maxDepth - 1).document()];
   } catch (err) {
     if (err === OUTSIDE) return undefined;
     throw err;
+  } finally {
+    if (lineStart.length > KEPT_LINES) {
+      lineStart = new Int32Array(256);
+      lineIndent = new Int32Array(256);
+      lineAt = new Int32Array(256);
+      lineEnd = new Int32Array(256);
+      lineItem = new Uint8Array(256);
+    }
   }
 }

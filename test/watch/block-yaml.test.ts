@@ -170,6 +170,13 @@ describe('blockValues: the block subset', () => {
     assert.equal(blockValues('---x\nkind: Node\n', MAX_DEPTH), undefined);
   });
 
+  it('reads a document of 200,000 lines, and the next one after it', () => {
+    const big = `items:\n${'- a: 1\n  b: x\n'.repeat(100_000)}`;
+    const value = read(big) as { items: unknown[] };
+    assert.equal(value.items.length, 100_000);
+    assert.deepEqual(read('kind: Node\n'), { kind: 'Node' });
+  });
+
   it('leaves documents near the depth limit to js-yaml', () => {
     const nested = (depth: number): string =>
       Array.from({ length: depth }, (_, i) => `${'  '.repeat(i)}k:`).join('\n') + ' 1\n';
