@@ -89,6 +89,9 @@ function linesOf(text: string, from: number, to: number): number {
     i++;
     // Blank lines and comment lines carry nothing in block context.
     if (end === at || text.charCodeAt(at) === HASH) continue;
+    // `---` or `...` at the start of a line, whatever follows: js-yaml takes `---a: 1` for a
+    // marker and `a: 1` when it starts a document, so any such line is js-yaml's to read.
+    if (at === start && (text.startsWith('---', at) || text.startsWith('...', at))) return -1;
     if (count === lineStart.length) grow();
     lineStart[count] = start;
     lineIndent[count] = at - start;

@@ -136,6 +136,9 @@ describe('blockValues: the block subset', () => {
       'just text\n',
       '--- \na: 1\n', // marker with more on its line
       '--- a: 1\n',
+      '\n---a: web\n', // js-yaml: a marker, then `a: web`
+      '# c\n---a: web\n',
+      'a: 1\n...b: 2\n',
       '  a: 1\n', // indented document
       'a:\n    b: 1\n  c: 2\n', // bad indentation
       'a:\n  - 1\n  b: 2\n',
@@ -309,10 +312,10 @@ describe('blockValues reads as js-yaml does, or leaves the text to it', () => {
     assert.ok(count > 250, `only ${count} read`);
   });
 
-  it('on generated documents with one line broken (indented, cut, joined, or a character added)', () => {
+  it('on generated documents with one line broken (indented, cut, joined, a character added) or added (a comment, a blank line, a marker)', () => {
     const edit = fc.record({
       line: fc.nat(),
-      how: fc.constantFrom('indent', 'outdent', 'cut', 'join', 'insert'),
+      how: fc.constantFrom('indent', 'outdent', 'cut', 'join', 'insert', 'comment', 'blank', 'marker'),
       char: fc.constantFrom(' ', '-', ':', '#', '"', "'", '&', '*', '!', '|', '{', '[', 'x', '1', '\t'),
       at: fc.nat(),
     });
@@ -327,6 +330,11 @@ describe('blockValues reads as js-yaml does, or leaves the text to it', () => {
         if (e.how === 'outdent') lines[i] = line.replace(/^ /, '');
         if (e.how === 'cut') lines[i] = line.slice(0, e.at % (line.length + 1));
         if (e.how === 'join' && i + 1 < lines.length) lines.splice(i, 2, `${line} ${lines[i + 1]!.trim()}`);
+        // A line of its own: a comment, a blank line, a document marker (at any indentation).
+        const pad = ' '.repeat(e.at % 6);
+        if (e.how === 'comment') lines.splice(i, 0, `${pad}# ${e.char}`);
+        if (e.how === 'blank') lines.splice(i, 0, pad);
+        if (e.how === 'marker') lines.splice(i, 0, `${pad}---`);
         if (e.how === 'insert') {
           const at = e.at % (line.length + 1);
           lines[i] = line.slice(0, at) + e.char + line.slice(at);
