@@ -265,12 +265,26 @@ const documentArb: fc.Arbitrary<Tree> = fc
   .array(fc.tuple(keyText, treeArb), { minLength: 1, maxLength: 5 })
   .map((map) => ({ map }));
 
+/** How a tree is laid out: lists at their key's indentation or past it, the indentation step, the gap after `-`. */
+interface Layout {
+  compact: boolean;
+  step: number;
+  gap: number;
+}
+const layoutArb: fc.Arbitrary<Layout> = fc.record({
+  compact: fc.boolean(),
+  step: fc.integer({ min: 1, max: 4 }),
+  gap: fc.integer({ min: 1, max: 3 }),
+});
+
 /**
  * A tree rendered in block style, as people and kubectl write it: lists at their key's
- * indentation or past it (`compact`), a list item's map on the `-` line.
+ * indentation or past it, a list item's map on the `-` line.
  */
-function render(tree: Tree, indent: number, compact: boolean): string[] {
+function render(tree: Tree, indent: number, layout: Layout): string[] {
   const pad = ' '.repeat(indent);
+  const { compact, step, gap } = layout;
+  const dash = `-${' '.repeat(gap)}`;
   if ('map' in tree) {
     const lines: string[] = [];
     for (const [key, value] of tree.map) {
@@ -278,7 +292,7 @@ function render(tree: Tree, indent: number, compact: boolean): string[] {
       else if ('empty' in value) lines.push(`${pad}${key}:`);
       else {
         lines.push(`${pad}${key}:`);
-        lines.push(...render(value, 'list' in value && compact ? indent : indent + 2, compact));
+        lines.push(...render(value, 'list' in value && compact ? indent : indent + step, layout));
       }
     }
     return lines;
@@ -286,11 +300,11 @@ function render(tree: Tree, indent: number, compact: boolean): string[] {
   if ('list' in tree) {
     const lines: string[] = [];
     for (const item of tree.list) {
-      if ('scalar' in item) lines.push(`${pad}- ${item.scalar}`);
+      if ('scalar' in item) lines.push(`${pad}${dash}${item.scalar}`);
       else if ('empty' in item) lines.push(`${pad}-`);
       else {
-        const inner = render(item, indent + 2, compact);
-        lines.push(`${pad}- ${inner[0]!.trimStart()}`, ...inner.slice(1));
+        const inner = render(item, indent + 1 + gap, layout);
+        lines.push(`${pad}${dash}${inner[0]!.trimStart()}`, ...inner.slice(1));
       }
     }
     return lines;
@@ -302,8 +316,8 @@ describe('blockValues reads as js-yaml does, or leaves the text to it', () => {
   it('on generated block documents', () => {
     let count = 0;
     fc.assert(
-      fc.property(documentArb, fc.boolean(), fc.boolean(), (tree, compact, marker) => {
-        const text = `${marker ? '---\n' : ''}${render(tree, 0, compact).join('\n')}\n`;
+      fc.property(documentArb, layoutArb, fc.boolean(), (tree, layout, marker) => {
+        const text = `${marker ? '---\n' : ''}${render(tree, 0, layout).join('\n')}\n`;
         if (assertAgrees(text) === 'read') count++;
       }),
       { numRuns: 3000 },
@@ -321,8 +335,8 @@ describe('blockValues reads as js-yaml does, or leaves the text to it', () => {
     });
     let count = 0;
     fc.assert(
-      fc.property(documentArb, fc.boolean(), edit, (tree, compact, e) => {
-        const lines = render(tree, 0, compact);
+      fc.property(documentArb, layoutArb, edit, (tree, layout, e) => {
+        const lines = render(tree, 0, layout);
         if (lines.length === 0) return;
         const i = e.line % lines.length;
         const line = lines[i]!;
