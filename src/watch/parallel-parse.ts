@@ -68,6 +68,12 @@ export async function readInParallel(
   const word = newClaims(cuts.length);
   const out: FastReads = { values, byWorker: 0 };
   const end = (i: number): number => cuts[i + 1] ?? text.length;
+  let since = performance.now();
+  const turn = async (): Promise<void> => {
+    if (performance.now() - since < sliceMs) return;
+    await new Promise((resolve) => setImmediate(resolve));
+    since = performance.now();
+  };
   if (opts.mainReads !== false) {
     const first = claim(word, 'back', BATCH);
     let slow = 0;
@@ -75,6 +81,7 @@ export async function readInParallel(
       const block = blockValues(text, maxDepth, cuts[i], end(i));
       if (block === undefined) slow++;
       values[i] = block ?? jsYamlValues(text.slice(cuts[i], end(i)), maxDepth);
+      await turn();
     }
     if (slow === 0) return out;
   }
@@ -109,13 +116,9 @@ export async function readInParallel(
     worker.on('exit', () => resolve());
   });
   if (opts.mainReads !== false) {
-    let since = performance.now();
     for (let r = claim(word, 'back', BATCH); r; r = claim(word, 'back', BATCH)) {
       for (let i = r[0]; i < r[1]; i++) values[i] = fastValues(text, maxDepth, cuts[i], end(i));
-      if (performance.now() - since >= sliceMs) {
-        await new Promise((resolve) => setImmediate(resolve));
-        since = performance.now();
-      }
+      await turn();
     }
   }
   await finished;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { claim, newClaims } from '../../src/watch/document-claims.js';
+import { readInParallel } from '../../src/watch/parallel-parse.js';
 import { PARSE_LIMITS } from '../../src/watch/parse-documents.js';
 import {
   parseSourceDocuments,
@@ -93,6 +94,17 @@ describe('parseSourceDocuments with the parse worker', () => {
     assert.match(flowRead.workerError ?? '', /nonexistent/);
     assert.deepStrictEqual(outcome(flowRead), outcome(await parse(flow, alone)));
     assert.equal(flowRead.documents.length, objects.length);
+  });
+
+  it('gives the event loop turns while it reads the first batch (which decides on the worker)', async () => {
+    const docs = Array.from({ length: 10 }, (_, i) => `kind: Service\nmetadata:\n  name: s${i}\n`);
+    const cuts = docs.map((_, i) => docs.slice(0, i).join('').length);
+    const order: string[] = [];
+    setImmediate(() => order.push('other work'));
+    const r = await readInParallel(docs.join(''), cuts, PARSE_LIMITS.maxDepth, 0);
+    order.push('read');
+    assert.deepEqual(order, ['other work', 'read']);
+    assert.equal(r.values.filter((v) => v !== undefined).length, docs.length);
   });
 
   it('is not used below parallelFromBytes', async () => {
