@@ -211,3 +211,62 @@ function skipInPod(ctx: Mocha.Context): void {
 function stored(o: object): StoredObject {
   return o as StoredObject;
 }
+
+/**
+ * --once probes nft while it reads the source: the verdicts keep their order (the source's
+ * first), so a run with neither names the source, and a run with a good source names nft.
+ * nft is made missing by a PATH without it.
+ */
+describe('kube-nftproxy --once: nft is probed while the source is read', function () {
+  this.timeout(60_000);
+  let dir: string;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'knp-cli-once-'));
+    await writeFile(
+      join(dir, 'web.yaml'),
+      JSON.stringify(service('ns', 'web', { clusterIP: '10.96.0.10', ports: [{ port: 80 }] })),
+    );
+  });
+
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const once = (source: string): Promise<RunResult> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          join(REPO, 'src/cli.ts'),
+          '--hostname-override',
+          'node-a',
+          '--source',
+          source,
+          '--once',
+        ],
+        { cwd: REPO, env: { ...process.env, LOG_LEVEL: 'info', PATH: dir }, timeout: 30_000 },
+      );
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  it('a missing source and a missing nft: exit 5, the source named', async () => {
+    const r = await once(join(dir, 'missing'));
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /^kube-nftproxy: --source .*missing/m);
+    assert.doesNotMatch(r.stderr, /nft not found/);
+  });
+
+  it('a good source and a missing nft: exit 3, nft named', async () => {
+    const r = await once(dir);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /^kube-nftproxy: nft not found/m);
+  });
+});

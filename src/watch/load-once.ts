@@ -9,7 +9,10 @@ import type { SourceHandler } from './source.js';
 export async function loadOnce(config: ProxyConfig, log: Logger): Promise<ObjectStore> {
   if (config.source) {
     const store = new ObjectStore();
-    await new FileSource(config.source, { log: log.child({ component: 'source' }) }).start(store);
+    // Read once: no re-read will compare the files' hashes.
+    await new FileSource(config.source, { log: log.child({ component: 'source' }), rereads: false }).start(
+      store,
+    );
     return store;
   }
   // Loaded only here: client-node costs about a second to import, which --source, --cleanup

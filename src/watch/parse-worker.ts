@@ -36,7 +36,7 @@ function run(port: NonNullable<typeof parentPort>, input: WorkerInput): void {
     const out: Array<unknown[] | null | typeof MAIN_READS> = [];
     for (let i = from; i < to; i++) {
       const quirks = numberQuirks.count;
-      const values = fastValues(text.slice(cuts[i], cuts[i + 1] ?? text.length), maxDepth);
+      const values = fastValues(text, maxDepth, cuts[i], cuts[i + 1] ?? text.length);
       out.push(numberQuirks.count === quirks ? values : MAIN_READS);
     }
     port.postMessage({ from, json: JSON.stringify(out) } satisfies WorkerMessage);

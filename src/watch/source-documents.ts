@@ -33,8 +33,9 @@ export interface SourceDocuments {
 }
 
 /**
- * From this size on, a file's documents are read by a worker and this thread at once. Below it,
- * starting the worker (some 30 ms) costs more than it saves.
+ * From this size on, a file's documents are read by a worker and this thread at once when they
+ * need js-yaml (parallel-parse.ts). Below it, starting the worker (some 30 ms) costs more than it
+ * saves.
  */
 export const PARALLEL_FROM_BYTES = 1 << 20;
 
@@ -73,9 +74,10 @@ function starts(text: string): number[] {
 /**
  * The documents of a --source file, each on its own, so that a bad one costs only itself.
  *
- * The fast path reads each document with js-yaml (several times faster than the `yaml`
- * package's composer, which held 16 s of an 18 s `--source --once` at 10,000 Services) and a
- * `.json` file, or a file whose text starts with `{` or `[` and is JSON, with JSON.parse. The
+ * The fast path reads each document with block-yaml.ts when it is in the plain block style, else
+ * with js-yaml (several times faster than the `yaml` package's composer, which held 16 s of an
+ * 18 s `--source --once` at 10,000 Services; the block reader takes half of js-yaml's time), and
+ * a `.json` file, or a file whose text starts with `{` or `[` and is JSON, with JSON.parse. The
  * guarded parser of parse-documents.ts, with its alias and depth limits, still decides every
  * document that is unusual: one with anything that could be an anchor or alias (js-yaml shares
  * an alias's value instead of copying it, so an alias bomb would cost nothing here and explode
@@ -84,8 +86,8 @@ function starts(text: string): number[] {
  * refused, and why, is the guarded parser's word; the fast one only saves time.
  *
  * The event loop gets a turn at least every `sliceMs` (the daemon's probes keep answering).
- * A file of PARALLEL_FROM_BYTES or more is read by a worker thread and this one at once
- * (parallel-parse.ts), with the same outcome.
+ * A file of PARALLEL_FROM_BYTES or more whose documents need js-yaml is read by a worker thread
+ * and this one at once (parallel-parse.ts), with the same outcome.
  */
 export async function parseSourceDocuments(
   file: string,
@@ -126,10 +128,10 @@ export async function parseSourceDocuments(
   let counted = 0;
   let since = performance.now();
   for (const [i, start] of cuts.entries()) {
-    const chunk = text.slice(start, cuts[i + 1] ?? text.length);
+    const end = cuts[i + 1] ?? text.length;
     const index = i + 1;
     const read = reads?.values[i];
-    const fast = read === undefined ? fastValues(chunk, limits.maxDepth) : read;
+    const fast = read === undefined ? fastValues(text, limits.maxDepth, start, end) : read;
     let values: unknown[];
     if (fast) values = fast;
     else {
@@ -138,7 +140,7 @@ export async function parseSourceDocuments(
         line++;
       counted = start;
       guarded++;
-      const r = await parseYamlDocumentsAsync(chunk, limits, sliceMs, line);
+      const r = await parseYamlDocumentsAsync(text.slice(start, end), limits, sliceMs, line);
       if (!r.ok) {
         problems.push([index, r.reason]);
         continue;

@@ -59,25 +59,43 @@ const noted = (n: number): number => {
   return n;
 };
 
-export const YAML_CORE_SCHEMA = FAILSAFE_SCHEMA.extend({
-  implicit: [
-    nullType,
-    scalar('bool', 'tTfF', /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/, (s) => s[0] === 't' || s[0] === 'T'),
-    // One int type: js-yaml keeps one type per tag, so the three forms share one test.
-    scalar('int', '-+0123456789', /^(?:0o[0-7]+|[-+]?[0-9]+|0x[0-9a-fA-F]+)$/, (s) =>
-      noted(
-        s.startsWith('0o')
-          ? parseInt(s.slice(2), 8)
-          : s.startsWith('0x')
-            ? parseInt(s.slice(2), 16)
-            : parseInt(s, 10),
-      ),
+/** The implicit types in the order js-yaml tries them on a plain scalar. */
+const IMPLICIT = [
+  nullType,
+  scalar('bool', 'tTfF', /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/, (s) => s[0] === 't' || s[0] === 'T'),
+  // One int type: js-yaml keeps one type per tag, so the three forms share one test.
+  scalar('int', '-+0123456789', /^(?:0o[0-7]+|[-+]?[0-9]+|0x[0-9a-fA-F]+)$/, (s) =>
+    noted(
+      s.startsWith('0o')
+        ? parseInt(s.slice(2), 8)
+        : s.startsWith('0x')
+          ? parseInt(s.slice(2), 16)
+          : parseInt(s, 10),
     ),
-    scalar(
-      'float',
-      '-+.0123456789',
-      /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+|[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*))$/,
-      (s) => noted(/[nN]/.test(s) ? floatNaN(s) : parseFloat(s)),
-    ),
-  ],
-});
+  ),
+  scalar(
+    'float',
+    '-+.0123456789',
+    /^(?:[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+|[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*))$/,
+    (s) => noted(/[nN]/.test(s) ? floatNaN(s) : parseFloat(s)),
+  ),
+];
+
+/** What a plain scalar that some type above accepts can start with (nullType: `~`, `n`, `N`). */
+const ANY_FIRST = new Uint8Array(128);
+for (const c of '~nNtTfF-+.0123456789') ANY_FIRST[c.charCodeAt(0)] = 1;
+
+export const YAML_CORE_SCHEMA = FAILSAFE_SCHEMA.extend({ implicit: IMPLICIT });
+
+/**
+ * A plain scalar's value, as js-yaml makes it with YAML_CORE_SCHEMA: the first implicit type
+ * that resolves the text constructs it (js-yaml's composeNode does the same, in the same
+ * order), else the text itself. For readers of the same documents that are not js-yaml
+ * (block-yaml.ts), so that both give the same values and count the same number quirks.
+ */
+export function resolvePlain(text: string): unknown {
+  // Most scalars (names, addresses) start with a character no type accepts: none is asked.
+  if (text.length > 0 && ANY_FIRST[text.charCodeAt(0)] !== 1) return text;
+  for (const type of IMPLICIT) if (type.resolve(text)) return type.construct(text);
+  return text;
+}

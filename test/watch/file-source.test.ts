@@ -141,6 +141,24 @@ describe('FileSource re-reads', () => {
     assert.deepEqual(upserts, []);
   });
 
+  it('a source read once (rereads: false) hashes nothing, so a reload parses a rewritten file again', async () => {
+    await source.stop();
+    source = new FileSource(dir, {
+      rereads: false,
+      parse: (file, text, limits) => {
+        parsed.push(file.slice(dir.length + 1));
+        return objectsInFile(file, text, limits);
+      },
+    });
+    await writeFile(join(dir, 'a.yaml'), yamlDocs([svc('a', '10.96.0.1')]));
+    await source.start(handler());
+    await writeFile(join(dir, 'a.yaml'), yamlDocs([svc('a', '10.96.0.1')]));
+    await utimes(join(dir, 'a.yaml'), new Date(), new Date(Date.now() + 5000));
+    await source.reload();
+    assert.deepEqual(parsed, ['a.yaml', 'a.yaml']);
+    assert.deepEqual(upserts, ['Service a']);
+  });
+
   it('a file gone and back is parsed again; its objects go and come back', async () => {
     await writeFile(join(dir, 'a.yaml'), yamlDocs([svc('a', '10.96.0.1')]));
     await source.start(handler());

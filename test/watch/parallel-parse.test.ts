@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { claim, newClaims } from '../../src/watch/document-claims.js';
+import { readInParallel } from '../../src/watch/parallel-parse.js';
 import { PARSE_LIMITS } from '../../src/watch/parse-documents.js';
 import {
   parseSourceDocuments,
@@ -62,9 +63,10 @@ describe('parseSourceDocuments with the parse worker', () => {
     await fc.assert(
       fc.asyncProperty(clusterArb, async (spec) => {
         const { services, slices } = objectsOf(spec);
-        // Enough documents for several claims from each end.
+        // Enough documents for several claims from each end, in flow style: what js-yaml
+        // reads, for which the worker starts.
         const stream = [...services, ...slices, ...services, ...slices]
-          .map((o) => stringify(o))
+          .map((o) => stringify(o, { collectionStyle: 'flow' }))
           .join('---\n');
         assert.deepStrictEqual(outcome(await parse(stream, both)), outcome(await parse(stream, alone)));
       }),
@@ -77,6 +79,32 @@ describe('parseSourceDocuments with the parse worker', () => {
     assert.deepStrictEqual(outcome(r), outcome(await parse(text, alone)));
     assert.equal(r.byWorker, 0);
     assert.match(r.workerError ?? '', /nonexistent/);
+  });
+
+  it('starts only for what js-yaml must read: not for a stream in block style', async () => {
+    // A worker that cannot start says so when it was asked to.
+    const nowhere = { ...both, workerUrl: new URL('file:///nonexistent/parse-worker.js') };
+    const objects = Array.from({ length: 40 }, (_, i) => service('ns', `s${i}`, { ports: [{ port: 80 }] }));
+    const block = objects.map((o) => stringify(o)).join('---\n');
+    const flow = objects.map((o) => stringify(o, { collectionStyle: 'flow' })).join('---\n');
+    const blockRead = await parse(block, nowhere);
+    assert.equal(blockRead.workerError, undefined);
+    assert.deepStrictEqual(outcome(blockRead), outcome(await parse(block, alone)));
+    const flowRead = await parse(flow, nowhere);
+    assert.match(flowRead.workerError ?? '', /nonexistent/);
+    assert.deepStrictEqual(outcome(flowRead), outcome(await parse(flow, alone)));
+    assert.equal(flowRead.documents.length, objects.length);
+  });
+
+  it('gives the event loop turns while it reads the first batch (which decides on the worker)', async () => {
+    const docs = Array.from({ length: 10 }, (_, i) => `kind: Service\nmetadata:\n  name: s${i}\n`);
+    const cuts = docs.map((_, i) => docs.slice(0, i).join('').length);
+    const order: string[] = [];
+    setImmediate(() => order.push('other work'));
+    const r = await readInParallel(docs.join(''), cuts, PARSE_LIMITS.maxDepth, 0);
+    order.push('read');
+    assert.deepEqual(order, ['other work', 'read']);
+    assert.equal(r.values.filter((v) => v !== undefined).length, docs.length);
   });
 
   it('is not used below parallelFromBytes', async () => {
