@@ -159,34 +159,52 @@ function checkSet(verb: Verb, set: NftSet | NftMap): string | undefined {
 const BLANK_FIELD = /(?:^| \. )\s*(?: \. |$)/;
 
 /** Checks a key or value text: its fields joined with ' . ', none blank, none with a breaker. */
-function checkFields(what: string, text: unknown): string | undefined {
-  if (typeof text !== 'string' || text.trim() === '') return `${what} is empty`;
+function checkFields(set: string, part: 'key' | 'value', text: unknown): string | undefined {
+  if (typeof text !== 'string' || text.trim() === '') return `element of ${set}: ${part} is empty`;
   if (FIELD_BREAKERS.test(text) || BLANK_FIELD.test(text)) {
-    return `${what} ${JSON.stringify(text)} has an empty field or contains one of newline ; # " { } ,`;
+    return `element of ${set}: ${part} ${JSON.stringify(text)} has an empty field or contains one of newline ; # " { } ,`;
   }
+  return undefined;
+}
+
+/**
+ * Set names already found valid. Every element names its set, a full sync queues 100,000s of
+ * elements of a few dozen sets: the name is checked once per set, not once per element.
+ */
+const goodSetNames = new Set<string>();
+
+/** A duration an element may carry: nft reads 0 as "not given" (the set's full timeout). */
+function checkDuration(where: string, what: string, d: unknown): string | undefined {
+  if (typeof d !== 'string' || !DURATION.test(d) || durationMs(d) === 0)
+    return `${where}: bad ${what} ${JSON.stringify(d)} (a positive duration such as 600s)`;
   return undefined;
 }
 
 function checkElement(verb: Verb, element: Element): string | undefined {
   if (verb !== 'add' && verb !== 'create' && verb !== 'delete') return `elements cannot be ${verb}ed`;
-  const bad = checkName('set', element.set);
-  if (bad) return bad;
-  const where = `element of ${element.set}`;
-  const key = checkFields(`${where}: key`, element.key);
+  if (!goodSetNames.has(element.set)) {
+    const bad = checkName('set', element.set);
+    if (bad) return bad;
+    goodSetNames.add(element.set);
+  }
+  // Messages are made only for a failure: this runs once per element of a full sync.
+  const key = checkFields(element.set, 'key', element.key);
   if (key) return key;
   // A delete names the key only; a value given with it is ignored by render.
   if (verb === 'delete') return undefined;
   if (element.value !== undefined) {
-    const value = checkFields(`${where}: value`, element.value);
+    const value = checkFields(element.set, 'value', element.value);
     if (value) return value;
   }
-  for (const [what, d] of [
-    ['timeout', element.timeout],
-    ['expires', element.expires],
-  ] as const) {
-    // nft reads 0 as "not given": the element would get the set's full timeout.
-    if (d !== undefined && (typeof d !== 'string' || !DURATION.test(d) || durationMs(d) === 0))
-      return `${where}: bad ${what} ${JSON.stringify(d)} (a positive duration such as 600s)`;
+  if (element.timeout === undefined && element.expires === undefined) return checkComment(element.comment);
+  const where = `element of ${element.set}`;
+  if (element.timeout !== undefined) {
+    const bad = checkDuration(where, 'timeout', element.timeout);
+    if (bad) return bad;
+  }
+  if (element.expires !== undefined) {
+    const bad = checkDuration(where, 'expires', element.expires);
+    if (bad) return bad;
   }
   // The kernel answers "Numerical result out of range".
   if (element.timeout !== undefined && element.expires !== undefined) {
