@@ -188,7 +188,8 @@ function joinService(
         node.zone,
       );
       out.ports.push({
-        key: `${key}:${port.name}/${port.protocol}/${family}`,
+        // One flat string (a join), held as long as the port: a template would be a chain of cons strings.
+        key: [key, ':', port.name, '/', port.protocol, '/', family].join(''),
         service: key,
         namespace: svc.namespace,
         name: svc.name,
