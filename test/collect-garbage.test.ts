@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { collectGarbage } from '../src/util/collect-garbage.js';
+import { collectGarbage, SyncGarbage } from '../src/util/collect-garbage.js';
+import { FakeClock } from './support/fake-clock.js';
 
 /** The old generation's pages, in MB: what stays resident of the heap. */
 const oldSpaceMb = (): number =>
@@ -43,5 +44,47 @@ describe('collectGarbage', () => {
   it('can be called again', () => {
     collectGarbage();
     collectGarbage();
+  });
+});
+
+describe('SyncGarbage', () => {
+  const setup = (): { clock: FakeClock; at: number[]; garbage: SyncGarbage } => {
+    const clock = new FakeClock();
+    const at: number[] = [];
+    const garbage = new SyncGarbage({ clock, collect: () => at.push(clock.now()), quietMs: 10_000 });
+    return { clock, at, garbage };
+  };
+
+  it('collects once a full sync is over, and again once no sync has followed for the quiet while', async () => {
+    const { clock, at, garbage } = setup();
+    garbage.synced(true);
+    assert.deepEqual(at, [], 'not inside the sync');
+    await clock.advance(0);
+    assert.deepEqual(at, [0]);
+    // Changes: each moves the second collection on.
+    await clock.advance(3_000);
+    garbage.synced(false);
+    await clock.advance(9_000);
+    garbage.synced(false);
+    assert.deepEqual(at, [0]);
+    await clock.advance(10_000);
+    assert.deepEqual(at, [0, 22_000]);
+    // Nothing more until the next full sync: a partial sync leaves little.
+    garbage.synced(false);
+    await clock.advance(60_000);
+    assert.deepEqual(at, [0, 22_000]);
+    assert.equal(clock.pending, 0);
+  });
+
+  it('collects nothing for partial syncs alone, and nothing once stopped', async () => {
+    const { clock, at, garbage } = setup();
+    garbage.synced(false);
+    await clock.advance(60_000);
+    assert.deepEqual(at, []);
+    garbage.synced(true);
+    garbage.stop();
+    await clock.advance(60_000);
+    assert.deepEqual(at, []);
+    assert.equal(clock.pending, 0);
   });
 });
