@@ -18,7 +18,7 @@ describe('collectGarbage', () => {
     assert.equal(ref.deref(), undefined);
   });
 
-  it('gives back the pages that garbage left partly used: the live objects are moved together', () => {
+  it('compacting, gives back the pages that garbage left partly used: the live objects are moved together', () => {
     collectGarbage();
     // After collectGarbage(), V8's own gc is exposed: a plain full collection, for comparison.
     const plainGc = runInNewContext('gc') as () => void;
@@ -30,14 +30,14 @@ describe('collectGarbage', () => {
       plainGc();
       return all.filter((_, i) => i % 3 === 0);
     })();
-    plainGc();
-    const fragmented = oldSpaceMb();
     collectGarbage();
+    const fragmented = oldSpaceMb();
+    collectGarbage({ compact: true });
     const compacted = oldSpaceMb();
     assert.equal(kept.length, 200_000);
     assert.ok(
       compacted < fragmented - 25,
-      `old space ${Math.round(fragmented)} MB after a plain collection, ${Math.round(compacted)} MB after collectGarbage`,
+      `old space ${Math.round(fragmented)} MB after a plain collection, ${Math.round(compacted)} MB after a compacting one`,
     );
   });
 
@@ -48,32 +48,47 @@ describe('collectGarbage', () => {
 });
 
 describe('SyncGarbage', () => {
-  const setup = (): { clock: FakeClock; at: number[]; garbage: SyncGarbage } => {
+  const setup = (): { clock: FakeClock; at: string[]; garbage: SyncGarbage } => {
     const clock = new FakeClock();
-    const at: number[] = [];
-    const garbage = new SyncGarbage({ clock, collect: () => at.push(clock.now()), quietMs: 10_000 });
+    const at: string[] = [];
+    const garbage = new SyncGarbage({
+      clock,
+      collect: ({ compact }) => at.push(`${compact ? 'compact' : 'plain'}@${clock.now()}`),
+      quietMs: 10_000,
+      maxWaitMs: 60_000,
+    });
     return { clock, at, garbage };
   };
 
-  it('collects once a full sync is over, and again once no sync has followed for the quiet while', async () => {
+  it('collects once a full sync is over, and compacts once no sync has followed for the quiet while', async () => {
     const { clock, at, garbage } = setup();
     garbage.synced(true);
     assert.deepEqual(at, [], 'not inside the sync');
     await clock.advance(0);
-    assert.deepEqual(at, [0]);
-    // Changes: each moves the second collection on.
+    assert.deepEqual(at, ['plain@0']);
+    // Changes: each moves the compaction on.
     await clock.advance(3_000);
     garbage.synced(false);
     await clock.advance(9_000);
     garbage.synced(false);
-    assert.deepEqual(at, [0]);
+    assert.deepEqual(at, ['plain@0']);
     await clock.advance(10_000);
-    assert.deepEqual(at, [0, 22_000]);
+    assert.deepEqual(at, ['plain@0', 'compact@22000']);
     // Nothing more until the next full sync: a partial sync leaves little.
     garbage.synced(false);
-    await clock.advance(60_000);
-    assert.deepEqual(at, [0, 22_000]);
+    await clock.advance(120_000);
+    assert.deepEqual(at, ['plain@0', 'compact@22000']);
     assert.equal(clock.pending, 0);
+  });
+
+  it('compacts at the latest a minute after the full sync, however busy', async () => {
+    const { clock, at, garbage } = setup();
+    garbage.synced(true);
+    for (let t = 0; t < 90_000; t += 5_000) {
+      await clock.advance(5_000);
+      garbage.synced(false);
+    }
+    assert.deepEqual(at, ['plain@0', 'compact@60000']);
   });
 
   it('collects nothing for partial syncs alone, and nothing once stopped', async () => {

@@ -5,31 +5,28 @@ import type { Clock, ClockTimer } from './clock.js';
 let gc: (() => void) | undefined;
 
 /**
- * One full V8 collection, now, that also compacts the heap. A full sync leaves hundreds of MB of
- * garbage at 50,000 Services (the lists as read, in Buffers and strings, and the transaction's
- * text), and V8 collects only when it next needs room: a daemon that goes quiet after its full
- * sync keeps all of it resident (measured: heap 683 MB used of which ~120 MB garbage, plus 145 MB
- * of dead Buffers, an hour later). V8's own `gc` is exposed for the call: the flag, set at run
- * time, takes effect for contexts made after it, so the function is read from a fresh context.
+ * One full V8 collection, now. A full sync leaves hundreds of MB of garbage at 50,000 Services
+ * (the lists as read, in Buffers and strings, and the transaction's text), and V8 collects only
+ * when it next needs room: a daemon that goes quiet after its full sync keeps all of it resident
+ * (measured: heap 683 MB used of which ~120 MB garbage, plus 145 MB of dead Buffers, an hour
+ * later). V8's own `gc` is exposed for the call: the flag, set at run time, takes effect for
+ * contexts made after it, so the function is read from a fresh context.
  *
- * A plain full collection frees the garbage but leaves the pages that held it: the objects that
- * live on (the store, the model, the ruleset) were made among the garbage, so most pages stay
- * partly used and resident (measured at 50,000 Services: 595 MB of heap for 489 MB of objects,
- * and V8's memory reducer, which would compact them once the process is idle, had not within a
- * quiet minute). So this one collection moves the live objects together and gives the emptied
- * pages back: `--compact-on-every-full-gc` for its duration (a flag V8 reads at each collection).
- * It costs about twice a plain collection, once per full sync (and once after it: SyncGarbage).
+ * `compact`: the collection also moves the live objects together and gives the emptied pages
+ * back (`--compact-on-every-full-gc` for its duration, a flag V8 reads at each collection). A
+ * plain collection frees the garbage but leaves the pages that held it: the objects that live on
+ * (the store, the model, the ruleset) were made among the garbage, so most pages stay partly
+ * used and resident (measured at 50,000 Services: 595 MB of heap for 489 MB of objects a quiet
+ * minute later; V8's memory reducer, which compacts once the process is idle, had not). It costs
+ * about twice a plain collection, and copies what it moves: made while the garbage still holds
+ * its pages, it peaked at 1.43 GB at 50,000 Services, against 1.1 GB for the full sync itself.
  */
-export function collectGarbage(): void {
+export function collectGarbage(opts: { compact?: boolean } = {}): void {
   if (!gc) {
     setFlagsFromString('--expose-gc');
     gc = runInNewContext('gc') as () => void;
   }
-  // First the garbage goes (pages left empty are given back), then the compaction moves only
-  // what lives on the pages left partly used. Compacting at once would copy every live object
-  // while the garbage still holds its pages: measured at 50,000 Services, a peak of 1.43 GB
-  // against 1.1 GB for the full sync itself.
-  gc();
+  if (!opts.compact) return gc();
   setFlagsFromString('--compact-on-every-full-gc');
   try {
     gc();
@@ -38,48 +35,64 @@ export function collectGarbage(): void {
   }
 }
 
-/** How long the daemon must have been without a sync before the second collection. */
+/** How long the daemon must have been without a sync before the compacting collection. */
 export const QUIET_COLLECT_MS = 10_000;
+/** The compacting collection waits at most this long after a full sync for a quiet while. */
+export const MAX_COLLECT_WAIT_MS = 60_000;
 
 /**
- * When the daemon collects: right after each full sync (its garbage), and once more when no sync
- * has followed for QUIET_COLLECT_MS. Only a collection made after a quiet while gives back V8's
- * young generation: it grows to 32 MB while a full sync allocates, and V8 shrinks it in a full
- * collection only when little has been allocated for some seconds (measured: a collection 6 s
- * after the last allocation shrank it to 1 MB, at 1 and 3 s it stayed). Its own memory reducer
- * would, but not always within a quiet minute. The second collection also compacts what the
- * syncs after the full one left. Each sync before it moves it on; a steady stream of changes
- * leaves it waiting, which costs nothing.
+ * When the daemon collects: right after each full sync, its garbage (a plain collection); then,
+ * once no sync has followed for QUIET_COLLECT_MS (at the latest MAX_COLLECT_WAIT_MS after the
+ * full sync), a compacting one (see collectGarbage). Apart, so that the compaction finds the
+ * garbage gone and its pages given back: it then costs no more memory than the sync did. After a
+ * quiet while, because only then does a full collection give back V8's young generation too: it
+ * grows to 32 MB while a full sync allocates, and V8 shrinks it only when little has been
+ * allocated for some seconds (measured: a collection 6 s after the last allocation shrank it to
+ * 1 MB; at 1 and 3 s it stayed). Partial syncs leave little garbage: they only move it on.
  */
 export class SyncGarbage {
   readonly #clock: Clock;
-  readonly #collect: () => void;
+  readonly #collect: (opts: { compact: boolean }) => void;
   readonly #quietMs: number;
+  readonly #maxWaitMs: number;
   #now: ClockTimer | undefined;
   #quiet: ClockTimer | undefined;
+  /** When the compacting collection is due at the latest (while one is pending). */
+  #deadline = 0;
 
-  constructor(opts: { clock: Clock; collect?: () => void; quietMs?: number }) {
+  constructor(opts: {
+    clock: Clock;
+    collect?: (opts: { compact: boolean }) => void;
+    quietMs?: number;
+    maxWaitMs?: number;
+  }) {
     this.#clock = opts.clock;
     this.#collect = opts.collect ?? collectGarbage;
     this.#quietMs = opts.quietMs ?? QUIET_COLLECT_MS;
+    this.#maxWaitMs = opts.maxWaitMs ?? MAX_COLLECT_WAIT_MS;
   }
 
   /**
-   * A sync succeeded (`full`: it replaced everything). The collection runs on a timer of its own,
-   * once the sync is over: the sync's duration and the next change do not wait for it.
+   * A sync succeeded (`full`: it replaced everything). The collections run on timers of their
+   * own, once the sync is over: the sync's duration and the next change do not wait for them.
    */
   synced(full: boolean): void {
-    if (full && this.#now === undefined)
-      this.#now = this.#clock.setTimeout(() => {
+    const now = this.#clock.now();
+    if (full) {
+      this.#now ??= this.#clock.setTimeout(() => {
         this.#now = undefined;
-        this.#collect();
+        this.#collect({ compact: false });
       }, 0);
-    if (!full && this.#quiet === undefined) return;
+      if (this.#quiet === undefined) this.#deadline = now + this.#maxWaitMs;
+    } else if (this.#quiet === undefined) return;
     if (this.#quiet !== undefined) this.#clock.clearTimeout(this.#quiet);
-    this.#quiet = this.#clock.setTimeout(() => {
-      this.#quiet = undefined;
-      this.#collect();
-    }, this.#quietMs);
+    this.#quiet = this.#clock.setTimeout(
+      () => {
+        this.#quiet = undefined;
+        this.#collect({ compact: true });
+      },
+      Math.max(0, Math.min(this.#quietMs, this.#deadline - now)),
+    );
   }
 
   /** No collection after this. */
