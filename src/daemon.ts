@@ -21,7 +21,7 @@ import type { NftApplier } from './rules/applier.js';
 import type { Nft } from './rules/nft/exec.js';
 import { isNodeEligible, ProxyHealth } from './server/health.js';
 import { desiredHealthChecks, HealthCheckNodePorts } from './server/health-check-node-ports.js';
-import { collectGarbage } from './util/collect-garbage.js';
+import { SyncGarbage } from './util/collect-garbage.js';
 import { createMetrics, type ProxyMetrics } from './server/metrics.js';
 import { createServers, type Servers } from './server/servers.js';
 import type { DaemonView } from './server/view.js';
@@ -106,6 +106,8 @@ export class Daemon {
    */
   #skippedSeen = new Set<string>();
   #syncs = 0;
+  /** Collects the garbage of full syncs, once they are over and again once the daemon is quiet. */
+  readonly #garbage: SyncGarbage;
   /** Kubernetes Events: undefined with --source, or without an API server to send them to. */
   #events: DaemonEvents | undefined;
   /** The default source's credentials: its Events go to the same API server. */
@@ -122,6 +124,7 @@ export class Daemon {
     this.#log = deps.log.child({ component: 'daemon' });
     this.#clock = deps.clock ?? systemClock;
     this.#wallNow = wallTime(this.#clock);
+    this.#garbage = new SyncGarbage({ clock: this.#clock });
     this.health = new ProxyHealth({ healthTimeoutMs: 2 * config.syncPeriodMs, clock: this.#clock });
     this.metrics = createMetrics();
     this.healthChecks = new HealthCheckNodePorts({
@@ -312,6 +315,7 @@ export class Daemon {
   async stop(): Promise<void> {
     await this.#liveTracer?.close();
     await this.#runner.stop();
+    this.#garbage.stop();
     this.#events?.stop();
     await this.conntrack?.stop();
     await this.#source?.stop();
@@ -407,12 +411,9 @@ export class Daemon {
     }
     // The state as programmed (what the backend left out among the skipped) is what is shown.
     const { programmed: shown, full } = result;
-    if (full) {
-      this.#lastFull = start;
-      // What the full sync read and wrote is garbage now; V8 would keep it until it next needs
-      // room. Once this sync is over, not inside it: its duration and the first change wait not.
-      setTimeout(collectGarbage, 0).unref();
-    }
+    if (full) this.#lastFull = start;
+    // What a full sync read and wrote is garbage now; V8 would keep it until it next needs room.
+    this.#garbage.synced(full);
     this.#state = shown;
     this.#failedSince = false;
     // Every entry skipped now (the model's, the compiler's, the held-out) is in the set: anything

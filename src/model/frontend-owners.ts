@@ -59,7 +59,8 @@ function claimsOf(sp: ServicePort, nodePortIPs: Record<Family, string[]>): Claim
   const proto = nftProtocol(sp.protocol);
   const out: Claim[] = [];
   const claim = (kind: FrontendKind, ip: string, port: number): void => {
-    out.push({ frontend: `${ip} ${proto}/${port}`, kind, ip, sp });
+    // Joined: one flat string, where a template makes a chain of cons strings (held per claim).
+    out.push({ frontend: [ip, ' ', proto, '/', port].join(''), kind, ip, sp });
   };
   if (sp.clusterIP) claim('clusterIP', sp.clusterIP, sp.port);
   for (const ip of sp.loadBalancerIPs) claim('loadBalancer', ip, sp.port);

@@ -51,9 +51,17 @@ export function topologyMode(
 }
 
 /**
+ * The empty list every port without such endpoints shares (most have no local ones): an empty
+ * array each is 32 bytes a port. Frozen: a list is never changed in place.
+ */
+const NO_ENDPOINTS: Endpoint[] = Object.freeze([]) as unknown as Endpoint[];
+
+/**
  * kube-proxy's CategorizeEndpoints: the endpoints for cluster-wide traffic (ready ones the
  * topology allows, else every serving+terminating one) and for Local traffic policy (local
  * ready ones, else local serving+terminating ones). A policy that is not in use gets [].
+ * The lists may be `endpoints` itself (cluster-wide, when that is all of them) or one shared
+ * empty list: never changed in place.
  */
 export function categorizeEndpoints(
   endpoints: HintedEndpoint[],
@@ -78,6 +86,8 @@ export function categorizeEndpoints(
     clusterEndpoints = endpoints.filter((ep) => ep.ready && allowed(ep));
     if (clusterEndpoints.length === 0)
       clusterEndpoints = endpoints.filter((ep) => ep.serving && ep.terminating);
+    // Usually every endpoint: then the list given (the port's allEndpoints) is the list.
+    if (clusterEndpoints.length === endpoints.length) clusterEndpoints = endpoints;
   }
   let localEndpoints: Endpoint[] = [];
   if (usesLocal) {
@@ -87,5 +97,10 @@ export function categorizeEndpoints(
   }
   const hasEndpoints =
     clusterEndpoints.length > 0 || endpoints.some((ep) => ep.ready || (ep.serving && ep.terminating));
-  return { clusterEndpoints, localEndpoints, topologyMode: mode, hasEndpoints };
+  return {
+    clusterEndpoints: clusterEndpoints.length > 0 ? clusterEndpoints : NO_ENDPOINTS,
+    localEndpoints: localEndpoints.length > 0 ? localEndpoints : NO_ENDPOINTS,
+    topologyMode: mode,
+    hasEndpoints,
+  };
 }

@@ -117,6 +117,28 @@ describe('buildState', () => {
     );
   });
 
+  it('makes every endpoint with its fields in one order, the optional ones only when set', () => {
+    const s = slice(
+      'ns',
+      'a-1',
+      'a',
+      [{ name: 'p', port: 8080 }],
+      [
+        { ip: '10.244.0.1' },
+        { ip: '10.244.0.2', nodeName: 'n1' },
+        { ip: '10.244.0.3', zone: 'z' },
+        { ip: '10.244.0.4', nodeName: 'n2', zone: 'z', zoneHints: ['z'] },
+      ],
+    );
+    const state = buildState({ services: [objects().services[0]!], slices: [s] }, CONFIG);
+    const base = ['ip', 'port', 'ready', 'serving', 'terminating', 'local', 'zoneHints', 'nodeHints'];
+    assert.deepEqual(
+      state.ports[0]!.allEndpoints.map((e) => Object.keys(e)),
+      [base, [...base, 'nodeName'], [...base, 'zone'], [...base, 'nodeName', 'zone']],
+    );
+    assert.deepEqual(state.ports[0]!.allEndpoints[3]!.zoneHints, ['z']);
+  });
+
   it('gives the same state for the same objects in any order', () => {
     const o = objects();
     const a = buildState(o, CONFIG);

@@ -139,4 +139,22 @@ describe('categorizeEndpoints', () => {
       assert.equal(r.hasEndpoints, c.hasEndpoints);
     });
   }
+
+  // Memory: at 50,000 Services every port held its own copy of the same list, and empty lists.
+  it('gives the list itself when every endpoint is for cluster-wide traffic, and one frozen empty list', () => {
+    const all = [ep('10.0.0.1', { local: true }), ep('10.0.0.2')];
+    const r = categorizeEndpoints(all, cluster, 'n1', undefined);
+    assert.equal(r.clusterEndpoints, all);
+    assert.equal(r.localEndpoints.length, 0);
+    assert.ok(Object.isFrozen(r.localEndpoints));
+    const none = categorizeEndpoints(
+      [ep('10.0.0.3', { ready: false, serving: false })],
+      cluster,
+      'n1',
+      undefined,
+    );
+    assert.equal(none.clusterEndpoints, r.localEndpoints);
+    const some = categorizeEndpoints([...all, ep('10.0.0.4', { ready: false })], cluster, 'n1', undefined);
+    assert.deepEqual(ips(some.clusterEndpoints), ['10.0.0.1', '10.0.0.2']);
+  });
 });
