@@ -5,8 +5,7 @@
  * in a throwaway network namespace (`knp-<pid>-latency`, deleted at the end, on failure and on
  * Ctrl-C; a stale one is swept by the lab's Lab.sweep()).
  *
- * Measured: the initial full sync (start → first commit; the daemon is started twice, the
- * second start's is the figure: see measureDaemon), then for ~10 single-EndpointSlice
+ * Measured: the initial full sync (start → first commit), then for ~10 single-EndpointSlice
  * changes the time from the write at the server to the nft commit of that change (the daemon
  * runs with --min-sync-period 0 and a 1 h --sync-period, so neither the rate limit nor a
  * periodic sync is in the figure), split into watch delivery, the sync's CPU before nft
@@ -144,10 +143,7 @@ export interface DaemonFigures {
   services: number;
   changes: number;
   quietS: number;
-  /** The second start's first sync (the first's memory warm: see measureDaemon). */
   initial: { totalMs: number; beforeNftMs: number; nftMs: number; operations: number };
-  /** The first start's, on memory nothing here had touched lately. */
-  initialCold: { totalMs: number; beforeNftMs: number; nftMs: number; operations: number };
   /** Medians over the changes (ops too), and the slowest change. */
   change: { total: number; max: number; delivery: number; cpu: number; nft: number; ops: number };
   rss: { afterFull: number; afterChanges: number; afterQuiet: number; peak: number };
@@ -200,6 +196,11 @@ export async function measureDaemon(
     const heapServerOnly = heapMb();
     ctx.say(`daemon: ${services} Services × ${ENDPOINTS} endpoints in the API server`);
 
+    const runs: NftRun[] = [];
+    const nft = timedNft(createNft({ netns: ns, session: true }), runs);
+    const source = new TimedSource(
+      createKubeSource({ kubeConfig: server.kubeConfig(), nodeName: w.nodeName, log, watchdogMs: 0 }),
+    );
     const env: Environment = { localAddresses: [w.nodeIP] };
     const flags = [
       '--hostname-override',
@@ -217,48 +218,21 @@ export async function measureDaemon(
       [...flags, '--healthz-bind-address', '127.0.0.1:0', '--metrics-bind-address', '127.0.0.1:0'],
       {},
     );
-    /** An in-process daemon, started, up to its first sync committed: that sync's figures. */
-    const startDaemon = async (): Promise<{
-      daemon: Daemon;
-      runs: NftRun[];
-      source: TimedSource;
-      initial: DaemonFigures['initial'];
-    }> => {
-      const runs: NftRun[] = [];
-      const nft = timedNft(createNft({ netns: ns, session: true }), runs);
-      const source = new TimedSource(
-        createKubeSource({ kubeConfig: server.kubeConfig(), nodeName: w.nodeName, log, watchdogMs: 0 }),
-      );
-      const started = performance.now();
-      const d = new Daemon(config, { log, env, nft, source });
-      daemon = d;
-      await d.start();
-      await waitFor(() => d.syncs > 0, { what: 'the first sync', timeoutMs: 600_000, intervalMs: 2 });
-      // The first sync's transaction: before it the daemon may have removed a live trace's
-      // leftover table (kube-nftproxy-trace), a transaction of its own.
-      const first = runs.find((r) => !r.text?.includes(traceTableName(config.tableName)))!;
-      const initial = {
-        totalMs: round(first.end - started),
-        /** start → the nft call: list over the API + state + compile + render. */
-        beforeNftMs: round(first.start - started),
-        nftMs: round(first.end - first.start),
-        operations: first.operations,
-      };
-      return { daemon: d, runs, source, initial };
+    const started = performance.now();
+    daemon = new Daemon(config, { log, env, nft, source });
+    await daemon.start();
+    const d = daemon;
+    await waitFor(() => d.syncs > 0, { what: 'the first sync', timeoutMs: 600_000, intervalMs: 2 });
+    // The first sync's transaction: before it the daemon may have removed a live trace's
+    // leftover table (kube-nftproxy-trace), a transaction of its own.
+    const first = runs.find((r) => !r.text?.includes(traceTableName(config.tableName)))!;
+    const initial = {
+      totalMs: round(first.end - started),
+      /** start → the nft call: list over the API + state + compile + render. */
+      beforeNftMs: round(first.start - started),
+      nftMs: round(first.end - first.start),
+      operations: first.operations,
     };
-    // First a cold start, then the one measured: the memory the first one (and its nft) touched
-    // is the VM's already. This machine is a VM whose memory is backed on first touch: a process
-    // that needs memory no process here touched lately pays for it in the kernel (measured: nft
-    // loading the 50,000 mix spent 2.1-2.5 s in the kernel alone, 6.4 s while another process
-    // held 3 GB), which a node whose memory is in use has paid already. Both are printed.
-    const cold = await startDaemon();
-    ctx.say(`daemon: cold initial full sync ${cold.initial.totalMs} ms (nft ${cold.initial.nftMs} ms)`);
-    await cold.daemon.stop();
-    daemon = undefined;
-    await run(['ip', 'netns', 'exec', ns, 'nft', 'flush', 'ruleset']);
-    const warm = await startDaemon();
-    const { runs, source, initial } = warm;
-    const initialCold = cold.initial;
     ctx.say(`daemon: initial full sync ${initial.totalMs} ms (nft ${initial.nftMs} ms)`);
 
     const samples: Array<{ total: number; delivery: number; cpu: number; nft: number; ops: number }> = [];
@@ -283,7 +257,7 @@ export async function measureDaemon(
       });
     }
     const heapAfterChanges = heapMb();
-    await warm.daemon.stop();
+    await daemon.stop();
     daemon = undefined;
 
     // The binary itself, alone in its process: the same list, then the same kind of changes.
@@ -316,7 +290,6 @@ export async function measureDaemon(
       changes: samples.length,
       quietS,
       initial,
-      initialCold,
       change: {
         total: med((s) => s.total),
         max: Math.max(...samples.map((s) => s.total)),
@@ -390,7 +363,6 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
     [`initial_before_nft_ms@${n}`]: initial.beforeNftMs,
     [`initial_nft_ms@${n}`]: initial.nftMs,
     [`initial_operations@${n}`]: initial.operations,
-    [`initial_cold_sync_ms@${n}`]: f.initialCold.totalMs,
     [`binary_initial_sync_ms@${n}`]: f.binaryInitialMs,
     [`change_to_commit_ms_median@${n}`]: round(m.total),
     [`change_to_commit_ms_max@${n}`]: round(m.max),
@@ -412,7 +384,6 @@ async function measure(ctx: BenchContext): Promise<BenchResult> {
   const lines = [
     `daemon latency, ${n} Services × ${ENDPOINTS} endpoints, real nft in a namespace, the test API server in its own process:`,
     `  initial full sync (start → commit): ${initial.totalMs} ms = ${initial.beforeNftMs} ms list+state+compile+render, ${initial.nftMs} ms nft (${initial.operations} operations)`,
-    `    the first start, on memory not touched lately (cold): ${f.initialCold.totalMs} ms = ${f.initialCold.beforeNftMs} ms + ${f.initialCold.nftMs} ms nft`,
     `    the binary in its own process, over the rules the in-process daemon left (a restart), spawn → first sync committed: ${f.binaryInitialMs} ms`,
     `  one EndpointSlice change → nft commit, median of ${f.changes}: ${round(m.total)} ms ` +
       `(target ≤ ${TARGET.changeMs} ms: ${m.total <= TARGET.changeMs ? 'met' : 'MISSED'}); ` +
