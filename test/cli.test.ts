@@ -233,29 +233,9 @@ describe('kube-nftproxy --once: nft is probed while the source is read', functio
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  // PATH is only `dir`: no nft is found.
   const once = (source: string): Promise<RunResult> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          join(REPO, 'src/cli.ts'),
-          '--hostname-override',
-          'node-a',
-          '--source',
-          source,
-          '--once',
-        ],
-        { cwd: REPO, env: { ...process.env, LOG_LEVEL: 'info', PATH: dir }, timeout: 30_000 },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    runProxy(undefined, ['--hostname-override', 'node-a', '--source', source, '--once'], { PATH: dir });
 
   it('a missing source and a missing nft: exit 5, the source named', async () => {
     const r = await once(join(dir, 'missing'));
