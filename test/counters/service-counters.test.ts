@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { buildState } from '../../src/model/build-state.js';
-import { CounterReader } from '../../src/counters/counter-reader.js';
+import { CounterReader, type CounterReaderOptions } from '../../src/counters/counter-reader.js';
 import type { CountedElement } from '../../src/counters/nft-json.js';
 import { portCounters } from '../../src/counters/service-counters.js';
 import { silentLogger } from '../../src/log.js';
@@ -115,6 +115,13 @@ function listingNft() {
 
 describe('counters: CounterReader', () => {
   const rules = { state: state(), nodePortIPs: NODE_IPS, since: Date.UTC(2026, 0, 1) };
+  /** A reader of table `t` with these rules always synced. */
+  const readerOf = (
+    nft: CounterReaderOptions['nft'],
+    clock: FakeClock,
+    opts: Pick<CounterReaderOptions, 'maxAgeMs' | 'timeoutMs'>,
+  ): CounterReader =>
+    new CounterReader({ nft, table: 't', rules: () => rules, log: silentLogger(), clock, ...opts });
 
   it('reads only the maps the state uses, and nothing before the first sync', async () => {
     const nft = listingNft();
@@ -147,14 +154,7 @@ describe('counters: CounterReader', () => {
   it('shares one read in flight and reuses it for a while, then reads again', async () => {
     const nft = listingNft();
     const clock = new FakeClock();
-    const reader = new CounterReader({
-      nft,
-      table: 't',
-      rules: () => rules,
-      log: silentLogger(),
-      clock,
-      maxAgeMs: 2000,
-    });
+    const reader = readerOf(nft, clock, { maxAgeMs: 2000 });
     nft.hold(true);
     const one = reader.read();
     const two = reader.read();
@@ -177,15 +177,7 @@ describe('counters: CounterReader', () => {
   it('answers with the last read when a read is slow, and starts no second one meanwhile', async () => {
     const nft = listingNft();
     const clock = new FakeClock();
-    const reader = new CounterReader({
-      nft,
-      table: 't',
-      rules: () => rules,
-      log: silentLogger(),
-      clock,
-      maxAgeMs: 0,
-      timeoutMs: 100,
-    });
+    const reader = readerOf(nft, clock, { maxAgeMs: 0, timeoutMs: 100 });
     const first = await reader.read();
     nft.hold(true);
     const slow = reader.read();

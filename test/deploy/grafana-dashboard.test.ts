@@ -2,12 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Daemon } from '../../src/daemon.js';
-import { silentLogger } from '../../src/log.js';
-import { FakeNft } from '../../src/rules/nft/fake.js';
 import { repoRoot } from '../support/build-output.js';
-import { HandSource, testDaemonConfig } from '../support/daemon-harness.js';
-import { FakeClock } from '../support/fake-clock.js';
-import { node, service, slice } from '../support/objects.js';
+import { startHandDaemon } from '../support/daemon-harness.js';
+import { service, slice } from '../support/objects.js';
 import { exposedFamilies, isExposed, promqlMetricNames, variableQueryExpr } from '../support/promql-names.js';
 
 /** The per-Service counters of issue #15 (kube_nftproxy_service_*_total). */
@@ -150,18 +147,9 @@ describe("manifests/grafana-dashboard.json against the daemon's /metrics", funct
   let families: Map<string, string>;
 
   before(async () => {
-    const clock = new FakeClock();
-    const source = new HandSource();
-    daemon = new Daemon(testDaemonConfig(NODE, ['--sync-period', '30s']), {
-      log: silentLogger(),
-      env: { localAddresses: ['10.0.0.1'] },
-      nft: new FakeNft(),
-      source,
-      clock,
-    });
-    await daemon.start();
-    const h = source.handler!;
-    h.upsert('Node', node(NODE, ['10.0.0.1']));
+    const started = await startHandDaemon({ node: NODE, flags: ['--sync-period', '30s'] });
+    daemon = started.daemon;
+    const { handler: h, clock } = started;
     h.upsert(
       'Service',
       service('shop', 'web', { clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }] }),

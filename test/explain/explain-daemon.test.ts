@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { Daemon } from '../../src/daemon.js';
-import { silentLogger } from '../../src/log.js';
 import { FakeNft } from '../../src/rules/nft/fake.js';
 import type { Operation } from '../../src/rules/nft/types.js';
-import { HandSource, testDaemonConfig } from '../support/daemon-harness.js';
+import { startHandDaemon } from '../support/daemon-harness.js';
 import { FakeClock } from '../support/fake-clock.js';
-import { node, service, slice } from '../support/objects.js';
+import { service, slice } from '../support/objects.js';
 import { runProxy } from '../support/proxy.js';
 
 /**
@@ -29,17 +28,9 @@ describe('kube-nftproxy explain against a running daemon', function () {
         ? 'Could not process rule: File exists'
         : undefined,
     );
-    const source = new HandSource();
-    daemon = new Daemon(testDaemonConfig(NODE, ['--sync-period', '30s']), {
-      log: silentLogger(),
-      env: { localAddresses: ['10.0.0.1'] },
-      nft,
-      source,
-      clock,
-    });
-    await daemon.start();
-    const h = source.handler!;
-    h.upsert('Node', node(NODE, ['10.0.0.1']));
+    const started = await startHandDaemon({ node: NODE, flags: ['--sync-period', '30s'], nft, clock });
+    daemon = started.daemon;
+    const h = started.handler;
     // shop/old is older and claims 203.0.113.7:80 too: shop/web loses that frontend.
     h.upsert(
       'Service',

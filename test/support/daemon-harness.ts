@@ -1,4 +1,10 @@
 import { buildConfig } from '../../src/config.js';
+import { Daemon } from '../../src/daemon.js';
+import { silentLogger } from '../../src/log.js';
+import type { Nft } from '../../src/rules/nft/exec.js';
+import { FakeNft } from '../../src/rules/nft/fake.js';
+import { FakeClock } from './fake-clock.js';
+import { node } from './objects.js';
 import type { ProxyConfig } from '../../src/config-types.js';
 import type { Logger } from '../../src/log.js';
 import { createKubeSource } from '../../src/watch/kube-source.js';
@@ -46,4 +52,31 @@ export function testKubeSource(server: TestApiServer, nodeName: string, log: Log
     watchdogMs: 5_000,
     backoff: { initialMs: 50, maxMs: 500 },
   });
+}
+
+/**
+ * A Daemon on a HandSource, started, its Node (with `nodeIP`, also its only local address)
+ * already delivered: the rest of the objects are the test's to hand over.
+ */
+export async function startHandDaemon(opts: {
+  node: string;
+  flags?: string[];
+  nft?: Nft;
+  clock?: FakeClock;
+  nodeIP?: string;
+}): Promise<{ daemon: Daemon; handler: SourceHandler; clock: FakeClock }> {
+  const clock = opts.clock ?? new FakeClock();
+  const nodeIP = opts.nodeIP ?? '10.0.0.1';
+  const source = new HandSource();
+  const daemon = new Daemon(testDaemonConfig(opts.node, opts.flags), {
+    log: silentLogger(),
+    env: { localAddresses: [nodeIP] },
+    nft: opts.nft ?? new FakeNft(),
+    source,
+    clock,
+  });
+  await daemon.start();
+  const handler = source.handler!;
+  handler.upsert('Node', node(opts.node, [nodeIP]));
+  return { daemon, handler, clock };
 }
