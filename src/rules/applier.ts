@@ -73,11 +73,16 @@ export class NftApplier {
     if (opts.full !== true && this.#applied !== undefined) {
       const delta = opts.delta?.base === this.#applied ? opts.delta : undefined;
       const tx = partialTransaction(this.#applied, desired, delta);
-      const overflows = this.#capacity.overflows(tx);
+      const capacity = this.#capacity.check(tx);
+      const { overflows } = capacity;
       if (overflows.length === 0) {
         try {
-          return await this.#run(desired, tx, false, async () =>
-            this.#forgetStaleAffinity(this.#applied!, desired, tx, delta),
+          return await this.#run(
+            desired,
+            tx,
+            false,
+            async () => this.#forgetStaleAffinity(this.#applied!, desired, tx, delta),
+            capacity.commit,
           );
         } catch (err) {
           // Our count of a set's elements was short: nothing is wrong with any Service.
@@ -93,20 +98,26 @@ export class NftApplier {
     // kube-proxy's tables go in the transaction that brings ours: a live node switches over
     // without a moment where both, or neither, DNAT (conntrack keeps established flows).
     for (const t of this.#takeOver) tx.destroy(t);
-    const result = await this.#run(desired, tx, true, async () => this.#keepAffinity(desired, tx));
-    this.#capacity.reset(plan);
-    return result;
+    return this.#run(
+      desired,
+      tx,
+      true,
+      async () => this.#keepAffinity(desired, tx),
+      () => this.#capacity.reset(plan),
+    );
   }
 
   /**
    * Completes `tx` (`more`: the affinity entries it keeps or forgets), runs it and makes
-   * `tx`'s ruleset the applied one; any failure leaves nothing known (the next sync is full).
+   * `tx`'s ruleset the applied one, and `booked` what it did to the sized sets; any failure
+   * leaves nothing known (the next sync is full).
    */
   async #run(
     desired: Ruleset,
     tx: Transaction,
     full: boolean,
     more: () => Promise<void>,
+    booked: () => void,
   ): Promise<SyncResult> {
     await more();
     if (tx.size === 0) return { full, operations: 0 };
@@ -122,7 +133,7 @@ export class NftApplier {
       throw err;
     }
     this.#applied = desired;
-    if (!full) this.#capacity.commit(tx);
+    booked();
     this.#log.debug({ full, operations: tx.size }, 'nft transaction applied');
     return { full, operations: tx.size };
   }

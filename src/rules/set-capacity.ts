@@ -62,9 +62,24 @@ export function planCapacity(
   return plan;
 }
 
+/** A set a transaction would take past its size. */
+export interface Overflow {
+  set: string;
+  size: number;
+  elements: number;
+}
+
+/** What a partial transaction does to the sized sets, counted once: its overflows, and its booking. */
+export interface CapacityCheck {
+  /** The sets it would take past their size, with the elements they would hold; empty when it fits. */
+  overflows: Overflow[];
+  /** Books it, once nft applied it. */
+  commit(): void;
+}
+
 /**
- * What the kernel's sized sets hold, kept across partial syncs: `fits` says whether a partial
- * transaction keeps every one within its size, and `commit` books it once nft took it.
+ * What the kernel's sized sets hold, kept across partial syncs: `check` says whether a partial
+ * transaction keeps every one within its size, and books it once nft took it.
  */
 export class CapacityLedger {
   #sets = new Map<string, SetCapacity>();
@@ -79,32 +94,31 @@ export class CapacityLedger {
     this.#sets.clear();
   }
 
-  /** The sets whose size `tx` would exceed, with the elements they would hold; empty when it fits. */
-  overflows(tx: Transaction): Array<{ set: string; size: number; elements: number }> {
+  check(tx: Transaction): CapacityCheck {
     const after = this.#count(tx);
-    const out: Array<{ set: string; size: number; elements: number }> = [];
+    const overflows: Overflow[] = [];
     for (const [id, n] of after) {
       const c = this.#sets.get(id);
-      if (c && n > c.size) out.push({ set: id, size: c.size, elements: n });
+      if (c && n > c.size) overflows.push({ set: id, size: c.size, elements: n });
     }
-    return out;
+    return {
+      overflows,
+      commit: () => {
+        for (const [id, n] of after) {
+          const c = this.#sets.get(id);
+          if (c) c.elements = n;
+        }
+        // A set deleted (gone, or recreated with another definition) no longer has its size.
+        for (const op of tx.operations) {
+          const o = op.object;
+          if ((o.kind === 'set' || o.kind === 'map') && op.verb === 'delete')
+            this.#sets.delete(setId(o.family, o.table, o.name));
+        }
+      },
+    };
   }
 
-  /** Books a partial transaction nft applied. */
-  commit(tx: Transaction): void {
-    for (const [id, n] of this.#count(tx)) {
-      const c = this.#sets.get(id);
-      if (c) c.elements = n;
-    }
-    // A set deleted (gone, or recreated with another definition) no longer has its size.
-    for (const op of tx.operations) {
-      const o = op.object;
-      if ((o.kind === 'set' || o.kind === 'map') && op.verb === 'delete')
-        this.#sets.delete(setId(o.family, o.table, o.name));
-    }
-  }
-
-  /** A sized set's current size and count (tests, /debug). */
+  /** A sized set's current size and count. */
   get(id: string): SetCapacity | undefined {
     return this.#sets.get(id);
   }

@@ -113,17 +113,17 @@ describe('set capacity: the ledger of partial syncs', () => {
     const ledger = new CapacityLedger();
     ledger.reset(new Map([['ip t m', { size: 2, elements: 1 }]]));
     const add = (k: string) => new Transaction().add(el('m', k));
-    assert.deepEqual(ledger.overflows(add('10.0.0.2')), []);
-    ledger.commit(add('10.0.0.2'));
+    assert.deepEqual(ledger.check(add('10.0.0.2')).overflows, []);
+    ledger.check(add('10.0.0.2')).commit();
     assert.deepEqual(ledger.get('ip t m'), { size: 2, elements: 2 });
-    assert.deepEqual(ledger.overflows(add('10.0.0.3')), [{ set: 'ip t m', size: 2, elements: 3 }]);
+    assert.deepEqual(ledger.check(add('10.0.0.3')).overflows, [{ set: 'ip t m', size: 2, elements: 3 }]);
     // A changed value: delete then add of one key.
     assert.deepEqual(
-      ledger.overflows(new Transaction().delete(el('m', '10.0.0.2')).add(el('m', '10.0.0.2'))),
+      ledger.check(new Transaction().delete(el('m', '10.0.0.2')).add(el('m', '10.0.0.2'))).overflows,
       [],
     );
-    assert.deepEqual(ledger.overflows(new Transaction().add(el('other', '10.0.0.9'))), []);
-    ledger.commit(new Transaction().delete(map('m')));
+    assert.deepEqual(ledger.check(new Transaction().add(el('other', '10.0.0.9'))).overflows, []);
+    ledger.check(new Transaction().delete(map('m'))).commit();
     assert.equal(ledger.get('ip t m'), undefined);
   });
 
