@@ -6,6 +6,7 @@
  * a caller waits at most `timeoutMs` and then gets the last good read (the slow one finishes
  * in the background and still counts as in flight).
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from '../log.js';
 import type { Family, ProxyState } from '../model/types.js';
 import type { Nft } from '../rules/nft/exec.js';
@@ -142,7 +143,7 @@ export class CounterReader {
           });
           for (const el of countedElements(text)) readings[what].push(el);
           // The event loop is shared with the syncs: one map's work at a time.
-          await new Promise((resolve) => setImmediate(resolve));
+          await nextTurn();
         }
       }
     } catch (err) {
@@ -155,7 +156,7 @@ export class CounterReader {
     const ports: PortCounters[] = [];
     for (let i = 0; i < state.ports.length; i += SLICE) {
       for (const p of countersOf(state.ports.slice(i, i + SLICE), nodePortIPs, index)) ports.push(p);
-      await new Promise((resolve) => setImmediate(resolve));
+      await nextTurn();
     }
     const byKey = new Map<string, PortCounters>();
     for (const p of ports) byKey.set(p.key, p);

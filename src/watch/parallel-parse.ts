@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { claim, newClaims } from './document-claims.js';
@@ -71,7 +72,7 @@ export async function readInParallel(
   let since = performance.now();
   const turn = async (): Promise<void> => {
     if (performance.now() - since < sliceMs) return;
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     since = performance.now();
   };
   if (opts.mainReads !== false) {

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import {
   isJson,
@@ -150,7 +151,7 @@ export async function parseSourceDocuments(
     for (const value of values)
       if (typeof value === 'object' && value !== null) documents.push({ index, value });
     if (performance.now() - since >= sliceMs) {
-      await new Promise((resolve) => setImmediate(resolve));
+      await nextTurn();
       since = performance.now();
     }
   }
