@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { buildState } from '../../src/model/build-state.js';
 import { silentLogger } from '../../src/log.js';
 import { cleanupTables, NftApplier } from '../../src/rules/applier.js';
-import { compile } from '../../src/rules/compile.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
+import { labRules } from '../support/lab-rules.js';
 import { service, slice } from '../support/objects.js';
 
 /**
@@ -43,46 +42,34 @@ describe('kernel: session affinity across full syncs', function () {
 
   /** One sticky ClusterIP (600 s), TCP 80 and UDP 53, over these pods. */
   const rules = (endpoints: Pod[]) =>
-    compile(
-      buildState(
-        {
-          services: [
-            service('ns', 'web', {
-              clusterIP: VIP,
-              sessionAffinity: 'ClientIP',
-              sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } },
-              ports: PROTOS.map((p) => ({
-                name: p.proto,
-                port: p.port,
-                targetPort: p.target,
-                protocol: p.proto === 'tcp' ? ('TCP' as const) : ('UDP' as const),
-              })),
-            }),
-          ],
-          slices: [
-            slice(
-              'ns',
-              'web-1',
-              'web',
-              PROTOS.map((p) => ({
-                name: p.proto,
-                port: p.target,
-                protocol: p.proto === 'tcp' ? ('TCP' as const) : ('UDP' as const),
-              })),
-              endpoints.map((p) => ({ ip: pods[p], nodeName: LAB.nodeName })),
-            ),
-          ],
-        },
-        { nodeName: LAB.nodeName, nodeIPs: [LAB.nodeIp], lbAlgorithm: 'random' },
-      ),
-      {
-        table: TABLE,
-        clusterCIDRs: [LAB.clusterCidr],
-        masqueradeAll: false,
-        serviceCIDRs: [],
-        nodePortIPs: { ipv4: [], ipv6: [] },
-      },
-    );
+    labRules({
+      services: [
+        service('ns', 'web', {
+          clusterIP: VIP,
+          sessionAffinity: 'ClientIP',
+          sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } },
+          ports: PROTOS.map((p) => ({
+            name: p.proto,
+            port: p.port,
+            targetPort: p.target,
+            protocol: p.proto === 'tcp' ? ('TCP' as const) : ('UDP' as const),
+          })),
+        }),
+      ],
+      slices: [
+        slice(
+          'ns',
+          'web-1',
+          'web',
+          PROTOS.map((p) => ({
+            name: p.proto,
+            port: p.target,
+            protocol: p.proto === 'tcp' ? ('TCP' as const) : ('UDP' as const),
+          })),
+          endpoints.map((p) => ({ ip: pods[p], nodeName: LAB.nodeName })),
+        ),
+      ],
+    });
 
   /** The one pod that answers every attempt of `client` on `proto`; fails on zero or several. */
   const stuckTo = async (client: Client, proto: 'tcp' | 'udp'): Promise<string> => {

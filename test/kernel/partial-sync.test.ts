@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { buildState } from '../../src/model/build-state.js';
 import { silentLogger } from '../../src/log.js';
 import { NftApplier } from '../../src/rules/applier.js';
-import { compile } from '../../src/rules/compile.js';
 import { createNft } from '../../src/rules/nft/exec.js';
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
+import { labRules } from '../support/lab-rules.js';
 import { service, slice } from '../support/objects.js';
 
 /**
@@ -30,34 +29,22 @@ describe('kernel: partial syncs', function () {
   after(async () => lab?.destroy());
 
   const rules = (dnsEndpoints: string[]) =>
-    compile(
-      buildState(
-        {
-          services: [
-            service('ns', 'dns', { clusterIP: '10.96.0.53', ports: [{ port: 53, protocol: 'UDP' }] }),
-            service('ns', 'web', { clusterIP: '10.96.0.80', ports: [{ port: 80 }] }),
-          ],
-          slices: [
-            slice(
-              'ns',
-              'dns-1',
-              'dns',
-              [{ port: 5353, protocol: 'UDP' }],
-              dnsEndpoints.map((ip) => ({ ip, nodeName: LAB.nodeName })),
-            ),
-            slice('ns', 'web-1', 'web', [{ port: 8080 }], [{ ip: pods[0]!, nodeName: LAB.nodeName }]),
-          ],
-        },
-        { nodeName: LAB.nodeName, nodeIPs: [LAB.nodeIp], lbAlgorithm: 'random' },
-      ),
-      {
-        table: 'kube-nftproxy',
-        clusterCIDRs: [LAB.clusterCidr],
-        masqueradeAll: false,
-        serviceCIDRs: [],
-        nodePortIPs: { ipv4: [], ipv6: [] },
-      },
-    );
+    labRules({
+      services: [
+        service('ns', 'dns', { clusterIP: '10.96.0.53', ports: [{ port: 53, protocol: 'UDP' }] }),
+        service('ns', 'web', { clusterIP: '10.96.0.80', ports: [{ port: 80 }] }),
+      ],
+      slices: [
+        slice(
+          'ns',
+          'dns-1',
+          'dns',
+          [{ port: 5353, protocol: 'UDP' }],
+          dnsEndpoints.map((ip) => ({ ip, nodeName: LAB.nodeName })),
+        ),
+        slice('ns', 'web-1', 'web', [{ port: 8080 }], [{ ip: pods[0]!, nodeName: LAB.nodeName }]),
+      ],
+    });
 
   it('adds a new per-N chain in a partial sync and UDP follows it', async () => {
     const nft = createNft({ netns: lab.nodeNs });

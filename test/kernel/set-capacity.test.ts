@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { buildState } from '../../src/model/build-state.js';
 import { silentLogger } from '../../src/log.js';
 import { NftApplier } from '../../src/rules/applier.js';
-import { compile } from '../../src/rules/compile.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
+import { labRules } from '../support/lab-rules.js';
 import { service, slice } from '../support/objects.js';
 
 /**
@@ -34,30 +33,18 @@ describe('kernel: sized sets', function () {
 
   /** Services web (10.96.0.80) and, with `api`, api (10.96.0.81), each with one endpoint. */
   const rules = (web: string, api?: string) =>
-    compile(
-      buildState(
-        {
-          services: [
-            service('ns', 'web', { clusterIP: '10.96.0.80', ports: [{ port: 80 }] }),
-            ...(api ? [service('ns', 'api', { clusterIP: '10.96.0.81', ports: [{ port: 80 }] })] : []),
-          ],
-          slices: [
-            slice('ns', 'web-1', 'web', [{ port: 8080 }], [{ ip: web, nodeName: LAB.nodeName }]),
-            ...(api
-              ? [slice('ns', 'api-1', 'api', [{ port: 8080 }], [{ ip: api, nodeName: LAB.nodeName }])]
-              : []),
-          ],
-        },
-        { nodeName: LAB.nodeName, nodeIPs: [LAB.nodeIp], lbAlgorithm: 'random' },
-      ),
-      {
-        table: 'kube-nftproxy',
-        clusterCIDRs: [LAB.clusterCidr],
-        masqueradeAll: false,
-        serviceCIDRs: [],
-        nodePortIPs: { ipv4: [], ipv6: [] },
-      },
-    );
+    labRules({
+      services: [
+        service('ns', 'web', { clusterIP: '10.96.0.80', ports: [{ port: 80 }] }),
+        ...(api ? [service('ns', 'api', { clusterIP: '10.96.0.81', ports: [{ port: 80 }] })] : []),
+      ],
+      slices: [
+        slice('ns', 'web-1', 'web', [{ port: 8080 }], [{ ip: web, nodeName: LAB.nodeName }]),
+        ...(api
+          ? [slice('ns', 'api-1', 'api', [{ port: 8080 }], [{ ip: api, nodeName: LAB.nodeName }])]
+          : []),
+      ],
+    });
 
   const sizeOf = async (map: string): Promise<number | undefined> => {
     const m = /\bsize (\d+)/.exec(await lab.nftList(`map ip kube-nftproxy ${map}`));
