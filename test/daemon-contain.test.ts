@@ -95,7 +95,7 @@ describe('Daemon: a Service nft refuses costs only itself', () => {
     await clock.advance(0);
     assert.equal(daemon.syncs, 1);
     const dump = nft.dump();
-    assert.match(dump, /10\.96\.0\.10 \. tcp \. 80 \. 0 : 10\.244\.1\.11 \. 8080/);
+    assert.match(dump, /10\.96\.0\.10 \. 80 \. 0 : 10\.244\.1\.11 \. 8080/);
     assert.doesNotMatch(dump, /10\.96\.0\.11/);
     const held = (await skipped()).filter((s) => s.name === 'ns/db');
     assert.deepEqual(
@@ -124,7 +124,7 @@ describe('Daemon: a Service nft refuses costs only itself', () => {
     refused = [];
     h.upsert('Service', svc('db', '10.96.0.11', { fixed: 'yes' }));
     await clock.advance(0);
-    assert.match(nft.dump(), /10\.96\.0\.11 \. tcp \. 80 \. 0 : 10\.244\.1\.21 \. 8080/);
+    assert.match(nft.dump(), /10\.96\.0\.11 \. 80 \. 0 : 10\.244\.1\.21 \. 8080/);
     assert.deepEqual(
       (await skipped()).filter((s) => s.name === 'ns/db'),
       [],
@@ -141,8 +141,8 @@ describe('Daemon: a Service nft refuses costs only itself', () => {
     h.upsert('EndpointSlice', eps('web', ['10.244.1.13']));
     await clock.advance(0);
     const dump = nft.dump();
-    assert.match(dump, /10\.96\.0\.10 \. tcp \. 80 \. 0 : 10\.244\.1\.13 \. 8080/);
-    assert.match(dump, /10\.96\.0\.11 \. tcp \. 80 \. 0 : 10\.244\.1\.21 \. 8080/);
+    assert.match(dump, /10\.96\.0\.10 \. 80 \. 0 : 10\.244\.1\.13 \. 8080/);
+    assert.match(dump, /10\.96\.0\.11 \. 80 \. 0 : 10\.244\.1\.21 \. 8080/);
     assert.doesNotMatch(dump, /10\.96\.0\.12/);
     assert.deepEqual(
       (await skipped()).filter((s) => s.reason.startsWith('nft refused')).map((s) => s.name),
@@ -170,7 +170,7 @@ describe('Daemon: a Service nft refuses costs only itself', () => {
     // What refused it is gone (another Service's claim, say); its objects never changed.
     refused = [];
     await clock.advance(31 * 60_000);
-    assert.match(nft.dump(), /10\.96\.0\.11 \. tcp \. 80 \. 0 : 10\.244\.1\.21 \. 8080/);
+    assert.match(nft.dump(), /10\.96\.0\.11 \. 80 \. 0 : 10\.244\.1\.21 \. 8080/);
     assert.equal(await sample('kube_nftproxy_services_held_out'), 0);
   });
 

@@ -54,11 +54,12 @@ export interface CompileConfig {
 /**
  * ProxyState → desired nftables objects, a pure function. The layout (DESIGN.md): static
  * chains, one per (role, endpoint count), and data in maps keyed by frontend
- * (ip . proto . port) plus a slot, so that a change of endpoints is element operations.
+ * (ip . proto . port; the per-protocol backends maps ip . port) plus a slot, so that a change of endpoints is element operations.
  *
  * Packet path, for a frontend F with endpoints:
  *   nat-prerouting/nat-output → services: F vmap @service-ips → goto <role>-N
- *   <role>-N: masquerade decision, then dnat to F . numgen random mod N map @backends-<proto>
+ *   <role>-N: masquerade decision, then, per protocol, dnat to ip . port . numgen random mod N
+ *   map @backends-<proto> (the frontend without its protocol, which the map is of)
  * with Maglev, one table per service port and endpoint list, whatever its frontends:
  *   <role>-maglev: masquerade decision, then F vmap @maglev-ports → goto maglev-<port>-<list>
  *   maglev-<port>-<list>: dnat to jhash saddr . sport mod M seed S map @maglev-<port>-<list>

@@ -9,6 +9,7 @@ import { portIndex } from '../model/state-builder.js';
 import type { ProxyState } from '../model/types.js';
 import { compareStrings } from '../util/sorted-index.js';
 import type { Transaction } from './nft/transaction.js';
+import type { Element } from './nft/types.js';
 import type { Ruleset } from './ruleset.js';
 
 /** What nft answered to one check: undefined when it would commit, else why not. */
@@ -45,7 +46,15 @@ const MAX_REASON = 300;
 interface NftErrorBlock {
   message: string;
   span?: string;
+  /**
+   * The set of the `add element` line the carets are on, as `family set`: the same key text can
+   * be in two sets (a frontend `ip . port . slot` in backends-tcp and in backends-udp).
+   */
+  set?: string;
 }
+
+/** `add element ip kube-nftproxy backends-tcp { ...`: its family and set. */
+const ADD_ELEMENT = /^\s*add element (\S+) \S+ (\S+) \{/;
 
 /** nft's errors in a refusal's message: `<where>: Error: <what>`, the source line, the carets. */
 function errorBlocks(err: unknown): NftErrorBlock[] {
@@ -61,7 +70,8 @@ function errorBlocks(err: unknown): NftErrorBlock[] {
       return;
     }
     const span = source.slice(carets.search(/[~^]/), carets.trimEnd().length).trim();
-    blocks.push(span ? { message, span } : { message });
+    const into = ADD_ELEMENT.exec(source);
+    blocks.push(span ? { message, span, ...(into ? { set: `${into[1]} ${into[2]}` } : {}) } : { message });
   });
   return blocks;
 }
@@ -94,18 +104,24 @@ export function suspectsOf(
   state: ProxyState,
   suspects?: ReadonlySet<string>,
 ): string[] {
-  const spans = new Set(errorBlocks(err).flatMap((b) => (b.span ? [b.span] : [])));
+  const blocks = errorBlocks(err);
+  const spans = new Set(blocks.flatMap((b) => (b.span ? [b.span] : [])));
   if (spans.size === 0) return [];
+  // A span on an `add element` line marks that set's element only; elsewhere, any element's key.
+  const marked = new Set(blocks.flatMap((b) => (b.span && b.set ? [`${b.set} ${b.span}`] : [])));
+  const anywhere = new Set(blocks.flatMap((b) => (b.span && !b.set ? [b.span] : [])));
+  const isMarked = (el: Element): boolean =>
+    spans.has(el.key) && (anywhere.has(el.key) || marked.has(`${el.family} ${el.set} ${el.key}`));
   const serviceOf = (portKey: string): string | undefined => {
     const sp = state.ports[portIndex(state.ports, portKey)];
     return sp?.key === portKey ? sp.service : undefined;
   };
   const last = new Map<string, string>();
   for (const f of rs.fragments) {
-    if (!f.elements.some((el) => spans.has(el.key))) continue;
+    if (!f.elements.some(isMarked)) continue;
     const service = serviceOf(f.key);
     if (service === undefined || (suspects && !suspects.has(service))) continue;
-    for (const el of f.elements) if (spans.has(el.key)) last.set(el.key, service);
+    for (const el of f.elements) if (isMarked(el)) last.set(`${el.family} ${el.set} ${el.key}`, service);
   }
   return [...new Set(last.values())].sort(compareStrings);
 }

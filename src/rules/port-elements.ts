@@ -113,7 +113,7 @@ export function compilePort(sp: ServicePort, ctx: FamilyContext, budget: number)
       const backends = `${role === 'shortcircuit' ? 'cluster-backends' : 'backends'}-${p}`;
       for (let slot = 0; slot < eps.length; slot++) {
         const ep = eps[slot]!;
-        element(backends, fields(fe.ip, p, port, slot), fields(ep.ip, ep.port));
+        element(backends, fields(fe.ip, port, slot), fields(ep.ip, ep.port));
       }
     }
     if (!sticky) return;

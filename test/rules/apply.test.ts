@@ -146,8 +146,8 @@ describe('apply: partial transactions', () => {
       [
         // 10.244.1.4 stays: the other two Services still use it.
         'add element ip kube-nftproxy hairpin { 10.244.1.9 . 10.244.1.9 }',
-        'delete element ip kube-nftproxy backends-tcp { 10.96.0.2 . tcp . 80 . 2 }',
-        'add element ip kube-nftproxy backends-tcp { 10.96.0.2 . tcp . 80 . 2 : 10.244.1.9 . 8080 }',
+        'delete element ip kube-nftproxy backends-tcp { 10.96.0.2 . 80 . 2 }',
+        'add element ip kube-nftproxy backends-tcp { 10.96.0.2 . 80 . 2 : 10.244.1.9 . 8080 }',
         '',
       ].join('\n'),
     );

@@ -49,7 +49,7 @@ describe('compile: --detect-local-mode', () => {
     const before = (family: NftFamily, prefix: string): string[] => {
       const chain = rs.chains.find((c) => c.chain.family === family && c.chain.name.startsWith(prefix));
       assert.ok(chain, `no ${family} ${prefix} chain`);
-      return chain.rules.map((r) => r.rule).filter((r) => !r.startsWith('dnat'));
+      return chain.rules.map((r) => r.rule).filter((r) => !/^(meta l4proto \S+ )?dnat/.test(r));
     };
     return {
       ip: [before('ip', 'clusterip-'), before('ip', 'external-local-')],

@@ -115,7 +115,7 @@ describe('compile', () => {
       rs.chains.find((c) => c.chain.family === 'ip' && c.chain.name === chain)!.rules.map((r) => r.rule);
     assert.deepEqual(rulesOf(all, 'clusterip-2')[0], 'jump mark-for-masquerade');
     assert.equal(rulesOf(none, 'clusterip-2').length, 3, 'one DNAT per protocol and no masquerade');
-    assert.match(rulesOf(none, 'clusterip-2')[0]!, /^dnat ip to /);
+    assert.match(rulesOf(none, 'clusterip-2')[0]!, /^meta l4proto tcp dnat ip to /);
   });
 });
 
@@ -403,12 +403,12 @@ add map ip kube-nftproxy affinity-frontends-udp { type ipv4_addr . inet_service 
 add map ip kube-nftproxy affinity-sctp { typeof ip daddr . th dport . ip saddr : ip daddr . sctp dport ; flags dynamic,timeout ; timeout 3h ; comment "frontend . client: the sctp endpoint it had (sessionAffinity ClientIP)" ; }
 add map ip kube-nftproxy affinity-tcp { typeof ip daddr . th dport . ip saddr : ip daddr . tcp dport ; flags dynamic,timeout ; timeout 3h ; comment "frontend . client: the tcp endpoint it had (sessionAffinity ClientIP)" ; }
 add map ip kube-nftproxy affinity-udp { typeof ip daddr . th dport . ip saddr : ip daddr . udp dport ; flags dynamic,timeout ; timeout 3h ; comment "frontend . client: the udp endpoint it had (sessionAffinity ClientIP)" ; }
-add map ip kube-nftproxy backends-sctp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . sctp dport ; comment "frontend . slot: the sctp endpoint for this traffic policy" ; }
-add map ip kube-nftproxy backends-tcp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "frontend . slot: the tcp endpoint for this traffic policy" ; }
-add map ip kube-nftproxy backends-udp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . udp dport ; comment "frontend . slot: the udp endpoint for this traffic policy" ; }
-add map ip kube-nftproxy cluster-backends-sctp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . sctp dport ; comment "eTP Local frontend . slot: cluster-wide sctp endpoints" ; }
-add map ip kube-nftproxy cluster-backends-tcp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "eTP Local frontend . slot: cluster-wide tcp endpoints" ; }
-add map ip kube-nftproxy cluster-backends-udp { typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . udp dport ; comment "eTP Local frontend . slot: cluster-wide udp endpoints" ; }
+add map ip kube-nftproxy backends-sctp { typeof ip daddr . th dport . numgen random mod 1 : ip daddr . sctp dport ; comment "frontend . slot: the sctp endpoint for this traffic policy" ; }
+add map ip kube-nftproxy backends-tcp { typeof ip daddr . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "frontend . slot: the tcp endpoint for this traffic policy" ; }
+add map ip kube-nftproxy backends-udp { typeof ip daddr . th dport . numgen random mod 1 : ip daddr . udp dport ; comment "frontend . slot: the udp endpoint for this traffic policy" ; }
+add map ip kube-nftproxy cluster-backends-sctp { typeof ip daddr . th dport . numgen random mod 1 : ip daddr . sctp dport ; comment "eTP Local frontend . slot: cluster-wide sctp endpoints" ; }
+add map ip kube-nftproxy cluster-backends-tcp { typeof ip daddr . th dport . numgen random mod 1 : ip daddr . tcp dport ; comment "eTP Local frontend . slot: cluster-wide tcp endpoints" ; }
+add map ip kube-nftproxy cluster-backends-udp { typeof ip daddr . th dport . numgen random mod 1 : ip daddr . udp dport ; comment "eTP Local frontend . slot: cluster-wide udp endpoints" ; }
 add set ip kube-nftproxy cluster-ips { type ipv4_addr ; comment "active ClusterIPs" ; }
 add map ip kube-nftproxy cluster-maglev-ports { type ipv4_addr . inet_proto . inet_service : verdict ; comment "eTP Local Maglev frontends: goto their service port's cluster-wide table" ; }
 add set ip kube-nftproxy firewall-allow { type ipv4_addr . inet_proto . inet_service . ipv4_addr ; flags interval ; comment "frontend . allowed source range" ; }
@@ -425,24 +425,24 @@ add rule ip kube-nftproxy affinity-record meta l4proto sctp ct original ip daddr
 add rule ip kube-nftproxy cluster-ips-check ip daddr @cluster-ips goto reject-chain
 add rule ip kube-nftproxy cluster-ips-check ip daddr @service-cidrs drop
 add rule ip kube-nftproxy clusterip-1 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade
-add rule ip kube-nftproxy clusterip-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-tcp
-add rule ip kube-nftproxy clusterip-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-udp
-add rule ip kube-nftproxy clusterip-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-sctp
+add rule ip kube-nftproxy clusterip-1 meta l4proto tcp dnat ip to ip daddr . th dport . numgen random mod 1 map @backends-tcp
+add rule ip kube-nftproxy clusterip-1 meta l4proto udp dnat ip to ip daddr . th dport . numgen random mod 1 map @backends-udp
+add rule ip kube-nftproxy clusterip-1 meta l4proto sctp dnat ip to ip daddr . th dport . numgen random mod 1 map @backends-sctp
 add rule ip kube-nftproxy clusterip-2 ip saddr != { 10.244.0.0/16 } jump mark-for-masquerade
-add rule ip kube-nftproxy clusterip-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @backends-tcp
-add rule ip kube-nftproxy clusterip-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @backends-udp
-add rule ip kube-nftproxy clusterip-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @backends-sctp
+add rule ip kube-nftproxy clusterip-2 meta l4proto tcp dnat ip to ip daddr . th dport . numgen random mod 2 map @backends-tcp
+add rule ip kube-nftproxy clusterip-2 meta l4proto udp dnat ip to ip daddr . th dport . numgen random mod 2 map @backends-udp
+add rule ip kube-nftproxy clusterip-2 meta l4proto sctp dnat ip to ip daddr . th dport . numgen random mod 2 map @backends-sctp
 add rule ip kube-nftproxy endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services
 add rule ip kube-nftproxy external-1 jump mark-for-masquerade
-add rule ip kube-nftproxy external-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-tcp
-add rule ip kube-nftproxy external-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-udp
-add rule ip kube-nftproxy external-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-sctp
+add rule ip kube-nftproxy external-1 meta l4proto tcp dnat ip to ip daddr . th dport . numgen random mod 1 map @backends-tcp
+add rule ip kube-nftproxy external-1 meta l4proto udp dnat ip to ip daddr . th dport . numgen random mod 1 map @backends-udp
+add rule ip kube-nftproxy external-1 meta l4proto sctp dnat ip to ip daddr . th dport . numgen random mod 1 map @backends-sctp
 add rule ip kube-nftproxy external-local-1 ip saddr { 10.244.0.0/16 } goto shortcircuit
 add rule ip kube-nftproxy external-local-1 fib saddr type local jump mark-for-masquerade
 add rule ip kube-nftproxy external-local-1 fib saddr type local goto shortcircuit
-add rule ip kube-nftproxy external-local-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-tcp
-add rule ip kube-nftproxy external-local-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-udp
-add rule ip kube-nftproxy external-local-1 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map @backends-sctp
+add rule ip kube-nftproxy external-local-1 meta l4proto tcp dnat ip to ip daddr . th dport . numgen random mod 1 map @backends-tcp
+add rule ip kube-nftproxy external-local-1 meta l4proto udp dnat ip to ip daddr . th dport . numgen random mod 1 map @backends-udp
+add rule ip kube-nftproxy external-local-1 meta l4proto sctp dnat ip to ip daddr . th dport . numgen random mod 1 map @backends-sctp
 add rule ip kube-nftproxy filter-forward ct state new jump endpoints-check
 add rule ip kube-nftproxy filter-forward ct state new jump cluster-ips-check
 add rule ip kube-nftproxy filter-input ct state new jump endpoints-check
@@ -465,19 +465,19 @@ add rule ip kube-nftproxy reject-chain meta l4proto tcp reject with tcp reset
 add rule ip kube-nftproxy reject-chain reject
 add rule ip kube-nftproxy services ip daddr . meta l4proto . th dport vmap @service-ips
 add rule ip kube-nftproxy shortcircuit ip daddr . meta l4proto . th dport vmap @shortcircuit-ips
-add rule ip kube-nftproxy shortcircuit-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @cluster-backends-tcp
-add rule ip kube-nftproxy shortcircuit-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @cluster-backends-udp
-add rule ip kube-nftproxy shortcircuit-2 dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @cluster-backends-sctp
-add element ip kube-nftproxy backends-tcp { 10.96.0.1 . tcp . 80 . 0 : 10.244.1.2 . 8080 }
-add element ip kube-nftproxy backends-tcp { 10.96.0.1 . tcp . 80 . 1 : 10.244.2.2 . 8080 }
-add element ip kube-nftproxy backends-tcp { 10.96.0.3 . tcp . 80 . 0 : 10.244.1.3 . 8080 }
-add element ip kube-nftproxy backends-tcp { 10.96.0.3 . tcp . 80 . 1 : 10.244.2.3 . 8080 }
-add element ip kube-nftproxy backends-tcp { 10.96.0.4 . tcp . 443 . 0 : 10.244.2.4 . 8443 }
-add element ip kube-nftproxy backends-tcp { 192.168.0.10 . tcp . 30080 . 0 : 10.244.1.3 . 8080 }
-add element ip kube-nftproxy backends-tcp { 192.168.0.10 . tcp . 30443 . 0 : 10.244.2.4 . 8443 }
-add element ip kube-nftproxy backends-tcp { 198.51.100.7 . tcp . 443 . 0 : 10.244.2.4 . 8443 }
-add element ip kube-nftproxy cluster-backends-tcp { 192.168.0.10 . tcp . 30080 . 0 : 10.244.1.3 . 8080 }
-add element ip kube-nftproxy cluster-backends-tcp { 192.168.0.10 . tcp . 30080 . 1 : 10.244.2.3 . 8080 }
+add rule ip kube-nftproxy shortcircuit-2 meta l4proto tcp dnat ip to ip daddr . th dport . numgen random mod 2 map @cluster-backends-tcp
+add rule ip kube-nftproxy shortcircuit-2 meta l4proto udp dnat ip to ip daddr . th dport . numgen random mod 2 map @cluster-backends-udp
+add rule ip kube-nftproxy shortcircuit-2 meta l4proto sctp dnat ip to ip daddr . th dport . numgen random mod 2 map @cluster-backends-sctp
+add element ip kube-nftproxy backends-tcp { 10.96.0.1 . 80 . 0 : 10.244.1.2 . 8080 }
+add element ip kube-nftproxy backends-tcp { 10.96.0.1 . 80 . 1 : 10.244.2.2 . 8080 }
+add element ip kube-nftproxy backends-tcp { 10.96.0.3 . 80 . 0 : 10.244.1.3 . 8080 }
+add element ip kube-nftproxy backends-tcp { 10.96.0.3 . 80 . 1 : 10.244.2.3 . 8080 }
+add element ip kube-nftproxy backends-tcp { 10.96.0.4 . 443 . 0 : 10.244.2.4 . 8443 }
+add element ip kube-nftproxy backends-tcp { 192.168.0.10 . 30080 . 0 : 10.244.1.3 . 8080 }
+add element ip kube-nftproxy backends-tcp { 192.168.0.10 . 30443 . 0 : 10.244.2.4 . 8443 }
+add element ip kube-nftproxy backends-tcp { 198.51.100.7 . 443 . 0 : 10.244.2.4 . 8443 }
+add element ip kube-nftproxy cluster-backends-tcp { 192.168.0.10 . 30080 . 0 : 10.244.1.3 . 8080 }
+add element ip kube-nftproxy cluster-backends-tcp { 192.168.0.10 . 30080 . 1 : 10.244.2.3 . 8080 }
 add element ip kube-nftproxy cluster-ips { 10.96.0.1 }
 add element ip kube-nftproxy cluster-ips { 10.96.0.2 }
 add element ip kube-nftproxy cluster-ips { 10.96.0.3 }
@@ -570,14 +570,14 @@ add rule ip6 kube-nftproxy affinity-record meta l4proto udp ct original ip6 dadd
 add rule ip6 kube-nftproxy affinity-record meta l4proto sctp ct original ip6 daddr . ct original proto-dst vmap @affinity-frontends-sctp
 add rule ip6 kube-nftproxy affinity-record-H-cluster meta l4proto tcp update @affinity-H-cluster { ip6 saddr timeout 10800s : ip6 daddr } update @affinity-H-cluster-port { ip6 saddr timeout 10800s : th dport }
 add rule ip6 kube-nftproxy clusterip-2-sticky ip6 daddr . meta l4proto . th dport vmap @affinity-ports
-add rule ip6 kube-nftproxy clusterip-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-tcp
-add rule ip6 kube-nftproxy clusterip-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-udp
-add rule ip6 kube-nftproxy clusterip-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-sctp
+add rule ip6 kube-nftproxy clusterip-2-sticky meta l4proto tcp dnat ip6 to ip6 daddr . th dport . numgen random mod 2 map @backends-tcp
+add rule ip6 kube-nftproxy clusterip-2-sticky meta l4proto udp dnat ip6 to ip6 daddr . th dport . numgen random mod 2 map @backends-udp
+add rule ip6 kube-nftproxy clusterip-2-sticky meta l4proto sctp dnat ip6 to ip6 daddr . th dport . numgen random mod 2 map @backends-sctp
 add rule ip6 kube-nftproxy external-2-sticky jump mark-for-masquerade
 add rule ip6 kube-nftproxy external-2-sticky ip6 daddr . meta l4proto . th dport vmap @affinity-ports
-add rule ip6 kube-nftproxy external-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-tcp
-add rule ip6 kube-nftproxy external-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-udp
-add rule ip6 kube-nftproxy external-2-sticky dnat ip6 to ip6 daddr . meta l4proto . th dport . numgen random mod 2 map @backends-sctp
+add rule ip6 kube-nftproxy external-2-sticky meta l4proto tcp dnat ip6 to ip6 daddr . th dport . numgen random mod 2 map @backends-tcp
+add rule ip6 kube-nftproxy external-2-sticky meta l4proto udp dnat ip6 to ip6 daddr . th dport . numgen random mod 2 map @backends-udp
+add rule ip6 kube-nftproxy external-2-sticky meta l4proto sctp dnat ip6 to ip6 daddr . th dport . numgen random mod 2 map @backends-sctp
 add rule ip6 kube-nftproxy filter-output-post-dnat ct state new ct status dnat jump affinity-record
 add rule ip6 kube-nftproxy filter-prerouting-post-dnat ct state new ct status dnat jump affinity-record
 add element ip6 kube-nftproxy affinity-frontends-tcp { fd00:1::10 . 30080 : goto affinity-record-H-cluster }

@@ -95,10 +95,13 @@ describe('containRefusal: a refused sync costs only the Services nft refuses', (
 
   it("holds out the Service nft's error points at and applies the rest, without a single check", async () => {
     const nft = new CaretNft();
-    nft.refusedKeys.add(`${vip(5)} . tcp . 80 . 0`);
+    nft.refusedKeys.add(`${vip(5)} . 80 . 0`);
     const { contained, heldOut } = await refusedFullSync(nft, cluster(names));
     assert.deepEqual([...contained.heldOut.keys()], ['ns/f']);
-    assert.match(contained.heldOut.get('ns/f')!, /^Could not process rule: File exists: 10\.96\.0\.6 \. tcp/);
+    assert.match(
+      contained.heldOut.get('ns/f')!,
+      /^Could not process rule: File exists: 10\.96\.0\.6 \. 80 \. 0/,
+    );
     assert.equal(contained.checks, 0);
     assert.equal(nft.checks, 0);
     assert.equal(contained.result.full, true);
@@ -114,8 +117,8 @@ describe('containRefusal: a refused sync costs only the Services nft refuses', (
 
   it('searches with checks when holding out what nft pointed at is refused too, and holds out only the culprit', async () => {
     const nft = new CaretNft();
-    nft.refusedKeys.add(`${vip(5)} . tcp . 80 . 0`);
-    nft.named = `${vip(2)} . tcp . 80 . 0`;
+    nft.refusedKeys.add(`${vip(5)} . 80 . 0`);
+    nft.named = `${vip(2)} . 80 . 0`;
     const { contained, heldOut } = await refusedFullSync(nft, cluster(names));
     assert.deepEqual([...contained.heldOut.keys()], ['ns/f']);
     assert.ok(contained.checks > 0);
@@ -131,7 +134,7 @@ describe('containRefusal: a refused sync costs only the Services nft refuses', (
     const before = cluster(['a', 'b']);
     await applier.sync(compiler.compile(before).ruleset);
     // c arrives refused, and a's endpoint moves, in one partial sync; nft names nothing.
-    nft.refusedKeys.add(`${vip(2)} . tcp . 80 . 0`);
+    nft.refusedKeys.add(`${vip(2)} . 80 . 0`);
     nft.named = 'something else';
     const after = cluster(['a', 'b', 'c'], '10.244.1.2');
     const applied = applier.applied!;
@@ -156,7 +159,7 @@ describe('containRefusal: a refused sync costs only the Services nft refuses', (
     assert.deepEqual([...contained.heldOut.keys()], ['ns/c']);
     // the base (b unchanged), then a and c each alone, then the rest: a handful of small checks.
     assert.ok(contained.checks <= 4, `${contained.checks} checks`);
-    assert.match(nft.dump(), /10\.96\.0\.1 \. tcp \. 80 \. 0 : 10\.244\.1\.2 \. 8080/);
+    assert.match(nft.dump(), /10\.96\.0\.1 \. 80 \. 0 : 10\.244\.1\.2 \. 8080/);
   });
 
   it('throws the refusal and holds nothing out when even the rules without any Service are refused', async () => {

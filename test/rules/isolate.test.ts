@@ -72,8 +72,8 @@ async function isolate(state: ProxyState, nft: FakeNft, refused?: string) {
 }
 
 /** How real nft reports a refused element: location, message, the source line, carets under the element. */
-function nftRefusal(element: string): ProxyError {
-  const line = `add element ip kube-nftproxy backends-tcp { 10.96.0.1 . tcp . 80 . 0 : 10.244.0.1 . 8080, ${element} : 10.244.9.9 . 8080 }`;
+function nftRefusal(element: string, set = 'backends-tcp'): ProxyError {
+  const line = `add element ip kube-nftproxy ${set} { 10.96.0.1 . 80 . 0 : 10.244.0.1 . 8080, ${element} : 10.244.9.9 . 8080 }`;
   const at = line.indexOf(element);
   return new ProxyError(
     ErrorCodes.NFT_EXISTS,
@@ -190,14 +190,30 @@ describe('isolate: refusalReason and suspectsOf', () => {
       elements: rs.fragments[2]!.elements.map((el) => ({ ...el, key: el.key.replace(vip(2), vip(0)) })),
     };
     const clash = { ...rs, fragments: [rs.fragments[0]!, rs.fragments[1]!, twin] };
-    assert.deepEqual(suspectsOf(nftRefusal(`${vip(0)} . tcp . 80 . 0`), clash, state), ['ns/svc-002']);
+    assert.deepEqual(suspectsOf(nftRefusal(`${vip(0)} . 80 . 0`), clash, state), ['ns/svc-002']);
     // After a partial sync only the Services it changed are suspects: the other was in the kernel.
-    assert.deepEqual(
-      suspectsOf(nftRefusal(`${vip(0)} . tcp . 80 . 0`), clash, state, new Set(['ns/svc-000'])),
-      ['ns/svc-000'],
-    );
-    assert.deepEqual(suspectsOf(nftRefusal('192.0.2.99 . tcp . 80 . 0'), rs, state), []);
+    assert.deepEqual(suspectsOf(nftRefusal(`${vip(0)} . 80 . 0`), clash, state, new Set(['ns/svc-000'])), [
+      'ns/svc-000',
+    ]);
+    assert.deepEqual(suspectsOf(nftRefusal('192.0.2.99 . 80 . 0'), rs, state), []);
     assert.deepEqual(suspectsOf(new Error('line 3: no carets here'), rs, state), []);
+  });
+
+  it('names only the Service with the marked key in the set of the refused line', () => {
+    const { state, vip } = cluster(3);
+    const rs = compile(state, CONFIG);
+    // The same frontend ip . port . slot as svc-000's, in the UDP map: a UDP port of that address.
+    const udp = {
+      ...rs.fragments[2]!,
+      elements: rs.fragments[2]!.elements.map((el) =>
+        el.set === 'backends-tcp' ? { ...el, set: 'backends-udp', key: el.key.replace(vip(2), vip(0)) } : el,
+      ),
+    };
+    const both = { ...rs, fragments: [rs.fragments[0]!, rs.fragments[1]!, udp] };
+    assert.deepEqual(suspectsOf(nftRefusal(`${vip(0)} . 80 . 0`), both, state), ['ns/svc-000']);
+    assert.deepEqual(suspectsOf(nftRefusal(`${vip(0)} . 80 . 0`, 'backends-udp'), both, state), [
+      'ns/svc-002',
+    ]);
   });
 
   it("keeps nft's first error line without its location, and the element its carets point at", () => {

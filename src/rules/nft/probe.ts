@@ -34,8 +34,8 @@ export function probeTransaction(): Transaction {
       kind: 'map',
       ...at,
       name: 'm',
-      typeof: 'ip daddr . meta l4proto . th dport . numgen random mod 2',
-      valueTypeof: 'ip daddr . th dport',
+      typeof: 'ip daddr . th dport . numgen random mod 2',
+      valueTypeof: 'ip daddr . tcp dport',
     })
     .add({
       kind: 'map',
@@ -48,7 +48,7 @@ export function probeTransaction(): Transaction {
       kind: 'rule',
       ...at,
       chain: 'lb-2',
-      rule: 'dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @m',
+      rule: 'meta l4proto tcp dnat ip to ip daddr . th dport . numgen random mod 2 map @m',
     })
     .add({ kind: 'rule', ...at, chain: 'prerouting', rule: 'ip daddr . meta l4proto . th dport vmap @v' })
     .add({ kind: 'element', ...at, set: 'v', key: '10.0.0.1 . tcp . 80', value: 'goto lb-2' })
@@ -56,7 +56,7 @@ export function probeTransaction(): Transaction {
       kind: 'element',
       ...at,
       set: 'm',
-      key: '10.0.0.1 . tcp . 80 . 0',
+      key: '10.0.0.1 . 80 . 0',
       value: '10.1.0.1 . 8080',
     });
 }

@@ -16,12 +16,9 @@ describe('nft probe', () => {
     const tx = probeTransaction();
     assert.equal(tx.err, undefined);
     const text = tx.toString();
-    assert.match(
-      text,
-      /typeof ip daddr \. meta l4proto \. th dport \. numgen random mod 2 : ip daddr \. th dport/,
-    );
+    assert.match(text, /typeof ip daddr \. th dport \. numgen random mod 2 : ip daddr \. tcp dport/);
     assert.match(text, /type ipv4_addr \. inet_proto \. inet_service : verdict/);
-    assert.match(text, /dnat ip to ip daddr \. meta l4proto \. th dport \. numgen random mod 2 map @m/);
+    assert.match(text, /meta l4proto tcp dnat ip to ip daddr \. th dport \. numgen random mod 2 map @m/);
   });
 
   it('rejects an nft older than 1.0.0 with NFT_VERSION', async () => {
