@@ -49,6 +49,14 @@ describe('trimObject', () => {
     assert.equal(Object.getPrototypeOf(s.metadata), Object.prototype, 'still plain JSON');
   });
 
+  it('keeps every other field of an endpoint, in its order', () => {
+    const whole = fullSlice();
+    const expected = whole.endpoints.map(({ targetRef: _, ...rest }) => rest);
+    const s = trimObject(whole);
+    assert.deepEqual(s.endpoints, expected);
+    s.endpoints.forEach((ep, i) => assert.deepEqual(Object.keys(ep), Object.keys(expected[i]!)));
+  });
+
   it('so does a slice listed without kind; a slice with few metadata fields keeps those', () => {
     const listed = fullSlice() as Partial<V1EndpointSlice>;
     delete listed.kind;
