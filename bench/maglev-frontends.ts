@@ -67,8 +67,10 @@ function perFrontendCopies(rs: Ruleset): Ruleset {
     const elements: Element[] = f.elements.filter((el) => !slots.has(el.set));
     for (const el of f.elements) {
       if (el.set !== 'maglev-ports') continue;
+      // backends-tcp's key is the frontend's address and port (its map is of one protocol) and a slot.
+      const [ip, , port] = el.key.split(' . ');
       for (const s of slots.get(el.value!.slice('goto '.length)) ?? [])
-        elements.push({ ...s, set: 'backends-tcp', key: `${el.key} . ${s.key}` });
+        elements.push({ ...s, set: 'backends-tcp', key: `${ip} . ${port} . ${s.key}` });
     }
     return { ...f, elements };
   });
