@@ -21,7 +21,7 @@ import { Daemon } from '../src/daemon.js';
 import { traceTableName } from '../src/trace/trace-table.js';
 import { silentLogger } from '../src/log.js';
 import type { Environment } from '../src/pipeline.js';
-import { createNft, type Nft } from '../src/rules/nft/exec.js';
+import { createNft, SESSION_MAX_OPERATIONS, type Nft } from '../src/rules/nft/exec.js';
 import type { Transaction } from '../src/rules/nft/transaction.js';
 import { createKubeSource } from '../src/watch/kube-source.js';
 import type { Source, SourceHandler } from '../src/watch/source.js';
@@ -30,6 +30,7 @@ import type { StoredObject } from '../test/support/api-server.js';
 import { RemoteApiServer, type ApiWriter } from './remote-api-server.js';
 import { waitFor } from '../test/support/wait-for.js';
 import { DaemonProcess } from './daemon-process.js';
+import { TimedExec, type NftStats } from './nft-load.js';
 import { median, round, type Bench, type BenchContext, type BenchResult } from './harness.js';
 
 const ENDPOINTS = 10;
@@ -88,17 +89,31 @@ interface NftRun {
   operations: number;
   /** The transaction text, kept only for small (partial) transactions. */
   text: string | undefined;
+  /** What the nft process cost, for the large transactions (run by `nft -f` under /usr/bin/time). */
+  stats?: NftStats;
 }
 
 /** The daemon's Nft (createNft's: a plain object of closures), timing each run. */
-function timedNft(inner: Nft, runs: NftRun[]): Nft {
+/**
+ * The daemon's nft, timing each transaction. Transactions past the session's size go through
+ * `timed` (the same `nft -f -` the daemon runs them with, under /usr/bin/time) for what the nft
+ * process cost; small ones through `inner`, the daemon's session.
+ */
+function timedNft(inner: Nft, timed: { nft: Nft; exec: TimedExec }, runs: NftRun[]): Nft {
   return {
     ...inner,
     async run(tx: Transaction): Promise<void> {
+      const large = tx.size > SESSION_MAX_OPERATIONS;
       const start = performance.now();
-      await inner.run(tx);
+      await (large ? timed.nft : inner).run(tx);
       const end = performance.now();
-      runs.push({ start, end, operations: tx.size, text: tx.size < 10_000 ? tx.toString() : undefined });
+      runs.push({
+        start,
+        end,
+        operations: tx.size,
+        text: tx.size < 10_000 ? tx.toString() : undefined,
+        ...(large && timed.exec.last ? { stats: timed.exec.last } : {}),
+      });
     },
   };
 }
@@ -143,7 +158,7 @@ export interface DaemonFigures {
   services: number;
   changes: number;
   quietS: number;
-  initial: { totalMs: number; beforeNftMs: number; nftMs: number; operations: number };
+  initial: { totalMs: number; beforeNftMs: number; nftMs: number; operations: number; nft?: NftStats };
   /** Medians over the changes (ops too), and the slowest change. */
   change: { total: number; max: number; delivery: number; cpu: number; nft: number; ops: number };
   rss: { afterFull: number; afterChanges: number; afterQuiet: number; peak: number };
@@ -186,6 +201,7 @@ export async function measureDaemon(
   const server = await RemoteApiServer.start();
   let daemon: Daemon | undefined;
   let child: DaemonProcess | undefined;
+  const timed = new TimedExec(ns);
   try {
     server.create('Node', {
       metadata: { name: w.nodeName },
@@ -197,7 +213,11 @@ export async function measureDaemon(
     ctx.say(`daemon: ${services} Services × ${ENDPOINTS} endpoints in the API server`);
 
     const runs: NftRun[] = [];
-    const nft = timedNft(createNft({ netns: ns, session: true }), runs);
+    const nft = timedNft(
+      createNft({ netns: ns, session: true }),
+      { nft: createNft({ exec: timed.exec }), exec: timed },
+      runs,
+    );
     const source = new TimedSource(
       createKubeSource({ kubeConfig: server.kubeConfig(), nodeName: w.nodeName, log, watchdogMs: 0 }),
     );
@@ -232,6 +252,7 @@ export async function measureDaemon(
       beforeNftMs: round(first.start - started),
       nftMs: round(first.end - first.start),
       operations: first.operations,
+      ...(first.stats ? { nft: first.stats } : {}),
     };
     ctx.say(`daemon: initial full sync ${initial.totalMs} ms (nft ${initial.nftMs} ms)`);
 
@@ -313,6 +334,7 @@ export async function measureDaemon(
     await daemon?.stop();
     await child?.stop();
     await server.close();
+    timed.cleanup();
     process.removeListener('SIGINT', cleanup);
     await run(['ip', 'netns', 'del', ns], { allowFail: true });
   }

@@ -52,11 +52,13 @@ const kpOptions: KubeProxyLayoutOptions = {
 };
 
 /** What one nft process cost, from /usr/bin/time (or VmHWM polling when it is missing). */
-interface NftStats {
+export interface NftStats {
   wallMs: number;
   peakRssMb: number | null;
   userS: number | null;
   sysS: number | null;
+  /** Minor page faults: each a fresh page nft touched, whose kernel cost varies with the machine. */
+  faults: number | null;
 }
 
 const fmtMs = (x: number): string => (x >= 10_000 ? `${round(x / 1000, 1)} s` : `${round(x, 1)} ms`);
@@ -114,7 +116,7 @@ export class TimedExec {
     new Promise<ExecResult>((resolve, reject) => {
       const statsFile = join(this.#dir, 'time');
       rmSync(statsFile, { force: true });
-      const wrap = this.#useTime ? [TIME, '-f', '%M %e %U %S', '-o', statsFile] : [];
+      const wrap = this.#useTime ? [TIME, '-f', '%M %e %U %S %R', '-o', statsFile] : [];
       const start = process.hrtime.bigint();
       const child = spawn('ip', ['netns', 'exec', this.ns, ...wrap, 'nft', ...args], {
         env: { ...process.env, LC_ALL: 'C' },
@@ -143,10 +145,26 @@ export class TimedExec {
         const wallMs = ms(start);
         clearTimeout(timer);
         if (poll) clearInterval(poll);
-        let stats: NftStats = { wallMs, peakRssMb: hwm ? round(hwm / 1024) : null, userS: null, sysS: null };
+        let stats: NftStats = {
+          wallMs,
+          peakRssMb: hwm ? round(hwm / 1024) : null,
+          userS: null,
+          sysS: null,
+          faults: null,
+        };
         if (this.#useTime && existsSync(statsFile)) {
-          const [rss, , user, sys] = readFileSync(statsFile, 'utf8').trim().split('\n').pop()!.split(' ');
-          stats = { wallMs, peakRssMb: round(Number(rss) / 1024), userS: Number(user), sysS: Number(sys) };
+          const [rss, , user, sys, faults] = readFileSync(statsFile, 'utf8')
+            .trim()
+            .split('\n')
+            .pop()!
+            .split(' ');
+          stats = {
+            wallMs,
+            peakRssMb: round(Number(rss) / 1024),
+            userS: Number(user),
+            sysS: Number(sys),
+            faults: Number(faults),
+          };
         }
         this.last = stats;
         resolve({
