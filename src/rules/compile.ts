@@ -53,8 +53,9 @@ export interface CompileConfig {
 
 /**
  * ProxyState → desired nftables objects, a pure function. The layout (DESIGN.md): static
- * chains, one per (role, endpoint count), and data in maps keyed by frontend
- * (ip . proto . port; the per-protocol backends maps ip . port) plus a slot, so that a change of endpoints is element operations.
+ * chains, one per (role, endpoint count), and data in maps keyed by frontend (ip . proto . port;
+ * in the per-protocol backends maps ip . port, plus a slot), so that a change of endpoints is
+ * element operations.
  *
  * Packet path, for a frontend F with endpoints:
  *   nat-prerouting/nat-output → services: F vmap @service-ips → goto <role>-N
