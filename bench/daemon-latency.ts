@@ -154,11 +154,26 @@ export interface DaemonWorkload {
   change(c: number): { name: string; fresh: string; object: StoredObject };
 }
 
+/** CPU and minor page faults of a process over some span. */
+export interface ProcessCost {
+  userS: number | null;
+  sysS: number | null;
+  faults: number | null;
+}
+
 export interface DaemonFigures {
   services: number;
   changes: number;
   quietS: number;
-  initial: { totalMs: number; beforeNftMs: number; nftMs: number; operations: number; nft?: NftStats };
+  initial: {
+    totalMs: number;
+    beforeNftMs: number;
+    nftMs: number;
+    operations: number;
+    nft?: NftStats;
+    /** This process (the in-process daemon, idle while nft runs) from the start to the commit. */
+    process: ProcessCost;
+  };
   /** Medians over the changes (ops too), and the slowest change. */
   change: { total: number; max: number; delivery: number; cpu: number; nft: number; ops: number };
   rss: { afterFull: number; afterChanges: number; afterQuiet: number; peak: number };
@@ -239,6 +254,7 @@ export async function measureDaemon(
       {},
     );
     const started = performance.now();
+    const usage = process.resourceUsage();
     daemon = new Daemon(config, { log, env, nft, source });
     await daemon.start();
     const d = daemon;
@@ -246,6 +262,7 @@ export async function measureDaemon(
     // The first sync's transaction: before it the daemon may have removed a live trace's
     // leftover table (kube-nftproxy-trace), a transaction of its own.
     const first = runs.find((r) => !r.text?.includes(traceTableName(config.tableName)))!;
+    const used = process.resourceUsage();
     const initial = {
       totalMs: round(first.end - started),
       /** start → the nft call: list over the API + state + compile + render. */
@@ -253,6 +270,11 @@ export async function measureDaemon(
       nftMs: round(first.end - first.start),
       operations: first.operations,
       ...(first.stats ? { nft: first.stats } : {}),
+      process: {
+        userS: round((used.userCPUTime - usage.userCPUTime) / 1e6, 2),
+        sysS: round((used.systemCPUTime - usage.systemCPUTime) / 1e6, 2),
+        faults: used.minorPageFault - usage.minorPageFault,
+      },
     };
     ctx.say(`daemon: initial full sync ${initial.totalMs} ms (nft ${initial.nftMs} ms)`);
 

@@ -20,7 +20,12 @@ import { Compiler } from '../src/rules/compile.js';
 import { fullTransaction, partialTransaction } from '../src/rules/diff.js';
 import { createNft } from '../src/rules/nft/exec.js';
 import { rulesetSize } from '../src/rules/ruleset.js';
-import { type DaemonFigures, type DaemonWorkload, measureDaemon } from './daemon-latency.js';
+import {
+  type DaemonFigures,
+  type DaemonWorkload,
+  measureDaemon,
+  type ProcessCost,
+} from './daemon-latency.js';
 import {
   median,
   missingRootOrTools,
@@ -32,7 +37,7 @@ import {
   type BenchContext,
   type BenchResult,
 } from './harness.js';
-import { withBenchNetns, type Netns, type NftStats, type TimedExec } from './nft-load.js';
+import { withBenchNetns, type Netns, type TimedExec } from './nft-load.js';
 import { objectsOf, sliceOf } from './state-objects.js';
 import { BENCH_COMPILE_CONFIG, BENCH_NET, clusterIpState, mixedState, replaceOneEndpoint } from './states.js';
 
@@ -160,21 +165,25 @@ function workload(kind: Kind, n: number): DaemonWorkload {
 }
 
 /**
- * What the initial sync's nft process cost: its CPU, and its page faults with the kernel time
- * per fault. The faults grow with the elements; what one costs depends on the machine (on a VM
- * that hands freed memory back to its host, a page not touched lately costs several times more).
+ * What a process cost during the initial sync: its CPU, and its page faults with the kernel
+ * time per fault. The faults grow with the elements; what one costs depends on the machine (on
+ * a VM that hands freed memory back to its host, a page not touched lately costs several times
+ * more).
  */
-function nftCostLine(
-  s: NftStats | undefined,
-  ref: NftStats | undefined,
+function costLine(
+  what: string,
+  s: ProcessCost | undefined,
+  ref: ProcessCost | undefined,
   r: (x: number, y: number) => string,
+  rssMb?: number | null,
 ): string[] {
   if (!s || s.userS === null || s.sysS === null || !s.faults) return [];
   const of = (x: number, y: number | null | undefined): string => (y ? r(x, y) : '');
   const perFault = round((s.sysS * 1e6) / s.faults, 1);
   return [
-    `    its nft: user ${s.userS} s${of(s.userS, ref?.userS)}, kernel ${s.sysS} s${of(s.sysS, ref?.sysS)}, ` +
-      `${s.faults} page faults${of(s.faults, ref?.faults)}, ${perFault} µs of kernel time per fault; peak RSS ${s.peakRssMb} MB`,
+    `    ${what}: user ${s.userS} s${of(s.userS, ref?.userS)}, kernel ${s.sysS} s${of(s.sysS, ref?.sysS)}, ` +
+      `${s.faults} page faults${of(s.faults, ref?.faults)}, ${perFault} µs of kernel time per fault` +
+      (rssMb ? `; peak RSS ${rssMb} MB` : ''),
   ];
 }
 
@@ -241,6 +250,8 @@ export const bench: Bench = {
           figures[`${tag}_initial_nft_user_s@${n}`] = f.initial.nft?.userS ?? null;
           figures[`${tag}_initial_nft_sys_s@${n}`] = f.initial.nft?.sysS ?? null;
           figures[`${tag}_initial_nft_page_faults@${n}`] = f.initial.nft?.faults ?? null;
+          figures[`${tag}_initial_process_sys_s@${n}`] = f.initial.process.sysS;
+          figures[`${tag}_initial_process_page_faults@${n}`] = f.initial.process.faults;
           figures[`${tag}_binary_initial_sync_ms@${n}`] = f.binaryInitialMs;
           figures[`${tag}_change_to_commit_ms_median@${n}`] = round(f.change.total, 1);
           figures[`${tag}_rss_mb_after_quiet@${n}`] = f.rss.afterQuiet;
@@ -262,7 +273,13 @@ export const bench: Bench = {
             `  daemon ${kind} ${n}: initial full sync ${fmt(f.initial.totalMs)}${r(f.initial.totalMs, ref.initial.totalMs)} = ` +
               `${fmt(f.initial.beforeNftMs)}${r(f.initial.beforeNftMs, ref.initial.beforeNftMs)} list+state+compile+render, ` +
               `${fmt(f.initial.nftMs)}${r(f.initial.nftMs, ref.initial.nftMs)} nft (${f.initial.operations} operations)`,
-            ...nftCostLine(f.initial.nft, ref.initial.nft, r),
+            ...costLine('its nft', f.initial.nft, ref.initial.nft, r, f.initial.nft?.peakRssMb),
+            ...costLine(
+              'this process (the daemon, idle while nft runs)',
+              f.initial.process,
+              ref.initial.process,
+              r,
+            ),
             `    the binary in its own process, over the rules the in-process daemon left (a restart), spawn → first sync committed: ${fmt(f.binaryInitialMs)}${r(f.binaryInitialMs, ref.binaryInitialMs)}`,
             `    one change → commit ${fmt(f.change.total)} median of ${f.changes} (max ${fmt(f.change.max)}): delivery ${fmt(f.change.delivery)}, sync CPU ${fmt(f.change.cpu)}, nft ${fmt(f.change.nft)}, ${f.change.ops} operations`,
             `    the binary, CPU to its first sync: ${f.cpu.ownS} s${r(f.cpu.ownS, ref.cpu.ownS)} its own (list, model, compile, render), ${f.cpu.nftS} s${r(f.cpu.nftS, ref.cpu.nftS)} its nft's`,
