@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { silentLogger } from '../../src/log.js';
 import { cleanupTables, NftApplier } from '../../src/rules/applier.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
-import { LAB, Lab } from '../../scripts/lab/index.js';
+import { Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
-import { labRules } from '../support/lab-rules.js';
-import { service, slice } from '../support/objects.js';
+import { labRules, STICKY_PORTS, stickyService } from '../support/lab-rules.js';
 
 /**
  * sessionAffinity ClientIP across full syncs in the real kernel. A full sync (start, restart,
@@ -21,10 +20,6 @@ describe('kernel: session affinity across full syncs', function () {
   type Pod = keyof typeof pods;
   const clients = { c1: '10.244.1.61', c2: '10.244.1.62', c3: '10.244.1.63', c4: '10.244.1.64' } as const;
   type Client = keyof typeof clients;
-  const PROTOS = [
-    { proto: 'tcp', port: 80, target: 8080 },
-    { proto: 'udp', port: 53, target: 5353 },
-  ] as const;
   let lab: Lab;
   let nft: Nft;
 
@@ -42,38 +37,17 @@ describe('kernel: session affinity across full syncs', function () {
 
   /** One sticky ClusterIP (600 s), TCP 80 and UDP 53, over these pods. */
   const rules = (endpoints: Pod[]) =>
-    labRules({
-      services: [
-        service('ns', 'web', {
-          clusterIP: VIP,
-          sessionAffinity: 'ClientIP',
-          sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } },
-          ports: PROTOS.map((p) => ({
-            name: p.proto,
-            port: p.port,
-            targetPort: p.target,
-            protocol: p.proto === 'tcp' ? ('TCP' as const) : ('UDP' as const),
-          })),
-        }),
-      ],
-      slices: [
-        slice(
-          'ns',
-          'web-1',
-          'web',
-          PROTOS.map((p) => ({
-            name: p.proto,
-            port: p.target,
-            protocol: p.proto === 'tcp' ? ('TCP' as const) : ('UDP' as const),
-          })),
-          endpoints.map((p) => ({ ip: pods[p], nodeName: LAB.nodeName })),
-        ),
-      ],
-    });
+    labRules(
+      stickyService(
+        'web',
+        { clusterIP: VIP },
+        endpoints.map((p) => pods[p]),
+      ),
+    );
 
   /** The one pod that answers every attempt of `client` on `proto`; fails on zero or several. */
   const stuckTo = async (client: Client, proto: 'tcp' | 'udp'): Promise<string> => {
-    const { port } = PROTOS.find((p) => p.proto === proto)!;
+    const { port } = STICKY_PORTS.find((p) => p.proto === proto)!;
     const r = await lab.probe(client, { dst: VIP, port, proto, count: 8 });
     assert.equal(r.attempts, 8);
     assert.equal(r.answers.size, 1, `${client} ${proto}: ${JSON.stringify([...r.answers])}`);
@@ -84,7 +58,7 @@ describe('kernel: session affinity across full syncs', function () {
   const everyone = async (): Promise<Record<string, string>> => {
     const out: Record<string, string> = {};
     for (const c of Object.keys(clients) as Client[])
-      for (const { proto } of PROTOS) out[`${c}/${proto}`] = await stuckTo(c, proto);
+      for (const { proto } of STICKY_PORTS) out[`${c}/${proto}`] = await stuckTo(c, proto);
     return out;
   };
 
@@ -117,7 +91,7 @@ describe('kernel: session affinity across full syncs', function () {
 
   /** Stands in for a client that reached `pod` a while ago: 300 s of its 600 s left. */
   const aged = (client: string, pod: Pod, proto: 'tcp' | 'udp' = 'tcp'): string => {
-    const { port, target } = PROTOS.find((p) => p.proto === proto)!;
+    const { port, target } = STICKY_PORTS.find((p) => p.proto === proto)!;
     return `add element ip ${TABLE} affinity-${proto} { ${VIP} . ${port} . ${client} timeout 600s expires 300s : ${pods[pod]} . ${target} }\n`;
   };
 

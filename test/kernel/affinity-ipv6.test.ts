@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { buildState } from '../../src/model/build-state.js';
 import { silentLogger } from '../../src/log.js';
 import { NftApplier } from '../../src/rules/applier.js';
-import { compile } from '../../src/rules/compile.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
-import { LAB, Lab } from '../../scripts/lab/index.js';
+import { Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
-import { service, slice } from '../support/objects.js';
+import { labRules, STICKY_PORTS, stickyService } from '../support/lab-rules.js';
 
 /**
  * sessionAffinity ClientIP over IPv6 in the real kernel: each sticky frontend group records its
@@ -27,10 +25,6 @@ describe('kernel: session affinity over IPv6', function () {
   type Pod = keyof typeof pods;
   const clients = ['c1', 'c2', 'c3', 'c4'] as const;
   type Client = (typeof clients)[number];
-  const PROTOS = [
-    { proto: 'tcp', port: 80, target: 8080 },
-    { proto: 'udp', port: 53, target: 5353 },
-  ] as const;
   let lab: Lab;
   let nft: Nft;
 
@@ -49,55 +43,25 @@ describe('kernel: session affinity over IPv6', function () {
 
   /** One IPv6 Service, sticky for 600 s, on its ClusterIP and an external IP, TCP 80 and UDP 53. */
   const rules = (endpoints: Pod[]) =>
-    compile(
-      buildState(
+    labRules(
+      stickyService(
+        'web6',
         {
-          services: [
-            service('ns', 'web6', {
-              ipFamilyPolicy: 'SingleStack',
-              ipFamilies: ['IPv6'],
-              clusterIP: VIP,
-              clusterIPs: [VIP],
-              externalIPs: [EXTERNAL],
-              sessionAffinity: 'ClientIP',
-              sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } },
-              ports: PROTOS.map((p) => ({
-                name: p.proto,
-                port: p.port,
-                targetPort: p.target,
-                protocol: p.proto === 'tcp' ? ('TCP' as const) : ('UDP' as const),
-              })),
-            }),
-          ],
-          slices: [
-            slice(
-              'ns',
-              'web6-1',
-              'web6',
-              PROTOS.map((p) => ({
-                name: p.proto,
-                port: p.target,
-                protocol: p.proto === 'tcp' ? ('TCP' as const) : ('UDP' as const),
-              })),
-              endpoints.map((p) => ({ ip: pods[p].ipv6, nodeName: LAB.nodeName })),
-              'IPv6',
-            ),
-          ],
+          ipFamilyPolicy: 'SingleStack',
+          ipFamilies: ['IPv6'],
+          clusterIP: VIP,
+          clusterIPs: [VIP],
+          externalIPs: [EXTERNAL],
         },
-        { nodeName: LAB.nodeName, nodeIPs: [LAB.nodeIp, LAB.nodeIp6], lbAlgorithm: 'random' },
+        endpoints.map((p) => pods[p].ipv6),
+        'IPv6',
       ),
-      {
-        table: TABLE,
-        clusterCIDRs: [LAB.clusterCidr, LAB.clusterCidr6],
-        masqueradeAll: false,
-        serviceCIDRs: [],
-        nodePortIPs: { ipv4: [], ipv6: [] },
-      },
+      { ipv6: true },
     );
 
   /** The one pod that answers every attempt of `client`; fails on zero or several. */
   const stuckTo = async (client: Client, proto: 'tcp' | 'udp', dst = VIP): Promise<string> => {
-    const { port } = PROTOS.find((p) => p.proto === proto)!;
+    const { port } = STICKY_PORTS.find((p) => p.proto === proto)!;
     const r = await lab.probe(client, { dst, port, proto, count: 6 });
     assert.equal(r.answers.size, 1, `${client} ${proto} ${dst}: ${JSON.stringify([...r.answers])}`);
     assert.equal(r.timedOut + r.refused, 0, `${client} ${proto} ${dst}: every attempt answered`);
@@ -106,7 +70,8 @@ describe('kernel: session affinity over IPv6', function () {
 
   const everyone = async (): Promise<Record<string, string>> => {
     const out: Record<string, string> = {};
-    for (const c of clients) for (const { proto } of PROTOS) out[`${c}/${proto}`] = await stuckTo(c, proto);
+    for (const c of clients)
+      for (const { proto } of STICKY_PORTS) out[`${c}/${proto}`] = await stuckTo(c, proto);
     return out;
   };
 

@@ -3,21 +3,76 @@ import { buildState } from '../../src/model/build-state.js';
 import { compile } from '../../src/rules/compile.js';
 import type { Ruleset } from '../../src/rules/ruleset.js';
 import { LAB } from '../../scripts/lab/index.js';
+import { service, slice } from './objects.js';
+
+interface LabObjects {
+  services: V1Service[];
+  slices: V1EndpointSlice[];
+}
 
 /**
  * The rules of `objects` as the lab's node compiles them (scripts/lab: its name, address and
- * pod range; random picks, no ServiceCIDR, no NodePort addresses), for kernel tests that drive
- * the applier themselves rather than a daemon.
+ * pod range, and with `ipv6` its IPv6 ones too; random picks, no ServiceCIDR, no NodePort
+ * addresses), for kernel tests that drive the applier themselves rather than a daemon.
  */
-export function labRules(objects: { services: V1Service[]; slices: V1EndpointSlice[] }): Ruleset {
+export function labRules(objects: LabObjects, opts: { ipv6?: boolean } = {}): Ruleset {
   return compile(
-    buildState(objects, { nodeName: LAB.nodeName, nodeIPs: [LAB.nodeIp], lbAlgorithm: 'random' }),
+    buildState(objects, {
+      nodeName: LAB.nodeName,
+      nodeIPs: opts.ipv6 ? [LAB.nodeIp, LAB.nodeIp6] : [LAB.nodeIp],
+      lbAlgorithm: 'random',
+    }),
     {
       table: 'kube-nftproxy',
-      clusterCIDRs: [LAB.clusterCidr],
+      clusterCIDRs: opts.ipv6 ? [LAB.clusterCidr, LAB.clusterCidr6] : [LAB.clusterCidr],
       masqueradeAll: false,
       serviceCIDRs: [],
       nodePortIPs: { ipv4: [], ipv6: [] },
     },
   );
+}
+
+/** The ports of stickyService: TCP 80 and UDP 53, served by the pods on 8080 and 5353. */
+export const STICKY_PORTS = [
+  { proto: 'tcp', port: 80, target: 8080 },
+  { proto: 'udp', port: 53, target: 5353 },
+] as const;
+
+const protocol = (p: (typeof STICKY_PORTS)[number]): 'TCP' | 'UDP' => (p.proto === 'tcp' ? 'TCP' : 'UDP');
+
+/**
+ * One Service `ns/name` with sessionAffinity ClientIP for 600 s on STICKY_PORTS (`spec` gives
+ * its addresses and families), and one slice of it over `endpoints`, all on the lab's node.
+ */
+export function stickyService(
+  name: string,
+  spec: Partial<NonNullable<V1Service['spec']>>,
+  endpoints: string[],
+  addressType: 'IPv4' | 'IPv6' = 'IPv4',
+): LabObjects {
+  return {
+    services: [
+      service('ns', name, {
+        ...spec,
+        sessionAffinity: 'ClientIP',
+        sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } },
+        ports: STICKY_PORTS.map((p) => ({
+          name: p.proto,
+          port: p.port,
+          targetPort: p.target,
+          protocol: protocol(p),
+        })),
+      }),
+    ],
+    slices: [
+      slice(
+        'ns',
+        `${name}-1`,
+        name,
+        STICKY_PORTS.map((p) => ({ name: p.proto, port: p.target, protocol: protocol(p) })),
+        endpoints.map((ip) => ({ ip, nodeName: LAB.nodeName })),
+        addressType,
+      ),
+    ],
+  };
 }
