@@ -9,6 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
+import { compareStrings } from '../../src/util/sorted-index.js';
 
 export type ApiKind = 'Service' | 'EndpointSlice' | 'Node' | 'ServiceCIDR';
 
@@ -276,9 +277,12 @@ export class TestApiServer {
 
   /** The objects stored now, sorted by namespace/name (copies). */
   objects(kind: ApiKind): StoredObject[] {
-    return [...this.store[kind].entries()]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([, o]) => structuredClone(o));
+    return this.stored(kind).map((o) => structuredClone(o));
+  }
+
+  /** The objects stored now, sorted by namespace/name: the stored ones, for readers that copy. */
+  private stored(kind: ApiKind): StoredObject[] {
+    return [...this.store[kind].entries()].sort(([a], [b]) => compareStrings(a, b)).map(([, o]) => o);
   }
 
   /**
@@ -317,7 +321,7 @@ export class TestApiServer {
   /** The Events stored now, sorted by namespace/name (copies). */
   events(): Array<Record<string, unknown>> {
     return [...this.storedEvents.entries()]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .sort(([a], [b]) => compareStrings(a, b))
       .map(([, e]) => structuredClone(e));
   }
 
@@ -521,10 +525,9 @@ export class TestApiServer {
     // The stored objects themselves, not copies (objects()): the reply serializes them before
     // anything can change them, and cloning 50,000 EndpointSlices took most of a list's time
     // (3.1 s of a 74 MB list), on the thread an in-process daemon measured in a bench shares.
-    const items = [...this.store[route.kind].entries()]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .filter(([, o]) => matches(o))
-      .map(([, o]) => {
+    const items = this.stored(route.kind)
+      .filter(matches)
+      .map((o) => {
         // A real API server leaves kind and apiVersion off list items.
         const { kind: _k, apiVersion: _a, ...rest } = o;
         return rest;
