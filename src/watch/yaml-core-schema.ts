@@ -16,6 +16,22 @@ import jsYaml from 'js-yaml';
 const { FAILSAFE_SCHEMA, Type } = jsYaml;
 
 /**
+ * What a plain scalar that some implicit type accepts can start with: every type's `first`, and
+ * the null type's. resolvePlain turns the rest (most: names, addresses) away without asking.
+ */
+const ANY_FIRST = new Uint8Array(128);
+
+/** A type's first characters as a table by character code, counted in ANY_FIRST too. */
+const firstTable = (first: string): Uint8Array => {
+  const table = new Uint8Array(128);
+  for (const c of first) {
+    table[c.charCodeAt(0)] = 1;
+    ANY_FIRST[c.charCodeAt(0)] = 1;
+  }
+  return table;
+};
+
+/**
  * A scalar type. js-yaml asks every implicit type about every plain scalar (names, addresses,
  * ...), so `first` (what its first character can be) turns most of them away before the regex.
  */
@@ -26,8 +42,7 @@ const scalar = (
   construct: (s: string) => unknown,
 ): InstanceType<typeof Type> => {
   // By character code: a table lookup, not a one-character string searched in `first`.
-  const starts = new Uint8Array(128);
-  for (const c of first) starts[c.charCodeAt(0)] = 1;
+  const starts = firstTable(first);
   return new Type(`tag:yaml.org,2002:${tag}`, {
     kind: 'scalar',
     resolve: (data: unknown) =>
@@ -37,6 +52,7 @@ const scalar = (
 };
 
 /** js-yaml resolves an empty plain scalar (`key:`) through the null type with `null` as data. */
+firstTable('~nN'); // its own test below needs no table
 const nullType = new Type('tag:yaml.org,2002:null', {
   kind: 'scalar',
   resolve: (data: unknown) =>
@@ -80,10 +96,6 @@ const IMPLICIT = [
     (s) => noted(/[nN]/.test(s) ? floatNaN(s) : parseFloat(s)),
   ),
 ];
-
-/** What a plain scalar that some type above accepts can start with (nullType: `~`, `n`, `N`). */
-const ANY_FIRST = new Uint8Array(128);
-for (const c of '~nNtTfF-+.0123456789') ANY_FIRST[c.charCodeAt(0)] = 1;
 
 export const YAML_CORE_SCHEMA = FAILSAFE_SCHEMA.extend({ implicit: IMPLICIT });
 
