@@ -30,7 +30,7 @@ import type { StoredObject } from '../test/support/api-server.js';
 import { RemoteApiServer, type ApiWriter } from './remote-api-server.js';
 import { waitFor } from '../test/support/wait-for.js';
 import { DaemonProcess } from './daemon-process.js';
-import { TimedExec, type NftStats } from './nft-load.js';
+import { TimedExec, type NftStats, type ProcessCost } from './nft-load.js';
 import { median, round, type Bench, type BenchContext, type BenchResult } from './harness.js';
 
 const ENDPOINTS = 10;
@@ -93,7 +93,6 @@ interface NftRun {
   stats?: NftStats;
 }
 
-/** The daemon's Nft (createNft's: a plain object of closures), timing each run. */
 /**
  * The daemon's nft, timing each transaction. Transactions past the session's size go through
  * `timed` (the same `nft -f -` the daemon runs them with, under /usr/bin/time) for what the nft
@@ -152,13 +151,6 @@ export interface DaemonWorkload {
    * next ones): an EndpointSlice update, its name, and an IP only that change's transaction has.
    */
   change(c: number): { name: string; fresh: string; object: StoredObject };
-}
-
-/** CPU and minor page faults of a process over some span. */
-export interface ProcessCost {
-  userS: number | null;
-  sysS: number | null;
-  faults: number | null;
 }
 
 export interface DaemonFigures {

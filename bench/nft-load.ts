@@ -51,14 +51,19 @@ const kpOptions: KubeProxyLayoutOptions = {
   nodeIPs: [BENCH_NET.nodeIP],
 };
 
-/** What one nft process cost, from /usr/bin/time (or VmHWM polling when it is missing). */
-export interface NftStats {
-  wallMs: number;
-  peakRssMb: number | null;
+/** CPU and minor page faults of a process over some span, and its peak RSS when known. */
+export interface ProcessCost {
   userS: number | null;
   sysS: number | null;
-  /** Minor page faults: each a fresh page nft touched, whose kernel cost varies with the machine. */
+  /** Minor page faults: each a fresh page touched, whose kernel cost varies with the machine. */
   faults: number | null;
+  peakRssMb?: number | null;
+}
+
+/** What one nft process cost, from /usr/bin/time (or VmHWM polling when it is missing). */
+export interface NftStats extends ProcessCost {
+  wallMs: number;
+  peakRssMb: number | null;
 }
 
 const fmtMs = (x: number): string => (x >= 10_000 ? `${round(x / 1000, 1)} s` : `${round(x, 1)} ms`);

@@ -20,12 +20,7 @@ import { Compiler } from '../src/rules/compile.js';
 import { fullTransaction, partialTransaction } from '../src/rules/diff.js';
 import { createNft } from '../src/rules/nft/exec.js';
 import { rulesetSize } from '../src/rules/ruleset.js';
-import {
-  type DaemonFigures,
-  type DaemonWorkload,
-  measureDaemon,
-  type ProcessCost,
-} from './daemon-latency.js';
+import { type DaemonFigures, type DaemonWorkload, measureDaemon } from './daemon-latency.js';
 import {
   median,
   missingRootOrTools,
@@ -37,7 +32,7 @@ import {
   type BenchContext,
   type BenchResult,
 } from './harness.js';
-import { withBenchNetns, type Netns, type TimedExec } from './nft-load.js';
+import { withBenchNetns, type Netns, type ProcessCost, type TimedExec } from './nft-load.js';
 import { objectsOf, sliceOf } from './state-objects.js';
 import { BENCH_COMPILE_CONFIG, BENCH_NET, clusterIpState, mixedState, replaceOneEndpoint } from './states.js';
 
@@ -175,7 +170,6 @@ function costLine(
   s: ProcessCost | undefined,
   ref: ProcessCost | undefined,
   r: (x: number, y: number) => string,
-  rssMb?: number | null,
 ): string[] {
   if (!s || s.userS === null || s.sysS === null || !s.faults) return [];
   const of = (x: number, y: number | null | undefined): string => (y ? r(x, y) : '');
@@ -183,7 +177,7 @@ function costLine(
   return [
     `    ${what}: user ${s.userS} s${of(s.userS, ref?.userS)}, kernel ${s.sysS} s${of(s.sysS, ref?.sysS)}, ` +
       `${s.faults} page faults${of(s.faults, ref?.faults)}, ${perFault} µs of kernel time per fault` +
-      (rssMb ? `; peak RSS ${rssMb} MB` : ''),
+      (s.peakRssMb ? `; peak RSS ${s.peakRssMb} MB` : ''),
   ];
 }
 
@@ -273,7 +267,7 @@ export const bench: Bench = {
             `  daemon ${kind} ${n}: initial full sync ${fmt(f.initial.totalMs)}${r(f.initial.totalMs, ref.initial.totalMs)} = ` +
               `${fmt(f.initial.beforeNftMs)}${r(f.initial.beforeNftMs, ref.initial.beforeNftMs)} list+state+compile+render, ` +
               `${fmt(f.initial.nftMs)}${r(f.initial.nftMs, ref.initial.nftMs)} nft (${f.initial.operations} operations)`,
-            ...costLine('its nft', f.initial.nft, ref.initial.nft, r, f.initial.nft?.peakRssMb),
+            ...costLine('its nft', f.initial.nft, ref.initial.nft, r),
             ...costLine(
               'this process (the daemon, idle while nft runs)',
               f.initial.process,
