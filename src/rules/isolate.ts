@@ -110,6 +110,7 @@ export function suspectsOf(
   // A span on an `add element` line marks that set's element only; elsewhere, any element's key.
   const marked = new Set(blocks.flatMap((b) => (b.span && b.set ? [`${b.set} ${b.span}`] : [])));
   const anywhere = new Set(blocks.flatMap((b) => (b.span && !b.set ? [b.span] : [])));
+  // `spans` first: it turns away nearly every element without making a string.
   const isMarked = (el: Element): boolean =>
     spans.has(el.key) && (anywhere.has(el.key) || marked.has(`${el.family} ${el.set} ${el.key}`));
   const serviceOf = (portKey: string): string | undefined => {

@@ -16,11 +16,12 @@ let gc: (() => void) | undefined;
  * on (the store, the model, the ruleset) were made among the garbage, so most pages stay partly
  * used and resident (measured at 50,000 Services: 595 MB of heap for 489 MB of objects a quiet
  * minute later; V8's memory reducer, which compacts once the process is idle, had not). With
- * `compact`, when the old generation's pages have enough free space to be worth it (COMPACT_ABOVE_FREE_MB), a
- * second collection moves the live objects together and gives the emptied pages back
- * (`--compact-on-every-full-gc` for its duration, a flag V8 reads at each collection). It costs
- * about twice a plain collection and copies what it moves: made while a full sync's garbage
- * still held its pages, it peaked at 1.43 GB at 50,000 Services, against 1.1 GB for the sync.
+ * `compact`, when the old generation's pages have enough free space to be worth it
+ * (COMPACT_ABOVE_FREE_MB), the collection also moves the live objects together and gives the
+ * emptied pages back (`--compact-on-every-full-gc` for its duration, a flag V8 reads at each
+ * collection). It costs about twice a plain collection and copies what it moves: made while a
+ * full sync's garbage still held its pages, it peaked at 1.43 GB at 50,000 Services, against
+ * 1.1 GB for the sync.
  */
 export function collectGarbage(opts: { compact?: boolean } = {}): void {
   if (!gc) {
