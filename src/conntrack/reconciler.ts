@@ -91,17 +91,12 @@ export class ConntrackReconciler {
 
   async #clean(state: ProxyState, family: Family): Promise<void> {
     const start = this.#clock.now();
-    const stale = new StaleFlows(udpTargets(state, family));
     try {
-      if (stale.targets.frontends.size + stale.targets.nodePorts.size > 0) {
-        await this.#conntrack.listUdp(family, (flow) => stale.add(flow), targetPorts(stale.targets));
-      }
-      const filters = stale.filters;
-      const deleted = await this.#conntrack.deleteUdp(family, filters);
+      const { stale, filters, deleted } = await deleteStaleUdp(this.#conntrack, state, family);
       const seconds = (this.#clock.now() - start) / 1000;
       this.#metrics?.conntrackReconciled(family, seconds, deleted);
       this.#lastFailure = undefined;
-      const fields = { family, stale: stale.flows, filters: filters.length, deleted, seconds };
+      const fields = { family, stale, filters, deleted, seconds };
       if (deleted > 0) this.#log.info(fields, 'deleted stale UDP conntrack entries');
       else this.#log.debug(fields, 'no stale UDP conntrack entries');
     } catch (err) {
@@ -116,4 +111,22 @@ export class ConntrackReconciler {
       this.#runs++;
     }
   }
+}
+
+/**
+ * One cleanup of `family`: lists its UDP entries sent to the frontends of `state` and deletes
+ * those that go to an endpoint the frontend no longer has (stale-flows.ts). What the daemon runs
+ * after a sync, and kernel tests that drive the applier themselves run in its place.
+ */
+export async function deleteStaleUdp(
+  conntrack: Conntrack,
+  state: ProxyState,
+  family: Family,
+): Promise<{ stale: number; filters: number; deleted: number }> {
+  const stale = new StaleFlows(udpTargets(state, family));
+  if (stale.targets.frontends.size + stale.targets.nodePorts.size > 0)
+    await conntrack.listUdp(family, (flow) => stale.add(flow), targetPorts(stale.targets));
+  const { filters } = stale;
+  const deleted = await conntrack.deleteUdp(family, filters);
+  return { stale: stale.flows, filters: filters.length, deleted };
 }
