@@ -4,7 +4,7 @@ import { NftApplier } from '../../src/rules/applier.js';
 import { createNft, type Nft } from '../../src/rules/nft/exec.js';
 import { Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
-import { labRules, STICKY_PORTS, stickyService } from '../support/lab-rules.js';
+import { deleteStaleFlows, labRules, STICKY_PORTS, stickyService } from '../support/lab-rules.js';
 
 /**
  * sessionAffinity ClientIP over IPv6 in the real kernel: each sticky frontend group records its
@@ -42,22 +42,20 @@ describe('kernel: session affinity over IPv6', function () {
   after(async () => lab?.destroy());
 
   /** One IPv6 Service, sticky for 600 s, on its ClusterIP and an external IP, TCP 80 and UDP 53. */
-  const rules = (endpoints: Pod[]) =>
-    labRules(
-      stickyService(
-        'web6',
-        {
-          ipFamilyPolicy: 'SingleStack',
-          ipFamilies: ['IPv6'],
-          clusterIP: VIP,
-          clusterIPs: [VIP],
-          externalIPs: [EXTERNAL],
-        },
-        endpoints.map((p) => pods[p].ipv6),
-        'IPv6',
-      ),
-      { ipv6: true },
+  const objects = (endpoints: Pod[]) =>
+    stickyService(
+      'web6',
+      {
+        ipFamilyPolicy: 'SingleStack',
+        ipFamilies: ['IPv6'],
+        clusterIP: VIP,
+        clusterIPs: [VIP],
+        externalIPs: [EXTERNAL],
+      },
+      endpoints.map((p) => pods[p].ipv6),
+      'IPv6',
     );
+  const rules = (endpoints: Pod[]) => labRules(objects(endpoints), { ipv6: true });
 
   /** The one pod that answers every attempt of `client`; fails on zero or several. */
   const stuckTo = async (client: Client, proto: 'tcp' | 'udp', dst = VIP): Promise<string> => {
@@ -107,12 +105,8 @@ describe('kernel: session affinity over IPv6', function () {
     const victim = before['c1/tcp'] as Pod;
     const remaining = (['p1', 'p2', 'p3'] as const).filter((p) => p !== victim);
     const result = await applier.sync(rules(remaining));
-    // The daemon deletes the UDP flows to a removed endpoint (conntrack cleanup); this test
-    // drives the applier alone, so it does it here. Left in conntrack, one of them would take a
-    // later datagram from the same ephemeral port back to the victim, past the recorded client.
-    await lab.exec('node', ['conntrack', '-D', '-f', 'ipv6', '-p', 'udp', '--reply-src', pods[victim].ipv6], {
-      allowFail: true,
-    });
+    // The UDP flows to the victim go, as the daemon's cleanup would delete them.
+    await deleteStaleFlows(lab, objects(remaining), { ipv6: true });
     assert.equal(result.full, false);
     assert.match(applier.lastTransaction, /delete element ip6 kube-nftproxy affinity-[0-9a-f]{12}-cluster /);
     const after = await everyone();

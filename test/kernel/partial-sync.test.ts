@@ -4,7 +4,7 @@ import { NftApplier } from '../../src/rules/applier.js';
 import { createNft } from '../../src/rules/nft/exec.js';
 import { LAB, Lab } from '../../scripts/lab/index.js';
 import { requireKernel } from '../support/capabilities.js';
-import { labRules } from '../support/lab-rules.js';
+import { deleteStaleFlows, labRules } from '../support/lab-rules.js';
 import { service, slice } from '../support/objects.js';
 
 /**
@@ -28,23 +28,23 @@ describe('kernel: partial syncs', function () {
   });
   after(async () => lab?.destroy());
 
-  const rules = (dnsEndpoints: string[]) =>
-    labRules({
-      services: [
-        service('ns', 'dns', { clusterIP: '10.96.0.53', ports: [{ port: 53, protocol: 'UDP' }] }),
-        service('ns', 'web', { clusterIP: '10.96.0.80', ports: [{ port: 80 }] }),
-      ],
-      slices: [
-        slice(
-          'ns',
-          'dns-1',
-          'dns',
-          [{ port: 5353, protocol: 'UDP' }],
-          dnsEndpoints.map((ip) => ({ ip, nodeName: LAB.nodeName })),
-        ),
-        slice('ns', 'web-1', 'web', [{ port: 8080 }], [{ ip: pods[0]!, nodeName: LAB.nodeName }]),
-      ],
-    });
+  const objects = (dnsEndpoints: string[]) => ({
+    services: [
+      service('ns', 'dns', { clusterIP: '10.96.0.53', ports: [{ port: 53, protocol: 'UDP' }] }),
+      service('ns', 'web', { clusterIP: '10.96.0.80', ports: [{ port: 80 }] }),
+    ],
+    slices: [
+      slice(
+        'ns',
+        'dns-1',
+        'dns',
+        [{ port: 5353, protocol: 'UDP' }],
+        dnsEndpoints.map((ip) => ({ ip, nodeName: LAB.nodeName })),
+      ),
+      slice('ns', 'web-1', 'web', [{ port: 8080 }], [{ ip: pods[0]!, nodeName: LAB.nodeName }]),
+    ],
+  });
+  const rules = (dnsEndpoints: string[]) => labRules(objects(dnsEndpoints));
 
   it('adds a new per-N chain in a partial sync and UDP follows it', async () => {
     const nft = createNft({ netns: lab.nodeNs });
@@ -66,10 +66,8 @@ describe('kernel: partial syncs', function () {
     // and back down: the chain that nobody uses any more goes away
     await applier.sync(rules([pods[2]!]));
     assert.match(applier.lastTransaction, /delete chain ip kube-nftproxy clusterip-3/);
-    // The earlier probes' UDP flows stay in conntrack, bound to p1 and p2: one new datagram
-    // from a source port they used would go on there. The daemon clears them (conntrack
-    // cleanup); this test drives the applier alone, so it clears them as the daemon would.
-    await lab.exec('node', ['conntrack', '-D', '-p', 'udp', '--orig-dst', '10.96.0.53'], { allowFail: true });
+    // The earlier probes' UDP flows to p1 and p2 go, as the daemon's cleanup would delete them.
+    await deleteStaleFlows(lab, objects([pods[2]!]));
     const back = await lab.probe('client', { dst: '10.96.0.53', port: 53, proto: 'udp', count: 10 });
     assert.deepEqual([...back.answers.keys()], ['p3']);
   });
