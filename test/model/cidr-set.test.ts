@@ -46,3 +46,33 @@ describe('mergeCidrs', () => {
     );
   });
 });
+
+describe('parseCidr, IPv4', () => {
+  it('clears host bits, keeps the prefix, and tells /0 and /32 apart', () => {
+    const got = (t: string): [string, bigint, number] | undefined => {
+      const c = parseCidr(t);
+      return c && [c.text, c.base, c.prefix];
+    };
+    assert.deepEqual(got('10.1.2.3/8'), ['10.0.0.0/8', 0x0a000000n, 8]);
+    assert.deepEqual(got('255.255.255.255/32'), ['255.255.255.255/32', 0xffffffffn, 32]);
+    assert.deepEqual(got('203.0.113.77/0'), ['0.0.0.0/0', 0n, 0]);
+    assert.deepEqual(got(' 192.0.2.129/25 '), ['192.0.2.128/25', 0xc0000280n, 25]);
+    assert.deepEqual(got('192.0.2.1'), ['192.0.2.1/32', 0xc0000201n, 32]);
+    for (const bad of ['192.0.2.0/33', '192.0.2.0/-1', '192.0.2.0/', '192.0.2.0/1234', '300.0.0.0/8'])
+      assert.equal(parseCidr(bad), undefined, bad);
+  });
+
+  it('is the network of the address under the prefix, as bits (property)', () => {
+    const address = fc.tuple(fc.integer({ min: 0, max: 0xffffffff }), fc.integer({ min: 0, max: 32 }));
+    fc.assert(
+      fc.property(address, ([n, prefix]) => {
+        const text = [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+        const c = parseCidr(`${text}/${prefix}`)!;
+        const base = (BigInt(n) >> BigInt(32 - prefix)) << BigInt(32 - prefix);
+        const baseText = [24n, 16n, 8n, 0n].map((s) => Number((base >> s) & 255n)).join('.');
+        assert.deepEqual(c, { family: 'ipv4', base, prefix, text: `${baseText}/${prefix}` });
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
