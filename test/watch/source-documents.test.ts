@@ -3,7 +3,11 @@ import { readFile } from 'node:fs/promises';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { parseDocuments, PARSE_LIMITS, type ParseResult } from '../../src/watch/parse-documents.js';
-import { parseSourceDocuments, type SourceDocuments } from '../../src/watch/source-documents.js';
+import {
+  parseSourceDocuments,
+  unusualStream,
+  type SourceDocuments,
+} from '../../src/watch/source-documents.js';
 import { clusterArb, objectsOf } from '../support/arbitraries.js';
 import { aliasBomb, deepYaml } from '../support/hostile-input.js';
 import { service, slice, yamlDocs } from '../support/objects.js';
@@ -115,6 +119,30 @@ describe('parseSourceDocuments: the fast path', () => {
     await parseSourceDocuments('x.yaml', stream, PARSE_LIMITS, 0);
     order.push('parsed');
     assert.deepEqual(order, ['other work', 'parsed']);
+  });
+});
+
+describe('unusualStream', () => {
+  /** The regex it replaces: a directive, or `...` ending a document, at the start of a line. */
+  const REFERENCE = /^(?:%|\.\.\.(?=[ \t\r\n]|$))/m;
+
+  it('finds directives and document ends at the start of any line, and nothing else', () => {
+    for (const text of ['%YAML 1.2\n', 'a: 1\n...\n', 'a: 1\r...', 'a\u2028%', 'a\n... b', 'x\n...\t'])
+      assert.equal(unusualStream(text), true, JSON.stringify(text));
+    for (const text of ['a: 50%\n', ' %x', 'a: ...\n', '....\n', 'a\n...b', '', 'a: 1\n'])
+      assert.equal(unusualStream(text), false, JSON.stringify(text));
+  });
+
+  it('agrees with the multiline regex it replaces on any text of the characters that matter', () => {
+    const text = fc
+      .array(fc.constantFrom('%', '.', '...', '\n', '\r', '\u2028', '\u2029', ' ', '\t', 'a', '#'), {
+        maxLength: 24,
+      })
+      .map((parts) => parts.join(''));
+    fc.assert(
+      fc.property(text, (t) => unusualStream(t) === REFERENCE.test(t)),
+      { numRuns: 2000 },
+    );
   });
 });
 
