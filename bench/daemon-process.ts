@@ -33,6 +33,12 @@ function statusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   return round(Number(m[1]) / 1024);
 }
 
+/**
+ * A sample line of a series only a scrape with the per-Service counters has (its HELP and TYPE
+ * lines are there either way).
+ */
+const COUNTER_SERIES = '\nkube_nftproxy_service_connections_total{';
+
 export class DaemonProcess {
   private exited: string | undefined;
   private stderr = '';
@@ -120,10 +126,14 @@ export class DaemonProcess {
   private lastSync: string | undefined;
   private seenSyncs = 0;
 
-  /** One /metrics scrape, as Prometheus makes it: its size in bytes. */
-  async scrape(): Promise<number> {
+  /**
+   * One /metrics scrape, as Prometheus makes it: its size in bytes, and whether it carries the
+   * per-Service counters (a read that takes longer than the daemon waits is answered with the
+   * last one, and there is none before the first read ends).
+   */
+  async scrape(): Promise<{ bytes: number; counters: boolean }> {
     const text = await fetch(this.metricsUrl).then((r) => r.text());
-    return Buffer.byteLength(text);
+    return { bytes: Buffer.byteLength(text), counters: text.includes(COUNTER_SERIES) };
   }
 
   /** Polls until more than `than` syncs have succeeded. */

@@ -22,7 +22,7 @@ import { Compiler } from '../src/rules/compile.js';
 import { fullTransaction, partialTransaction } from '../src/rules/diff.js';
 import { createNft } from '../src/rules/nft/exec.js';
 import { rulesetSize } from '../src/rules/ruleset.js';
-import { type DaemonFigures, type DaemonWorkload, measureDaemon } from './daemon-latency.js';
+import { type DaemonFigures, type DaemonWorkload, measureDaemon, scrapeText } from './daemon-latency.js';
 import {
   median,
   missingRootOrTools,
@@ -275,6 +275,9 @@ export const bench: Bench = {
           figures[`${tag}_binary_initial_sync_ms@${n}`] = f.binaryInitialMs;
           figures[`${tag}_change_to_commit_ms_median@${n}`] = round(f.change.total, 1);
           figures[`${tag}_rss_mb_after_quiet@${n}`] = f.rss.afterQuiet;
+          figures[`${tag}_rss_mb_peak_after_counters_scrape@${n}`] = f.scrape.counters
+            ? f.scrape.peakAfter
+            : null;
           figures[`${tag}_first_sync_cpu_s@${n}`] = f.cpu.ownS;
           figures[`${tag}_first_sync_nft_cpu_s@${n}`] = f.cpu.nftS;
           figures[`${tag}_rss_mb_peak@${n}`] = f.rss.peak;
@@ -304,7 +307,7 @@ export const bench: Bench = {
             `    one change → commit ${fmt(f.change.total)} median of ${f.changes} (max ${fmt(f.change.max)}): delivery ${fmt(f.change.delivery)}, sync CPU ${fmt(f.change.cpu)}, nft ${fmt(f.change.nft)}, ${f.change.ops} operations`,
             `    the binary, CPU to its first sync: ${f.cpu.ownS} s${r(f.cpu.ownS, ref.cpu.ownS)} its own (list, model, compile, render), ${f.cpu.nftS} s${r(f.cpu.nftS, ref.cpu.nftS)} its nft's`,
             `    RSS of the binary: ${f.rss.afterFull} MB after the full sync, ${f.rss.afterChanges} MB after ${f.changes} changes, ${f.rss.afterQuiet} MB after ${f.quietS} s quiet${r(f.rss.afterQuiet, ref.rss.afterQuiet)}; peak ${f.rss.peak} MB${r(f.rss.peak, ref.rss.peak)}`,
-            `    one /metrics scrape then (${round(f.scrape.bytes / 1e6, 2)} MB, ${f.scrape.ms} ms): RSS ${f.scrape.rssAfter} MB after it, peak ${f.scrape.peakAfter} MB`,
+            `    then ${scrapeText(f.scrape)}: RSS ${f.scrape.rssAfter} MB after it, peak ${f.scrape.peakAfter} MB`,
           );
           if (n === 50_000) {
             const initialRatio = f.initial.totalMs / ref.initial.totalMs;
