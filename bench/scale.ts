@@ -6,8 +6,9 @@
  *
  * - nft: compile (a fresh Compiler), render, the full load with the real `nft -f` in a throwaway
  *   namespace (nft's user and system CPU and peak RSS apart), one change (nft -f), and the full
- *   load again at once: on a VM that gives memory idle for a while back to its host, the first
- *   load's fresh pages cost several times what the second's do (the kernel time per fault).
+ *   load again at once. Each with its kernel time per page fault: on this VM it grows with the
+ *   memory a load touches (3–4 µs at 10,000, 6–13 µs at 50,000, the second load too), so the
+ *   50,000 ratios hold the machine's cost of a page as well as ours.
  * - daemon: the whole daemon against the test API server holding the same Services as objects
  *   (bench/daemon-latency.ts measureDaemon): initial full sync, one EndpointSlice change →
  *   commit (median), and the binary's RSS after a quiet minute.
@@ -89,8 +90,8 @@ interface NftFigures {
   nftFaults: number | null;
   /**
    * The same full load again at once, into the emptied namespace: nft then gets the pages the
-   * first load just gave back. The two differ by what a fresh page costs on this machine, not by
-   * anything of ours (costLine).
+   * first load just gave back. The same text, so the two differ only by what the machine makes
+   * a page cost (costLine).
    */
   again: { wallMs: number; sysS: number | null; faults: number | null };
   changeNftMs: number;
