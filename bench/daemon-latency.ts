@@ -194,11 +194,6 @@ export interface DaemonFigures {
   heap: { serverOnly: number; afterChanges: number };
 }
 
-/**
- * The in-process daemon against the workload (initial full sync, then `changes` changes, each
- * timed from the write at the server to its nft commit), then the binary as a child process
- * (its RSS after the full sync, after as many changes, and `quietS` seconds later).
- */
 /** Scrapes made at most for one that carries the counters (2 s apart). */
 const SCRAPES_FOR_COUNTERS = 15;
 
@@ -211,6 +206,11 @@ export function scrapeText(s: DaemonFigures['scrape']): string {
   return `/metrics scrapes until one had the per-Service counters: the first answered without them in ${s.ms} ms (the kernel read outlasts the daemon's wait), scrape ${s.scrapes} had them (${size})`;
 }
 
+/**
+ * The in-process daemon against the workload (initial full sync, then `changes` changes, each
+ * timed from the write at the server to its nft commit), then the binary as a child process
+ * (its RSS after the full sync, after as many changes, and `quietS` seconds later).
+ */
 export async function measureDaemon(
   ctx: BenchContext,
   w: DaemonWorkload,
@@ -338,7 +338,7 @@ export async function measureDaemon(
     await sleep(quietS * 1000);
     const afterQuiet = child.memory();
     // Then scrapes, as Prometheus would make them: what reading the counters costs in memory.
-    // At 30,000 Services and more the read outlasts the daemon's wait, and the first scrape
+    // From about 10,000 Services the read can outlast the daemon's wait, and the first scrape
     // answers without counters while the read goes on: scraped again until one has them.
     const t0 = performance.now();
     let scraped = await child.scrape();
