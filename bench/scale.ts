@@ -35,7 +35,7 @@ import {
   type BenchContext,
   type BenchResult,
 } from './harness.js';
-import { withBenchNetns, type Netns, type ProcessCost, type TimedExec } from './nft-load.js';
+import { withBenchNetns, type Netns, type NftStats, type ProcessCost, type TimedExec } from './nft-load.js';
 import { objectsOf, sliceOf } from './state-objects.js';
 import { BENCH_COMPILE_CONFIG, BENCH_NET, clusterIpState, mixedState, replaceOneEndpoint } from './states.js';
 
@@ -83,17 +83,14 @@ interface NftFigures {
   renderMs: number;
   elements: number;
   textMb: number;
-  fullMs: number;
-  nftUserS: number | null;
-  nftSysS: number | null;
-  nftRssMb: number | null;
-  nftFaults: number | null;
+  /** The full load: what its nft process cost. */
+  full: NftStats;
   /**
    * The same full load again at once, into the emptied namespace: nft then gets the pages the
    * first load just gave back. The same text, so the two differ only by what the machine makes
    * a page cost (costLine).
    */
-  again: { wallMs: number; sysS: number | null; faults: number | null };
+  again: NftStats;
   changeNftMs: number;
 }
 
@@ -141,12 +138,8 @@ async function measureNft(timed: TimedExec, ns: Netns, state: ProxyState): Promi
     renderMs,
     elements: rulesetSize(rs).elements,
     textMb: round(text.length / 1e6, 1),
-    fullMs: full.wallMs,
-    nftUserS: full.userS,
-    nftSysS: full.sysS,
-    nftRssMb: full.peakRssMb,
-    nftFaults: full.faults,
-    again: { wallMs: again.wallMs, sysS: again.sysS, faults: again.faults },
+    full,
+    again,
     changeNftMs: median(changes),
   };
 }
@@ -227,14 +220,14 @@ export const bench: Bench = {
             const tag = `nft_${kind}`;
             figures[`${tag}_compile_ms@${n}`] = round(f.compileMs, 1);
             figures[`${tag}_render_ms@${n}`] = round(f.renderMs, 1);
-            figures[`${tag}_full_load_ms@${n}`] = round(f.fullMs, 1);
-            figures[`${tag}_nft_user_s@${n}`] = f.nftUserS;
-            figures[`${tag}_nft_sys_s@${n}`] = f.nftSysS;
-            figures[`${tag}_nft_rss_mb@${n}`] = f.nftRssMb;
+            figures[`${tag}_full_load_ms@${n}`] = round(f.full.wallMs, 1);
+            figures[`${tag}_nft_user_s@${n}`] = f.full.userS;
+            figures[`${tag}_nft_sys_s@${n}`] = f.full.sysS;
+            figures[`${tag}_nft_rss_mb@${n}`] = f.full.peakRssMb;
             figures[`${tag}_change_nft_ms@${n}`] = round(f.changeNftMs, 1);
             figures[`${tag}_full_load_again_ms@${n}`] = round(f.again.wallMs, 1);
             if (n !== base) {
-              figures[`${tag}_full_load_ratio@${n}/${base}`] = round(f.fullMs / ref.fullMs, 2);
+              figures[`${tag}_full_load_ratio@${n}/${base}`] = round(f.full.wallMs / ref.full.wallMs, 2);
               figures[`${tag}_full_load_again_ratio@${n}/${base}`] = round(
                 f.again.wallMs / ref.again.wallMs,
                 2,
@@ -245,10 +238,10 @@ export const bench: Bench = {
               x === null ? '?' : `${x} s${y ? r(x, y) : ''}`;
             lines.push(
               `  nft ${kind} ${n}: ${f.elements} elements, ${f.textMb} MB of text; compile ${fmt(f.compileMs)}${r(f.compileMs, ref.compileMs)}, render ${fmt(f.renderMs)}${r(f.renderMs, ref.renderMs)}; ` +
-                `full load (nft -f) ${fmt(f.fullMs)}${r(f.fullMs, ref.fullMs)}: user ${cpu(f.nftUserS, ref.nftUserS)}, kernel ${cpu(f.nftSysS, ref.nftSysS)}, ` +
-                `nft peak RSS ${f.nftRssMb} MB${f.nftRssMb && ref.nftRssMb ? r(f.nftRssMb, ref.nftRssMb) : ''}; one change (nft -f) ${fmt(f.changeNftMs)}`,
+                `full load (nft -f) ${fmt(f.full.wallMs)}${r(f.full.wallMs, ref.full.wallMs)}: user ${cpu(f.full.userS, ref.full.userS)}, kernel ${cpu(f.full.sysS, ref.full.sysS)}, ` +
+                `nft peak RSS ${f.full.peakRssMb} MB${f.full.peakRssMb && ref.full.peakRssMb ? r(f.full.peakRssMb, ref.full.peakRssMb) : ''}; one change (nft -f) ${fmt(f.changeNftMs)}`,
               `    the same load again at once (the pages the first gave back): ${fmt(f.again.wallMs)}${r(f.again.wallMs, ref.again.wallMs)}, ` +
-                `kernel ${cpu(f.again.sysS, ref.again.sysS)}; kernel time per page fault ${perFault(f.nftSysS, f.nftFaults)} µs the first time, ${perFault(f.again.sysS, f.again.faults)} µs again`,
+                `kernel ${cpu(f.again.sysS, ref.again.sysS)}; kernel time per page fault ${perFault(f.full.sysS, f.full.faults)} µs the first time, ${perFault(f.again.sysS, f.again.faults)} µs again`,
             );
           }
         }
