@@ -65,6 +65,7 @@ export function unusualStream(text: string): boolean {
   }
   return false;
 }
+
 /** Only white space and comments: what comes before a stream's first `---`, if anything. */
 const NO_CONTENT = /^(?:\s|#[^\n]*)*$/;
 

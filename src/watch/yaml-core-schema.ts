@@ -21,13 +21,16 @@ const { FAILSAFE_SCHEMA, Type } = jsYaml;
  */
 const ANY_FIRST = new Uint8Array(128);
 
+/** Counts a type's first characters in ANY_FIRST. */
+const mayStartWith = (first: string): void => {
+  for (const c of first) ANY_FIRST[c.charCodeAt(0)] = 1;
+};
+
 /** A type's first characters as a table by character code, counted in ANY_FIRST too. */
 const firstTable = (first: string): Uint8Array => {
+  mayStartWith(first);
   const table = new Uint8Array(128);
-  for (const c of first) {
-    table[c.charCodeAt(0)] = 1;
-    ANY_FIRST[c.charCodeAt(0)] = 1;
-  }
+  for (const c of first) table[c.charCodeAt(0)] = 1;
   return table;
 };
 
@@ -51,8 +54,11 @@ const scalar = (
   });
 };
 
-/** js-yaml resolves an empty plain scalar (`key:`) through the null type with `null` as data. */
-firstTable('~nN'); // its own test below needs no table
+/**
+ * js-yaml resolves an empty plain scalar (`key:`) through the null type with `null` as data. Its
+ * test is short enough to need no table; only ANY_FIRST needs its first characters.
+ */
+mayStartWith('~nN');
 const nullType = new Type('tag:yaml.org,2002:null', {
   kind: 'scalar',
   resolve: (data: unknown) =>
